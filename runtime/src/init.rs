@@ -1,0 +1,253 @@
+//! The step-init role: `/proc/self/exe __rbuild-step-init`, spawned by `run_step`.
+//!
+//! It reads the spec from stdin, unshares mount/pid/ipc/uts(/net), and forks the step's pid 1,
+//! which builds the rootfs, drops to the step's user and execs the command. The step-init
+//! process stays outside the new pid namespace to report pid 1's exit status; when pid 1 ends,
+//! the kernel kills every other process of the step.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use rustix::fs::{Mode, OFlags};
+
+use crate::mounts;
+use crate::spec::{MountStub, NetworkMode, StepReport, StepSpec};
+
+/// The hidden argument that selects the step-init role of the rbuild binary.
+pub const STEP_INIT_ARG: &str = "__rbuild-step-init";
+/// The descriptor on which the step-init process sends `StepReport`s.
+pub const REPORT_FD: i32 = 3;
+/// Exit status when set-up failed before the command started.
+pub const SETUP_FAILED_STATUS: i32 = 125;
+
+struct Reporter {
+    file: std::fs::File,
+}
+
+impl Reporter {
+    fn send(&mut self, report: &StepReport) {
+        if let Ok(mut line) = serde_json::to_vec(report) {
+            line.push(b'\n');
+            let _ = self.file.write_all(&line);
+        }
+    }
+}
+
+/// Entry point of the step-init role. Never returns.
+pub fn step_init_main() -> ! {
+    // SAFETY: fd 3 was set up by run_step for this process; nothing else owns it.
+    let report_fd = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
+    let _ = rustix::io::fcntl_setfd(&report_fd, rustix::io::FdFlags::CLOEXEC);
+    let mut reporter = Reporter {
+        file: std::fs::File::from(report_fd),
+    };
+    let code = match read_spec().and_then(|spec| run(&spec, &mut reporter)) {
+        Ok(code) => code,
+        Err(message) => {
+            reporter.send(&StepReport::SetupFailed(message));
+            SETUP_FAILED_STATUS
+        }
+    };
+    std::process::exit(code)
+}
+
+fn read_spec() -> Result<StepSpec, String> {
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read step spec: {e}"))?;
+    let spec = serde_json::from_slice(&raw).map_err(|e| format!("parse step spec: {e}"))?;
+    // The command gets no input, as in `docker build`.
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| format!("redirect stdin: {e}"))?;
+    Ok(spec)
+}
+
+fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| format!("unshare mount/pid/ipc/uts namespaces: {e}"))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make mounts private: {e}"))?;
+
+    // SAFETY: this process is single-threaded (a fresh exec that started no threads).
+    match unsafe { fork() }.map_err(|e| format!("fork step pid 1: {e}"))? {
+        ForkResult::Child => {
+            // Die with the step-init process, whatever kills it.
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let message = match setup_and_exec(spec, reporter) {
+                Ok(never) => match never {},
+                Err(message) => message,
+            };
+            reporter.send(&StepReport::SetupFailed(message));
+            // SAFETY: leave the forked child without running destructors twice.
+            unsafe { libc::_exit(SETUP_FAILED_STATUS) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+                Ok(_) => continue,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(format!("wait for step pid 1: {e}")),
+            }
+        },
+    }
+}
+
+enum Never {}
+
+fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, String> {
+    let mut notices = Vec::new();
+    if spec.network == NetworkMode::None {
+        mounts::loopback_up()?;
+    }
+    mounts::mount_overlay(&spec.rootfs)?;
+    let merged = &spec.rootfs.merged_dir;
+    let root = rustix::fs::open(
+        merged,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open rootfs {}: {e}", merged.display()))?;
+
+    let mut stubs: Vec<MountStub> = Vec::new();
+    let proc_dir = mounts::ensure_in_root(&root, merged, "/proc", true, &mut stubs)?;
+    let dev_dir = mounts::ensure_in_root(&root, merged, "/dev", true, &mut stubs)?;
+    let sys_dir = mounts::ensure_in_root(&root, merged, "/sys", true, &mut stubs)?;
+    let etc_targets = [
+        ("/etc/hosts", &spec.etc_files.hosts),
+        ("/etc/resolv.conf", &spec.etc_files.resolv_conf),
+        ("/etc/hostname", &spec.etc_files.hostname),
+    ]
+    .into_iter()
+    .map(|(path, source)| {
+        Ok((
+            path,
+            source,
+            mounts::ensure_in_root(&root, merged, path, false, &mut stubs)?,
+        ))
+    })
+    .collect::<Result<Vec<_>, String>>()?;
+    reporter.send(&StepReport::Stubs(stubs));
+
+    let proc_flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    if nix::mount::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        proc_flags,
+        None::<&str>,
+    )
+    .is_err()
+    {
+        // Nested in a container that masks /proc, a new procfs is refused: reuse the host's.
+        mounts::bind(Path::new("/proc"), &proc_dir, "/proc", true)?;
+        notices.push(
+            "procfs could not be mounted; /proc is the host's (read-only view of other processes)"
+                .into(),
+        );
+    }
+    mounts::setup_dev(&dev_dir, &mut notices)?;
+    match mounts::bind(Path::new("/sys"), &sys_dir, "/sys", true) {
+        Ok(()) => mounts::remount_readonly(&sys_dir)?,
+        Err(e) => notices.push(format!("/sys is empty in this step ({e})")),
+    }
+    for (path, source, target) in &etc_targets {
+        mounts::bind(source, target, path, false)?;
+    }
+    for notice in notices {
+        reporter.send(&StepReport::Notice(notice));
+    }
+    drop(root);
+
+    mounts::pivot_into(merged)?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
+
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = crate::user::resolve_user(&spec.user, &passwd, &group).map_err(|e| e.to_string())?;
+
+    if std::fs::symlink_metadata(&spec.cwd).is_err() {
+        std::fs::create_dir_all(&spec.cwd)
+            .map_err(|e| format!("create working dir {}: {e}", spec.cwd))?;
+    }
+    std::env::set_current_dir(&spec.cwd).map_err(|e| format!("chdir {}: {e}", spec.cwd))?;
+
+    let mut env: Vec<String> = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .map(str::to_string);
+
+    crate::caps::limit_bounding_set().map_err(|e| format!("limit capabilities: {e}"))?;
+    let groups: Vec<Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    if let Err(e) = nix::unistd::setgroups(&groups) {
+        if !groups.is_empty() {
+            return Err(format!(
+                "set supplementary groups {:?}: {e} (needs subordinate gid ranges in /etc/subgid)",
+                user.additional_gids
+            ));
+        }
+    }
+    let gid = Gid::from_raw(user.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| unmapped("gid", user.gid, e))?;
+    let uid = Uid::from_raw(user.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| unmapped("uid", user.uid, e))?;
+    if user.uid == 0 {
+        crate::caps::set_root_capabilities().map_err(|e| format!("set capabilities: {e}"))?;
+    }
+
+    let program = spec.args.first().ok_or("no command to run")?;
+    let executable = mounts::find_executable(program, path_var.as_deref())
+        .ok_or_else(|| format!("exec: \"{program}\": executable file not found in $PATH"))?;
+    let to_c = |s: &String| {
+        CString::new(s.as_str()).map_err(|_| format!("argument {s:?} holds a NUL byte"))
+    };
+    let argv = spec.args.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
+    let errno = nix::unistd::execve(&executable, &argv, &envp).err();
+    Err(format!(
+        "exec {}: {}",
+        executable.to_string_lossy(),
+        errno.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+fn unmapped(kind: &str, id: u32, e: nix::Error) -> String {
+    if e == nix::Error::EINVAL {
+        format!(
+            "USER needs {kind} {id}, which the user namespace does not map: add a subordinate \
+             range (sudo usermod --add-sub{kind}s 100000-165535 $USER)"
+        )
+    } else {
+        format!("set{kind} {id}: {e}")
+    }
+}

@@ -1,0 +1,19 @@
+//! rbuild-runtime: the rootless sandbox for one build step. It enters a user namespace with
+//! the caller's subordinate ids and runs one process over an overlay rootfs in fresh mount, pid,
+//! ipc and uts namespaces. It knows nothing of Dockerfiles or images.
+
+pub mod caps;
+pub mod error;
+pub mod idmap;
+pub mod init;
+pub mod mounts;
+pub mod spec;
+pub mod step;
+pub mod user;
+pub mod userns;
+
+pub use error::RuntimeError;
+pub use init::{step_init_main, STEP_INIT_ARG};
+pub use spec::{EtcFiles, MountStub, NetworkMode, RootfsSpec, StepSpec};
+pub use step::{remove_stubs, run_step, OutputStream, StepOutcome};
+pub use userns::{enter_user_namespace, IdMapping, UserNamespace};

@@ -1,0 +1,71 @@
+//! What the caller asks the runtime to run: one process over an overlay rootfs. Serialized as
+//! JSON from the build process to the step-init process it spawns.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// Share the caller's network namespace (Docker's default for RUN).
+    Host,
+    /// A fresh network namespace with loopback only.
+    None,
+}
+
+/// The overlay the step runs on. All dirs must sit on one filesystem with the upper dir.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootfsSpec {
+    /// Lower layer dirs, topmost first. At least one (an empty dir for `FROM scratch`).
+    pub lower_dirs: Vec<PathBuf>,
+    /// Receives every change the step makes: it becomes the new layer.
+    pub upper_dir: PathBuf,
+    /// Overlay's scratch dir, same filesystem as `upper_dir`, empty.
+    pub work_dir: PathBuf,
+    /// Where the merged tree is mounted (an empty dir).
+    pub merged_dir: PathBuf,
+}
+
+/// Files bind-mounted over the image's own (never committed to a layer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtcFiles {
+    pub hosts: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub hostname: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub rootfs: RootfsSpec,
+    /// argv; `args[0]` is looked up in the step's PATH when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=value` entries, in order.
+    pub env: Vec<String>,
+    /// Working directory inside the rootfs; created when missing.
+    pub cwd: String,
+    /// Dockerfile `USER` value, resolved inside the rootfs (empty = root).
+    pub user: String,
+    pub hostname: String,
+    pub etc_files: EtcFiles,
+    pub network: NetworkMode,
+}
+
+/// A path the sandbox had to create in the rootfs so it could mount something there. It lands
+/// in the upper dir and must be removed before the upper dir is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountStub {
+    /// Path inside the rootfs, absolute.
+    pub path: String,
+    pub is_dir: bool,
+}
+
+/// Messages from the step-init process to the caller over the report pipe (JSON lines).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StepReport {
+    /// Mount points the sandbox created (sent before exec).
+    Stubs(Vec<MountStub>),
+    /// Set-up failed before the command could start.
+    SetupFailed(String),
+    /// A notice for the user (e.g. a fallback taken).
+    Notice(String),
+}

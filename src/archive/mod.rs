@@ -1,0 +1,41 @@
+//! Image archives: writing OCI and Docker archives from the store (`save`, `--output`), and
+//! loading OCI layouts, OCI archives and Docker archives into it (`load`).
+
+mod load;
+mod save;
+
+pub use load::{load, LoadedImage};
+pub use save::{save, ArchiveFormat};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Manifest(#[from] crate::image::manifest::ManifestError),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+pub(crate) fn io_err<'p>(
+    action: &'static str,
+    path: &'p std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ArchiveError + 'p {
+    move |source| ArchiveError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,223 @@
+//! COPY from the build context into the mounted image: destination rules of BuildKit
+//! (directory sources copy their contents, a trailing `/` or several sources mean a directory),
+//! every write resolved inside the image's root.
+
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+use super::rootfs::{mkdir_all_in_root, open_in_root};
+use crate::context::{Selected, SourceKind};
+
+/// How files land: owner (default root) and an optional --chmod.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyAttrs {
+    pub owner: (u32, u32),
+    pub chmod: Option<u32>,
+}
+
+/// Joins an image path and a relative one, normalising `.` and `..` lexically (`..` at `/`
+/// stays at `/`, as in a chroot).
+pub fn join_image_path(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let full = if rel.starts_with('/') {
+        rel.to_string()
+    } else {
+        format!("{base}/{rel}")
+    };
+    for part in full.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Copies every selected source to `dest` (absolute, in the image). `dest_is_dir` is the
+/// caller's reading of the trailing-slash and several-sources rules.
+pub fn copy_sources(
+    root: &OwnedFd,
+    selected: &[Selected],
+    dest: &str,
+    dest_is_dir: bool,
+    attrs: CopyAttrs,
+) -> Result<(), String> {
+    let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
+    let mut dir_times: Vec<(String, i64, i64)> = Vec::new();
+    for sel in selected {
+        let base = if sel.is_dir() {
+            dest.to_string()
+        } else if dest_is_dir || dest_exists_as_dir {
+            join_image_path(dest, &sel.name)
+        } else {
+            dest.to_string()
+        };
+        for entry in &sel.entries {
+            let target = if entry.rel.is_empty() {
+                base.clone()
+            } else {
+                join_image_path(&base, &entry.rel)
+            };
+            let (parent, name) = match target.rsplit_once('/') {
+                Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
+                None => ("/", target.as_str()),
+            };
+            let mode = attrs.chmod.unwrap_or(entry.mode);
+            if name.is_empty() {
+                // The destination is `/` itself: only its contents are copied.
+                continue;
+            }
+            let parent_fd = mkdir_all_in_root(
+                root,
+                parent,
+                0o755,
+                if entry.rel.is_empty() {
+                    (0, 0)
+                } else {
+                    attrs.owner
+                },
+            )?;
+            match &entry.kind {
+                SourceKind::Dir => {
+                    let existing =
+                        rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+                    let is_dir = existing
+                        .as_ref()
+                        .is_some_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
+                    if !is_dir {
+                        if existing.is_some() {
+                            remove_entry(&parent_fd, name, &target)?;
+                        }
+                        rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755))
+                            .map_err(|e| format!("mkdir {target}: {e}"))?;
+                    }
+                    let fd = rustix::fs::openat(
+                        &parent_fd,
+                        name,
+                        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| format!("open {target}: {e}"))?;
+                    set_owner_mode(&fd, attrs.owner, mode, &target)?;
+                    dir_times.push((target.clone(), entry.mtime, entry.mtime_nsec));
+                }
+                SourceKind::File { .. } => {
+                    replace_non_dir(&parent_fd, name, &target)?;
+                    let fd = rustix::fs::openat(
+                        &parent_fd,
+                        name,
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(|e| format!("create {target}: {e}"))?;
+                    let mut out = std::fs::File::from(fd);
+                    let mut input = std::fs::File::open(&entry.host_path)
+                        .map_err(|e| format!("read {}: {e}", entry.host_path.display()))?;
+                    std::io::copy(&mut input, &mut out)
+                        .map_err(|e| format!("write {target}: {e}"))?;
+                    let fd = OwnedFd::from(out);
+                    set_owner_mode(&fd, attrs.owner, mode, &target)?;
+                    let times = timestamps(entry.mtime, entry.mtime_nsec);
+                    rustix::fs::futimens(&fd, &times)
+                        .map_err(|e| format!("set times of {target}: {e}"))?;
+                }
+                SourceKind::Symlink { target: link } => {
+                    replace_non_dir(&parent_fd, name, &target)?;
+                    rustix::fs::symlinkat(link.as_str(), &parent_fd, name)
+                        .map_err(|e| format!("symlink {target}: {e}"))?;
+                    rustix::fs::chownat(
+                        &parent_fd,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(attrs.owner.0)),
+                        Some(rustix::fs::Gid::from_raw(attrs.owner.1)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| chown_error(&target, attrs.owner, e))?;
+                    let times = timestamps(entry.mtime, entry.mtime_nsec);
+                    rustix::fs::utimensat(&parent_fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| format!("set times of {target}: {e}"))?;
+                }
+            }
+        }
+    }
+    // Directory times last: writing their contents changed them.
+    for (path, sec, nsec) in dir_times.iter().rev() {
+        if let Ok(fd) = open_in_root(root, path, OFlags::DIRECTORY) {
+            let _ = rustix::fs::futimens(&fd, &timestamps(*sec, *nsec));
+        }
+    }
+    Ok(())
+}
+
+fn timestamps(sec: i64, nsec: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec as _,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String {
+    if e == rustix::io::Errno::INVAL {
+        format!(
+            "chown {target} to {}:{}: the id is not mapped in the user namespace (add a subordinate \
+             id range in /etc/subuid and /etc/subgid)",
+            owner.0, owner.1
+        )
+    } else {
+        format!("chown {target}: {e}")
+    }
+}
+
+fn set_owner_mode(fd: &OwnedFd, owner: (u32, u32), mode: u32, target: &str) -> Result<(), String> {
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(owner.0)),
+        Some(rustix::fs::Gid::from_raw(owner.1)),
+    )
+    .map_err(|e| chown_error(target, owner, e))?;
+    // After chown: it clears setuid/setgid bits.
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| format!("chmod {target}: {e}"))
+}
+
+fn remove_entry(parent: &OwnedFd, name: &str, target: &str) -> Result<(), String> {
+    rustix::fs::unlinkat(parent, name, AtFlags::empty())
+        .map_err(|e| format!("replace {target}: {e}"))
+}
+
+/// A file or symlink replaces whatever non-directory is there; a directory there is an error
+/// (as in BuildKit: copying a file over a directory fails).
+fn replace_non_dir(parent: &OwnedFd, name: &str, target: &str) -> Result<(), String> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR => Err(format!(
+            "cannot copy a file to {target}: it is a directory in the image"
+        )),
+        Ok(_) => remove_entry(parent, name, target),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_image_path;
+
+    #[test]
+    fn image_paths_join_and_clamp_at_root() {
+        assert_eq!(join_image_path("/app", "x"), "/app/x");
+        assert_eq!(join_image_path("/app", "/abs"), "/abs");
+        assert_eq!(join_image_path("/app", "../../x"), "/x");
+        assert_eq!(join_image_path("/", "./a/./b/"), "/a/b");
+        assert_eq!(join_image_path("/", ""), "/");
+    }
+}

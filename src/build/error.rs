@@ -1,0 +1,89 @@
+//! Build errors: each names the Dockerfile line it comes from, where there is one.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read {path}: {source}")]
+    ReadDockerfile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}\n{excerpt}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+        excerpt: String,
+    },
+    #[error("{file}:{line}: {keyword}: {message}\n{excerpt}")]
+    Instruction {
+        file: String,
+        line: usize,
+        keyword: &'static str,
+        message: String,
+        excerpt: String,
+    },
+    #[error(
+        "{file}:{line}: process \"{command}\" did not complete successfully: exit code: {exit_code}\n{excerpt}"
+    )]
+    RunFailed {
+        file: String,
+        line: usize,
+        command: String,
+        exit_code: i32,
+        excerpt: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::RuntimeError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where an instruction is, for building errors that point at it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub end_line: usize,
+    /// The instruction's source lines, numbered, as shown under an error.
+    pub excerpt: String,
+}
+
+impl Location {
+    pub fn error(&self, keyword: &'static str, message: impl Into<String>) -> BuildError {
+        BuildError::Instruction {
+            file: self.file.clone(),
+            line: self.line,
+            keyword,
+            message: message.into(),
+            excerpt: self.excerpt.clone(),
+        }
+    }
+}
+
+/// ` 12 | RUN false` lines for `first..=last` of `source`.
+pub fn excerpt(source: &str, first: usize, last: usize) -> String {
+    source
+        .lines()
+        .enumerate()
+        .skip(first.saturating_sub(1))
+        .take(last.saturating_sub(first) + 1)
+        .map(|(i, text)| format!(" {:>4} | {}", i + 1, text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let action = action.into();
+    move |source| BuildError::Io { action, source }
+}

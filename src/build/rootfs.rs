@@ -1,0 +1,163 @@
+//! A writable view of the image being built, for the steps that change files without a
+//! container (COPY, WORKDIR): an overlay of the current layers mounted in rbuild's own mount
+//! namespace, whose upper dir becomes the new layer. Also the work dirs of RUN steps.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::RootfsSpec;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::error::{io_error, BuildError};
+use crate::store::Store;
+
+/// upper/, work/, merged/ in one temp dir of the store (so the upper dir can be renamed into
+/// layers/ without a copy).
+pub struct StepDirs {
+    pub temp: tempfile::TempDir,
+    pub rootfs: RootfsSpec,
+}
+
+impl StepDirs {
+    /// `layers` are diff_ids bottom first, as in the config.
+    pub fn new(store: &Store, layers: &[String], purpose: &str) -> Result<StepDirs, BuildError> {
+        let temp = store.temp_dir(purpose)?;
+        let mut lower_dirs: Vec<PathBuf> = layers
+            .iter()
+            .rev()
+            .map(|d| store.layer_dir(d))
+            .collect::<Result<_, _>>()?;
+        if lower_dirs.is_empty() {
+            // overlay needs a lower layer; FROM scratch has none.
+            let empty = temp.path().join("empty");
+            std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
+            lower_dirs.push(empty);
+        }
+        let rootfs = RootfsSpec {
+            lower_dirs,
+            upper_dir: temp.path().join("upper"),
+            work_dir: temp.path().join("work"),
+            merged_dir: temp.path().join("merged"),
+        };
+        for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
+            std::fs::create_dir(dir).map_err(io_error(format!("create {}", dir.display())))?;
+        }
+        // The upper dir's root becomes the image's / when committed: root-owned, 0755.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rootfs.upper_dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error("chmod upper dir"))?;
+        Ok(StepDirs { temp, rootfs })
+    }
+}
+
+/// The overlay mounted at `merged`, unmounted on drop (also on error paths).
+pub struct MountedRootfs<'a> {
+    merged: &'a Path,
+    root: Option<OwnedFd>,
+}
+
+impl<'a> MountedRootfs<'a> {
+    pub fn mount(rootfs: &'a RootfsSpec) -> Result<MountedRootfs<'a>, BuildError> {
+        rbuild_runtime::mounts::mount_overlay(rootfs).map_err(|message| BuildError::Io {
+            action: message,
+            source: std::io::Error::other("overlay mount failed"),
+        })?;
+        let mut mounted = MountedRootfs {
+            merged: &rootfs.merged_dir,
+            root: None,
+        };
+        let root = rustix::fs::open(
+            &rootfs.merged_dir,
+            OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| BuildError::Io {
+            action: "open merged rootfs".into(),
+            source: e.into(),
+        })?;
+        mounted.root = Some(root);
+        Ok(mounted)
+    }
+
+    /// A dirfd of the image's `/`: every path below is resolved against it, never the host.
+    pub fn root_fd(&self) -> &OwnedFd {
+        self.root
+            .as_ref()
+            .expect("root fd is set right after mounting")
+    }
+
+    /// Reads a small file of the image (e.g. /etc/passwd), empty when missing.
+    pub fn read_image_file(&self, path: &str) -> String {
+        let Ok(fd) = open_in_root(self.root_fd(), path, OFlags::RDONLY) else {
+            return String::new();
+        };
+        std::io::read_to_string(std::fs::File::from(fd)).unwrap_or_default()
+    }
+}
+
+impl Drop for MountedRootfs<'_> {
+    fn drop(&mut self) {
+        self.root = None;
+        let _ = nix::mount::umount2(self.merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Opens `path` (absolute, in image terms) inside `root`: symlinks resolve against the image's
+/// root, `..` cannot climb out, /proc magic links are refused.
+pub fn open_in_root(root: &OwnedFd, path: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat2(
+        root,
+        if path.is_empty() { "/" } else { path },
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// `mkdir -p` inside the image; created dirs get `mode` and `owner`. Returns a dirfd of `path`.
+pub fn mkdir_all_in_root(
+    root: &OwnedFd,
+    path: &str,
+    mode: u32,
+    owner: (u32, u32),
+) -> Result<OwnedFd, String> {
+    if let Ok(fd) = open_in_root(root, path, OFlags::DIRECTORY) {
+        return Ok(fd);
+    }
+    let mut dir = open_in_root(root, "/", OFlags::DIRECTORY).map_err(|e| format!("open /: {e}"))?;
+    let mut so_far = String::new();
+    for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        so_far.push('/');
+        so_far.push_str(component);
+        match open_in_root(root, &so_far, OFlags::DIRECTORY) {
+            Ok(fd) => dir = fd,
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(mode))
+                    .map_err(|e| format!("mkdir {so_far}: {e}"))?;
+                let fd = rustix::fs::openat(
+                    &dir,
+                    component,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| format!("open {so_far}: {e}"))?;
+                rustix::fs::fchown(
+                    &fd,
+                    Some(rustix::fs::Uid::from_raw(owner.0)),
+                    Some(rustix::fs::Gid::from_raw(owner.1)),
+                )
+                .map_err(|e| format!("chown {so_far}: {e}"))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                    .map_err(|e| format!("chmod {so_far}: {e}"))?;
+                dir = fd;
+            }
+            Err(rustix::io::Errno::NOTDIR) => {
+                return Err(format!(
+                    "{so_far} exists in the image and is not a directory"
+                ))
+            }
+            Err(e) => return Err(format!("open {so_far}: {e}")),
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,215 @@
+//! `rbuild images`, `rbuild history`, `rbuild inspect`: reading the store.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use rbuild::image::ImageConfig;
+use rbuild::store::Store;
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only show image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Do not truncate the CREATED BY column
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+fn read_config(store: &Store, image_id: &str) -> anyhow::Result<ImageConfig> {
+    let bytes = store.read_blob(image_id)?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("image {image_id} has an unreadable config"))
+}
+
+/// Sum of the layers' tar sizes, as `docker images` shows.
+fn image_size(store: &Store, config: &ImageConfig) -> u64 {
+    config
+        .rootfs
+        .diff_ids
+        .iter()
+        .filter_map(|d| store.layer_info(d).ok())
+        .map(|i| i.tar_size)
+        .sum()
+}
+
+/// Docker's human sizes: 1000-based, 3 significant digits (`4.19MB`, `0B`).
+pub fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = if unit == 0 {
+        format!("{}", bytes)
+    } else {
+        format!("{value:.digits$}")
+    };
+    let trimmed = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{trimmed}{}", units[unit])
+}
+
+fn short_id(image_id: &str) -> &str {
+    let hex = image_id.trim_start_matches("sha256:");
+    &hex[..hex.len().min(12)]
+}
+
+pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let tags = store.tags()?;
+    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    for image_id in store.list_images()? {
+        let config = read_config(&store, &image_id)?;
+        let size = human_size(image_size(&store, &config));
+        let created = config.created.clone().unwrap_or_default();
+        let names: Vec<&String> = tags
+            .iter()
+            .filter(|(_, id)| **id == image_id)
+            .map(|(t, _)| t)
+            .collect();
+        if names.is_empty() {
+            rows.push((
+                "<none>".into(),
+                "<none>".into(),
+                short_id(&image_id).into(),
+                created,
+                size,
+            ));
+        } else {
+            for name in names {
+                let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+                rows.push((
+                    repo.into(),
+                    tag.into(),
+                    short_id(&image_id).into(),
+                    created.clone(),
+                    size.clone(),
+                ));
+            }
+        }
+    }
+    if args.quiet {
+        let mut ids: Vec<&String> = rows.iter().map(|r| &r.2).collect();
+        ids.dedup();
+        for id in ids {
+            println!("{id}");
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<40} {:<16} {:<14} {:<32} {}",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+    );
+    for (repo, tag, id, created, size) in rows {
+        println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size}");
+    }
+    Ok(0)
+}
+
+pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let image_id = store.resolve_image(&args.image)?;
+    let config = read_config(&store, &image_id)?;
+    // Pair non-empty history entries with layers, in order.
+    let mut layer_sizes = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| store.layer_info(d).map(|i| i.tar_size).unwrap_or(0));
+    let mut rows = Vec::new();
+    for entry in &config.history {
+        let size = if entry.empty_layer {
+            0
+        } else {
+            layer_sizes.next().unwrap_or(0)
+        };
+        rows.push((
+            entry.created.clone().unwrap_or_default(),
+            entry.created_by.clone().unwrap_or_default(),
+            human_size(size),
+            entry.comment.clone().unwrap_or_default(),
+        ));
+    }
+    println!(
+        "{:<14} {:<32} {:<60} {:<10} {}",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"
+    );
+    for (i, (created, created_by, size, comment)) in rows.into_iter().rev().enumerate() {
+        let id = if i == 0 {
+            short_id(&image_id).to_string()
+        } else {
+            "<missing>".to_string()
+        };
+        let created_by = if args.no_trunc || created_by.chars().count() <= 60 {
+            created_by
+        } else {
+            format!("{}…", created_by.chars().take(59).collect::<String>())
+        };
+        println!("{id:<14} {created:<32} {created_by:<60} {size:<10} {comment}");
+    }
+    Ok(0)
+}
+
+pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let mut out = Vec::new();
+    for name in &args.images {
+        let image_id = store.resolve_image(name)?;
+        let config = read_config(&store, &image_id)?;
+        out.push(serde_json::json!({
+            "Id": image_id,
+            "RepoTags": store.tags_of(&image_id)?,
+            "Created": config.created,
+            "Author": config.author.clone().unwrap_or_default(),
+            "Architecture": config.architecture,
+            "Os": config.os,
+            "Variant": config.variant,
+            "Size": image_size(&store, &config),
+            "Config": config.config,
+            "RootFS": {"Type": config.rootfs.kind, "Layers": config.rootfs.diff_ids},
+            "History": config.history,
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_194_304), "4.19MB");
+        assert_eq!(human_size(1_000), "1kB");
+        assert_eq!(human_size(123_456_789), "123MB");
+    }
+}

@@ -1,0 +1,100 @@
+//! The command line: clap definitions (what the user typed) and one module per subcommand
+//! turning them into library calls.
+
+mod build;
+mod images;
+mod manage;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use rbuild::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Rootless, daemonless container image builder"
+)]
+pub struct Cli {
+    /// The store directory [default: $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild]
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// List images in the store
+    Images(images::ImagesArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Show an image's details as JSON
+    Inspect(images::InspectArgs),
+    /// Give an image another name
+    Tag(manage::TagArgs),
+    /// Remove image names (and images left without a name)
+    Rmi(manage::RmiArgs),
+    /// Load images from an OCI archive, OCI layout dir or Docker archive
+    Load(manage::LoadArgs),
+    /// Write an image to a Docker archive (default) or an OCI archive
+    Save(manage::SaveArgs),
+    /// Manage the store
+    System {
+        #[command(subcommand)]
+        command: manage::SystemCommand,
+    },
+}
+
+/// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
+pub const SUBCOMMANDS: [&str; 10] = [
+    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "system", "help",
+];
+
+impl Commands {
+    /// Commands that touch files owned by subordinate ids work inside the user namespace.
+    pub fn needs_user_namespace(&self) -> bool {
+        matches!(
+            self,
+            Commands::Build(_)
+                | Commands::Load(_)
+                | Commands::Save(_)
+                | Commands::Rmi(_)
+                | Commands::System { .. }
+        )
+    }
+}
+
+pub fn default_root() -> PathBuf {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(data).join("rbuild");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/share/rbuild")
+}
+
+pub fn open_store(root: &std::path::Path) -> anyhow::Result<Store> {
+    Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    match cli.command {
+        Commands::Build(args) => build::run(&root, args),
+        Commands::Images(args) => images::images(&root, args),
+        Commands::History(args) => images::history(&root, args),
+        Commands::Inspect(args) => images::inspect(&root, args),
+        Commands::Tag(args) => manage::tag(&root, args),
+        Commands::Rmi(args) => manage::rmi(&root, args),
+        Commands::Load(args) => manage::load(&root, args),
+        Commands::Save(args) => manage::save(&root, args),
+        Commands::System { command } => manage::system(&root, command),
+    }
+}

@@ -1,0 +1,9 @@
+//! The build context: `.dockerignore`, selection of COPY sources inside the context root,
+//! and content hashing of exactly what was selected.
+
+pub mod ignore;
+pub mod pattern;
+mod select;
+
+pub use ignore::{clean_relative, IgnoreRules};
+pub use select::{hash_selection, BuildContext, ContextError, Selected, SourceEntry, SourceKind};

@@ -1,0 +1,417 @@
+//! Selecting COPY sources inside the context root, honouring `.dockerignore`, and hashing them.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::ignore::{clean_relative, IgnoreRules};
+use super::pattern::{glob_match, has_wildcards};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("build context {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("forbidden path outside the build context: {source_path}")]
+    OutsideContext { source_path: String },
+    #[error("\"/{source_path}\": not found in the build context{why}")]
+    NotFound {
+        source_path: String,
+        why: &'static str,
+    },
+    #[error("no source files were specified: {pattern} matches nothing in the build context")]
+    NoMatch { pattern: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    File { size: u64 },
+    Dir,
+    Symlink { target: String },
+}
+
+/// One file, dir or symlink to copy.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// Path relative to the selected source (empty for the source itself).
+    pub rel: String,
+    pub host_path: PathBuf,
+    pub kind: SourceKind,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+/// One source argument resolved: its base name, and its entries (itself first, then for a
+/// dir every descendant not ignored, sorted).
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub name: String,
+    pub entries: Vec<SourceEntry>,
+}
+
+impl Selected {
+    pub fn is_dir(&self) -> bool {
+        self.entries
+            .first()
+            .is_some_and(|e| e.kind == SourceKind::Dir)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    root: PathBuf,
+    ignore: IgnoreRules,
+}
+
+impl BuildContext {
+    /// Opens the context dir and reads its `.dockerignore`.
+    pub fn open(root: &Path) -> Result<BuildContext, ContextError> {
+        let root = root.canonicalize().map_err(io(root))?;
+        if !root.is_dir() {
+            return Err(ContextError::NotADirectory { path: root });
+        }
+        let ignore_path = root.join(".dockerignore");
+        let ignore = match std::fs::read_to_string(&ignore_path) {
+            Ok(text) => IgnoreRules::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
+            Err(e) => {
+                return Err(ContextError::Io {
+                    path: ignore_path,
+                    source: e,
+                })
+            }
+        };
+        Ok(BuildContext { root, ignore })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_excluded(&self, rel: &str) -> bool {
+        self.ignore.is_excluded(rel)
+    }
+
+    /// Resolves one COPY source argument to what it selects.
+    pub fn select(&self, source: &str) -> Result<Vec<Selected>, ContextError> {
+        if escapes_root(source) {
+            return Err(ContextError::OutsideContext {
+                source_path: source.to_string(),
+            });
+        }
+        let rel = clean_relative(source);
+        if has_wildcards(&rel) {
+            let mut matches = Vec::new();
+            self.walk_paths("", &mut |path, _| {
+                if glob_match(&rel, path) {
+                    matches.push(path.to_string());
+                }
+            })?;
+            if matches.is_empty() {
+                return Err(ContextError::NoMatch {
+                    pattern: source.to_string(),
+                });
+            }
+            // A match inside a matched dir is already copied with it.
+            let mut selected = Vec::new();
+            for path in &matches {
+                let inside_other = matches
+                    .iter()
+                    .any(|m| m != path && path.starts_with(&format!("{m}/")));
+                if !inside_other {
+                    selected.push(self.select_path(path)?);
+                }
+            }
+            return Ok(selected);
+        }
+        Ok(vec![self.select_path(&rel)?])
+    }
+
+    fn select_path(&self, rel: &str) -> Result<Selected, ContextError> {
+        if !rel.is_empty() && self.ignore.is_excluded(rel) {
+            return Err(ContextError::NotFound {
+                source_path: rel.to_string(),
+                why: " (excluded by .dockerignore)",
+            });
+        }
+        // The top-level source is followed if it is a symlink, but only inside the context.
+        let host = self.root.join(rel);
+        let resolved = match host.canonicalize() {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(ContextError::NotFound {
+                    source_path: rel.to_string(),
+                    why: "",
+                })
+            }
+        };
+        if !resolved.starts_with(&self.root) {
+            return Err(ContextError::OutsideContext {
+                source_path: rel.to_string(),
+            });
+        }
+        let name = rel.rsplit('/').next().unwrap_or("").to_string();
+        let meta = std::fs::metadata(&resolved).map_err(io(&resolved))?;
+        let mut entries = vec![entry_for("", &resolved, &meta, None)];
+        if meta.is_dir() {
+            let base = rel.to_string();
+            let mut found = Vec::new();
+            self.walk_paths_from(&resolved, &base, &mut |path, full| {
+                found.push((path.to_string(), full.to_path_buf()))
+            })?;
+            for (path, full) in found {
+                let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+                let link = if meta.file_type().is_symlink() {
+                    Some(
+                        std::fs::read_link(&full)
+                            .map_err(io(&full))?
+                            .to_string_lossy()
+                            .into_owned(),
+                    )
+                } else {
+                    None
+                };
+                let inner = path
+                    .strip_prefix(&format!("{base}/"))
+                    .unwrap_or(&path)
+                    .to_string();
+                let inner = if base.is_empty() { path.clone() } else { inner };
+                entries.push(entry_for(&inner, &full, &meta, link));
+            }
+        }
+        Ok(Selected { name, entries })
+    }
+
+    /// Calls `visit(rel_path, host_path)` for every non-ignored entry below the root, sorted.
+    fn walk_paths(
+        &self,
+        start: &str,
+        visit: &mut dyn FnMut(&str, &Path),
+    ) -> Result<(), ContextError> {
+        let dir = self.root.join(start);
+        self.walk_paths_from(&dir, start, visit)
+    }
+
+    fn walk_paths_from(
+        &self,
+        dir: &Path,
+        rel: &str,
+        visit: &mut dyn FnMut(&str, &Path),
+    ) -> Result<(), ContextError> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(dir))?;
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let full = dir.join(&name);
+            let is_dir = std::fs::symlink_metadata(&full)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            let excluded = self.ignore.is_excluded(&path);
+            if !excluded {
+                visit(&path, &full);
+            }
+            if is_dir && (!excluded || self.ignore.may_reinclude_below(&path)) {
+                self.walk_paths_from(&full, &path, visit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn entry_for(
+    rel: &str,
+    host: &Path,
+    meta: &std::fs::Metadata,
+    link: Option<String>,
+) -> SourceEntry {
+    let kind = match link {
+        Some(target) => SourceKind::Symlink { target },
+        None if meta.is_dir() => SourceKind::Dir,
+        None => SourceKind::File { size: meta.len() },
+    };
+    SourceEntry {
+        rel: rel.to_string(),
+        host_path: host.to_path_buf(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+    }
+}
+
+/// True when `source` climbs above the context root (`../x`, `a/../../x`).
+fn escapes_root(source: &str) -> bool {
+    let mut depth: i64 = 0;
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// Content digest of selected sources for the cache key: path, type, mode, content, link
+/// target; never mtime (a touched file must still hit).
+pub fn hash_selection(selected: &[Selected]) -> Result<String, ContextError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for sel in selected {
+        hasher.update(format!("source {}\0", sel.name).as_bytes());
+        for entry in &sel.entries {
+            hasher.update(format!("{}\0{:o}\0", entry.rel, entry.mode).as_bytes());
+            match &entry.kind {
+                SourceKind::Dir => hasher.update(b"dir\0"),
+                SourceKind::Symlink { target } => {
+                    hasher.update(format!("link\0{target}\0").as_bytes())
+                }
+                SourceKind::File { size } => {
+                    hasher.update(format!("file\0{size}\0").as_bytes());
+                    let mut file =
+                        std::fs::File::open(&entry.host_path).map_err(io(&entry.host_path))?;
+                    loop {
+                        let n = file.read(&mut buf).map_err(io(&entry.host_path))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, BuildContext) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, content) in files {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&full, content).expect("write");
+        }
+        std::fs::write(dir.path().join(".dockerignore"), ignore).expect("write ignore");
+        let ctx = BuildContext::open(dir.path()).expect("open");
+        (dir, ctx)
+    }
+
+    fn names(selected: &[Selected]) -> Vec<String> {
+        selected
+            .iter()
+            .flat_map(|s| {
+                s.entries
+                    .iter()
+                    .map(move |e| format!("{}:{}", s.name, e.rel))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn selects_files_dirs_and_wildcards_honouring_dockerignore() {
+        let (_dir, ctx) = context(
+            &[
+                ("a.txt", "a"),
+                ("b.txt", "b"),
+                ("c.log", "c"),
+                ("d/e.txt", "e"),
+                ("d/skip.log", "s"),
+            ],
+            "*.log\nd/*.log\n",
+        );
+        assert_eq!(names(&ctx.select("a.txt").expect("file")), ["a.txt:"]);
+        assert_eq!(
+            names(&ctx.select("*.txt").expect("glob")),
+            ["a.txt:", "b.txt:"]
+        );
+        assert_eq!(names(&ctx.select("d").expect("dir")), ["d:", "d:e.txt"]);
+        assert_eq!(
+            names(&ctx.select("./d/").expect("dir slash")),
+            ["d:", "d:e.txt"]
+        );
+        assert!(matches!(
+            ctx.select("c.log"),
+            Err(ContextError::NotFound { .. })
+        ));
+        assert!(matches!(
+            ctx.select("nope"),
+            Err(ContextError::NotFound { .. })
+        ));
+        assert!(matches!(
+            ctx.select("*.md"),
+            Err(ContextError::NoMatch { .. })
+        ));
+        assert!(matches!(
+            ctx.select("../etc/passwd"),
+            Err(ContextError::OutsideContext { .. })
+        ));
+    }
+
+    #[test]
+    fn symlink_leaving_the_context_is_refused() {
+        let (dir, ctx) = context(&[("a", "a")], "");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).expect("symlink");
+        assert!(matches!(
+            ctx.select("escape"),
+            Err(ContextError::OutsideContext { .. })
+        ));
+    }
+
+    #[test]
+    fn hash_ignores_mtime_but_not_content_or_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, ctx) = context(&[("f", "one")], "");
+        let h1 = hash_selection(&ctx.select("f").expect("sel")).expect("hash");
+        let f = dir.path().join("f");
+        let file = std::fs::File::options().write(true).open(&f).expect("open");
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .expect("touch");
+        assert_eq!(
+            hash_selection(&ctx.select("f").expect("sel")).expect("hash"),
+            h1
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let h2 = hash_selection(&ctx.select("f").expect("sel")).expect("hash");
+        assert_ne!(h2, h1);
+        std::fs::write(&f, "two").expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_ne!(
+            hash_selection(&ctx.select("f").expect("sel")).expect("hash"),
+            h1
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The Dockerfile frontend: parsing (BuildKit-compatible syntax tree) and word expansion.
+
+pub mod ast;
+pub mod expand;
+mod lexer;
+mod parser;
+
+pub use ast::*;
+pub use expand::{expand_word, ExpandError, Expansion};
+pub use parser::{parse, ParseError};

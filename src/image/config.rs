@@ -1,0 +1,176 @@
+//! The image config as Docker and OCI write it (`application/vnd.oci.image.config.v1+json`).
+//! Our own type rather than oci-spec's: its maps are unordered and it lacks Healthcheck,
+//! OnBuild and Shell. Unknown fields are kept, so a base image's config round-trips.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The PATH BuildKit gives a stage whose base image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: ContainerConfig,
+    pub rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<History>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// The runtime defaults of the image (`config` in the JSON), Docker's capitalised names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_layer: bool,
+}
+
+impl ImageConfig {
+    /// The config of `FROM scratch` on this host's platform.
+    pub fn scratch() -> ImageConfig {
+        ImageConfig {
+            architecture: host_architecture().to_string(),
+            os: "linux".to_string(),
+            rootfs: RootFs {
+                kind: "layers".to_string(),
+                diff_ids: Vec::new(),
+            },
+            ..ImageConfig::default()
+        }
+    }
+
+    /// Value of `key` in the config's Env (last one wins, as in a shell).
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.config.env.iter().rev().find_map(|entry| {
+            let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            (k == key).then_some(v)
+        })
+    }
+
+    /// Sets `key=value` in Env, replacing an earlier entry in place.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        let entry = format!("{key}={value}");
+        match self
+            .config
+            .env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(existing) => *existing = entry,
+            None => self.config.env.push(entry),
+        }
+    }
+
+    /// Canonical bytes: keys sorted at every level, no whitespace. The config digest (the image
+    /// id) is the sha256 of exactly these bytes.
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        canonical_json(self)
+    }
+}
+
+/// Serializes with every object's keys sorted (serde_json's Map is a BTreeMap here).
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let tree: Value = serde_json::to_value(value)?;
+    serde_json::to_vec(&tree)
+}
+
+/// The OCI architecture name of the machine rbuild runs on.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_round_trips_unknown_fields() {
+        let raw = r#"{"os":"linux","architecture":"amd64","zz":1,"config":{"Env":["A=1"],"Zed":true},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config: ImageConfig = serde_json::from_str(raw).expect("parse");
+        let bytes = config.to_canonical_json().expect("serialize");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"architecture":"amd64","config":{"Env":["A=1"],"Zed":true},"os":"linux","rootfs":{"diff_ids":[],"type":"layers"},"zz":1}"#
+        );
+    }
+
+    #[test]
+    fn env_is_replaced_in_place() {
+        let mut config = ImageConfig::scratch();
+        config.set_env("PATH", "/bin");
+        config.set_env("A", "1");
+        config.set_env("PATH", "/usr/bin");
+        assert_eq!(config.config.env, vec!["PATH=/usr/bin", "A=1"]);
+        assert_eq!(config.env_value("A"), Some("1"));
+        assert_eq!(config.env_value("B"), None);
+    }
+}

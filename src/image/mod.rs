@@ -1,0 +1,10 @@
+//! The OCI image model: config, history, manifests and references.
+
+pub mod config;
+pub mod manifest;
+pub mod reference;
+
+pub use config::{
+    canonical_json, host_architecture, ContainerConfig, History, ImageConfig, RootFs, DEFAULT_PATH,
+};
+pub use reference::{parse_tag, ReferenceError, TagRef};

@@ -1,0 +1,54 @@
+//! The `rbuild` binary: enter the user namespace first (before any thread exists), then
+//! parse flags and hand them to the library.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == rbuild_runtime::STEP_INIT_ARG)
+    {
+        rbuild_runtime::step_init_main();
+    }
+    // `rbuild .` and `rbuild DIR` mean `rbuild build DIR`.
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        if !first.starts_with('-') && !cli::SUBCOMMANDS.contains(&first) {
+            args.insert(1, "build".into());
+        }
+    }
+    let parsed = cli::Cli::parse_from(args);
+    let code = match prepare(&parsed).and_then(|()| cli::run(parsed)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Enters the user namespace (and a private mount namespace for COPY's overlay mounts) for
+/// the commands that work on files owned by subordinate ids.
+fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
+    if !parsed.command.needs_user_namespace() {
+        return Ok(());
+    }
+    let userns = rbuild_runtime::enter_user_namespace()?;
+    if let Some(notice) = &userns.notice {
+        eprintln!("notice: {notice}");
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| anyhow::anyhow!("cannot create a mount namespace: {e}"))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot make mounts private: {e}"))?;
+    Ok(())
+}

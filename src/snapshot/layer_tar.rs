@@ -1,0 +1,485 @@
+//! Layer dir (overlay upper-dir format) -> OCI layer tar.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::{EntryType, Header};
+use walkdir::WalkDir;
+
+use super::digest::{Digest, DigestWriter};
+use super::error::SnapshotError;
+
+/// Prefix of whiteout names in a layer tar.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the opaque-dir marker in a layer tar.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// The xattr overlayfs (mounted with `userxattr`) reads to find opaque directories.
+pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
+/// The same marker when overlayfs runs without `userxattr` (real root).
+pub const OPAQUE_XATTR_TRUSTED: &str = "trusted.overlay.opaque";
+
+const BLOCK: usize = 512;
+const COPY_BUF: usize = 128 * 1024;
+/// Largest value of an 8-byte octal header field (mode, uid, gid, devmajor, devminor).
+const MAX_OCTAL_8: u64 = 0o7777777;
+/// Largest value of a 12-byte octal header field (size, mtime).
+const MAX_OCTAL_12: u64 = 0o77777777777;
+
+/// Extended attributes as (name, value) pairs, sorted by name.
+pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// True for xattrs overlayfs interprets (`trusted.overlay.*`, `user.overlay.*`, ...).
+pub(super) fn is_overlay_xattr(name: &[u8]) -> bool {
+    let mut parts = name.splitn(3, |&b| b == b'.');
+    let _namespace = parts.next();
+    parts.next() == Some(b"overlay".as_slice()) && parts.next().is_some()
+}
+
+/// The xattrs a layer tar carries: `user.*` (minus overlay's) and `security.capability`.
+pub(super) fn keep_xattr(name: &[u8]) -> bool {
+    (name.starts_with(b"user.") && !is_overlay_xattr(name)) || name == b"security.capability"
+}
+
+/// Everything that goes into one tar header.
+struct EntryMeta<'a> {
+    name: &'a [u8],
+    kind: EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    size: u64,
+    link: Option<&'a [u8]>,
+    dev: (u32, u32),
+    xattrs: &'a [(Vec<u8>, Vec<u8>)],
+}
+
+impl<'a> EntryMeta<'a> {
+    /// An empty regular file with mode 0 and owner 0:0 (whiteouts and opaque markers).
+    fn marker(name: &'a [u8], mtime: i64) -> Self {
+        EntryMeta {
+            name,
+            kind: EntryType::Regular,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime,
+            size: 0,
+            link: None,
+            dev: (0, 0),
+            xattrs: &[],
+        }
+    }
+}
+
+/// Split `name` into a ustar (prefix, name) pair, if it fits.
+fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    if name.len() <= 100 {
+        return Some((&[], name));
+    }
+    if name.len() > 155 + 1 + 100 {
+        return None;
+    }
+    name.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && i <= 155 && name.len() - i - 1 <= 100 && name.len() - i - 1 > 0)
+        .map(|i| (&name[..i], &name[i + 1..]))
+}
+
+fn copy_field(field: &mut [u8], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+/// One PAX record: `"<len> <key>=<value>\n"`, where len counts the whole record.
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = 3 + key.len() + value.len(); // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn padding(len: u64) -> usize {
+    let rem = (len % BLOCK as u64) as usize;
+    if rem == 0 {
+        0
+    } else {
+        BLOCK - rem
+    }
+}
+
+/// Write the header block(s) of one entry: a PAX extension header when needed, then ustar.
+fn write_header<W: Write>(out: &mut W, e: &EntryMeta<'_>) -> io::Result<()> {
+    let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut h = Header::new_ustar();
+
+    {
+        let ustar = h
+            .as_ustar_mut()
+            .ok_or_else(|| io::Error::other("ustar header expected"))?;
+        match split_ustar(e.name) {
+            Some((prefix, name)) => {
+                copy_field(&mut ustar.prefix, prefix);
+                copy_field(&mut ustar.name, name);
+            }
+            None => {
+                pax.push((b"path".to_vec(), e.name.to_vec()));
+                copy_field(&mut ustar.name, e.name);
+            }
+        }
+        if let Some(link) = e.link {
+            if link.len() > 100 {
+                pax.push((b"linkpath".to_vec(), link.to_vec()));
+            }
+            copy_field(&mut ustar.linkname, link);
+        }
+    }
+    h.set_mode(e.mode & 0o7777);
+    if e.uid > MAX_OCTAL_8 {
+        pax.push((b"uid".to_vec(), e.uid.to_string().into_bytes()));
+        h.set_uid(0);
+    } else {
+        h.set_uid(e.uid);
+    }
+    if e.gid > MAX_OCTAL_8 {
+        pax.push((b"gid".to_vec(), e.gid.to_string().into_bytes()));
+        h.set_gid(0);
+    } else {
+        h.set_gid(e.gid);
+    }
+    if e.size > MAX_OCTAL_12 {
+        pax.push((b"size".to_vec(), e.size.to_string().into_bytes()));
+        h.set_size(0);
+    } else {
+        h.set_size(e.size);
+    }
+    match u64::try_from(e.mtime) {
+        Ok(t) if t <= MAX_OCTAL_12 => h.set_mtime(t),
+        _ => {
+            pax.push((b"mtime".to_vec(), e.mtime.to_string().into_bytes()));
+            h.set_mtime(0);
+        }
+    }
+    h.set_entry_type(e.kind);
+    h.set_device_major(e.dev.0)?;
+    h.set_device_minor(e.dev.1)?;
+    for (name, value) in e.xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(name);
+        pax.push((key, value.clone()));
+    }
+
+    if !pax.is_empty() {
+        pax.sort();
+        let mut data = Vec::new();
+        for (k, v) in &pax {
+            pax_record(&mut data, k, v);
+        }
+        let base = e
+            .name
+            .strip_suffix(b"/")
+            .unwrap_or(e.name)
+            .rsplit(|&b| b == b'/')
+            .next()
+            .unwrap_or_default();
+        let mut xname = b"PaxHeaders.0/".to_vec();
+        xname.extend_from_slice(base);
+        let mut xh = Header::new_ustar();
+        if let Some(ustar) = xh.as_ustar_mut() {
+            copy_field(&mut ustar.name, &xname);
+        }
+        xh.set_mode(0o644);
+        xh.set_uid(0);
+        xh.set_gid(0);
+        xh.set_mtime(0);
+        xh.set_size(data.len() as u64);
+        xh.set_entry_type(EntryType::XHeader);
+        xh.set_device_major(0)?;
+        xh.set_device_minor(0)?;
+        xh.set_cksum();
+        out.write_all(xh.as_bytes())?;
+        out.write_all(&data)?;
+        out.write_all(&[0; BLOCK][..padding(data.len() as u64)])?;
+    }
+    h.set_cksum();
+    out.write_all(h.as_bytes())
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::WriteTar {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTSUP) | Some(libc::ENODATA) | Some(libc::EPERM)
+    )
+}
+
+/// The kept xattrs of `path` (not following symlinks), sorted by name.
+fn read_xattrs(path: &Path) -> Result<Xattrs, SnapshotError> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(path)(e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let bytes = name.as_bytes();
+        if !keep_xattr(bytes) {
+            continue;
+        }
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push((bytes.to_vec(), value)),
+            Ok(None) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(read_err(path)(e)),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether the directory at `path` is an overlay opaque dir.
+fn is_opaque(path: &Path) -> Result<bool, SnapshotError> {
+    for name in [OPAQUE_XATTR, OPAQUE_XATTR_TRUSTED] {
+        match xattr::get(path, name) {
+            Ok(Some(v)) if v == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(read_err(path)(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Stream exactly `size` bytes of the regular file at `path` into `out`, then pad the block.
+fn write_file_data<W: Write>(
+    out: &mut W,
+    path: &Path,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<(), SnapshotError> {
+    let mut file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(read_err(path))?;
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(SnapshotError::Changed {
+                    path: path.to_path_buf(),
+                })
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(path)(e)),
+        };
+        out.write_all(&buf[..n]).map_err(write_err(path))?;
+        left -= n as u64;
+    }
+    out.write_all(&[0; BLOCK][..padding(size)])
+        .map_err(write_err(path))
+}
+
+fn join_name(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        out.extend_from_slice(parent);
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+/// Stream `layer_dir` (overlay upper-dir format) into `out` as an uncompressed OCI layer tar and
+/// return `out`.
+///
+/// Entries come in one depth-first walk, siblings sorted by name bytes (so a directory always
+/// precedes its contents and the bytes never depend on readdir order). Whiteouts (0/0 character
+/// devices) become `.wh.NAME`, opaque dirs get `DIR/.wh..wh..opq` right after their entry;
+/// whiteouts below an opaque dir are dropped (the opaque marker already hides everything of the
+/// lower layers there). File contents are streamed, never buffered.
+pub fn write_layer_tar<W: Write>(layer_dir: &Path, mut out: W) -> Result<W, SnapshotError> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let root_meta = fs::symlink_metadata(layer_dir).map_err(read_err(layer_dir))?;
+    // depths of the opaque dirs on the current walk path (0 = the layer root)
+    let mut opaque: Vec<usize> = Vec::new();
+    if is_opaque(layer_dir)? {
+        let marker = EntryMeta::marker(OPAQUE_MARKER.as_bytes(), root_meta.mtime());
+        write_header(&mut out, &marker).map_err(write_err(layer_dir))?;
+        opaque.push(0);
+    }
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+
+    let walker = WalkDir::new(layer_dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+    for item in walker {
+        let item = item.map_err(|e| SnapshotError::Read {
+            path: e.path().unwrap_or(layer_dir).to_path_buf(),
+            source: e.into(),
+        })?;
+        let depth = item.depth();
+        while opaque.last().is_some_and(|&d| d >= depth) {
+            opaque.pop();
+        }
+        let path = item.path();
+        let rel = path
+            .strip_prefix(layer_dir)
+            .map_err(|_| SnapshotError::Read {
+                path: path.to_path_buf(),
+                source: io::Error::other("walked path is outside the layer dir"),
+            })?
+            .as_os_str()
+            .as_bytes();
+        let file_name = item.file_name().as_bytes();
+        let parent_rel = &rel[..rel.len() - file_name.len()];
+        let parent_rel = parent_rel.strip_suffix(b"/").unwrap_or(parent_rel);
+        let meta = item.metadata().map_err(|e| SnapshotError::Read {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let ft = meta.file_type();
+
+        // whiteouts first: they are hard links of one another in an upper dir
+        if ft.is_char_device() && meta.rdev() == 0 {
+            if !opaque.is_empty() {
+                continue;
+            }
+            let mut wh = WHITEOUT_PREFIX.as_bytes().to_vec();
+            wh.extend_from_slice(file_name);
+            let name = join_name(parent_rel, &wh);
+            write_header(&mut out, &EntryMeta::marker(&name, meta.mtime()))
+                .map_err(write_err(path))?;
+            continue;
+        }
+        if file_name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return Err(SnapshotError::WhiteoutName {
+                path: path.to_path_buf(),
+            });
+        }
+        if ft.is_socket() {
+            continue; // sockets cannot be archived (docker and buildkit skip them too)
+        }
+
+        let base = EntryMeta {
+            name: rel,
+            kind: EntryType::Regular,
+            mode: meta.mode() & 0o7777,
+            uid: u64::from(meta.uid()),
+            gid: u64::from(meta.gid()),
+            mtime: meta.mtime(),
+            size: 0,
+            link: None,
+            dev: (0, 0),
+            xattrs: &[],
+        };
+
+        if !ft.is_dir() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = links.get(&key) {
+                let e = EntryMeta {
+                    kind: EntryType::Link,
+                    link: Some(first),
+                    ..base
+                };
+                write_header(&mut out, &e).map_err(write_err(path))?;
+                continue;
+            }
+            links.insert(key, rel.to_vec());
+        }
+
+        let mut e = base;
+        let xattrs = read_xattrs(path)?;
+        e.xattrs = &xattrs;
+        if ft.is_dir() {
+            let mut name = rel.to_vec();
+            name.push(b'/');
+            e.name = &name;
+            e.kind = EntryType::Directory;
+            write_header(&mut out, &e).map_err(write_err(path))?;
+            if is_opaque(path)? {
+                let marker = join_name(rel, OPAQUE_MARKER.as_bytes());
+                write_header(&mut out, &EntryMeta::marker(&marker, meta.mtime()))
+                    .map_err(write_err(path))?;
+                opaque.push(depth);
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(read_err(path))?;
+            e.kind = EntryType::Symlink;
+            e.link = Some(target.as_os_str().as_bytes());
+            write_header(&mut out, &e).map_err(write_err(path))?;
+        } else if ft.is_file() {
+            e.size = meta.len();
+            write_header(&mut out, &e).map_err(write_err(path))?;
+            write_file_data(&mut out, path, e.size, &mut buf)?;
+        } else if ft.is_fifo() {
+            e.kind = EntryType::Fifo;
+            write_header(&mut out, &e).map_err(write_err(path))?;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            e.kind = if ft.is_char_device() {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            };
+            let rdev = meta.rdev();
+            e.dev = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+            write_header(&mut out, &e).map_err(write_err(path))?;
+        }
+    }
+    out.write_all(&[0; 2 * BLOCK])
+        .map_err(write_err(layer_dir))?;
+    Ok(out)
+}
+
+/// The diff_id of `layer_dir`: the digest of the tar [`write_layer_tar`] writes.
+pub fn layer_diff_id(layer_dir: &Path) -> Result<Digest, SnapshotError> {
+    let w = write_layer_tar(layer_dir, DigestWriter::new(io::sink()))?;
+    Ok(w.finish().1)
+}
+
+/// For messages: a tar name as a path.
+pub(super) fn name_path(name: &[u8]) -> PathBuf {
+    PathBuf::from(std::ffi::OsStr::from_bytes(name))
+}
+
+#[cfg(test)]
+pub(super) mod tests_support {
+    pub fn split_ustar_for_test(name: &[u8]) -> Option<(&[u8], &[u8])> {
+        super::split_ustar(name)
+    }
+
+    pub fn pax_record_for_test(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::pax_record(&mut out, key, value);
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! Layer dirs and layer tars: overlay upper dir -> OCI tar (whiteouts converted), OCI tar ->
+//! layer dir (safely, inside the dir), compression and digests.
+
+pub mod apply;
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod layer_tar;
+
+pub use apply::{apply_layer_tar, decompressing_reader, ApplyReport};
+pub use compress::gzip_stream;
+pub use digest::{Digest, DigestReader, DigestWriter};
+pub use error::SnapshotError;
+pub use layer_tar::{layer_diff_id, write_layer_tar};
+
+#[cfg(test)]
+mod tests;

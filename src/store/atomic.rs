@@ -1,0 +1,42 @@
+//! Atomic file replacement and the store lock.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{io_err, StoreError};
+
+/// Writes `bytes` to `path` through a temp file in the same dir, fsync, rename: readers see
+/// the old content or the new, never a torn file, even if the process dies.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp =
+        tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
+    temp.write_all(bytes)
+        .map_err(io_err("write", temp.path()))?;
+    temp.as_file().sync_all().map_err(io_err("sync", path))?;
+    temp.persist(path).map_err(|e| StoreError::Io {
+        action: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// An exclusive flock on the store's lock file, released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: std::fs::File,
+}
+
+impl StoreLock {
+    pub fn acquire(path: &Path) -> Result<StoreLock, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open lock file", path))?;
+        file.lock().map_err(io_err("lock", path))?;
+        Ok(StoreLock { _file: file })
+    }
+}

@@ -1,0 +1,162 @@
+//! The local content store (DESIGN.md, The store): config and layer blobs, layer dirs in
+//! overlay format, tags, the step cache; atomic writes and a store lock.
+//!
+//! Layout under the root:
+//!   blobs/sha256/HEX     configs, and compressed layer blobs (pulled, loaded or made for an output)
+//!   layers/HEX/diff/     a layer's files in overlay upper-dir format (HEX = its diff_id)
+//!   layers/HEX/layer.json  what is known of it: tar size, blobs that carry it
+//!   images/HEX           one file per image in the store (HEX = config digest = image id)
+//!   refs.json            tag -> image id
+//!   cache/KEY.json       step cache records
+//!   tmp/                 work dirs of running builds; reclaimed when their owner is gone
+//!   lock                 flock: held exclusively while refs/images change
+
+mod atomic;
+mod blobs;
+mod cache;
+mod layers;
+mod refs;
+
+use std::path::{Path, PathBuf};
+
+pub use atomic::{write_atomic, StoreLock};
+pub use cache::CacheRecord;
+pub use layers::{LayerBlob, LayerInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt store file {path}: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("blob {digest} is missing from the store")]
+    MissingBlob { digest: String },
+    #[error("blob {digest} is corrupt: its content hashes to {actual}")]
+    BadBlob { digest: String, actual: String },
+    #[error("layer {diff_id} is missing from the store")]
+    MissingLayer { diff_id: String },
+    #[error("no such image: {name}")]
+    NoSuchImage { name: String },
+    #[error("image id prefix {prefix} matches several images; give more characters")]
+    AmbiguousImage { prefix: String },
+    #[error("invalid digest {digest:?}: expected sha256:<64 hex digits>")]
+    BadDigest { digest: String },
+}
+
+pub(crate) fn io_err<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An open store. Cheap to clone paths from; every mutation is atomic on disk.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// `sha256:HEX` -> `HEX`, checking the form (store paths are built from it).
+pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(hex)
+    } else {
+        Err(StoreError::BadDigest {
+            digest: digest.to_string(),
+        })
+    }
+}
+
+impl Store {
+    /// Opens (creating when needed) the store at `root`, and reclaims temp dirs of dead builds.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for sub in ["blobs/sha256", "layers", "images", "cache", "tmp"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        store.reclaim_temp_dirs();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store lock (blocking) for a read-modify-write of refs or images.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        StoreLock::acquire(&self.root.join("lock"))
+    }
+
+    /// A fresh work dir under tmp/, removed when dropped. Its name carries our pid so that a
+    /// later command can tell a dead build's leftovers from a running one's.
+    pub fn temp_dir(&self, purpose: &str) -> Result<tempfile::TempDir, StoreError> {
+        let tmp = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix(&format!("{}-{purpose}-", std::process::id()))
+            .tempdir_in(&tmp)
+            .map_err(io_err("create temp dir in", &tmp))
+    }
+
+    fn reclaim_temp_dirs(&self) {
+        let tmp = self.root.join("tmp");
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let alive = pid == std::process::id() as i32
+                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive {
+                let _ = remove_tree(&entry.path());
+            }
+        }
+    }
+}
+
+/// Removes a tree, first making dirs writable (overlay work dirs are left mode 000).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
+                if entry.file_type().is_dir() {
+                    let _ = std::fs::set_permissions(
+                        entry.path(),
+                        std::fs::Permissions::from_mode(0o700),
+                    );
+                }
+            }
+            std::fs::remove_dir_all(path)
+        }
+    }
+}

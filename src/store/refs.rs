@@ -1,0 +1,125 @@
+//! Images and tags: images/HEX marks an image id present in the store, refs.json maps tags to
+//! image ids. Both change only under the store lock.
+
+use std::collections::BTreeMap;
+
+use super::{digest_hex, io_err, write_atomic, Store, StoreError};
+
+impl Store {
+    fn refs_path(&self) -> std::path::PathBuf {
+        self.root.join("refs.json")
+    }
+
+    /// tag -> image id.
+    pub fn tags(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let path = self.refs_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StoreError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(StoreError::Io {
+                action: "read",
+                path,
+                source: e,
+            }),
+        }
+    }
+
+    fn write_tags(&self, tags: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(tags).unwrap_or_default();
+        write_atomic(&self.refs_path(), &bytes)
+    }
+
+    /// Records `image_id` (whose config blob is stored) as an image, and points `tags` at it.
+    pub fn add_image(&self, image_id: &str, tags: &[String]) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let marker = self.root.join("images").join(digest_hex(image_id)?);
+        if !marker.exists() {
+            write_atomic(&marker, b"")?;
+        }
+        if !tags.is_empty() {
+            let mut all = self.tags()?;
+            for tag in tags {
+                all.insert(tag.clone(), image_id.to_string());
+            }
+            self.write_tags(&all)?;
+        }
+        Ok(())
+    }
+
+    /// Every image id in the store.
+    pub fn list_images(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir)
+            .map_err(io_err("list", &dir))?
+            .flatten()
+        {
+            if let Some(name) = entry.file_name().to_str() {
+                if digest_hex(&format!("sha256:{name}")).is_ok() {
+                    out.push(format!("sha256:{name}"));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Finds an image by tag (`app`, `app:1`), full id (`sha256:...`) or unique id prefix.
+    pub fn resolve_image(&self, name: &str) -> Result<String, StoreError> {
+        let tags = self.tags()?;
+        if let Ok(tag) = crate::image::parse_tag(name) {
+            if let Some(id) = tags.get(&tag.to_string()) {
+                return Ok(id.clone());
+            }
+        }
+        let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+        if prefix.len() >= 4 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<String> = self
+                .list_images()?
+                .into_iter()
+                .filter(|id| id["sha256:".len()..].starts_with(prefix))
+                .collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                0 => {}
+                _ => {
+                    return Err(StoreError::AmbiguousImage {
+                        prefix: prefix.to_string(),
+                    })
+                }
+            }
+        }
+        Err(StoreError::NoSuchImage {
+            name: name.to_string(),
+        })
+    }
+
+    /// Tags pointing at `image_id`.
+    pub fn tags_of(&self, image_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .tags()?
+            .into_iter()
+            .filter(|(_, id)| id == image_id)
+            .map(|(tag, _)| tag)
+            .collect())
+    }
+
+    /// Removes a tag; returns the image id it pointed at, if it existed.
+    pub fn untag(&self, tag: &str) -> Result<Option<String>, StoreError> {
+        let _lock = self.lock()?;
+        let mut all = self.tags()?;
+        let removed = all.remove(tag);
+        if removed.is_some() {
+            self.write_tags(&all)?;
+        }
+        Ok(removed)
+    }
+
+    /// Forgets an image id (its tags must be gone). Blobs and layers are collected by `gc`.
+    pub fn remove_image_record(&self, image_id: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let marker = self.root.join("images").join(digest_hex(image_id)?);
+        std::fs::remove_file(&marker).map_err(io_err("remove", &marker))
+    }
+}
