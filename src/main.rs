@@ -13,10 +13,18 @@ fn main() {
     {
         rbuild_runtime::step_init_main();
     }
-    // `rbuild .` and `rbuild DIR` mean `rbuild build DIR`.
-    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
-        if !first.starts_with('-') && !cli::SUBCOMMANDS.contains(&first) {
-            args.insert(1, "build".into());
+    // `rbuild .` and `rbuild DIR` mean `rbuild build DIR` (after global options).
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        if arg == "--root" {
+            i += 2;
+        } else if arg.starts_with("--root=") {
+            i += 1;
+        } else {
+            if !arg.starts_with('-') && !cli::SUBCOMMANDS.contains(&arg) {
+                args.insert(i, "build".into());
+            }
+            break;
         }
     }
     let parsed = cli::Cli::parse_from(args);

@@ -133,17 +133,67 @@ pub fn run_step(
 }
 
 /// Removes the mount points the sandbox created from the upper dir (deepest first), so that
-/// they never land in a layer. A stub the command replaced with real content is kept.
-pub fn remove_stubs(upper_dir: &std::path::Path, stubs: &[MountStub]) {
+/// they never land in a layer. A stub the command replaced with real content is kept. A
+/// parent dir that overlay copied up only because a stub was created in it goes too, when
+/// it is still empty and identical to the lower dir it came from.
+pub fn remove_stubs(rootfs: &crate::spec::RootfsSpec, stubs: &[MountStub]) {
+    use std::os::unix::fs::MetadataExt;
+    let upper_dir = &rootfs.upper_dir;
+    let mut parents: Vec<String> = Vec::new();
     for stub in stubs.iter().rev() {
-        let path = upper_dir.join(stub.path.trim_start_matches('/'));
+        let rel = stub.path.trim_start_matches('/');
+        let path = upper_dir.join(rel);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if stub.is_dir && meta.is_dir() {
-            let _ = std::fs::remove_dir(&path); // fails, as it should, when not empty
+        let removed = if stub.is_dir && meta.is_dir() {
+            std::fs::remove_dir(&path).is_ok() // fails, as it should, when not empty
         } else if !stub.is_dir && meta.is_file() && meta.len() == 0 {
-            let _ = std::fs::remove_file(&path);
+            std::fs::remove_file(&path).is_ok()
+        } else {
+            false
+        };
+        if removed {
+            let mut parent = rel;
+            while let Some((p, _)) = parent.rsplit_once('/') {
+                parents.push(p.to_string());
+                parent = p;
+            }
         }
     }
+    parents.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    parents.dedup();
+    for parent in parents {
+        let upper = upper_dir.join(&parent);
+        let Ok(meta) = std::fs::symlink_metadata(&upper) else {
+            continue;
+        };
+        let empty = std::fs::read_dir(&upper)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        let opaque = xattr_present(&upper, "user.overlay.opaque");
+        let lower = rootfs
+            .lower_dirs
+            .iter()
+            .map(|l| l.join(&parent))
+            .find_map(|p| std::fs::symlink_metadata(p).ok());
+        let same = lower.is_some_and(|l| {
+            l.is_dir() && l.mode() == meta.mode() && l.uid() == meta.uid() && l.gid() == meta.gid()
+        });
+        if meta.is_dir() && empty && !opaque && same {
+            let _ = std::fs::remove_dir(&upper);
+        }
+    }
+}
+
+fn xattr_present(path: &std::path::Path, name: &str) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(c_path), Ok(c_name)) = (
+        std::ffi::CString::new(path.as_os_str().as_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return false;
+    };
+    // SAFETY: valid NUL-terminated strings; a null buffer asks only for the size.
+    unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
 }

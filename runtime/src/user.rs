@@ -98,8 +98,9 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
         };
     }
 
-    // Docker adds supplementary groups only when no group was named explicitly.
-    let mut additional_gids = Vec::new();
+    // The primary group is also a supplementary one, as containerd and podman set it; the
+    // groups listing the user are added only when no group was named explicitly.
+    let mut additional_gids = vec![gid];
     if group_part.is_none() {
         if let Some(name) = name {
             for g in group_entries(group) {
@@ -139,17 +140,17 @@ mod tests {
     #[test]
     fn resolves_users_and_groups() {
         let table: &[Row] = &[
-            ("", Ok((0, 0, vec![10], "/root"))),
-            ("root", Ok((0, 0, vec![10], "/root"))),
-            ("0", Ok((0, 0, vec![10], "/root"))),
-            ("app", Ok((1000, 1000, vec![2000], "/home/app"))),
-            ("1000", Ok((1000, 1000, vec![2000], "/home/app"))),
-            ("app:extra", Ok((1000, 2000, vec![], "/home/app"))),
-            ("app:0", Ok((1000, 0, vec![], "/home/app"))),
-            ("1000:1000", Ok((1000, 1000, vec![], "/home/app"))),
-            ("4242", Ok((4242, 0, vec![], "/"))),
-            ("4242:77", Ok((4242, 77, vec![], "/"))),
-            ("nobody", Ok((65534, 65534, vec![], "/nonexistent"))),
+            ("", Ok((0, 0, vec![0, 10], "/root"))),
+            ("root", Ok((0, 0, vec![0, 10], "/root"))),
+            ("0", Ok((0, 0, vec![0, 10], "/root"))),
+            ("app", Ok((1000, 1000, vec![1000, 2000], "/home/app"))),
+            ("1000", Ok((1000, 1000, vec![1000, 2000], "/home/app"))),
+            ("app:extra", Ok((1000, 2000, vec![2000], "/home/app"))),
+            ("app:0", Ok((1000, 0, vec![0], "/home/app"))),
+            ("1000:1000", Ok((1000, 1000, vec![1000], "/home/app"))),
+            ("4242", Ok((4242, 0, vec![0], "/"))),
+            ("4242:77", Ok((4242, 77, vec![77], "/"))),
+            ("nobody", Ok((65534, 65534, vec![65534], "/nonexistent"))),
             (
                 "ghost",
                 Err("unable to find user ghost: no matching entries in passwd file"),

@@ -302,27 +302,26 @@ fn import_layer(
                 format!("blob {digest} hashes to {}", blob_digest.as_oci()),
             ));
         }
-        let is_uncompressed = blob_digest.as_oci() == diff_id;
-        if !is_uncompressed {
-            // Keep the original compressed blob, never recompressed later.
-            let stored = store.blob_path(&digest)?;
-            if !stored.exists() {
-                let mut source =
-                    std::fs::File::open(blob_path).map_err(io_err("read layer", blob_path))?;
-                let temp_blob = store.blob_temp_file()?;
-                let (mut file, temp_path) = temp_blob.into_parts();
-                std::io::copy(&mut source, &mut file).map_err(io_err("store blob", blob_path))?;
-                store.adopt_blob(temp_path, &digest)?;
-            }
-            let media_type = blob
-                .map(|b| b.media_type)
-                .unwrap_or_else(|| "application/vnd.oci.image.layer.v1.tar+gzip".into());
-            blobs.push(LayerBlob {
-                media_type,
-                digest,
-                size: blob_digest.size,
-            });
+        // Keep the original blob as it came, compressed or not: never re-tarred later.
+        let stored = store.blob_path(&digest)?;
+        if !stored.exists() {
+            let mut source =
+                std::fs::File::open(blob_path).map_err(io_err("read layer", blob_path))?;
+            let temp_blob = store.blob_temp_file()?;
+            let (mut file, temp_path) = temp_blob.into_parts();
+            std::io::copy(&mut source, &mut file).map_err(io_err("store blob", blob_path))?;
+            store.adopt_blob(temp_path, &digest)?;
         }
+        let media_type = match blob {
+            Some(b) => b.media_type,
+            None if digest == diff_id => "application/vnd.oci.image.layer.v1.tar".into(),
+            None => "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        };
+        blobs.push(LayerBlob {
+            media_type,
+            digest,
+            size: blob_digest.size,
+        });
     }
     store.commit_layer(
         &layer_dir,

@@ -25,11 +25,14 @@ const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// A compressed blob for the layer: the one it came with, else one made now (and cached).
 fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
     let mut info = store.layer_info(diff_id)?;
-    if let Some(blob) = info
+    // The blob a layer came with is used as it is, compressed or not.
+    let present = |b: &&LayerBlob| store.has_blob(&b.digest);
+    let gzip = info
         .blobs
         .iter()
-        .find(|b| b.media_type.ends_with("gzip") && store.has_blob(&b.digest))
-    {
+        .filter(present)
+        .find(|b| b.media_type.ends_with("gzip"));
+    if let Some(blob) = gzip.or_else(|| info.blobs.iter().find(present)) {
         return Ok(blob.clone());
     }
     let temp = store.blob_temp_file()?;

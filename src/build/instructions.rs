@@ -417,7 +417,7 @@ fn run(
     for notice in &outcome.notices {
         progress.notice(&format!("notice: {notice}"));
     }
-    rbuild_runtime::remove_stubs(&dirs.rootfs.upper_dir, &outcome.stubs);
+    rbuild_runtime::remove_stubs(&dirs.rootfs, &outcome.stubs);
     if outcome.exit_code != 0 {
         progress.step_failed();
         return Err(BuildError::RunFailed {
@@ -503,20 +503,15 @@ fn copy(
                 .map_err(|e| loc.error("COPY", e.to_string()))?,
         );
     }
-    let several = selected.len() > 1
-        || sources
-            .iter()
-            .any(|s| crate::context::pattern::has_wildcards(s));
     let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
-    if several
-        && !dest_is_dir
-        && selected.iter().filter(|s| !s.is_dir()).count() + selected.len() > 1
-    {
+    if sources.len() > 1 && !dest_is_dir {
         return Err(loc.error(
             "COPY",
             "when using COPY with more than one source file, the destination must be a directory and end with a /",
         ));
     }
+    // Several files (a wildcard matching more than one) also land inside dest.
+    let several = selected.len() > 1;
     let dest = join_image_path(&stage.workdir(), &dest_raw);
 
     let mut created_by = String::from("COPY");

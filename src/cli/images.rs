@@ -123,8 +123,8 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<40} {:<16} {:<14} {:<32} {}",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+        "{:<40} {:<16} {:<14} {:<32} SIZE",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
     );
     for (repo, tag, id, created, size) in rows {
         println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size}");
@@ -157,8 +157,8 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
         ));
     }
     println!(
-        "{:<14} {:<32} {:<60} {:<10} {}",
-        "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"
+        "{:<14} {:<32} {:<60} {:<10} COMMENT",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE"
     );
     for (i, (created, created_by, size, comment)) in rows.into_iter().rev().enumerate() {
         let id = if i == 0 {
