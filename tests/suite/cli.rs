@@ -1,0 +1,170 @@
+//! The image commands around a build: images, history, inspect, tag, rmi, save, iidfile,
+//! quiet mode, `rbuild DIR` shorthand and system reset.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn images_history_inspect_tag_rmi() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo 1 > /one\nENV X=1\n"),
+    )]);
+    let iid = env.path("iid");
+    let quiet = env.rbuild_ok([
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        "-t",
+        "app:latest",
+        "--iidfile",
+        iid.to_str().expect("utf-8"),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let image_id = quiet.trim().to_string();
+    assert!(
+        image_id.starts_with("sha256:") && image_id.len() == 71,
+        "-q prints the id: {quiet}"
+    );
+    let from_file = env
+        .command_as_user("cat")
+        .arg(&iid)
+        .output()
+        .expect("cat iidfile");
+    assert_eq!(String::from_utf8_lossy(&from_file.stdout), image_id);
+
+    let images = env.rbuild_ok(["images"]);
+    let short = &image_id[7..19];
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("app ") && l.contains(" 1 ") && l.contains(short)),
+        "{images}"
+    );
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("app ") && l.contains("latest") && l.contains(short)),
+        "{images}"
+    );
+
+    let history = env.rbuild_ok(["history", "app:1"]);
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "FROM's one entry + RUN + ENV: {history}");
+    assert!(
+        rows[0].starts_with(short) && rows[0].contains("ENV X=1") && rows[0].contains(" 0B "),
+        "{history}"
+    );
+    assert!(
+        rows[1].starts_with("<missing>")
+            && rows[1].contains("RUN /bin/sh -c echo 1 > /one # buildkit"),
+        "{history}"
+    );
+    assert!(
+        !rows[1].contains(" 0B "),
+        "the RUN row has a size: {history}"
+    );
+
+    let inspect: Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", "app:1"])).expect("inspect is JSON");
+    assert_eq!(inspect[0]["Id"], Value::String(image_id.clone()));
+    assert_eq!(
+        inspect[0]["RepoTags"],
+        serde_json::json!(["app:1", "app:latest"])
+    );
+    assert_eq!(inspect[0]["Config"]["Env"][1], "X=1");
+    // By id prefix too.
+    let by_prefix: Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", short])).expect("inspect is JSON");
+    assert_eq!(by_prefix[0]["Id"], Value::String(image_id.clone()));
+
+    env.rbuild_ok(["tag", "app:1", "other/name:v2"]);
+    let inspect: Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", "other/name:v2"])).expect("json");
+    assert_eq!(inspect[0]["Id"], Value::String(image_id.clone()));
+
+    assert!(env.rbuild_ok(["rmi", "app:1"]).contains("Untagged: app:1"));
+    assert!(env.rbuild(["inspect", "app:1"]).status.code() == Some(1));
+    env.rbuild_ok(["rmi", "app:latest", "other/name:v2"]);
+    let images = env.rbuild_ok(["images", "-q"]);
+    assert!(
+        !images.contains(short),
+        "the last name removed the image: {images}"
+    );
+    let stderr = env.rbuild_err(["rmi", "app:1"]);
+    assert!(stderr.contains("no such image"), "{stderr}");
+}
+
+#[test]
+fn save_in_both_formats_and_load_back() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo saved > /saved\n"),
+    )]);
+    env.rbuild_ok(["build", "-t", "saveme:1", ctx.to_str().expect("utf-8")]);
+    let docker = env.path("saveme-docker.tar");
+    let oci = env.path("saveme-oci.tar");
+    env.rbuild_ok(["save", "-o", docker.to_str().expect("utf-8"), "saveme:1"]);
+    env.rbuild_ok([
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        oci.to_str().expect("utf-8"),
+        "saveme:1",
+    ]);
+    let a = OciImage::open(&docker);
+    let b = OciImage::open(&oci);
+    assert_eq!(
+        a.config_digest, b.config_digest,
+        "one image, two containers"
+    );
+    assert_eq!(a.tree().text("saved"), "saved\n");
+    assert_eq!(b.tree().text("saved"), "saved\n");
+    assert_eq!(a.ref_names(), vec!["saveme:1".to_string()]);
+    if let Some(inspect) = skopeo_inspect(&format!("docker-archive:{}", docker.display())) {
+        assert_eq!(
+            inspect["Layers"].as_array().map(Vec::len),
+            Some(a.layer_count())
+        );
+    }
+    // Round trip through a second store.
+    let other = TestEnv::new();
+    let stdout = other.rbuild_ok(["load", "-i", docker.to_str().expect("utf-8")]);
+    assert!(stdout.contains("saveme:1"), "{stdout}");
+    let inspect: Value =
+        serde_json::from_str(&other.rbuild_ok(["inspect", "saveme:1"])).expect("json");
+    assert_eq!(inspect[0]["Id"], Value::String(a.config_digest.clone()));
+}
+
+#[test]
+fn shorthand_build_and_system_reset() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[("Dockerfile", file("FROM busybox:latest\nRUN echo x > /x\n"))]);
+    let output = env
+        .command([ctx.to_str().expect("utf-8")])
+        .output()
+        .expect("run rbuild DIR");
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[2/2] RUN echo x > /x"));
+    env.rbuild_ok(["system", "reset"]);
+    let ls = env
+        .command_as_user("ls")
+        .arg(env.store())
+        .output()
+        .expect("ls");
+    assert!(
+        !ls.status.success() || ls.stdout.is_empty(),
+        "store is gone"
+    );
+}

@@ -1,0 +1,161 @@
+//! Failing builds: the exit status, the message naming the line, and a store left clean (no
+//! image, no tag, no temp files).
+
+use crate::support::*;
+
+fn temp_entries(env: &TestEnv) -> Vec<String> {
+    let out = env
+        .command_as_user("ls")
+        .arg("-A")
+        .arg(env.store().join("tmp"))
+        .output()
+        .expect("ls store tmp");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn failing_run_exits_1_with_the_step_exit_code_and_leaves_nothing() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let images_before = env.rbuild_ok(["images", "-q"]);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo kept > /kept\nRUN echo about to fail && exit 7\nRUN echo never\n"),
+    )]);
+    let output = env.rbuild(["build", "-t", "broken:1", ctx.to_str().expect("utf-8")]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Dockerfile:3:"), "names the line: {stderr}");
+    assert!(
+        stderr.contains("exit code: 7"),
+        "names the step's exit code: {stderr}"
+    );
+    assert!(
+        stderr.contains("about to fail"),
+        "shows the step's output: {stderr}"
+    );
+    assert!(
+        !stderr.contains("never"),
+        "stops at the failing step: {stderr}"
+    );
+    assert_eq!(
+        env.rbuild_ok(["images", "-q"]),
+        images_before,
+        "no new image"
+    );
+    assert!(
+        env.rbuild(["inspect", "broken:1"]).status.code() == Some(1),
+        "no tag"
+    );
+    assert_eq!(
+        temp_entries(&env),
+        Vec::<String>::new(),
+        "no temp files left in the store"
+    );
+}
+
+#[test]
+fn missing_executable_in_exec_form_is_a_clear_error() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN [\"/no/such/program\", \"x\"]\n"),
+    )]);
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("Dockerfile:2:") && stderr.contains("/no/such/program"),
+        "{stderr}"
+    );
+    assert_eq!(temp_entries(&env), Vec::<String>::new());
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let env = TestEnv::new();
+    let cases = [
+        (
+            "FROM scratch\nRUN echo ok\nFROOM x\n",
+            3,
+            "unknown instruction",
+        ),
+        ("FROM scratch\nENV\n", 2, "ENV"),
+        ("FROM scratch\nCOPY onlyone\n", 2, "COPY"),
+        ("FROM scratch\nSHELL /bin/sh\n", 2, "SHELL"),
+        (
+            "# escape=`\nFROM scratch\nRUN <<EOF\nnever closed\n",
+            3,
+            "EOF",
+        ),
+    ];
+    for (dockerfile, line, word) in cases {
+        let ctx = env.context(&[("Dockerfile", file(dockerfile))]);
+        let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+        assert!(
+            stderr.contains(&format!("Dockerfile:{line}:")),
+            "{dockerfile:?} -> {stderr}"
+        );
+        assert!(stderr.contains(word), "{dockerfile:?} -> {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn unsupported_instructions_fail_instead_of_being_ignored() {
+    let env = TestEnv::new();
+    for (dockerfile, line) in [
+        ("FROM scratch\nADD a /a\n", 2),
+        ("FROM scratch\nRUN --mount=type=cache,target=/c true\n", 2),
+        ("FROM scratch AS one\nFROM one\n", 2),
+        ("FROM scratch\nONBUILD RUN true\n", 2),
+    ] {
+        let ctx = env.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
+        let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+        assert!(
+            stderr.contains("not supported yet"),
+            "{dockerfile:?} -> {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("Dockerfile:{line}:")),
+            "{dockerfile:?} -> {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_and_missing_things_are_refused_clearly() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[("Dockerfile", file("FROM no-such-image:1\n"))]);
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("no-such-image:1") && stderr.contains("Dockerfile:1:"),
+        "{stderr}"
+    );
+    let stderr = env.rbuild_err(["build", "-t", "Bad Name", ctx.to_str().expect("utf-8")]);
+    assert!(stderr.contains("invalid reference format"), "{stderr}");
+    let stderr = env.rbuild_err([
+        "build",
+        "-o",
+        "type=tarball,dest=x",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("type=tarball"), "{stderr}");
+    let stderr = env.rbuild_err(["build", env.path("no-such-dir").to_str().expect("utf-8")]);
+    assert!(stderr.contains("no-such-dir"), "{stderr}");
+    let stderr = env.rbuild_err([
+        "load",
+        "-i",
+        env.path("missing.tar").to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("missing.tar"), "{stderr}");
+}
