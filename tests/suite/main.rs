@@ -10,3 +10,4 @@ mod filesystem;
 mod fixtures_test;
 mod interop;
 mod layers;
+mod sandbox;
