@@ -209,13 +209,17 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    if let Err(e) = nix::unistd::setgroups(&groups) {
-        if !groups.is_empty() {
-            return Err(format!(
+    // With a single-id mapping setgroups(2) is denied; the primary group alone needs no call.
+    let setgroups_denied =
+        std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    let only_primary = user.additional_gids.iter().all(|g| *g == user.gid);
+    if !(setgroups_denied && only_primary) {
+        nix::unistd::setgroups(&groups).map_err(|e| {
+            format!(
                 "set supplementary groups {:?}: {e} (needs subordinate gid ranges in /etc/subgid)",
                 user.additional_gids
-            ));
-        }
+            )
+        })?;
     }
     let gid = Gid::from_raw(user.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| unmapped("gid", user.gid, e))?;

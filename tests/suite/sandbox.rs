@@ -183,3 +183,111 @@ fn root_in_the_initial_namespace_builds_too() {
     run(&["system", "reset"]);
     assert!(!store.exists());
 }
+
+/// Runs rbuild as `rbuild-nosubid`, a user `scripts/test-deps` makes without subordinate ids.
+fn run_as_user_without_subids(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=rbuild-nosubid",
+            "--regid=rbuild-nosubid",
+            "--init-groups",
+            "--inh-caps=-all",
+        ])
+        .arg("env")
+        .arg("-i")
+        .arg("HOME=/var/tmp")
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(rbuild_binary())
+        .arg("--root")
+        .arg(dir.join("store"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run rbuild as rbuild-nosubid")
+}
+
+#[test]
+fn without_subordinate_ids_a_single_mapping_is_used_and_unmapped_owners_fail_clearly() {
+    let has_user = std::process::Command::new("id")
+        .arg("rbuild-nosubid")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require_root() || !gate("user rbuild-nosubid (scripts/test-deps)", has_user) {
+        return;
+    }
+    let Some(archive) = busybox_oci_archive() else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-nosubid.")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).expect("copy busybox-static");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo ran > /ran\"]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        ctx.join("Dockerfile.chown"),
+        "FROM scratch\nCOPY --chown=1000:1000 busybox /bin/busybox\n",
+    )
+    .expect("write");
+    let status = std::process::Command::new("chown")
+        .arg("-R")
+        .arg("rbuild-nosubid:")
+        .arg(dir.path())
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+
+    let out = dir.path().join("single.tar");
+    let output = run_as_user_without_subids(
+        dir.path(),
+        &[
+            "build",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            "ctx",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert!(
+        stderr.contains("single-id mapping") && stderr.contains("/etc/subuid"),
+        "one notice naming the fix: {stderr}"
+    );
+    assert_eq!(stderr.matches("single-id mapping").count(), 1, "{stderr}");
+    assert_eq!(OciImage::open(&out).tree().text("ran"), "ran\n");
+
+    let output =
+        run_as_user_without_subids(dir.path(), &["build", "-f", "ctx/Dockerfile.chown", "ctx"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile.chown:2:")
+            && stderr.contains("not mapped")
+            && stderr.contains("/etc/subuid"),
+        "{stderr}"
+    );
+
+    // The fixture has files owned by uid 1000: loading it needs more than one id.
+    let output = run_as_user_without_subids(
+        dir.path(),
+        &["load", "-i", archive.to_str().expect("utf-8")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/etc/subuid") || stderr.contains("subordinate"),
+        "{stderr}"
+    );
+    let _ = run_as_user_without_subids(dir.path(), &["system", "reset"]);
+}

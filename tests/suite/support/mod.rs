@@ -282,10 +282,12 @@ fn set_mode(path: &Path, mode: u32) {
 // ---------------------------------------------------------------------------------------------
 // The binary, copied where the test user can run it
 
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
 /// The rbuild binary under test, copied once per test process into a world-readable directory
-/// (`/var/tmp/rbuild-bin.<pid>.*`). Copies of dead test processes are removed on the way.
+/// (`/var/tmp/rbuild-bin.<pid>.*`), removed at exit; copies of dead test processes (killed
+/// before exit) are removed on the way.
 pub fn rbuild_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         remove_stale_sandboxes();
         let dir = tempfile::Builder::new()
@@ -297,8 +299,16 @@ pub fn rbuild_binary() -> &'static Path {
         let binary = dir.join("rbuild");
         fs::copy(env!("CARGO_BIN_EXE_rbuild"), &binary).expect("copy the rbuild binary");
         set_mode(&binary, 0o755);
+        // SAFETY: registers a plain function; libtest leaves through exit(), which runs it.
+        unsafe { libc::atexit(remove_binary_copy) };
         binary
     })
+}
+
+extern "C" fn remove_binary_copy() {
+    if let Some(dir) = BINARY.get().and_then(|binary| binary.parent()) {
+        let _ = fs::remove_dir_all(dir);
+    }
 }
 
 /// Removes binary copies and sandboxes whose test process is gone (a crash or an abort skips
