@@ -50,13 +50,6 @@ fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| anyhow::anyhow!("cannot create a mount namespace: {e}"))?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot make mounts private: {e}"))?;
+    rbuild_runtime::mounts::make_mounts_private().map_err(|e| anyhow::anyhow!("cannot {e}"))?;
     Ok(())
 }

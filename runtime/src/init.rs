@@ -77,14 +77,7 @@ fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).map_err(|e| format!("unshare mount/pid/ipc/uts namespaces: {e}"))?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("make mounts private: {e}"))?;
+    mounts::make_mounts_private()?;
 
     // SAFETY: this process is single-threaded (a fresh exec that started no threads).
     match unsafe { fork() }.map_err(|e| format!("fork step pid 1: {e}"))? {

@@ -13,6 +13,19 @@ use crate::spec::{MountStub, RootfsSpec};
 /// Longest option string passed to mount(2): the kernel copies one 4 KiB page.
 const MOUNT_DATA_LIMIT: usize = 4000;
 
+/// Stops mount events propagating between this (new) mount namespace and its parent, so
+/// nothing mounted here shows on the host and host mounts do not appear mid-step.
+pub fn make_mounts_private() -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make mounts private: {e}"))
+}
+
 /// Option string for a legacy overlay mount, or None when it cannot be expressed that way
 /// (too long for the page, or a path holds a separator the option syntax cannot escape).
 pub fn overlay_options(rootfs: &RootfsSpec) -> Option<String> {

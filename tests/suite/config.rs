@@ -28,20 +28,18 @@ fn config_fields_match_the_dockerfile() {
         return;
     };
     let ctx = env.context(&[("Dockerfile", file(DOCKERFILE))]);
-    let out = env.path("config.tar");
-    env.rbuild_ok([
-        "build",
-        "-t",
-        "cfg:1",
-        "--build-arg",
-        "VERSION=2.5",
-        "--label",
-        "from-cli=yes",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let image = OciImage::open(&out);
+    let (_, image) = env.build_oci(
+        "config",
+        &[
+            "-t",
+            "cfg:1",
+            "--build-arg",
+            "VERSION=2.5",
+            "--label",
+            "from-cli=yes",
+        ],
+        &ctx,
+    );
     let config = image.runtime_config();
     assert_eq!(
         config["Env"],
@@ -93,16 +91,7 @@ fn history_is_written_as_buildkit_does() {
         return;
     };
     let ctx = env.context(&[("Dockerfile", file(DOCKERFILE))]);
-    let out = env.path("history.tar");
-    env.rbuild_ok([
-        "build",
-        "--build-arg",
-        "VERSION=2.5",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let image = OciImage::open(&out);
+    let (_, image) = env.build_oci("history", &["--build-arg", "VERSION=2.5"], &ctx);
     let history = image.history();
     let ours: Vec<(String, bool)> = history[1..]
         .iter()
@@ -168,14 +157,7 @@ fn entrypoint_clears_inherited_cmd_and_default_path_is_added() {
         "Dockerfile",
         file("FROM base-with-cmd\nENTRYPOINT [\"/app\"]\n"),
     )]);
-    let out = env.path("child.tar");
-    env.rbuild_ok([
-        "build",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        child.to_str().expect("utf-8"),
-    ]);
-    let image = OciImage::open(&out);
+    let (_, image) = env.build_oci("child", &[], &child);
     assert_eq!(image.runtime_config()["Entrypoint"], json!(["/app"]));
     assert!(
         image
@@ -205,15 +187,7 @@ fn skopeo_reads_the_oci_output() {
         "Dockerfile",
         file("FROM busybox:latest\nRUN echo hi > /hi\nCMD [\"cat\", \"/hi\"]\n"),
     )]);
-    let out = env.path("skopeo.tar");
-    env.rbuild_ok([
-        "build",
-        "-t",
-        "sk:1",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
+    let (out, _) = env.build_oci("skopeo", &["-t", "sk:1"], &ctx);
     let Some(inspect) = skopeo_inspect(&format!("oci-archive:{}", out.display())) else {
         return;
     };

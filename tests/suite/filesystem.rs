@@ -5,16 +5,7 @@
 use crate::support::*;
 
 fn export(env: &TestEnv, ctx: &std::path::Path, name: &str) -> OciImage {
-    let out = env.path(&format!("{name}.tar"));
-    env.rbuild_ok([
-        "build",
-        "-t",
-        name,
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8 path"),
-    ]);
-    OciImage::open(&out)
+    env.build_oci(name, &["-t", name], ctx).1
 }
 
 #[test]

@@ -65,13 +65,7 @@ fn images_written_by_skopeo_and_umoci_load_in_every_format() {
         "Dockerfile",
         file("FROM busybox:latest\nRUN ls /bin/busybox > /ok\n"),
     )]);
-    let out = env.path("loaded.tar");
-    env.rbuild_ok([
-        "build",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
+    let (out, _) = env.build_oci("loaded", &[], &ctx);
     assert_eq!(OciImage::open(&out).tree().text("ok"), "/bin/busybox\n");
 }
 

@@ -14,15 +14,7 @@ fn a_dockerfile_with_130_run_steps_builds() {
     }
     dockerfile.push_str("RUN cat /f1 /f64 /f130 > /seen\n");
     let ctx = env.context(&[("Dockerfile", file(dockerfile))]);
-    let out = env.path("many.tar");
-    env.rbuild_ok([
-        "build",
-        "-q",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let image = OciImage::open(&out);
+    let (_, image) = env.build_oci("many", &["-q"], &ctx);
     assert_eq!(image.layer_count(), 1 + 131);
     assert_eq!(
         image.tree().text("seen"),
@@ -68,15 +60,7 @@ fn unchanged_rebuild_hits_the_cache_and_reuses_layers() {
     assert_eq!(a.diff_ids(), b.diff_ids(), "a hit reuses the stored layer");
     assert_eq!(a.tree().text("random"), b.tree().text("random"));
 
-    let third = env.path("third.tar");
-    env.rbuild_ok([
-        "build",
-        "--no-cache",
-        "-o",
-        &format!("type=oci,dest={}", third.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let c = OciImage::open(&third);
+    let (_, c) = env.build_oci("third", &["--no-cache"], &ctx);
     assert_ne!(
         a.tree().text("random"),
         c.tree().text("random"),

@@ -22,14 +22,7 @@ fn run_steps_are_sandboxed_like_docker_run() {
               && ls /proc | grep '^[0-9]' > /out/procs\n",
         ),
     )]);
-    let out = env.path("sandbox.tar");
-    env.rbuild_ok([
-        "build",
-        "-o",
-        &format!("type=oci,dest={}", out.display()),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let image = OciImage::open(&out);
+    let (_, image) = env.build_oci("sandbox", &[], &ctx);
     let tree = image.tree();
     assert_eq!(
         tree.text("out/pid"),

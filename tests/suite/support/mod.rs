@@ -537,6 +537,19 @@ impl TestEnv {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// `rbuild build ARGS... -o type=oci,dest=NAME.tar CONTEXT` as the test user, then the
+    /// archive opened (and verified) by the test's own reader. Returns the archive's path too.
+    pub fn build_oci(&self, name: &str, args: &[&str], context: &Path) -> (PathBuf, OciImage) {
+        let archive = self.path(&format!("{name}.tar"));
+        let output = format!("type=oci,dest={}", archive.display());
+        let mut all: Vec<&OsStr> = vec![OsStr::new("build")];
+        all.extend(args.iter().map(OsStr::new));
+        all.extend([OsStr::new("-o"), OsStr::new(&output), context.as_os_str()]);
+        self.rbuild_ok(all);
+        let image = OciImage::open(&archive);
+        (archive, image)
+    }
+
     /// Runs rbuild, panics unless it fails (non-zero exit, not a crash by signal), and returns
     /// its stderr.
     pub fn rbuild_err<I, S>(&self, args: I) -> String
