@@ -159,3 +159,29 @@ fn bad_flags_and_missing_things_are_refused_clearly() {
     ]);
     assert!(stderr.contains("missing.tar"), "{stderr}");
 }
+
+#[test]
+fn syntax_directive_naming_another_frontend_warns_and_builds() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("# syntax=example.com/not-dockerfile:1\nFROM scratch\nLABEL a=b\n"),
+    )]);
+    let output = env.rbuild(["build", ctx.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("Dockerfile:1"),
+        "{stderr}"
+    );
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("# syntax=docker/dockerfile:1.7\nFROM scratch\nLABEL a=b\n"),
+    )]);
+    let output = env.rbuild(["build", ctx.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+}

@@ -23,17 +23,101 @@ fn podman_runs_the_built_image() {
         ),
         ("greeting.txt", file("hello\n")),
     ]);
-    env.rbuild_ok(["build", "-t", "interop:1", ctx.to_str().expect("utf-8")]);
-    let archive = env.path("interop.tar");
-    env.rbuild_ok(["save", "-o", archive.to_str().expect("utf-8"), "interop:1"]);
-    let Some(output) = podman_load_and_run(&archive, &[]) else {
+    // The build's own OCI output and `rbuild save`'s docker-archive both run.
+    let (oci_archive, _) = env.build_oci("interop-oci", &["-t", "interop:1"], &ctx);
+    let docker_archive = env.path("interop.tar");
+    env.rbuild_ok([
+        "save",
+        "-o",
+        docker_archive.to_str().expect("utf-8"),
+        "interop:1",
+    ]);
+    for archive in [&oci_archive, &docker_archive] {
+        let Some(output) = podman_load_and_run(archive, &[]) else {
+            return;
+        };
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            archive.display(),
+            describe_output(&output)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "hello\nbuilt\npodman\n/srv\n1000\nb\nsub\n",
+            "{}",
+            archive.display()
+        );
+    }
+}
+
+#[test]
+fn xattrs_survive_and_overlay_metadata_never_leaks() {
+    let env = TestEnv::new();
+    let Some(busybox) = busybox_oci_archive() else {
         return;
     };
-    assert!(output.status.success(), "{}", describe_output(&output));
+    env.rbuild_ok(["load", "-i", busybox.to_str().expect("utf-8")]);
+    // A base whose file carries a user xattr and a file capability (cap_net_raw+ep, v2).
+    let capability: [u8; 20] = [
+        0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    ImageBuilder::new()
+        .tag("xattrs:1")
+        .gzip_layer(&[
+            TarEntry::dir("opt"),
+            TarEntry::file("opt/tool", "tool\n")
+                .mode(0o755)
+                .xattr("user.origin", "base")
+                .xattr("security.capability", capability),
+        ])
+        .write_oci_archive(&env.path("xattrs-base.tar"));
+    env.rbuild_ok([
+        "load",
+        "-i",
+        env.path("xattrs-base.tar").to_str().expect("utf-8"),
+    ]);
+    let ctx = env.context(&[
+        ("busybox", file(std::fs::read("/bin/busybox").unwrap_or_default())),
+        (
+            "Dockerfile",
+            file("FROM xattrs:1\nCOPY --chmod=0755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox chmod 0750 /opt/tool && /bin/busybox rm -rf /opt && /bin/busybox mkdir /opt\"]\n"),
+        ),
+    ]);
+    let chmod_only = env.context(&[
+        ("busybox", file(std::fs::read("/bin/busybox").unwrap_or_default())),
+        (
+            "Dockerfile",
+            file("FROM xattrs:1\nCOPY --chmod=0755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"chmod\", \"0750\", \"/opt/tool\"]\n"),
+        ),
+    ]);
+    let (_, image) = env.build_oci("xattrs-chmod", &[], &chmod_only);
+    let top = image.layer(image.layer_count() - 1);
+    let tool = top
+        .get("opt/tool")
+        .expect("the chmod copied opt/tool up into the new layer");
+    assert_eq!(tool.mode, 0o750);
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "hello\nbuilt\npodman\n/srv\n1000\nb\nsub\n"
+        tool.xattrs.get("user.origin").map(Vec::as_slice),
+        Some(&b"base"[..]),
+        "{:?}",
+        tool.xattrs
     );
+    assert!(
+        tool.xattrs.contains_key("security.capability"),
+        "{:?}",
+        tool.xattrs
+    );
+    assert!(
+        tool.xattrs.keys().all(|k| !k.contains("overlay")),
+        "{:?}",
+        tool.xattrs
+    );
+    // Removing and recreating the dir: an opaque marker, no overlay xattr in the tar.
+    let (_, image) = env.build_oci("xattrs-opaque", &[], &ctx);
+    let top = image.layer(image.layer_count() - 1);
+    assert_eq!(top.opaque_dirs(), vec!["opt".to_string()]);
+    assert!(!image.tree().contains("opt/tool"));
 }
 
 #[test]
