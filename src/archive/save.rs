@@ -10,7 +10,7 @@ use oci_spec::image::MediaType;
 use super::{io_err, ArchiveError};
 use crate::image::manifest::{descriptor, image_manifest, tagged_index, to_bytes};
 use crate::image::ImageConfig;
-use crate::snapshot::{self, DigestWriter};
+use crate::snapshot::{self, DigestReader, DigestWriter};
 use crate::store::{LayerBlob, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,18 @@ fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
     let (file, temp_path) = temp.into_parts();
     let counted = DigestWriter::new(file);
     let encoder = flate2::write::GzEncoder::new(counted, flate2::Compression::new(6));
-    let encoder = snapshot::write_layer_tar(&store.layer_dir(diff_id)?, encoder)?;
+    // Hash the tar on its way into the compressor: it must still be the layer's diff_id.
+    let tar = snapshot::write_layer_tar(&store.layer_dir(diff_id)?, DigestWriter::new(encoder))?;
+    let (encoder, tar_digest) = tar.finish();
+    if tar_digest.as_oci() != diff_id {
+        return Err(ArchiveError::Invalid {
+            path: store.layer_dir(diff_id)?,
+            message: format!(
+                "layer reads back as {}, not {diff_id}: the store's copy is damaged",
+                tar_digest.as_oci()
+            ),
+        });
+    }
     let counted = encoder
         .finish()
         .map_err(io_err("compress layer", Path::new(diff_id)))?;
@@ -247,14 +258,53 @@ fn layer_tar_reader(
     diff_id: &str,
     compressed: Option<&Path>,
 ) -> Result<Box<dyn Read>, ArchiveError> {
-    if let Some(path) = compressed {
-        let file = std::fs::File::open(path).map_err(io_err("read", path))?;
-        return snapshot::decompressing_reader(file).map_err(io_err("decompress", path));
+    let tar: Box<dyn Read> = match compressed {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(io_err("read", path))?;
+            snapshot::decompressing_reader(file).map_err(io_err("decompress", path))?
+        }
+        None => {
+            let layer_dir = store.layer_dir(diff_id)?;
+            let (reader, writer) =
+                std::io::pipe().map_err(io_err("create pipe for", &layer_dir))?;
+            std::thread::spawn(move || {
+                let _ = snapshot::write_layer_tar(&layer_dir, writer);
+            });
+            Box::new(reader)
+        }
+    };
+    Ok(Box::new(Verified {
+        inner: Some(DigestReader::new(tar)),
+        expected: diff_id.to_string(),
+    }))
+}
+
+/// Passes a layer tar through and fails at its end unless it hashes to the diff_id the
+/// archive announces: a layer dir changed behind the store's back, or a writer that died
+/// half-way, must not produce an archive with a silently wrong layer.
+struct Verified {
+    inner: Option<DigestReader<Box<dyn Read>>>,
+    expected: String,
+}
+
+impl Read for Verified {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(0);
+        };
+        let n = inner.read(buf)?;
+        if n == 0 {
+            if let Some(inner) = self.inner.take() {
+                let (_, digest) = inner.finish();
+                if digest.as_oci() != self.expected {
+                    return Err(std::io::Error::other(format!(
+                        "layer {} reads back as {}: the store's copy is damaged",
+                        self.expected,
+                        digest.as_oci()
+                    )));
+                }
+            }
+        }
+        Ok(n)
     }
-    let layer_dir = store.layer_dir(diff_id)?;
-    let (reader, writer) = std::io::pipe().map_err(io_err("create pipe for", &layer_dir))?;
-    std::thread::spawn(move || {
-        let _ = snapshot::write_layer_tar(&layer_dir, writer);
-    });
-    Ok(Box::new(reader))
 }

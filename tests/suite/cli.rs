@@ -168,3 +168,52 @@ fn shorthand_build_and_system_reset() {
         "store is gone"
     );
 }
+
+#[test]
+fn a_damaged_layer_is_never_exported() {
+    if !require_root() {
+        return;
+    }
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo v1 > /v\n"),
+    )]);
+    let id = env.rbuild_ok([
+        "build",
+        "-q",
+        "-t",
+        "damaged:1",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let inspect: Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", id.trim()])).expect("json");
+    let top = inspect[0]["RootFS"]["Layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|d| d.as_str())
+        .expect("a layer")
+        .to_string();
+    // Root tampers with the stored layer dir behind rbuild's back.
+    let layer_dir = env
+        .store()
+        .join("layers")
+        .join(top.trim_start_matches("sha256:"))
+        .join("diff");
+    std::fs::write(layer_dir.join("v"), "tampered\n").expect("tamper");
+    for format in ["oci", "docker"] {
+        let out = env.path(&format!("damaged-{format}.tar"));
+        let stderr = env.rbuild_err([
+            "save",
+            "--format",
+            format,
+            "-o",
+            out.to_str().expect("utf-8"),
+            "damaged:1",
+        ]);
+        assert!(stderr.contains("damaged"), "{format}: {stderr}");
+        assert!(!out.exists(), "{format}: no half-written archive");
+    }
+}
