@@ -71,12 +71,15 @@ impl Store {
     /// made the same content), `dir` is discarded and the existing one kept.
     pub fn commit_layer(&self, dir: &Path, info: &LayerInfo) -> Result<(), StoreError> {
         let root = self.layer_root(&info.diff_id)?;
+        // Under the store lock: another rbuild committing the same content at the same time
+        // must not take a half-committed layer for a leftover.
+        let _lock = self.lock()?;
         if self.has_layer(&info.diff_id) {
             let _ = super::remove_tree(dir);
             return Ok(());
         }
-        // A staging name first, so that a half-made layer never looks complete: the layer
-        // exists only once layer.json is in place.
+        // The layer exists only once layer.json is in place: a diff/ without it is the leftover
+        // of a killed commit.
         std::fs::create_dir_all(&root).map_err(io_err("create", &root))?;
         let diff = root.join("diff");
         if diff.exists() {
