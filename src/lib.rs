@@ -7,6 +7,7 @@ pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod image;
+pub mod plan;
 pub mod progress;
 pub mod snapshot;
 pub mod store;

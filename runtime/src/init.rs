@@ -139,7 +139,6 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         ))
     })
     .collect::<Result<Vec<_>, String>>()?;
-    reporter.send(&StepReport::Stubs(stubs));
 
     let proc_flags = nix::mount::MsFlags::MS_NOSUID
         | nix::mount::MsFlags::MS_NODEV
@@ -161,13 +160,27 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         );
     }
     mounts::setup_dev(&dev_dir, &mut notices)?;
-    match mounts::bind(Path::new("/sys"), &sys_dir, "/sys", true) {
-        Ok(()) => mounts::remount_readonly(&sys_dir)?,
-        Err(e) => notices.push(format!("/sys is empty in this step ({e})")),
+    // A fresh sysfs needs a network namespace of our own; with the host's network, a
+    // read-only view of the host's /sys stands in.
+    let ro = nix::mount::MsFlags::MS_RDONLY
+        | nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    let own_sysfs = spec.network == NetworkMode::None
+        && nix::mount::mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None::<&str>).is_ok();
+    if !own_sysfs {
+        match mounts::bind(Path::new("/sys"), &sys_dir, "/sys", true) {
+            Ok(()) => mounts::remount_readonly(&sys_dir)?,
+            Err(e) => notices.push(format!("/sys is empty in this step ({e})")),
+        }
     }
     for (path, source, target) in &etc_targets {
         mounts::bind(source, target, path, false)?;
     }
+    for step_mount in &spec.mounts {
+        mount_one(&root, merged, step_mount, &mut stubs)?;
+    }
+    reporter.send(&StepReport::Stubs(stubs));
     for notice in notices {
         reporter.send(&StepReport::Notice(notice));
     }
@@ -236,6 +249,51 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         executable.to_string_lossy(),
         errno.map(|e| e.to_string()).unwrap_or_default()
     ))
+}
+
+/// Mounts one RUN --mount at its target inside the rootfs (created if missing, recorded as a
+/// stub so it never reaches the layer).
+fn mount_one(
+    root: &std::os::fd::OwnedFd,
+    merged: &Path,
+    step_mount: &crate::spec::StepMount,
+    stubs: &mut Vec<MountStub>,
+) -> Result<(), String> {
+    use crate::spec::MountSource;
+    let is_dir = match &step_mount.source {
+        MountSource::Bind { path, .. } => path.is_dir(),
+        _ => true,
+    };
+    let target = mounts::ensure_in_root(root, merged, &step_mount.target, is_dir, stubs)?;
+    match &step_mount.source {
+        MountSource::Bind { path, read_only } => {
+            mounts::bind(path, &target, &step_mount.target, true)?;
+            if *read_only {
+                mounts::remount_readonly(&target)?;
+            }
+        }
+        MountSource::Tmpfs { size } => {
+            let options = if *size > 0 {
+                format!("size={size}")
+            } else {
+                String::new()
+            };
+            nix::mount::mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                Some(options.as_str()),
+            )
+            .map_err(|e| format!("mount tmpfs on {}: {e}", step_mount.target))?;
+        }
+        MountSource::Overlay(rootfs) => {
+            let mut at_target = rootfs.clone();
+            at_target.merged_dir = target;
+            mounts::mount_overlay(&at_target)?;
+        }
+    }
+    Ok(())
 }
 
 fn unmapped(kind: &str, id: u32, e: nix::Error) -> String {

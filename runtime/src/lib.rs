@@ -14,6 +14,6 @@ pub mod userns;
 
 pub use error::RuntimeError;
 pub use init::{step_init_main, STEP_INIT_ARG};
-pub use spec::{EtcFiles, MountStub, NetworkMode, RootfsSpec, StepSpec};
+pub use spec::{EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, StepMount, StepSpec};
 pub use step::{remove_stubs, run_step, OutputStream, StepOutcome};
 pub use userns::{enter_user_namespace, IdMapping, UserNamespace};

@@ -40,10 +40,14 @@ pub fn overlay_options(rootfs: &RootfsSpec) -> Option<String> {
     if lowers.iter().any(bad) || bad(&upper) || bad(&work) {
         return None;
     }
-    let options = format!(
-        "userxattr,lowerdir={},upperdir={upper},workdir={work}",
-        lowers.join(":")
-    );
+    let options = if rootfs.is_read_only() {
+        format!("userxattr,lowerdir={}", lowers.join(":"))
+    } else {
+        format!(
+            "userxattr,lowerdir={},upperdir={upper},workdir={work}",
+            lowers.join(":")
+        )
+    };
     (options.len() <= MOUNT_DATA_LIMIT).then_some(options)
 }
 
@@ -78,8 +82,10 @@ pub fn mount_overlay(rootfs: &RootfsSpec) -> Result<(), String> {
             )
         })?;
     }
-    fsconfig_set_string(&fs, "upperdir", &rootfs.upper_dir).map_err(|e| step("upperdir", e))?;
-    fsconfig_set_string(&fs, "workdir", &rootfs.work_dir).map_err(|e| step("workdir", e))?;
+    if !rootfs.is_read_only() {
+        fsconfig_set_string(&fs, "upperdir", &rootfs.upper_dir).map_err(|e| step("upperdir", e))?;
+        fsconfig_set_string(&fs, "workdir", &rootfs.work_dir).map_err(|e| step("workdir", e))?;
+    }
     fsconfig_create(&fs).map_err(|e| step("create", e))?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| step("fsmount", e))?;

@@ -13,7 +13,8 @@ pub enum NetworkMode {
     None,
 }
 
-/// The overlay the step runs on. All dirs must sit on one filesystem with the upper dir.
+/// The overlay the step runs on. All dirs must sit on one filesystem with the upper dir. An
+/// empty `upper_dir` makes a read-only view (overlay then needs at least two lower dirs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RootfsSpec {
     /// Lower layer dirs, topmost first. At least one (an empty dir for `FROM scratch`).
@@ -24,6 +25,12 @@ pub struct RootfsSpec {
     pub work_dir: PathBuf,
     /// Where the merged tree is mounted (an empty dir).
     pub merged_dir: PathBuf,
+}
+
+impl RootfsSpec {
+    pub fn is_read_only(&self) -> bool {
+        self.upper_dir.as_os_str().is_empty()
+    }
 }
 
 /// Files bind-mounted over the image's own (never committed to a layer).
@@ -48,6 +55,28 @@ pub struct StepSpec {
     pub hostname: String,
     pub etc_files: EtcFiles,
     pub network: NetworkMode,
+    /// Extra mounts (RUN --mount), in order; their mount points never reach the layer.
+    #[serde(default)]
+    pub mounts: Vec<StepMount>,
+}
+
+/// One RUN --mount, resolved by the caller to host paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepMount {
+    /// Absolute path inside the rootfs.
+    pub target: String,
+    pub source: MountSource,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host file or dir (context subdir, cache dir, secret file).
+    Bind { path: PathBuf, read_only: bool },
+    /// A fresh tmpfs; `size` in bytes, 0 for the kernel default.
+    Tmpfs { size: u64 },
+    /// An overlay of layer dirs (another stage), mounted at the target: read-only when its
+    /// upper dir is empty, else writes go to a scratch upper dir the caller discards.
+    Overlay(RootfsSpec),
 }
 
 /// A path the sandbox had to create in the rootfs so it could mount something there. It lands

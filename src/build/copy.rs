@@ -9,10 +9,11 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use super::rootfs::{mkdir_all_in_root, open_in_root};
 use crate::context::{Selected, SourceKind};
 
-/// How files land: owner (default root) and an optional --chmod.
+/// How files land: an owner for all (--chown, or root for context files) or None to keep the
+/// source's (COPY --from a stage or image), and an optional --chmod.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyAttrs {
-    pub owner: (u32, u32),
+    pub owner: Option<(u32, u32)>,
     pub chmod: Option<u32>,
 }
 
@@ -67,6 +68,7 @@ pub fn copy_sources(
                 None => ("/", target.as_str()),
             };
             let mode = attrs.chmod.unwrap_or(entry.mode);
+            let owner = attrs.owner.unwrap_or((entry.uid, entry.gid));
             if name.is_empty() {
                 // The destination is `/` itself: only its contents are copied.
                 continue;
@@ -75,11 +77,7 @@ pub fn copy_sources(
                 root,
                 parent,
                 0o755,
-                if entry.rel.is_empty() {
-                    (0, 0)
-                } else {
-                    attrs.owner
-                },
+                if entry.rel.is_empty() { (0, 0) } else { owner },
             )?;
             match &entry.kind {
                 SourceKind::Dir => {
@@ -102,7 +100,7 @@ pub fn copy_sources(
                         Mode::empty(),
                     )
                     .map_err(|e| format!("open {target}: {e}"))?;
-                    set_owner_mode(&fd, attrs.owner, mode, &target)?;
+                    set_owner_mode(&fd, owner, mode, &target)?;
                     dir_times.push((target.clone(), entry.mtime, entry.mtime_nsec));
                 }
                 SourceKind::File { .. } => {
@@ -124,7 +122,7 @@ pub fn copy_sources(
                     std::io::copy(&mut input, &mut out)
                         .map_err(|e| format!("write {target}: {e}"))?;
                     let fd = OwnedFd::from(out);
-                    set_owner_mode(&fd, attrs.owner, mode, &target)?;
+                    set_owner_mode(&fd, owner, mode, &target)?;
                     let times = timestamps(entry.mtime, entry.mtime_nsec);
                     rustix::fs::futimens(&fd, &times)
                         .map_err(|e| format!("set times of {target}: {e}"))?;
@@ -136,11 +134,11 @@ pub fn copy_sources(
                     rustix::fs::chownat(
                         &parent_fd,
                         name,
-                        Some(rustix::fs::Uid::from_raw(attrs.owner.0)),
-                        Some(rustix::fs::Gid::from_raw(attrs.owner.1)),
+                        Some(rustix::fs::Uid::from_raw(owner.0)),
+                        Some(rustix::fs::Gid::from_raw(owner.1)),
                         AtFlags::SYMLINK_NOFOLLOW,
                     )
-                    .map_err(|e| chown_error(&target, attrs.owner, e))?;
+                    .map_err(|e| chown_error(&target, owner, e))?;
                     let times = timestamps(entry.mtime, entry.mtime_nsec);
                     rustix::fs::utimensat(&parent_fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|e| format!("set times of {target}: {e}"))?;

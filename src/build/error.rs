@@ -35,6 +35,9 @@ pub enum BuildError {
         exit_code: i32,
         excerpt: String,
     },
+    /// Another stage failed; this one stopped before its next step.
+    #[error("cancelled because another stage failed")]
+    Cancelled,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]

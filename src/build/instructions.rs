@@ -1,19 +1,20 @@
 //! One function per Dockerfile instruction: what it does to the stage's config, its history
 //! entry (BuildKit's strings), and for RUN/COPY/WORKDIR the layer it commits.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-use rbuild_runtime::{EtcFiles, NetworkMode, OutputStream, StepSpec};
 
 use super::copy::{copy_sources, join_image_path, CopyAttrs};
 use super::error::{io_error, BuildError, Location};
-use super::history::{go_plain_list, go_port_map, go_quoted_list, run_created_by};
+use super::history::{go_plain_list, go_port_map, go_quoted_list};
 use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
-use super::{rfc3339_now, BuildOptions, Stage};
+use super::{rfc3339_now, BuildOptions, Stage, StageResult};
 use crate::context::{hash_selection, BuildContext};
 use crate::dockerfile::{self, Command, CopyArgs, Flag, Healthcheck, Instruction, InstructionKind};
-use crate::image::ImageConfig;
-use crate::progress::Progress;
+use crate::image::{ImageConfig, DEFAULT_PATH};
+use crate::plan::{resolve_source, Base, Plan, Source, StagePlan};
+use crate::progress::StageProgress;
 use crate::snapshot;
 use crate::store::{CacheRecord, LayerInfo, Store};
 
@@ -22,7 +23,136 @@ pub(crate) struct StepContext<'a> {
     pub context: &'a BuildContext,
     pub options: &'a BuildOptions,
     pub escape: char,
-    pub global_args: &'a [(String, Option<String>)],
+    pub plan: &'a Plan<'a>,
+    /// Set when a stage failed: the others stop before their next step.
+    pub cancelled: AtomicBool,
+}
+
+/// Builds one stage: its base, ONBUILD triggers inherited from it, then its instructions.
+pub(crate) fn build_stage(
+    ctx: &StepContext,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    progress: &mut StageProgress,
+    locate: &(dyn Fn(&Instruction) -> Location + Sync),
+) -> Result<StageResult, BuildError> {
+    let total = plan.instructions.len() + 1;
+    let mut stage = start_stage(ctx, plan, deps, &locate(plan.from), progress, total)?;
+    for (index, ins) in plan.instructions.iter().enumerate() {
+        if ctx.cancelled.load(Ordering::SeqCst) {
+            return Err(BuildError::Cancelled);
+        }
+        dispatch(
+            ctx,
+            &mut stage,
+            plan,
+            deps,
+            ins,
+            &locate(ins),
+            index + 2,
+            total,
+            progress,
+        )?;
+    }
+    Ok(StageResult {
+        config: stage.config,
+        cache_key: stage.cache_key,
+        args: stage.args,
+    })
+}
+
+/// Reads an image of the store: its config, after checking every layer is there.
+pub(super) fn image_config(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+) -> Result<(ImageConfig, String), BuildError> {
+    let image_id = ctx.store.resolve_image(name).map_err(|e| {
+        loc.error(keyword, format!("{e} (pulling from registries is not supported yet: load it with `rbuild load -i ARCHIVE`)"))
+    })?;
+    let bytes = ctx.store.read_blob(&image_id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        loc.error(
+            keyword,
+            format!("image {name} has an unreadable config: {e}"),
+        )
+    })?;
+    for diff_id in &config.rootfs.diff_ids {
+        if !ctx.store.has_layer(diff_id) {
+            return Err(loc.error(
+                keyword,
+                format!("image {name} is incomplete: layer {diff_id} is missing"),
+            ));
+        }
+    }
+    Ok((config, image_id))
+}
+
+fn start_stage(
+    ctx: &StepContext,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    progress: &mut StageProgress,
+    total: usize,
+) -> Result<Stage, BuildError> {
+    let started = Instant::now();
+    progress.step_started(1, total, &plan.from.original);
+    let (mut config, cache_key, args) = match &plan.base {
+        Base::Scratch => (ImageConfig::scratch(), "scratch".to_string(), Vec::new()),
+        Base::Image(name) => {
+            let (config, image_id) = image_config(ctx, loc, "FROM", name)?;
+            (config, image_id, Vec::new())
+        }
+        Base::Stage(index) => {
+            let base = deps
+                .get(index)
+                .ok_or_else(|| loc.error("FROM", format!("stage {index} has not been built")))?;
+            (
+                base.config.clone(),
+                base.cache_key.clone(),
+                base.args.clone(),
+            )
+        }
+    };
+    if config.env_value("PATH").is_none() {
+        config.set_env("PATH", DEFAULT_PATH);
+    }
+    let triggers = config.config.on_build.take().unwrap_or_default();
+    progress.step_finished(started.elapsed(), false);
+    let mut stage = Stage {
+        config,
+        cache_key,
+        args,
+        cmd_set: false,
+    };
+    // ONBUILD triggers of the base run right after FROM, and are not passed on.
+    for trigger in triggers {
+        let parsed = dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
+            loc.error(
+                "ONBUILD",
+                format!("trigger {trigger:?} of the base image: {}", e.message),
+            )
+        })?;
+        let Some(ins) = parsed.instructions.get(1) else {
+            continue;
+        };
+        let mut trigger_loc = loc.clone();
+        trigger_loc.excerpt = format!("{}\n  (ONBUILD trigger: {trigger})", loc.excerpt);
+        dispatch(
+            ctx,
+            &mut stage,
+            plan,
+            deps,
+            ins,
+            &trigger_loc,
+            1,
+            total,
+            progress,
+        )?;
+    }
+    Ok(stage)
 }
 
 /// Expands ARG/ENV references in a word, with the error pointing at the instruction.
@@ -38,7 +168,7 @@ pub fn expand(
         .map_err(|e| loc.error(keyword, e.to_string()))
 }
 
-fn not_supported(loc: &Location, keyword: &'static str, what: &str) -> BuildError {
+pub(super) fn not_supported(loc: &Location, keyword: &'static str, what: &str) -> BuildError {
     loc.error(keyword, format!("{what} is not supported yet"))
 }
 
@@ -62,72 +192,17 @@ fn flag_value<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
         .map(|f| f.value.as_deref().unwrap_or(""))
 }
 
-pub(crate) fn dispatch_from(
-    store: &Store,
-    ins: &Instruction,
-    loc: &Location,
-    escape: char,
-    global_args: &[(String, Option<String>)],
-    progress: &mut Progress,
-    total: usize,
-) -> Result<Stage, BuildError> {
-    let InstructionKind::From {
-        flags,
-        image,
-        alias: _,
-    } = &ins.kind
-    else {
-        return Err(loc.error(
-            "FROM",
-            "the first instruction must be FROM (after optional ARGs)",
-        ));
-    };
-    reject_flags(loc, "FROM", flags, &[])?;
-    let started = Instant::now();
-    progress.step_started(1, total, &ins.original);
-    let name = expand(loc, "FROM", image, escape, &|n| {
-        super::lookup_args(global_args, n)
-    })?;
-    let (config, cache_key) = if name == "scratch" {
-        (ImageConfig::scratch(), "scratch".to_string())
-    } else {
-        let image_id = store.resolve_image(&name).map_err(|e| {
-            loc.error("FROM", format!("{e} (pulling from registries is not supported yet: load it with `rbuild load -i ARCHIVE`)"))
-        })?;
-        let bytes = store.read_blob(&image_id)?;
-        let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            loc.error(
-                "FROM",
-                format!("image {name} has an unreadable config: {e}"),
-            )
-        })?;
-        for diff_id in &config.rootfs.diff_ids {
-            if !store.has_layer(diff_id) {
-                return Err(loc.error(
-                    "FROM",
-                    format!("image {name} is incomplete: layer {diff_id} is missing"),
-                ));
-            }
-        }
-        (config, image_id)
-    };
-    progress.step_finished(started.elapsed(), false);
-    Ok(Stage {
-        config,
-        cache_key,
-        args: Vec::new(),
-        cmd_set: false,
-    })
-}
-
-pub(crate) fn dispatch(
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
     ctx: &StepContext,
     stage: &mut Stage,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
     ins: &Instruction,
     loc: &Location,
     index: usize,
     total: usize,
-    progress: &mut Progress,
+    progress: &mut StageProgress,
 ) -> Result<(), BuildError> {
     let started = Instant::now();
     progress.step_started(index, total, &ins.original);
@@ -140,13 +215,11 @@ pub(crate) fn dispatch(
             command,
             heredocs,
         } => {
-            reject_flags(loc, "RUN", flags, &[])?;
-            if !heredocs.is_empty() {
-                return Err(not_supported(loc, "RUN", "a heredoc"));
-            }
-            cached = run(ctx, stage, loc, command, progress)?;
+            cached = super::run::run(
+                ctx, stage, plan, deps, loc, flags, command, heredocs, progress,
+            )?;
         }
-        InstructionKind::Copy(args) => cached = copy(ctx, stage, loc, args)?,
+        InstructionKind::Copy(args) => cached = copy(ctx, stage, plan, deps, loc, args)?,
         InstructionKind::Add(_) => {
             return Err(not_supported(loc, "ADD", "ADD (use COPY for local files)"))
         }
@@ -172,7 +245,7 @@ pub(crate) fn dispatch(
                         Some(default) => {
                             Some(expand(loc, "ARG", default, escape, &|n| stage.lookup(n))?)
                         }
-                        None => super::lookup_args(ctx.global_args, &decl.name),
+                        None => super::lookup_args(&ctx.plan.global_args, &decl.name),
                     },
                 };
                 parts.push(match &value {
@@ -269,7 +342,15 @@ pub(crate) fn dispatch(
             stage.config.author = Some(name.clone());
             stage.add_history(format!("MAINTAINER {name}"), now, true);
         }
-        InstructionKind::Onbuild(_) => return Err(not_supported(loc, "ONBUILD", "ONBUILD")),
+        InstructionKind::Onbuild(inner) => {
+            // Stored as written, run by the stages built FROM this image; no history entry.
+            stage
+                .config
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(inner.original.clone());
+        }
         InstructionKind::From { .. } => return Err(not_supported(loc, "FROM", "a second FROM")),
     }
     progress.step_finished(started.elapsed(), cached);
@@ -277,7 +358,7 @@ pub(crate) fn dispatch(
 }
 
 /// Shell form gets the stage's SHELL in front; exec form is used as is.
-fn command_args(stage: &Stage, command: &Command) -> Vec<String> {
+pub(super) fn command_args(stage: &Stage, command: &Command) -> Vec<String> {
     match command {
         Command::Exec(args) => args.clone(),
         Command::Shell(text) => {
@@ -299,7 +380,10 @@ fn record_layer(stage: &mut Stage, diff_id: Option<String>, created_by: String, 
 
 /// Turns a finished upper dir into a layer: its tar's digest is computed by streaming, then
 /// the dir is renamed into the store. None when the step changed nothing.
-fn commit_upper(store: &Store, upper: &std::path::Path) -> Result<Option<String>, BuildError> {
+pub(super) fn commit_upper(
+    store: &Store,
+    upper: &std::path::Path,
+) -> Result<Option<String>, BuildError> {
     let is_empty = std::fs::read_dir(upper)
         .map_err(io_error("read upper dir"))?
         .next()
@@ -321,7 +405,7 @@ fn commit_upper(store: &Store, upper: &std::path::Path) -> Result<Option<String>
 }
 
 /// A cache hit: reuse the recorded layer. Returns true when it hit.
-fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created_by: &str) -> bool {
+pub(super) fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created_by: &str) -> bool {
     if ctx.options.no_cache {
         return false;
     }
@@ -340,7 +424,7 @@ fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created_by: &str) 
     }
 }
 
-fn finish_step(
+pub(super) fn finish_step(
     ctx: &StepContext,
     stage: &mut Stage,
     key: String,
@@ -360,95 +444,6 @@ fn finish_step(
     Ok(())
 }
 
-fn run(
-    ctx: &StepContext,
-    stage: &mut Stage,
-    loc: &Location,
-    command: &Command,
-    progress: &mut Progress,
-) -> Result<bool, BuildError> {
-    let args = command_args(stage, command);
-    // BuildKit hands every ARG with a value to RUN as environment, under ENV.
-    let mut env: Vec<String> = Vec::new();
-    let mut history_args: Vec<(String, String)> = Vec::new();
-    for (key, value) in &stage.args {
-        let effective = stage
-            .config
-            .env_value(key)
-            .map(str::to_string)
-            .or_else(|| value.clone());
-        history_args.push((key.clone(), effective.clone().unwrap_or_default()));
-        if let Some(value) = value {
-            if stage.config.env_value(key).is_none() {
-                env.push(format!("{key}={value}"));
-            }
-        }
-    }
-    env.extend(stage.config.config.env.iter().cloned());
-    let user = stage.config.config.user.clone();
-    let cwd = stage.workdir();
-    let created_by = run_created_by(&args, &history_args);
-    let args_json = serde_json::to_string(&args).unwrap_or_default();
-    let env_json = serde_json::to_string(&env).unwrap_or_default();
-    let key = stage.next_key(&["RUN", &args_json, &env_json, &user, &cwd, "network=default"]);
-    if try_cache(ctx, stage, &key, &created_by) {
-        return Ok(true);
-    }
-
-    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
-    let etc_files = write_etc_files(dirs.temp.path())?;
-    let spec = StepSpec {
-        rootfs: dirs.rootfs.clone(),
-        args: args.clone(),
-        env,
-        cwd,
-        user,
-        hostname: "rbuild".into(),
-        etc_files,
-        network: NetworkMode::Host,
-    };
-    let outcome = rbuild_runtime::run_step(&spec, &mut |_stream: OutputStream, line: &[u8]| {
-        progress.step_output(line)
-    })
-    .map_err(|e| match e {
-        rbuild_runtime::RuntimeError::Setup(message) => loc.error("RUN", message),
-        other => BuildError::Runtime(other),
-    })?;
-    for notice in &outcome.notices {
-        progress.notice(&format!("notice: {notice}"));
-    }
-    rbuild_runtime::remove_stubs(&dirs.rootfs, &outcome.stubs);
-    if outcome.exit_code != 0 {
-        progress.step_failed();
-        return Err(BuildError::RunFailed {
-            file: loc.file.clone(),
-            line: loc.line,
-            command: args.join(" "),
-            exit_code: outcome.exit_code,
-            excerpt: loc.excerpt.clone(),
-        });
-    }
-    let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
-    finish_step(ctx, stage, key, diff_id, created_by)?;
-    Ok(false)
-}
-
-/// /etc/hosts, /etc/resolv.conf and /etc/hostname for the step, bind-mounted from here so
-/// they never land in a layer.
-fn write_etc_files(dir: &std::path::Path) -> Result<EtcFiles, BuildError> {
-    let files = EtcFiles {
-        hosts: dir.join("hosts"),
-        resolv_conf: dir.join("resolv.conf"),
-        hostname: dir.join("hostname"),
-    };
-    let hosts = "127.0.0.1\tlocalhost rbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-    std::fs::write(&files.hosts, hosts).map_err(io_error("write hosts file"))?;
-    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(&files.resolv_conf, resolv).map_err(io_error("write resolv.conf"))?;
-    std::fs::write(&files.hostname, "rbuild\n").map_err(io_error("write hostname file"))?;
-    Ok(files)
-}
-
 fn resolve_owner(
     mounted: &MountedRootfs,
     spec: &str,
@@ -463,16 +458,118 @@ fn resolve_owner(
     Ok((user.uid, user.gid))
 }
 
+/// Where the files of a COPY come from, kept mounted (or on disk) while it runs.
+enum CopySource {
+    Context,
+    /// Another stage or an image, mounted read-only.
+    Layers(Box<MountedLayers>),
+}
+
+struct MountedLayers {
+    _mounted: MountedRootfs,
+    _dirs: StepDirs,
+    root: BuildContext,
+    key: String,
+}
+
+fn copy_source(
+    ctx: &StepContext,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    from: Option<&str>,
+) -> Result<CopySource, BuildError> {
+    let Some(from) = from else {
+        return Ok(CopySource::Context);
+    };
+    let from = expand(loc, "COPY", from, ctx.escape, &|n| {
+        super::lookup_args(&ctx.plan.global_args, n)
+    })?;
+    let (layers, key) = match resolve_source(&ctx.plan.stages[..plan.index], &from) {
+        Source::Stage(index) => {
+            let done = deps
+                .get(&index)
+                .ok_or_else(|| loc.error("COPY", format!("stage {from} has not been built")))?;
+            (done.config.rootfs.diff_ids.clone(), done.cache_key.clone())
+        }
+        Source::Image(name) => {
+            let (config, image_id) = image_config(ctx, loc, "COPY", &name)?;
+            (config.rootfs.diff_ids, image_id)
+        }
+    };
+    let dirs = StepDirs::read_only(ctx.store, &layers, "from")?;
+    let mounted = MountedRootfs::mount(&dirs.rootfs)?;
+    let root = BuildContext::image_root(&dirs.rootfs.merged_dir);
+    Ok(CopySource::Layers(Box::new(MountedLayers {
+        _mounted: mounted,
+        _dirs: dirs,
+        root,
+        key,
+    })))
+}
+
+/// Heredoc sources (`COPY <<EOF /dst`) become files of a scratch dir, read like a context.
+fn heredoc_files(
+    ctx: &StepContext,
+    stage: &Stage,
+    loc: &Location,
+    heredocs: &[dockerfile::Heredoc],
+) -> Result<Option<(tempfile::TempDir, BuildContext)>, BuildError> {
+    if heredocs.is_empty() {
+        return Ok(None);
+    }
+    let dir = ctx.store.temp_dir("heredoc")?;
+    for heredoc in heredocs {
+        let content = if heredoc.expand {
+            expand_heredoc(loc, &heredoc.content, ctx.escape, &|n| stage.lookup(n))?
+        } else {
+            heredoc.content.clone()
+        };
+        let path = dir.path().join(&heredoc.name);
+        std::fs::write(&path, content).map_err(io_error("write heredoc"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(io_error("chmod heredoc"))?;
+    }
+    let root = BuildContext::image_root(dir.path());
+    Ok(Some((dir, root)))
+}
+
+/// Expands variables in a heredoc body as BuildKit does for unquoted delimiters: `$VAR` and
+/// `${VAR...}` forms, quotes left as they are.
+fn expand_heredoc(
+    loc: &Location,
+    body: &str,
+    escape: char,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, BuildError> {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        // Quotes in the body are content, not syntax: escape them for the word expander.
+        let protected: String = line
+            .chars()
+            .flat_map(|c| {
+                if c == '"' || c == '\'' {
+                    vec![escape, c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        out.push_str(&expand(loc, "COPY", &protected, escape, lookup)?);
+    }
+    Ok(out)
+}
+
 fn copy(
     ctx: &StepContext,
     stage: &mut Stage,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
     loc: &Location,
     args: &CopyArgs,
 ) -> Result<bool, BuildError> {
-    reject_flags(loc, "COPY", &args.flags, &["chown", "chmod"])?;
-    if !args.heredocs.is_empty() {
-        return Err(not_supported(loc, "COPY", "a heredoc"));
-    }
+    reject_flags(loc, "COPY", &args.flags, &["chown", "chmod", "from"])?;
     let escape = ctx.escape;
     let chown = flag_value(&args.flags, "chown")
         .map(|v| expand(loc, "COPY", v, escape, &|n| stage.lookup(n)))
@@ -490,19 +587,32 @@ fn copy(
         },
         None => None,
     };
+    let source = copy_source(ctx, plan, deps, loc, flag_value(&args.flags, "from"))?;
+    let heredocs = heredoc_files(ctx, stage, loc, &args.heredocs)?;
     let mut sources = Vec::new();
-    for raw in &args.sources {
-        sources.push(expand(loc, "COPY", raw, escape, &|n| stage.lookup(n))?);
-    }
-    let dest_raw = expand(loc, "COPY", &args.dest, escape, &|n| stage.lookup(n))?;
     let mut selected = Vec::new();
-    for source in &sources {
+    for raw in &args.sources {
+        if let Some(name) = raw.strip_prefix("<<") {
+            let Some((_, root)) = &heredocs else { continue };
+            selected.extend(
+                root.select(name)
+                    .map_err(|e| loc.error("COPY", e.to_string()))?,
+            );
+            sources.push(raw.clone());
+            continue;
+        }
+        let word = expand(loc, "COPY", raw, escape, &|n| stage.lookup(n))?;
+        let root = match &source {
+            CopySource::Context => ctx.context,
+            CopySource::Layers(layers) => &layers.root,
+        };
         selected.extend(
-            ctx.context
-                .select(source)
+            root.select(&word)
                 .map_err(|e| loc.error("COPY", e.to_string()))?,
         );
+        sources.push(word);
     }
+    let dest_raw = expand(loc, "COPY", &args.dest, escape, &|n| stage.lookup(n))?;
     let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
     if sources.len() > 1 && !dest_is_dir {
         return Err(loc.error(
@@ -528,8 +638,13 @@ fn copy(
     created_by.push_str(&format!(" {dest_raw} # buildkit"));
 
     let content = hash_selection(&selected).map_err(|e| loc.error("COPY", e.to_string()))?;
+    let from_key = match &source {
+        CopySource::Context => "context",
+        CopySource::Layers(layers) => layers.key.as_str(),
+    };
     let key = stage.next_key(&[
         "COPY",
+        from_key,
         &content,
         &dest,
         &dest_is_dir.to_string(),
@@ -542,9 +657,11 @@ fn copy(
     let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "copy")?;
     {
         let mounted = MountedRootfs::mount(&dirs.rootfs)?;
-        let owner = match &chown {
-            Some(spec) => resolve_owner(&mounted, spec, loc, "COPY")?,
-            None => (0, 0),
+        let owner = match (&chown, &source) {
+            (Some(spec), _) => Some(resolve_owner(&mounted, spec, loc, "COPY")?),
+            // Files of another stage or image keep their owners, as in BuildKit.
+            (None, CopySource::Layers(_)) => None,
+            (None, CopySource::Context) => Some((0, 0)),
         };
         copy_sources(
             mounted.root_fd(),
@@ -555,6 +672,7 @@ fn copy(
         )
         .map_err(|m| loc.error("COPY", m))?;
     }
+    drop(source);
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;
     Ok(false)

@@ -1,11 +1,14 @@
-//! The solver for one Dockerfile stage: walks the instructions, computes each step's cache
-//! key, runs or reuses it, and records config and history as BuildKit does.
+//! The solver: runs the planned stages (in parallel where independent), walks each stage's
+//! instructions, computes every step's cache key, runs or reuses it, and records config and
+//! history as BuildKit does.
 
 pub mod copy;
 mod error;
 mod history;
 mod instructions;
 mod rootfs;
+mod run;
+mod runmount;
 mod time;
 
 use std::collections::BTreeMap;
@@ -16,9 +19,12 @@ use sha2::{Digest as _, Sha256};
 pub use error::{excerpt, BuildError, Location};
 pub use time::{rfc3339, rfc3339_now};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::context::BuildContext;
 use crate::dockerfile::{self, InstructionKind};
-use crate::image::{History, ImageConfig, DEFAULT_PATH};
+use crate::image::{History, ImageConfig};
+use crate::plan::{self, Plan, PlanInput, Platform};
 use crate::progress::Progress;
 use crate::store::Store;
 
@@ -28,11 +34,21 @@ pub struct BuildOptions {
     pub context_dir: PathBuf,
     /// The Dockerfile; default `<context>/Dockerfile`.
     pub dockerfile: Option<PathBuf>,
+    /// The Dockerfile's text when it came from stdin (`-f -`).
+    pub dockerfile_text: Option<String>,
     /// Normalised tags (`name:tag`).
     pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// The stage to build (`--target`); default the last.
+    pub target: Option<String>,
+    /// How many stages may build at once; 0 means one per core.
+    pub jobs: usize,
+    /// `--secret id=...`: id -> the secret's bytes, kept out of layers, history and keys.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--network` default for RUN steps.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,12 +57,21 @@ pub struct BuildOutcome {
     pub config: ImageConfig,
 }
 
+/// What a finished stage hands to the stages that use it.
+#[derive(Debug, Clone)]
+pub(crate) struct StageResult {
+    pub config: ImageConfig,
+    pub cache_key: String,
+    pub args: Vec<(String, Option<String>)>,
+}
+
 /// The state of the stage being built.
 pub(crate) struct Stage {
     pub config: ImageConfig,
     /// Cache key of the last step (the chain every later key extends).
     pub cache_key: String,
-    /// ARGs declared in this stage, in order, with their effective values.
+    /// ARGs declared in this stage (or inherited through FROM <stage>), in order, with their
+    /// effective values.
     pub args: Vec<(String, Option<String>)>,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
@@ -58,11 +83,7 @@ impl Stage {
         if let Some(v) = self.config.env_value(name) {
             return Some(v.to_string());
         }
-        self.args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
+        lookup_args(&self.args, name)
     }
 
     pub fn shell(&self) -> Vec<String> {
@@ -103,22 +124,31 @@ impl Stage {
     }
 }
 
-/// Builds the Dockerfile into an image in `store` and tags it.
+/// Builds the Dockerfile into an image in `store` and tags it. Stages the target needs run in
+/// dependency order, independent ones in parallel (at most `options.jobs` at once).
 pub fn build(
     store: &Store,
     options: &BuildOptions,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
     let dockerfile_path = options
         .dockerfile
         .clone()
         .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
-    let source =
-        std::fs::read_to_string(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
-            path: dockerfile_path.clone(),
-            source,
-        })?;
-    let file = dockerfile_path.display().to_string();
+    let source = match &options.dockerfile_text {
+        Some(text) => text.clone(),
+        None => std::fs::read_to_string(&dockerfile_path).map_err(|source| {
+            BuildError::ReadDockerfile {
+                path: dockerfile_path.clone(),
+                source,
+            }
+        })?,
+    };
+    let file = if options.dockerfile_text.is_some() {
+        "Dockerfile (stdin)".to_string()
+    } else {
+        dockerfile_path.display().to_string()
+    };
     let parsed = dockerfile::parse(&source).map_err(|e| BuildError::Syntax {
         file: file.clone(),
         line: e.line,
@@ -135,125 +165,161 @@ pub fn build(
         action: format!("open build context {}", options.context_dir.display()),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let escape = parsed.directives.escape;
     let locate = |ins: &dockerfile::Instruction| Location {
         file: file.clone(),
         line: ins.span.line,
         end_line: ins.span.end_line,
         excerpt: excerpt(&source, ins.span.line, ins.span.end_line),
     };
-
-    // Global ARGs (before the first FROM) are visible to FROM only.
-    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
-    let mut consumed_args: Vec<String> = Vec::new();
-    let mut instructions = parsed.instructions.iter().peekable();
-    while let Some(ins) = instructions.peek() {
-        let InstructionKind::Arg(decls) = &ins.kind else {
-            break;
-        };
-        let loc = locate(ins);
-        for decl in decls {
-            let value = match options.build_args.get(&decl.name) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.default {
-                    Some(default) => {
-                        Some(instructions::expand(&loc, "ARG", default, escape, &|n| {
-                            lookup_args(&global_args, n)
-                        })?)
-                    }
-                    None => None,
-                },
-            };
-            consumed_args.push(decl.name.clone());
-            global_args.push((decl.name.clone(), value));
-        }
-        instructions.next();
-    }
-    let stage_instructions: Vec<&dockerfile::Instruction> = instructions.collect();
-    let Some(from) = stage_instructions.first() else {
-        return Err(BuildError::Syntax {
-            file,
-            line: 1,
-            message: "no FROM instruction: a Dockerfile must start with FROM (after optional ARGs)"
-                .into(),
-            excerpt: String::new(),
-        });
+    let platform = Platform::host();
+    let plan_input = PlanInput {
+        instructions: &parsed.instructions,
+        escape: parsed.directives.escape,
+        build_args: &options.build_args,
+        target: options.target.as_deref(),
+        platform: &platform,
     };
-    if let Some(second) = stage_instructions
-        .iter()
-        .skip(1)
-        .find(|i| matches!(i.kind, InstructionKind::From { .. }))
-    {
-        return Err(locate(second).error(
-            "FROM",
-            "multi-stage builds (a second FROM) are not supported yet",
-        ));
-    }
-    let total = stage_instructions.len();
-    let mut stage = instructions::dispatch_from(
-        store,
-        from,
-        &locate(from),
-        escape,
-        &global_args,
-        progress,
-        total,
-    )?;
-    if stage.config.env_value("PATH").is_none() {
-        stage.config.set_env("PATH", DEFAULT_PATH);
-    }
+    let plan = plan::plan(&plan_input).map_err(|e| match e.instruction {
+        Some(ins) => locate(ins).error(e.keyword, e.message),
+        None => BuildError::Syntax {
+            file: file.clone(),
+            line: 1,
+            message: e.message,
+            excerpt: excerpt(&source, 1, 1),
+        },
+    })?;
 
     let ctx = instructions::StepContext {
         store,
         context: &context,
         options,
-        escape,
-        global_args: &global_args,
+        escape: parsed.directives.escape,
+        plan: &plan,
+        cancelled: AtomicBool::new(false),
     };
-    for (index, ins) in stage_instructions.iter().enumerate().skip(1) {
-        let loc = locate(ins);
-        if let InstructionKind::Arg(decls) = &ins.kind {
-            consumed_args.extend(decls.iter().map(|d| d.name.clone()));
-        }
-        instructions::dispatch(&ctx, &mut stage, ins, &loc, index + 1, total, progress)?;
-    }
+    let results = run_stages(&ctx, &plan, progress, &locate)?;
+    let Some(target) = results.get(&plan.target) else {
+        return Err(BuildError::Io {
+            action: "build the target stage".into(),
+            source: std::io::Error::other("it did not run"),
+        });
+    };
 
-    let unused: Vec<&String> = options
+    let consumed: Vec<&str> = parsed
+        .instructions
+        .iter()
+        .flat_map(|ins| match &ins.kind {
+            InstructionKind::Arg(decls) => {
+                decls.iter().map(|d| d.name.as_str()).collect::<Vec<_>>()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    let unused: Vec<&str> = options
         .build_args
         .keys()
-        .filter(|k| !consumed_args.contains(k))
+        .map(String::as_str)
+        .filter(|k| !consumed.contains(k) && !plan::is_proxy_arg(k))
         .collect();
     if !unused.is_empty() {
-        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         progress.notice(&format!(
             "warning: build-args [{}] were not consumed",
-            names.join(" ")
+            unused.join(" ")
         ));
     }
+    let mut config = target.config.clone();
     for (key, value) in &options.labels {
-        stage
-            .config
-            .config
-            .labels
-            .insert(key.clone(), value.clone());
+        config.config.labels.insert(key.clone(), value.clone());
     }
-    stage.config.created = Some(rfc3339_now());
-    let config_bytes = stage
-        .config
-        .to_canonical_json()
-        .map_err(|e| BuildError::Io {
-            action: "serialize image config".into(),
-            source: std::io::Error::other(e),
-        })?;
+    config.created = Some(rfc3339_now());
+    let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
+        action: "serialize image config".into(),
+        source: std::io::Error::other(e),
+    })?;
     let image_id = store.put_blob(&config_bytes)?;
     store.add_image(&image_id, &options.tags)?;
-    Ok(BuildOutcome {
-        image_id,
-        config: stage.config,
-    })
+    Ok(BuildOutcome { image_id, config })
 }
 
-fn lookup_args(args: &[(String, Option<String>)], name: &str) -> Option<String> {
+/// Runs the planned stages: each starts once the stages it needs are done, up to `jobs` at a
+/// time. After a failure no new stage starts; running ones stop at their next step.
+fn run_stages(
+    ctx: &instructions::StepContext,
+    plan: &Plan,
+    progress: &Progress,
+    locate: &(dyn Fn(&dockerfile::Instruction) -> Location + Sync),
+) -> Result<BTreeMap<usize, StageResult>, BuildError> {
+    let jobs = if ctx.options.jobs == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        ctx.options.jobs
+    };
+    let labelled = plan.order.len() > 1;
+    let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
+    let mut first_error: Option<BuildError> = None;
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) =
+            std::sync::mpsc::channel::<(usize, Result<StageResult, BuildError>)>();
+        let mut started: Vec<usize> = Vec::new();
+        let mut running = 0usize;
+        loop {
+            if first_error.is_none() {
+                for &index in &plan.order {
+                    if running >= jobs || started.contains(&index) {
+                        continue;
+                    }
+                    let stage = &plan.stages[index];
+                    if !stage.deps.iter().all(|d| results.contains_key(d)) {
+                        continue;
+                    }
+                    let deps: BTreeMap<usize, StageResult> = stage
+                        .deps
+                        .iter()
+                        .filter_map(|d| results.get(d).map(|r| (*d, r.clone())))
+                        .collect();
+                    let done_tx = done_tx.clone();
+                    let label = labelled.then(|| stage.label());
+                    started.push(index);
+                    running += 1;
+                    scope.spawn(move || {
+                        let mut reporter = progress.stage(label);
+                        let result =
+                            instructions::build_stage(ctx, stage, &deps, &mut reporter, locate);
+                        if result.is_err() {
+                            ctx.cancelled.store(true, Ordering::SeqCst);
+                        }
+                        let _ = done_tx.send((index, result));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((index, result)) = done_rx.recv() else {
+                break;
+            };
+            running -= 1;
+            match result {
+                Ok(done) => {
+                    results.insert(index, done);
+                }
+                Err(e) => {
+                    if first_error.is_none() && !matches!(e, BuildError::Cancelled) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+    });
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+pub(crate) fn lookup_args(args: &[(String, Option<String>)], name: &str) -> Option<String> {
     args.iter()
         .rev()
         .find(|(k, _)| k == name)

@@ -3,7 +3,7 @@
 //! namespace, whose upper dir becomes the new layer. Also the work dirs of RUN steps.
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rbuild_runtime::RootfsSpec;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -50,20 +50,49 @@ impl StepDirs {
     }
 }
 
+impl StepDirs {
+    /// A read-only view of `layers` (another stage, an image) for COPY --from and RUN mounts.
+    pub fn read_only(
+        store: &Store,
+        layers: &[String],
+        purpose: &str,
+    ) -> Result<StepDirs, BuildError> {
+        let temp = store.temp_dir(purpose)?;
+        let mut lower_dirs: Vec<PathBuf> = layers
+            .iter()
+            .rev()
+            .map(|d| store.layer_dir(d))
+            .collect::<Result<_, _>>()?;
+        // Without an upper dir overlay wants two lowers at least.
+        let empty = temp.path().join("empty");
+        std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
+        lower_dirs.push(empty);
+        let merged_dir = temp.path().join("merged");
+        std::fs::create_dir(&merged_dir).map_err(io_error("create merged dir"))?;
+        let rootfs = RootfsSpec {
+            lower_dirs,
+            upper_dir: PathBuf::new(),
+            work_dir: PathBuf::new(),
+            merged_dir,
+        };
+        Ok(StepDirs { temp, rootfs })
+    }
+}
+
 /// The overlay mounted at `merged`, unmounted on drop (also on error paths).
-pub struct MountedRootfs<'a> {
-    merged: &'a Path,
+pub struct MountedRootfs {
+    merged: PathBuf,
     root: Option<OwnedFd>,
 }
 
-impl<'a> MountedRootfs<'a> {
-    pub fn mount(rootfs: &'a RootfsSpec) -> Result<MountedRootfs<'a>, BuildError> {
+impl MountedRootfs {
+    pub fn mount(rootfs: &RootfsSpec) -> Result<MountedRootfs, BuildError> {
         rbuild_runtime::mounts::mount_overlay(rootfs).map_err(|message| BuildError::Io {
             action: message,
             source: std::io::Error::other("overlay mount failed"),
         })?;
         let mut mounted = MountedRootfs {
-            merged: &rootfs.merged_dir,
+            merged: rootfs.merged_dir.clone(),
             root: None,
         };
         let root = rustix::fs::open(
@@ -95,10 +124,10 @@ impl<'a> MountedRootfs<'a> {
     }
 }
 
-impl Drop for MountedRootfs<'_> {
+impl Drop for MountedRootfs {
     fn drop(&mut self) {
         self.root = None;
-        let _ = nix::mount::umount2(self.merged, nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -40,6 +40,18 @@ pub struct BuildArgs {
     /// Also write the image out: `type=oci,dest=FILE` or `type=docker,dest=FILE`
     #[arg(short = 'o', long = "output", value_name = "type=oci,dest=FILE")]
     pub outputs: Vec<String>,
+    /// Build only up to this stage (by name or index)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// How many stages may build at once [default: one per core]
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+    /// A secret for RUN --mount=type=secret: `id=ID,src=FILE` or `id=ID,env=VAR` (never stored)
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+    /// Network for RUN steps: default (the host's), none, host
+    #[arg(long, value_name = "default|none|host")]
+    pub network: Option<String>,
     /// The build context directory
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -93,6 +105,37 @@ fn parse_key_values(
     Ok(map)
 }
 
+/// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).
+fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut secrets = BTreeMap::new();
+    for spec in specs {
+        let mut id = None;
+        let mut source = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => source = Some((false, v.to_string())),
+                Some(("env", v)) => source = Some((true, v.to_string())),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("--secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"),
+            }
+        }
+        let id = id.with_context(|| format!("--secret {spec:?}: missing id="))?;
+        let (from_env, name) = source.unwrap_or((true, id.clone()));
+        let value = if from_env {
+            std::env::var_os(&name)
+                .with_context(|| {
+                    format!("--secret id={id}: environment variable {name} is not set")
+                })?
+                .into_encoded_bytes()
+        } else {
+            std::fs::read(&name).with_context(|| format!("--secret id={id}: cannot read {name}"))?
+        };
+        secrets.insert(id, value);
+    }
+    Ok(secrets)
+}
+
 pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
     let mut tags = Vec::new();
     for tag in &args.tags {
@@ -119,17 +162,40 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
             args.context.display()
         );
     }
+    let dockerfile_text = match args.file.as_deref() {
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the Dockerfile from stdin")?;
+            Some(text)
+        }
+        _ => None,
+    };
+    if let Some(network) = &args.network {
+        if !matches!(network.as_str(), "default" | "none" | "host") {
+            bail!("--network {network}: expected default, none or host");
+        }
+    }
     let options = BuildOptions {
         context_dir: args.context.clone(),
-        dockerfile: args.file.clone(),
+        dockerfile: if dockerfile_text.is_some() {
+            None
+        } else {
+            args.file.clone()
+        },
+        dockerfile_text,
+        target: args.target.clone(),
+        jobs: args.jobs,
+        secrets: parse_secrets(&args.secrets)?,
+        network: args.network.clone(),
         tags: tags.clone(),
         build_args: parse_key_values("--build-arg", &args.build_args, true)?,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
     };
     let store = super::open_store(root)?;
-    let mut progress = Progress::new(mode);
-    let outcome = build::build(&store, &options, &mut progress)?;
+    let progress = Progress::new(mode);
+    let outcome = build::build(&store, &options, &progress)?;
     for output in &outputs {
         archive::save(
             &store,

@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Build an image from a Dockerfile
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show the history of an image
@@ -87,7 +87,7 @@ pub fn open_store(root: &std::path::Path) -> anyhow::Result<Store> {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
     match cli.command {
-        Commands::Build(args) => build::run(&root, args),
+        Commands::Build(args) => build::run(&root, *args),
         Commands::Images(args) => images::images(&root, args),
         Commands::History(args) => images::history(&root, args),
         Commands::Inspect(args) => images::inspect(&root, args),

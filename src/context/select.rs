@@ -53,6 +53,8 @@ pub struct SourceEntry {
     pub kind: SourceKind,
     /// Permission bits (07777).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub mtime: i64,
     pub mtime_nsec: i64,
 }
@@ -98,6 +100,55 @@ impl BuildContext {
             }
         };
         Ok(BuildContext { root, ignore })
+    }
+
+    /// A stage's or image's filesystem as a COPY source: no `.dockerignore` applies.
+    pub fn image_root(root: &Path) -> BuildContext {
+        BuildContext {
+            root: root.to_path_buf(),
+            ignore: IgnoreRules::default(),
+        }
+    }
+
+    /// Resolves `rel` with every symlink followed inside the root (an absolute link target
+    /// means the root's `/`, never the host's), returning the host path it lands on.
+    fn resolve_in_root(&self, rel: &str) -> Result<PathBuf, ContextError> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let root_fd = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ContextError::Io {
+            path: self.root.clone(),
+            source: e.into(),
+        })?;
+        let target = if rel.is_empty() { "." } else { rel };
+        let fd = rustix::fs::openat2(
+            &root_fd,
+            target,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|_| ContextError::NotFound {
+            source_path: rel.to_string(),
+            why: "",
+        })?;
+        let real = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .map_err(|e| ContextError::Io {
+            path: self.root.join(rel),
+            source: e,
+        })?;
+        if !real.starts_with(&self.root) {
+            return Err(ContextError::OutsideContext {
+                source_path: rel.to_string(),
+            });
+        }
+        Ok(real)
     }
 
     pub fn root(&self) -> &Path {
@@ -150,22 +201,8 @@ impl BuildContext {
                 why: " (excluded by .dockerignore)",
             });
         }
-        // The top-level source is followed if it is a symlink, but only inside the context.
-        let host = self.root.join(rel);
-        let resolved = match host.canonicalize() {
-            Ok(p) => p,
-            Err(_) => {
-                return Err(ContextError::NotFound {
-                    source_path: rel.to_string(),
-                    why: "",
-                })
-            }
-        };
-        if !resolved.starts_with(&self.root) {
-            return Err(ContextError::OutsideContext {
-                source_path: rel.to_string(),
-            });
-        }
+        // The top-level source is followed if it is a symlink, resolved inside the root.
+        let resolved = self.resolve_in_root(rel)?;
         let name = rel.rsplit('/').next().unwrap_or("").to_string();
         let meta = std::fs::metadata(&resolved).map_err(io(&resolved))?;
         let mut entries = vec![entry_for("", &resolved, &meta, None)];
@@ -259,6 +296,8 @@ fn entry_for(
         host_path: host.to_path_buf(),
         kind,
         mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
         mtime: meta.mtime(),
         mtime_nsec: meta.mtime_nsec(),
     }
@@ -290,7 +329,13 @@ pub fn hash_selection(selected: &[Selected]) -> Result<String, ContextError> {
     for sel in selected {
         hasher.update(format!("source {}\0", sel.name).as_bytes());
         for entry in &sel.entries {
-            hasher.update(format!("{}\0{:o}\0", entry.rel, entry.mode).as_bytes());
+            hasher.update(
+                format!(
+                    "{}\0{:o}\0{}:{}\0",
+                    entry.rel, entry.mode, entry.uid, entry.gid
+                )
+                .as_bytes(),
+            );
             match &entry.kind {
                 SourceKind::Dir => hasher.update(b"dir\0"),
                 SourceKind::Symlink { target } => {
@@ -382,13 +427,22 @@ mod tests {
     }
 
     #[test]
-    fn symlink_leaving_the_context_is_refused() {
-        let (dir, ctx) = context(&[("a", "a")], "");
+    fn symlinks_resolve_inside_the_root_never_on_the_host() {
+        let (dir, ctx) = context(&[("a", "inside")], "");
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).expect("symlink");
-        assert!(matches!(
-            ctx.select("escape"),
-            Err(ContextError::OutsideContext { .. })
-        ));
+        std::os::unix::fs::symlink("/a", dir.path().join("absolute")).expect("symlink");
+        std::os::unix::fs::symlink("../../../a", dir.path().join("climbing")).expect("symlink");
+        assert!(
+            matches!(ctx.select("escape"), Err(ContextError::NotFound { .. })),
+            "/etc/passwd of the root, not the host"
+        );
+        for link in ["absolute", "climbing"] {
+            let selected = ctx.select(link).expect("resolves inside");
+            assert_eq!(
+                std::fs::read_to_string(&selected[0].entries[0].host_path).expect("read"),
+                "inside"
+            );
+        }
     }
 
     #[test]

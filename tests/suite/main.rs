@@ -10,4 +10,6 @@ mod filesystem;
 mod fixtures_test;
 mod interop;
 mod layers;
+mod multistage;
+mod runmounts;
 mod sandbox;

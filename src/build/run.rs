@@ -1,0 +1,496 @@
+//! RUN: the command (shell or exec form, heredocs), its mounts (`--mount`), network, and the
+//! step's cache key; runs it in the sandbox and commits the upper dir as the layer.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::{
+    EtcFiles, MountSource, NetworkMode, OutputStream, RootfsSpec, StepMount, StepSpec,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::error::{io_error, BuildError, Location};
+use super::history::run_created_by;
+use super::instructions::{
+    command_args, commit_upper, finish_step, image_config, not_supported, try_cache, StepContext,
+};
+use super::rootfs::StepDirs;
+use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
+use super::{Stage, StageResult};
+use crate::context::hash_selection;
+use crate::dockerfile::{Command, Flag, Heredoc};
+use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
+use crate::progress::StageProgress;
+
+/// What a RUN needs kept alive while it runs: temp dirs and cache locks.
+#[derive(Default)]
+struct MountGuards {
+    temp_dirs: Vec<tempfile::TempDir>,
+    locks: Vec<std::fs::File>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    ctx: &StepContext,
+    stage: &mut Stage,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    flags: &[Flag],
+    command: &Command,
+    heredocs: &[Heredoc],
+    progress: &mut StageProgress,
+) -> Result<bool, BuildError> {
+    let mut network = ctx
+        .options
+        .network
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut mount_specs = Vec::new();
+    for flag in flags {
+        let value = flag.value.as_deref().unwrap_or("");
+        match flag.name.as_str() {
+            "mount" => mount_specs.push(
+                parse_mount(value)
+                    .map_err(|m| loc.error("RUN", format!("--mount={value}: {m}")))?,
+            ),
+            "network" => network = value.to_string(),
+            "security" if value == "sandbox" => {}
+            "security" => return Err(not_supported(loc, "RUN", &format!("--security={value}"))),
+            other => return Err(not_supported(loc, "RUN", &format!("--{other}"))),
+        }
+    }
+    let network_mode = match network.as_str() {
+        "default" | "host" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => {
+            return Err(loc.error(
+                "RUN",
+                format!("--network={other}: expected default, none or host"),
+            ))
+        }
+    };
+
+    let mut guards = MountGuards::default();
+    let (args, mut extra_mounts) = heredoc_command(ctx, stage, command, heredocs, &mut guards)?;
+
+    // BuildKit hands every ARG with a value to RUN as environment, under ENV. Proxy args reach
+    // the command too, but neither the history nor the cache key.
+    let mut env: Vec<String> = Vec::new();
+    let mut history_args: Vec<(String, String)> = Vec::new();
+    for (key, value) in &stage.args {
+        let effective = stage
+            .config
+            .env_value(key)
+            .map(str::to_string)
+            .or_else(|| value.clone());
+        history_args.push((key.clone(), effective.unwrap_or_default()));
+        if let Some(value) = value {
+            if stage.config.env_value(key).is_none() {
+                env.push(format!("{key}={value}"));
+            }
+        }
+    }
+    env.extend(stage.config.config.env.iter().cloned());
+    let proxy_env: Vec<String> = ctx
+        .options
+        .build_args
+        .iter()
+        .filter(|(k, _)| is_proxy_arg(k) && !stage.args.iter().any(|(a, _)| a == *k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let user = stage.config.config.user.clone();
+    let cwd = stage.workdir();
+    let created_by = run_created_by(&args, &history_args);
+
+    let mut mount_keys = Vec::new();
+    let mut secret_env = Vec::new();
+    for mount in &mount_specs {
+        let (step_mount, key) =
+            resolve_mount(ctx, plan, deps, loc, mount, &mut guards, &mut secret_env)?;
+        mount_keys.push(key);
+        extra_mounts.extend(step_mount);
+    }
+    let args_json = serde_json::to_string(&args).unwrap_or_default();
+    let env_json = serde_json::to_string(&env).unwrap_or_default();
+    let mounts_json = serde_json::to_string(&mount_keys).unwrap_or_default();
+    let network_key = format!("network={network}");
+    let key = stage.next_key(&[
+        "RUN",
+        &args_json,
+        &env_json,
+        &user,
+        &cwd,
+        &network_key,
+        &mounts_json,
+    ]);
+    if try_cache(ctx, stage, &key, &created_by) {
+        return Ok(true);
+    }
+
+    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
+    let etc_files = write_etc_files(dirs.temp.path())?;
+    env.extend(proxy_env);
+    env.extend(secret_env);
+    let spec = StepSpec {
+        rootfs: dirs.rootfs.clone(),
+        args: args.clone(),
+        env,
+        cwd,
+        user,
+        hostname: "rbuild".into(),
+        etc_files,
+        network: network_mode,
+        mounts: extra_mounts,
+    };
+    let outcome = rbuild_runtime::run_step(&spec, &mut |_stream: OutputStream, line: &[u8]| {
+        progress.step_output(line)
+    })
+    .map_err(|e| match e {
+        rbuild_runtime::RuntimeError::Setup(message) => loc.error("RUN", message),
+        other => BuildError::Runtime(other),
+    })?;
+    drop(guards);
+    for notice in &outcome.notices {
+        progress.notice(&format!("notice: {notice}"));
+    }
+    rbuild_runtime::remove_stubs(&dirs.rootfs, &outcome.stubs);
+    if outcome.exit_code != 0 {
+        progress.step_failed();
+        return Err(BuildError::RunFailed {
+            file: loc.file.clone(),
+            line: loc.line,
+            command: args.join(" "),
+            exit_code: outcome.exit_code,
+            excerpt: loc.excerpt.clone(),
+        });
+    }
+    let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
+    finish_step(ctx, stage, key, diff_id, created_by)?;
+    Ok(false)
+}
+
+/// The argv of a RUN with heredocs. `RUN <<EOF` alone runs the body as the script (a `#!`
+/// body is executed as a file, mounted under /dev/pipes); otherwise the command line and the
+/// bodies go to the shell together, which reads the heredocs itself.
+fn heredoc_command(
+    ctx: &StepContext,
+    stage: &Stage,
+    command: &Command,
+    heredocs: &[Heredoc],
+    guards: &mut MountGuards,
+) -> Result<(Vec<String>, Vec<StepMount>), BuildError> {
+    let Command::Shell(text) = command else {
+        return Ok((command_args(stage, command), Vec::new()));
+    };
+    if heredocs.is_empty() {
+        return Ok((command_args(stage, command), Vec::new()));
+    }
+    let only_marker = heredocs.len() == 1
+        && text
+            .trim()
+            .trim_start_matches("<<")
+            .trim_start_matches('-')
+            .trim_matches(['"', '\''])
+            == heredocs[0].name;
+    if only_marker {
+        let body = &heredocs[0].content;
+        if body.starts_with("#!") {
+            let dir = ctx.store.temp_dir("heredoc")?;
+            let script = dir.path().join(&heredocs[0].name);
+            std::fs::write(&script, body).map_err(io_error("write heredoc script"))?;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_error("chmod heredoc script"))?;
+            let target = format!("/dev/pipes/{}", heredocs[0].name);
+            guards.temp_dirs.push(dir);
+            let mount = StepMount {
+                target: target.clone(),
+                source: MountSource::Bind {
+                    path: script,
+                    read_only: true,
+                },
+            };
+            return Ok((vec![target], vec![mount]));
+        }
+        let mut args = stage.shell();
+        args.push(body.clone());
+        return Ok((args, Vec::new()));
+    }
+    let mut script = text.clone();
+    for heredoc in heredocs {
+        script.push('\n');
+        script.push_str(&heredoc.content);
+        script.push_str(&heredoc.name);
+    }
+    let mut args = stage.shell();
+    args.push(script);
+    Ok((args, Vec::new()))
+}
+
+/// Turns one `--mount` into what the sandbox mounts, and the part of the cache key it adds
+/// (never a secret's value).
+fn resolve_mount(
+    ctx: &StepContext,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    mount: &RunMount,
+    guards: &mut MountGuards,
+    secret_env: &mut Vec<String>,
+) -> Result<(Option<StepMount>, String), BuildError> {
+    let target = super::copy::join_image_path("/", &mount.target);
+    match mount.kind {
+        MountKind::Tmpfs => Ok((
+            Some(StepMount {
+                target: target.clone(),
+                source: MountSource::Tmpfs { size: mount.size },
+            }),
+            format!("tmpfs {target} {}", mount.size),
+        )),
+        MountKind::Secret => {
+            let Some(value) = ctx.options.secrets.get(&mount.id) else {
+                if mount.required {
+                    return Err(loc.error(
+                        "RUN",
+                        format!(
+                            "secret {} is required but was not given (--secret id={},src=FILE)",
+                            mount.id, mount.id
+                        ),
+                    ));
+                }
+                return Ok((None, format!("secret {} {target} absent", mount.id)));
+            };
+            if let Some(name) = &mount.env {
+                secret_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
+            }
+            if mount.target.is_empty() {
+                return Ok((None, format!("secret {} env", mount.id)));
+            }
+            let dir = ctx.store.temp_dir("secret")?;
+            let file = dir.path().join("secret");
+            std::fs::write(&file, value).map_err(io_error("write secret"))?;
+            std::os::unix::fs::chown(&file, Some(mount.uid), Some(mount.gid))
+                .map_err(io_error("chown secret"))?;
+            std::fs::set_permissions(
+                &file,
+                std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o400)),
+            )
+            .map_err(io_error("chmod secret"))?;
+            guards.temp_dirs.push(dir);
+            Ok((
+                Some(StepMount {
+                    target: target.clone(),
+                    source: MountSource::Bind {
+                        path: file,
+                        read_only: true,
+                    },
+                }),
+                format!("secret {} {target}", mount.id),
+            ))
+        }
+        MountKind::Ssh => Err(not_supported(loc, "RUN", "--mount=type=ssh")),
+        MountKind::Cache => {
+            let dir = cache_mount_dir(ctx, mount, guards)?;
+            Ok((
+                Some(StepMount {
+                    target: target.clone(),
+                    source: MountSource::Bind {
+                        path: dir,
+                        read_only: mount.read_only,
+                    },
+                }),
+                format!(
+                    "cache {} {target} {:?} {}",
+                    mount.id, mount.sharing, mount.read_only
+                ),
+            ))
+        }
+        MountKind::Bind => bind_mount(ctx, plan, deps, loc, mount, &target, guards),
+    }
+}
+
+/// `type=cache`: a dir of the store kept between builds, never part of a layer.
+fn cache_mount_dir(
+    ctx: &StepContext,
+    mount: &RunMount,
+    guards: &mut MountGuards,
+) -> Result<PathBuf, BuildError> {
+    let root = ctx.store.root().join("cache-mounts");
+    std::fs::create_dir_all(&root).map_err(io_error("create cache-mounts dir"))?;
+    let name = hex::encode(Sha256::digest(mount.id.as_bytes()));
+    let dir = root.join(&name);
+    let lock_path = root.join(format!("{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error("open cache mount lock"))?;
+    match mount.sharing {
+        Sharing::Shared => {}
+        Sharing::Locked => {
+            lock.lock().map_err(io_error("lock cache mount"))?;
+            guards.locks.push(lock);
+        }
+        Sharing::Private => {
+            if lock.try_lock().is_err() {
+                // In use by another step: this one gets a fresh, build-local cache.
+                let temp = ctx.store.temp_dir("cache-private")?;
+                let private = temp.path().join("cache");
+                create_cache_dir(&private, mount)?;
+                guards.temp_dirs.push(temp);
+                return Ok(private);
+            }
+            guards.locks.push(lock);
+        }
+    }
+    if !dir.exists() {
+        create_cache_dir(&dir, mount)?;
+    }
+    Ok(dir)
+}
+
+fn create_cache_dir(dir: &Path, mount: &RunMount) -> Result<(), BuildError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io_error("create cache mount dir")(e)),
+    }
+    std::os::unix::fs::chown(dir, Some(mount.uid), Some(mount.gid))
+        .map_err(io_error("chown cache mount dir"))?;
+    std::fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o755)),
+    )
+    .map_err(io_error("chmod cache mount dir"))
+}
+
+/// `type=bind`: a path of the context, or of another stage or image (`from=`); read-only
+/// unless `rw`, and then writes land in a scratch dir that is thrown away.
+fn bind_mount(
+    ctx: &StepContext,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    mount: &RunMount,
+    target: &str,
+    guards: &mut MountGuards,
+) -> Result<(Option<StepMount>, String), BuildError> {
+    let source = crate::context::clean_relative(&mount.source);
+    let Some(from) = &mount.from else {
+        let selected = ctx
+            .context
+            .select(if source.is_empty() { "." } else { &source })
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
+        let content = hash_selection(&selected).map_err(|e| loc.error("RUN", e.to_string()))?;
+        let path = selected
+            .first()
+            .and_then(|s| s.entries.first())
+            .map(|e| e.host_path.clone())
+            .unwrap_or_else(|| ctx.context.root().to_path_buf());
+        let key = format!(
+            "bind context {source} {target} {} {content}",
+            mount.read_only
+        );
+        let step_mount = if mount.read_only || !path.is_dir() {
+            StepMount {
+                target: target.to_string(),
+                source: MountSource::Bind {
+                    path,
+                    read_only: mount.read_only,
+                },
+            }
+        } else {
+            scratch_overlay(ctx, vec![path], target, guards)?
+        };
+        return Ok((Some(step_mount), key));
+    };
+    let from = super::instructions::expand(loc, "RUN", from, ctx.escape, &|n| {
+        super::lookup_args(&ctx.plan.global_args, n)
+    })?;
+    let (layers, from_key) = match resolve_source(&ctx.plan.stages[..plan.index], &from) {
+        Source::Stage(index) => {
+            let done = deps
+                .get(&index)
+                .ok_or_else(|| loc.error("RUN", format!("stage {from} has not been built")))?;
+            (done.config.rootfs.diff_ids.clone(), done.cache_key.clone())
+        }
+        Source::Image(name) => {
+            let (config, image_id) = image_config(ctx, loc, "RUN", &name)?;
+            (config.rootfs.diff_ids, image_id)
+        }
+    };
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    for diff_id in layers.iter().rev() {
+        let dir = ctx.store.layer_dir(diff_id)?.join(&source);
+        if dir.is_dir() {
+            lowers.push(dir);
+        }
+    }
+    let key = format!("bind {from_key} {source} {target} {}", mount.read_only);
+    let step_mount = if mount.read_only {
+        let temp = ctx.store.temp_dir("bind")?;
+        let empty = temp.path().join("empty");
+        std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
+        lowers.push(empty);
+        guards.temp_dirs.push(temp);
+        StepMount {
+            target: target.to_string(),
+            source: MountSource::Overlay(RootfsSpec {
+                lower_dirs: lowers,
+                upper_dir: PathBuf::new(),
+                work_dir: PathBuf::new(),
+                merged_dir: PathBuf::new(),
+            }),
+        }
+    } else {
+        scratch_overlay(ctx, lowers, target, guards)?
+    };
+    Ok((Some(step_mount), key))
+}
+
+/// A writable overlay over `lowers` whose writes go to a temp dir dropped after the step.
+fn scratch_overlay(
+    ctx: &StepContext,
+    mut lowers: Vec<PathBuf>,
+    target: &str,
+    guards: &mut MountGuards,
+) -> Result<StepMount, BuildError> {
+    let temp = ctx.store.temp_dir("bind-rw")?;
+    let (upper, work, empty) = (
+        temp.path().join("upper"),
+        temp.path().join("work"),
+        temp.path().join("empty"),
+    );
+    for dir in [&upper, &work, &empty] {
+        std::fs::create_dir(dir).map_err(io_error("create scratch overlay dir"))?;
+    }
+    lowers.push(empty);
+    guards.temp_dirs.push(temp);
+    Ok(StepMount {
+        target: target.to_string(),
+        source: MountSource::Overlay(RootfsSpec {
+            lower_dirs: lowers,
+            upper_dir: upper,
+            work_dir: work,
+            merged_dir: PathBuf::new(),
+        }),
+    })
+}
+
+/// /etc/hosts, /etc/resolv.conf and /etc/hostname for the step, bind-mounted from here so
+/// they never land in a layer.
+pub(super) fn write_etc_files(dir: &Path) -> Result<EtcFiles, BuildError> {
+    let files = EtcFiles {
+        hosts: dir.join("hosts"),
+        resolv_conf: dir.join("resolv.conf"),
+        hostname: dir.join("hostname"),
+    };
+    let hosts = "127.0.0.1\tlocalhost rbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    std::fs::write(&files.hosts, hosts).map_err(io_error("write hosts file"))?;
+    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(&files.resolv_conf, resolv).map_err(io_error("write resolv.conf"))?;
+    std::fs::write(&files.hostname, "rbuild\n").map_err(io_error("write hostname file"))?;
+    Ok(files)
+}

@@ -1,0 +1,358 @@
+//! Dockerfile -> build graph: stages with their base (scratch, an image, or an earlier stage),
+//! the stages each one reads from (`COPY --from`, `RUN --mount=from=`), and the stages a
+//! target needs, in an order where every stage comes after the stages it needs.
+
+mod args;
+
+use std::collections::BTreeMap;
+
+pub use args::{is_proxy_arg, platform_args, Platform, PROXY_ARGS};
+
+use crate::dockerfile::{Flag, Instruction, InstructionKind};
+
+/// Where a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference (expanded), looked up in the store.
+    Image(String),
+}
+
+/// Where `COPY --from` or a `RUN --mount` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stage(usize),
+    Image(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StagePlan<'a> {
+    pub index: usize,
+    /// The `AS` name, lower-cased as BuildKit compares them.
+    pub name: Option<String>,
+    pub from: &'a Instruction,
+    pub base: Base,
+    /// Instructions after FROM.
+    pub instructions: Vec<&'a Instruction>,
+    /// Stages this one needs finished first (its base and every `--from`).
+    pub deps: Vec<usize>,
+}
+
+impl StagePlan<'_> {
+    /// How progress names the stage: its name, or `stage-N`.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// ARGs declared before the first FROM, with their values (build args applied).
+    pub global_args: Vec<(String, Option<String>)>,
+    pub stages: Vec<StagePlan<'a>>,
+    /// Index of the stage whose result is the image.
+    pub target: usize,
+    /// The stages the target needs (itself included), each after its dependencies.
+    pub order: Vec<usize>,
+    /// Build args that some ARG declared (the others were not consumed).
+    pub declared_args: Vec<String>,
+}
+
+/// What went wrong while planning, with the instruction it concerns.
+#[derive(Debug, Clone)]
+pub struct PlanError<'a> {
+    pub instruction: Option<&'a Instruction>,
+    pub keyword: &'static str,
+    pub message: String,
+}
+
+fn error<'a>(
+    instruction: Option<&'a Instruction>,
+    keyword: &'static str,
+    message: impl Into<String>,
+) -> PlanError<'a> {
+    PlanError {
+        instruction,
+        keyword,
+        message: message.into(),
+    }
+}
+
+/// What the planner needs from the build's options.
+pub struct PlanInput<'a> {
+    pub instructions: &'a [Instruction],
+    pub escape: char,
+    pub build_args: &'a BTreeMap<String, String>,
+    pub target: Option<&'a str>,
+    pub platform: &'a Platform,
+}
+
+pub fn flag<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
+    flags
+        .iter()
+        .rev()
+        .find(|f| f.name == name)
+        .map(|f| f.value.as_deref().unwrap_or(""))
+}
+
+/// The `from=` of each `--mount` of a RUN.
+fn mount_froms(flags: &[Flag]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| f.name == "mount")
+        .filter_map(|f| f.value.as_deref())
+        .filter_map(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("from="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
+    let lookup_in = |args: &[(String, Option<String>)], name: &str| -> Option<String> {
+        args.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let expand = |ins: &'a Instruction,
+                  keyword: &'static str,
+                  word: &str,
+                  args: &[(String, Option<String>)]| {
+        crate::dockerfile::expand_word(word, input.escape, &|n| lookup_in(args, n))
+            .map(|e| e.value)
+            .map_err(|e| error(Some(ins), keyword, e.to_string()))
+    };
+
+    // Predefined platform args are in the global scope without a declaration.
+    let mut global_args: Vec<(String, Option<String>)> = platform_args(input.platform)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
+    let mut declared_args = Vec::new();
+    let mut rest = input.instructions.iter().peekable();
+    while let Some(ins) = rest.peek() {
+        let InstructionKind::Arg(decls) = &ins.kind else {
+            break;
+        };
+        for decl in decls {
+            let value = match input.build_args.get(&decl.name) {
+                Some(v) => Some(v.clone()),
+                None => match &decl.default {
+                    Some(default) => Some(expand(ins, "ARG", default, &global_args)?),
+                    None => lookup_in(&global_args, &decl.name),
+                },
+            };
+            declared_args.push(decl.name.clone());
+            global_args.push((decl.name.clone(), value));
+        }
+        rest.next();
+    }
+
+    let mut stages: Vec<StagePlan> = Vec::new();
+    for ins in rest {
+        if let InstructionKind::From {
+            image,
+            alias,
+            flags,
+        } = &ins.kind
+        {
+            if let Some(flag) = flags.iter().find(|f| f.name != "platform") {
+                return Err(error(
+                    Some(ins),
+                    "FROM",
+                    format!("unknown flag: --{}", flag.name),
+                ));
+            }
+            if flags.iter().any(|f| f.name == "platform") {
+                return Err(error(Some(ins), "FROM", "--platform is not supported yet"));
+            }
+            let index = stages.len();
+            let image = expand(ins, "FROM", image, &global_args)?;
+            let name = alias.as_ref().map(|a| a.to_ascii_lowercase());
+            if let Some(name) = &name {
+                if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
+                    return Err(error(
+                        Some(ins),
+                        "FROM",
+                        format!("duplicate stage name {name:?}"),
+                    ));
+                }
+            }
+            let base = if image.eq_ignore_ascii_case("scratch") {
+                Base::Scratch
+            } else {
+                match find_stage(&stages, &image) {
+                    Some(i) => Base::Stage(i),
+                    None => Base::Image(image),
+                }
+            };
+            let deps = match base {
+                Base::Stage(i) => vec![i],
+                _ => Vec::new(),
+            };
+            stages.push(StagePlan {
+                index,
+                name,
+                from: ins,
+                base,
+                instructions: Vec::new(),
+                deps,
+            });
+            continue;
+        }
+        let Some(stage) = stages.last_mut() else {
+            return Err(error(Some(ins), ins.kind.keyword(), "no build stage in current context: the first instruction must be FROM (after optional ARGs)"));
+        };
+        stage.instructions.push(ins);
+    }
+    if stages.is_empty() {
+        return Err(error(
+            None,
+            "FROM",
+            "no FROM instruction: a Dockerfile needs at least one stage",
+        ));
+    }
+
+    // Sources named by --from, resolved against the stages before each one.
+    for i in 0..stages.len() {
+        let mut deps = stages[i].deps.clone();
+        for ins in stages[i].instructions.clone() {
+            let froms: Vec<String> = match &ins.kind {
+                InstructionKind::Copy(args) | InstructionKind::Add(args) => {
+                    flag(&args.flags, "from")
+                        .map(|f| vec![f.to_string()])
+                        .unwrap_or_default()
+                }
+                InstructionKind::Run { flags, .. } => mount_froms(flags),
+                _ => Vec::new(),
+            };
+            for from in froms {
+                let from = expand(ins, ins.kind.keyword(), &from, &global_args)?;
+                if let Source::Stage(j) = resolve_source(&stages[..i], &from) {
+                    if !deps.contains(&j) {
+                        deps.push(j);
+                    }
+                }
+            }
+        }
+        stages[i].deps = deps;
+    }
+
+    let target = match input.target {
+        None => stages.len() - 1,
+        Some(name) => find_stage(&stages, name).ok_or_else(|| {
+            error(
+                None,
+                "FROM",
+                format!("target stage {name:?} could not be found"),
+            )
+        })?,
+    };
+    let mut order = Vec::new();
+    visit(&stages, target, &mut order);
+    Ok(Plan {
+        global_args,
+        stages,
+        target,
+        order,
+        declared_args,
+    })
+}
+
+/// A stage by name (case-insensitive) or index.
+fn find_stage(stages: &[StagePlan], name: &str) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+}
+
+/// `--from=X`: an earlier stage's name or index, else an image reference.
+pub fn resolve_source(earlier: &[StagePlan], from: &str) -> Source {
+    if let Some(i) = find_stage(earlier, from) {
+        return Source::Stage(i);
+    }
+    match from.parse::<usize>() {
+        Ok(i) if i < earlier.len() => Source::Stage(i),
+        _ => Source::Image(from.to_string()),
+    }
+}
+
+fn visit(stages: &[StagePlan], index: usize, order: &mut Vec<usize>) {
+    if order.contains(&index) {
+        return;
+    }
+    for dep in &stages[index].deps {
+        visit(stages, *dep, order);
+    }
+    order.push(index);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Planned = (Vec<usize>, Vec<Vec<usize>>, Vec<Base>);
+
+    fn planned(source: &str, target: Option<&str>) -> Result<Planned, String> {
+        let parsed = crate::dockerfile::parse(source).map_err(|e| e.to_string())?;
+        let build_args = BTreeMap::new();
+        let platform = Platform::host();
+        let input = PlanInput {
+            instructions: &parsed.instructions,
+            escape: '\\',
+            build_args: &build_args,
+            target,
+            platform: &platform,
+        };
+        let plan = plan(&input).map_err(|e| e.message)?;
+        Ok((
+            plan.order,
+            plan.stages.iter().map(|s| s.deps.clone()).collect(),
+            plan.stages.iter().map(|s| s.base.clone()).collect(),
+        ))
+    }
+
+    #[test]
+    fn stages_dependencies_and_target_pruning() {
+        let df = "FROM busybox AS Base\nRUN true\nFROM scratch AS unused\nFROM base AS build\nCOPY --from=0 /a /a\nFROM scratch\nCOPY --from=BUILD /a /a\nCOPY --from=other/image:1 /b /b\n";
+        let (order, deps, bases) = planned(df, None).expect("plan");
+        assert_eq!(order, vec![0, 2, 3], "the unused stage is not built");
+        assert_eq!(deps, vec![vec![], vec![], vec![0], vec![2]]);
+        assert_eq!(
+            bases,
+            vec![
+                Base::Image("busybox".into()),
+                Base::Scratch,
+                Base::Stage(0),
+                Base::Scratch
+            ]
+        );
+        let (order, _, _) = planned(df, Some("unused")).expect("plan");
+        assert_eq!(order, vec![1]);
+        assert!(planned(df, Some("nope")).is_err());
+    }
+
+    #[test]
+    fn global_args_expand_from_and_duplicate_names_fail() {
+        let df = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1}\n";
+        let (_, _, bases) = planned(df, None).expect("plan");
+        assert_eq!(bases, vec![Base::Image("busybox:1".into())]);
+        assert!(planned("FROM scratch AS a\nFROM scratch AS A\n", None)
+            .unwrap_err()
+            .contains("duplicate"));
+        assert!(planned("RUN true\n", None).is_err());
+        let (_, _, bases) = planned("FROM scratch\nFROM $TARGETOS\n", None).expect("plan");
+        assert_eq!(
+            bases[1],
+            Base::Image("linux".into()),
+            "platform args are global"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Multi-stage builds, mirroring BuildKit's frontend/dockerfile/dockerfile_test.go
+//! (testMultiStageImplicitFrom, testMultiStageCaseInsensitive, testCopyFromImage,
+//! testTargetStageNameArg...) and the reference's "Multi-stage builds" sections.
+
+use crate::support::*;
+
+fn build(env: &TestEnv, name: &str, dockerfile: &str, args: &[&str]) -> OciImage {
+    let ctx = env.context(&[
+        ("Dockerfile", file(dockerfile)),
+        ("ctx.txt", file("from context\n")),
+    ]);
+    env.build_oci(name, args, &ctx).1
+}
+
+/// reference.md "FROM ... AS name", "COPY --from": by name, case-insensitively.
+#[test]
+fn copy_from_a_named_stage() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "ms-named",
+        "FROM busybox:latest AS Builder\nRUN mkdir /out && echo built > /out/artifact && chown 1000:2000 /out/artifact\n\
+         FROM scratch\nCOPY --from=builder /out/artifact /artifact\nCOPY --from=BUILDER /out /outdir\n",
+        &[],
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("artifact"), "built\n");
+    assert_eq!(
+        tree.node("artifact").owner(),
+        (1000, 2000),
+        "COPY --from keeps the source's owner"
+    );
+    assert_eq!(tree.text("outdir/artifact"), "built\n");
+    assert_eq!(
+        image.layer_count(),
+        2,
+        "scratch + two COPY layers; the builder's layers stay out"
+    );
+    assert!(!tree.contains("bin/busybox"));
+}
+
+/// dockerfile_test.go testCopyFromIndex / reference: `--from=<index>`.
+#[test]
+fn copy_from_stage_index_and_from_an_image() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "ms-index",
+        "FROM busybox:latest\nRUN echo zero > /zero\nFROM scratch\nCOPY --from=0 /zero /zero\nCOPY --from=busybox:latest /bin/busybox /bin/busybox\n",
+        &[],
+    );
+    assert_eq!(image.tree().text("zero"), "zero\n");
+    assert!(image.tree().node("bin/busybox").is_file());
+    assert_eq!(image.tree().node("bin/busybox").mode & 0o111, 0o111);
+}
+
+/// testMultiStageImplicitFrom: FROM <stage> inherits files, config and ENV.
+#[test]
+fn from_a_stage_inherits_its_filesystem_and_config() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "ms-inherit",
+        "FROM busybox:latest AS base\nENV FROM_BASE=yes\nWORKDIR /app\nRUN echo base > base.txt\n\
+         FROM base\nRUN echo \"child sees $FROM_BASE\" > child.txt\n",
+        &[],
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("app/base.txt"), "base\n");
+    assert_eq!(tree.text("app/child.txt"), "child sees yes\n");
+    assert!(image.runtime_config()["Env"]
+        .to_string()
+        .contains("FROM_BASE=yes"));
+    assert_eq!(image.runtime_config()["WorkingDir"], "/app");
+}
+
+/// testTarget: `--target` builds the named stage, and only what it needs.
+#[test]
+fn target_builds_only_the_stages_it_needs() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest AS never\nRUN exit 9\n\
+                      FROM busybox:latest AS dep\nRUN echo dep > /dep\n\
+                      FROM busybox:latest AS wanted\nCOPY --from=dep /dep /dep\nRUN echo wanted > /wanted\n\
+                      FROM scratch AS last\nCOPY --from=never /x /x\n";
+    let image = build(&env, "ms-target", dockerfile, &["--target", "WANTED"]);
+    assert_eq!(image.tree().text("wanted"), "wanted\n");
+    assert_eq!(image.tree().text("dep"), "dep\n");
+    let ctx = env.context(&[("Dockerfile", file(dockerfile))]);
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("Dockerfile:2:") && stderr.contains("exit code: 9"),
+        "without --target the failing stage runs: {stderr}"
+    );
+    let stderr = env.rbuild_err(["build", "--target", "nope", ctx.to_str().expect("utf-8")]);
+    assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// testMultiStageArgs / reference "Scope": global ARGs reach FROM; inside a stage only when
+/// re-declared; TARGETARCH and friends are predefined.
+#[test]
+fn global_args_scope_and_predefined_platform_args() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "ms-args",
+        "ARG BASE=busybox:latest\nARG GLOBAL=g\nFROM ${BASE} AS first\nARG GLOBAL\nARG TARGETARCH\nARG TARGETPLATFORM\n\
+         RUN echo \"global=$GLOBAL arch=$TARGETARCH platform=$TARGETPLATFORM\" > /args\n\
+         FROM first\nRUN echo \"undeclared=${GLOBAL:-unset}\" > /second\n",
+        &["--build-arg", "GLOBAL=from-cli"],
+    );
+    let arch = image.config()["architecture"]
+        .as_str()
+        .expect("arch")
+        .to_string();
+    assert_eq!(
+        image.tree().text("args"),
+        format!("global=from-cli arch={arch} platform=linux/{arch}\n")
+    );
+    assert_eq!(
+        image.tree().text("second"),
+        "undeclared=from-cli\n",
+        "FROM <stage> inherits the stage's ARGs"
+    );
+}
+
+/// Stages that do not depend on each other build at the same time (--jobs >= 2): each waits
+/// for a file the other writes in a shared cache mount, and gives up after 60 s.
+#[test]
+fn independent_stages_run_in_parallel() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let wait_for = |mine: &str, theirs: &str| {
+        format!(
+            "RUN --mount=type=cache,id=sync,target=/sync,sharing=shared \
+             touch /sync/{mine} && i=0; while [ ! -e /sync/{theirs} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; echo met > /{mine}\n"
+        )
+    };
+    let dockerfile = format!(
+        "FROM busybox:latest AS left\n{}FROM busybox:latest AS right\n{}FROM scratch\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n",
+        wait_for("left", "right"),
+        wait_for("right", "left")
+    );
+    let image = build(&env, "ms-parallel", &dockerfile, &["--jobs", "2"]);
+    assert_eq!(image.tree().text("left"), "met\n");
+    assert_eq!(image.tree().text("right"), "met\n");
+}
+
+/// reference "ONBUILD": triggers stored in the image, run after the child's FROM, not passed on.
+#[test]
+fn onbuild_triggers_run_in_the_child_only() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let parent = env.context(&[("Dockerfile", file("FROM busybox:latest\nONBUILD RUN echo triggered > /triggered\nONBUILD ENV TRIGGERED=1\n"))]);
+    let (_, parent_image) = env.build_oci("onbuild-parent", &["-t", "onbuild-parent:1"], &parent);
+    assert_eq!(
+        parent_image.runtime_config()["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /triggered", "ENV TRIGGERED=1"])
+    );
+    assert!(!parent_image.tree().contains("triggered"));
+    let child = env.context(&[(
+        "Dockerfile",
+        file("FROM onbuild-parent:1\nRUN cat /triggered > /seen\n"),
+    )]);
+    let (_, child_image) = env.build_oci("onbuild-child", &[], &child);
+    assert_eq!(child_image.tree().text("seen"), "triggered\n");
+    assert!(child_image.runtime_config()["Env"]
+        .to_string()
+        .contains("TRIGGERED=1"));
+    assert!(
+        child_image
+            .runtime_config()
+            .get("OnBuild")
+            .is_none_or(|v| v.is_null()),
+        "triggers are cleared in the child"
+    );
+}

@@ -1,0 +1,171 @@
+//! RUN options: --mount (bind, cache, tmpfs, secret), --network, heredocs. Mirrors BuildKit's
+//! dockerfile_runmount_test.go, dockerfile_secrets_test.go, dockerfile_heredoc_test.go and
+//! reference.md "RUN --mount".
+
+use crate::support::*;
+
+fn build(env: &TestEnv, name: &str, entries: &[(&str, Content)], args: &[&str]) -> OciImage {
+    let ctx = env.context(entries);
+    env.build_oci(name, args, &ctx).1
+}
+
+/// testMountContext / reference "RUN --mount=type=bind": the context, read-only, not in the layer.
+#[test]
+fn bind_mount_of_the_context_is_read_only_and_leaves_no_trace() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "mount-bind",
+        &[
+            ("Dockerfile", file("FROM busybox:latest\nRUN --mount=target=/src cat /src/data.txt > /copied && (touch /src/new 2>/dev/null && echo rw || echo ro) > /state\nRUN --mount=type=bind,source=sub,target=/mnt/sub,rw echo scratch > /mnt/sub/written && ls /mnt/sub > /listing\n")),
+            ("data.txt", file("context data\n")),
+            ("sub/inner", file("inner\n")),
+        ],
+        &[],
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("copied"), "context data\n");
+    assert_eq!(tree.text("state"), "ro\n");
+    assert_eq!(
+        tree.text("listing"),
+        "inner\nwritten\n",
+        "rw: writes are visible during the step"
+    );
+    assert!(
+        !tree.contains("src") && !tree.contains("mnt/sub/written"),
+        "mount points and rw writes are not committed: {:?}",
+        tree.children("")
+    );
+    assert!(
+        !std::path::Path::new(&env.dir().join("context-0/sub/written")).exists(),
+        "rw never writes into the context"
+    );
+}
+
+/// testCacheMountDefault: a cache dir persists between builds and never enters a layer.
+#[test]
+fn cache_mount_persists_across_builds() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest\nARG ROUND\nRUN --mount=type=cache,target=/cache echo $ROUND >> /cache/log && cat /cache/log > /seen\n";
+    let first = build(
+        &env,
+        "cache-1",
+        &[("Dockerfile", file(dockerfile))],
+        &["--build-arg", "ROUND=one"],
+    );
+    assert_eq!(first.tree().text("seen"), "one\n");
+    let second = build(
+        &env,
+        "cache-2",
+        &[("Dockerfile", file(dockerfile))],
+        &["--build-arg", "ROUND=two"],
+    );
+    assert_eq!(second.tree().text("seen"), "one\ntwo\n");
+    assert!(!second.tree().contains("cache/log"));
+}
+
+/// testTmpfsMount.
+#[test]
+fn tmpfs_mount() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "mount-tmpfs",
+        &[("Dockerfile", file("FROM busybox:latest\nRUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f && grep /scratch /proc/mounts | cut -d' ' -f3 > /fstype\n"))],
+        &[],
+    );
+    assert_eq!(image.tree().text("fstype"), "tmpfs\n");
+    assert!(!image.tree().contains("scratch/f"));
+}
+
+/// dockerfile_secrets_test.go testSecretFileParams: the value reaches the step, never the
+/// image, its history or its config.
+#[test]
+fn secrets_never_land_in_the_image() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let secret = env
+        .write_tree("secrets", &[("token", file("s3cr3t-value-42"))])
+        .join("token");
+    // The expected value comes from a bind-mounted context file, so that it is not written in
+    // the Dockerfile (whose RUN lines are the history).
+    let ctx = env.context(&[
+        ("expected", file("s3cr3t-value-42")),
+        (
+            "Dockerfile",
+            file("FROM busybox:latest\nRUN --mount=target=/ctx --mount=type=secret,id=token [ \"$(cat /run/secrets/token)\" = \"$(cat /ctx/expected)\" ] && stat -c %a /run/secrets/token > /mode\nRUN --mount=target=/ctx --mount=type=secret,id=token,env=TOKEN [ \"$TOKEN\" = \"$(cat /ctx/expected)\" ] && echo ok > /env-ok\nRUN --mount=type=secret,id=absent echo optional > /optional\n"),
+        ),
+    ]);
+    let (archive, image) = env.build_oci(
+        "secrets",
+        &["--secret", &format!("id=token,src={}", secret.display())],
+        &ctx,
+    );
+    assert_eq!(image.tree().text("mode"), "400\n");
+    assert_eq!(image.tree().text("env-ok"), "ok\n");
+    assert_eq!(
+        image.tree().text("optional"),
+        "optional\n",
+        "a secret not given is skipped unless required"
+    );
+    let bytes = std::fs::read(&archive).expect("read archive");
+    assert!(
+        !bytes.windows(15).any(|w| w == b"s3cr3t-value-42"),
+        "the secret's value is nowhere in the archive"
+    );
+    let required = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=secret,id=missing,required true\n"),
+    )]);
+    let stderr = env.rbuild_err(["build", required.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("missing") && stderr.contains("Dockerfile:2:"),
+        "{stderr}"
+    );
+}
+
+/// testNetworkNone.
+#[test]
+fn network_none_has_only_loopback() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let image = build(
+        &env,
+        "net-none",
+        &[("Dockerfile", file("FROM busybox:latest\nRUN --network=none ls /sys/class/net > /nets\nRUN ls /sys/class/net | wc -l > /host-count\n"))],
+        &[],
+    );
+    assert_eq!(image.tree().text("nets"), "lo\n");
+}
+
+/// dockerfile_heredoc_test.go testRunBasicHeredoc, testRunShebangHeredoc, testCopyHeredoc.
+#[test]
+fn heredocs_for_run_and_copy() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest\nARG NAME=world\n\
+RUN <<EOF\necho \"hello $NAME\" > /basic\necho second >> /basic\nEOF\n\
+RUN <<EOF\n#!/bin/sh\necho \"shebang $0\" > /shebang\nEOF\n\
+RUN cat <<A > /first && cat <<B > /second\none\nA\ntwo\nB\n\
+COPY <<EOF /copied.txt\nname=$NAME\nEOF\n\
+COPY <<'EOF' /literal.txt\nname=$NAME\nEOF\n";
+    let image = build(&env, "heredocs", &[("Dockerfile", file(dockerfile))], &[]);
+    let tree = image.tree();
+    assert_eq!(tree.text("basic"), "hello world\nsecond\n");
+    assert_eq!(tree.text("shebang"), "shebang /dev/pipes/EOF\n");
+    assert_eq!(tree.text("first"), "one\n");
+    assert_eq!(tree.text("second"), "two\n");
+    assert_eq!(tree.text("copied.txt"), "name=world\n");
+    assert_eq!(tree.text("literal.txt"), "name=$NAME\n");
+    assert_eq!(tree.node("copied.txt").mode, 0o644);
+    assert!(!tree.contains("dev/pipes"));
+}
