@@ -155,7 +155,7 @@ pub fn copy_sources(
     Ok(())
 }
 
-fn timestamps(sec: i64, nsec: i64) -> Timestamps {
+pub(super) fn timestamps(sec: i64, nsec: i64) -> Timestamps {
     let t = Timespec {
         tv_sec: sec,
         tv_nsec: nsec as _,
@@ -178,7 +178,12 @@ fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String 
     }
 }
 
-fn set_owner_mode(fd: &OwnedFd, owner: (u32, u32), mode: u32, target: &str) -> Result<(), String> {
+pub(super) fn set_owner_mode(
+    fd: &OwnedFd,
+    owner: (u32, u32),
+    mode: u32,
+    target: &str,
+) -> Result<(), String> {
     rustix::fs::fchown(
         fd,
         Some(rustix::fs::Uid::from_raw(owner.0)),

@@ -219,10 +219,8 @@ fn dispatch(
                 ctx, stage, plan, deps, loc, flags, command, heredocs, progress,
             )?;
         }
-        InstructionKind::Copy(args) => cached = copy(ctx, stage, plan, deps, loc, args)?,
-        InstructionKind::Add(_) => {
-            return Err(not_supported(loc, "ADD", "ADD (use COPY for local files)"))
-        }
+        InstructionKind::Copy(args) => cached = copy(ctx, stage, plan, deps, loc, args, false)?,
+        InstructionKind::Add(args) => cached = copy(ctx, stage, plan, deps, loc, args, true)?,
         InstructionKind::Workdir(path) => {
             let path = expand(loc, "WORKDIR", path, escape, &|n| stage.lookup(n))?;
             cached = workdir(ctx, stage, loc, &path)?;
@@ -568,8 +566,32 @@ fn copy(
     deps: &BTreeMap<usize, StageResult>,
     loc: &Location,
     args: &CopyArgs,
+    is_add: bool,
 ) -> Result<bool, BuildError> {
-    reject_flags(loc, "COPY", &args.flags, &["chown", "chmod", "from"])?;
+    let keyword = if is_add { "ADD" } else { "COPY" };
+    if is_add {
+        reject_flags(loc, keyword, &args.flags, &["chown", "chmod", "unpack"])?;
+        if let Some(remote) = args
+            .sources
+            .iter()
+            .find(|s| s.contains("://") || s.starts_with("git@"))
+        {
+            return Err(not_supported(
+                loc,
+                keyword,
+                &format!("a remote source ({remote})"),
+            ));
+        }
+    } else {
+        reject_flags(loc, keyword, &args.flags, &["chown", "chmod", "from"])?;
+    }
+    let unpack = match flag_value(&args.flags, "unpack") {
+        None | Some("true") | Some("") => is_add,
+        Some("false") => false,
+        Some(other) => {
+            return Err(loc.error(keyword, format!("--unpack={other}: expected true or false")))
+        }
+    };
     let escape = ctx.escape;
     let chown = flag_value(&args.flags, "chown")
         .map(|v| expand(loc, "COPY", v, escape, &|n| stage.lookup(n)))
@@ -624,7 +646,7 @@ fn copy(
     let several = selected.len() > 1;
     let dest = join_image_path(&stage.workdir(), &dest_raw);
 
-    let mut created_by = String::from("COPY");
+    let mut created_by = String::from(keyword);
     if let Some(chown) = &chown {
         created_by.push_str(&format!(" --chown={chown}"));
     }
@@ -642,8 +664,10 @@ fn copy(
         CopySource::Context => "context",
         CopySource::Layers(layers) => layers.key.as_str(),
     };
+    let unpack_key = format!("unpack={unpack}");
     let key = stage.next_key(&[
-        "COPY",
+        keyword,
+        &unpack_key,
         from_key,
         &content,
         &dest,
@@ -663,14 +687,41 @@ fn copy(
             (None, CopySource::Layers(_)) => None,
             (None, CopySource::Context) => Some((0, 0)),
         };
+        // ADD extracts local archives (told by content) into dest; the rest is copied.
+        let (archives, plain): (Vec<_>, Vec<_>) = selected.iter().cloned().partition(|sel| {
+            unpack
+                && !sel.is_dir()
+                && sel
+                    .entries
+                    .first()
+                    .is_some_and(|e| super::add::archive_kind(&e.host_path).is_some())
+        });
+        for sel in &archives {
+            let Some(entry) = sel.entries.first() else {
+                continue;
+            };
+            let Some(kind) = super::add::archive_kind(&entry.host_path) else {
+                continue;
+            };
+            // Extracted files keep the archive's owners unless --chown says otherwise.
+            let chown_owner = if chown.is_some() { owner } else { None };
+            super::add::extract_archive(
+                mounted.root_fd(),
+                &entry.host_path,
+                kind,
+                &dest,
+                chown_owner,
+            )
+            .map_err(|m| loc.error(keyword, m))?;
+        }
         copy_sources(
             mounted.root_fd(),
-            &selected,
+            &plain,
             &dest,
             several || dest_is_dir,
             CopyAttrs { owner, chmod },
         )
-        .map_err(|m| loc.error("COPY", m))?;
+        .map_err(|m| loc.error(keyword, m))?;
     }
     drop(source);
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;

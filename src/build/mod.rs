@@ -2,6 +2,7 @@
 //! instructions, computes every step's cache key, runs or reuses it, and records config and
 //! history as BuildKit does.
 
+mod add;
 pub mod copy;
 mod error;
 mod history;
