@@ -35,6 +35,13 @@ pub enum BuildError {
         exit_code: i32,
         excerpt: String,
     },
+    /// Build checks found problems and `# check=error=true` (or `--check`) makes them count.
+    #[error("{file}: {count} build check warning(s){}", if *check_only { "" } else { " (check=error=true)" })]
+    Checks {
+        file: String,
+        count: usize,
+        check_only: bool,
+    },
     /// Another stage failed; this one stopped before its next step.
     #[error("cancelled because another stage failed")]
     Cancelled,

@@ -50,6 +50,8 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--network` default for RUN steps.
     pub network: Option<String>,
+    /// `--check`: run the build checks only.
+    pub check_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +191,46 @@ pub fn build(
             excerpt: excerpt(&source, 1, 1),
         },
     })?;
+
+    // Build checks: printed as warnings; fatal with `# check=error=true`; all there is to do
+    // with --check.
+    let image_env = |name: &str| -> Vec<String> {
+        let config = store
+            .resolve_image(name)
+            .and_then(|id| store.read_blob(&id))
+            .ok();
+        let config: Option<ImageConfig> =
+            config.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        config
+            .map(|c| {
+                c.config
+                    .env
+                    .iter()
+                    .map(|e| e.split('=').next().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let findings = plan::checks::run_checks(&plan::checks::CheckInput {
+        dockerfile: &parsed,
+        plan: &plan,
+        ignore: context.ignore_rules(),
+        image_env: &image_env,
+    });
+    for finding in &findings {
+        progress.notice(&format!(
+            "warning: {file}:{}: {}: {}",
+            finding.line, finding.rule, finding.message
+        ));
+    }
+    let directive = plan::checks::parse_check_directive(parsed.directives.check.as_deref());
+    if options.check_only || (directive.error && !findings.is_empty()) {
+        return Err(BuildError::Checks {
+            file,
+            count: findings.len(),
+            check_only: options.check_only,
+        });
+    }
 
     let ctx = instructions::StepContext {
         store,

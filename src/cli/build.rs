@@ -52,6 +52,9 @@ pub struct BuildArgs {
     /// Network for RUN steps: default (the host's), none, host
     #[arg(long, value_name = "default|none|host")]
     pub network: Option<String>,
+    /// Run the build checks only (exit 1 when they find something)
+    #[arg(long)]
+    pub check: bool,
     /// The build context directory
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -188,6 +191,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         jobs: args.jobs,
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
+        check_only: args.check,
         tags: tags.clone(),
         build_args: parse_key_values("--build-arg", &args.build_args, true)?,
         labels: parse_key_values("--label", &args.labels, false)?,
@@ -195,7 +199,28 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
     };
     let store = super::open_store(root)?;
     let progress = Progress::new(mode);
-    let outcome = build::build(&store, &options, &progress)?;
+    let outcome = match build::build(&store, &options, &progress) {
+        Ok(outcome) => outcome,
+        Err(build::BuildError::Checks {
+            count: 0,
+            check_only: true,
+            ..
+        }) => {
+            progress.notice("Check complete, no warnings found.");
+            return Ok(0);
+        }
+        Err(build::BuildError::Checks {
+            count,
+            check_only: true,
+            ..
+        }) => {
+            progress.notice(&format!(
+                "Check complete, {count} warning(s) have been found!"
+            ));
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
     for output in &outputs {
         archive::save(
             &store,

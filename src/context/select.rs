@@ -155,6 +155,10 @@ impl BuildContext {
         &self.root
     }
 
+    pub fn ignore_rules(&self) -> &IgnoreRules {
+        &self.ignore
+    }
+
     pub fn is_excluded(&self, rel: &str) -> bool {
         self.ignore.is_excluded(rel)
     }

@@ -3,6 +3,7 @@
 //! target needs, in an order where every stage comes after the stages it needs.
 
 mod args;
+pub mod checks;
 
 use std::collections::BTreeMap;
 

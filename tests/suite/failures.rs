@@ -184,3 +184,55 @@ fn syntax_directive_naming_another_frontend_warns_and_builds() {
         "{stderr}"
     );
 }
+
+/// BuildKit's build checks (frontend/dockerfile/dockerfile_lint_test.go): warnings by rule
+/// name and line; `--check` only checks; `# check=error=true` makes them fatal.
+#[test]
+fn build_checks_warn_fail_on_request_and_run_alone() {
+    let env = TestEnv::new();
+    let dockerfile =
+        "FROM scratch AS Builder\nENV SECRET_TOKEN=x\nCMD echo hi\nCOPY ignored.txt /\n";
+    let ctx = env.context(&[
+        ("Dockerfile", file(dockerfile)),
+        ("ignored.txt", file("x")),
+        (".dockerignore", file("ignored.txt\n")),
+    ]);
+    let output = env.rbuild(["build", "--check", ctx.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for (rule, line) in [
+        ("StageNameCasing", 1),
+        ("SecretsUsedInArgOrEnv", 2),
+        ("JSONArgsRecommended", 3),
+        ("CopyIgnoredFile", 4),
+    ] {
+        assert!(
+            stderr.contains(&format!("Dockerfile:{line}: {rule}:")),
+            "{rule} at line {line}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("[1/"), "--check builds nothing: {stderr}");
+
+    let clean = env.context(&[("Dockerfile", file("FROM scratch\nCMD [\"x\"]\n"))]);
+    let output = env.rbuild(["build", "--check", clean.to_str().expect("utf-8")]);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no warnings"),
+        "{}",
+        describe_output(&output)
+    );
+
+    let fatal = env.context(&[(
+        "Dockerfile",
+        file("# check=error=true\nFROM scratch\nCMD echo hi\n"),
+    )]);
+    let stderr = env.rbuild_err(["build", fatal.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("JSONArgsRecommended") && stderr.contains("check=error=true"),
+        "{stderr}"
+    );
+    let skipped = env.context(&[(
+        "Dockerfile",
+        file("# check=error=true;skip=JSONArgsRecommended\nFROM scratch\nCMD echo hi\n"),
+    )]);
+    env.rbuild_ok(["build", skipped.to_str().expect("utf-8")]);
+}

@@ -1,0 +1,405 @@
+//! BuildKit's build checks (`--check`, `# check=skip=...;error=true`): warnings about a
+//! Dockerfile that builds but probably not as meant. Each names its rule and line, as
+//! `docker build --check` prints them.
+
+use super::{Base, Plan};
+use crate::context::IgnoreRules;
+use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, InstructionKind};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub line: usize,
+    pub message: String,
+}
+
+/// `# check=skip=A,B;error=true`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckDirective {
+    pub skip: Vec<String>,
+    pub skip_all: bool,
+    pub error: bool,
+}
+
+pub fn parse_check_directive(text: Option<&str>) -> CheckDirective {
+    let mut directive = CheckDirective::default();
+    for part in text.unwrap_or("").split(';') {
+        match part.trim().split_once('=') {
+            Some(("skip", list)) => {
+                for rule in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    if rule == "all" {
+                        directive.skip_all = true;
+                    } else {
+                        directive.skip.push(rule.to_string());
+                    }
+                }
+            }
+            Some(("error", value)) => directive.error = value.trim() == "true",
+            _ => {}
+        }
+    }
+    directive
+}
+
+/// Names that look like they hold a secret (BuildKit's SecretsUsedInArgOrEnv tokens).
+fn looks_secret(name: &str) -> bool {
+    const TOKENS: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    name.to_ascii_lowercase()
+        .split(['_', '-'])
+        .any(|part| TOKENS.contains(&part))
+}
+
+/// What a check needs from outside the Dockerfile: the `.dockerignore` rules and the ENV of
+/// an image base (when it is in the store).
+pub struct CheckInput<'a> {
+    pub dockerfile: &'a Dockerfile,
+    pub plan: &'a Plan<'a>,
+    pub ignore: &'a IgnoreRules,
+    pub image_env: &'a dyn Fn(&str) -> Vec<String>,
+}
+
+pub fn run_checks(input: &CheckInput) -> Vec<Finding> {
+    let directive = parse_check_directive(input.dockerfile.directives.check.as_deref());
+    let mut findings = Vec::new();
+    let escape = input.dockerfile.directives.escape;
+    let global_names: Vec<&str> = input
+        .plan
+        .global_args
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+
+    for ins in input
+        .dockerfile
+        .instructions
+        .iter()
+        .take_while(|i| matches!(i.kind, InstructionKind::Arg(_)))
+    {
+        if let InstructionKind::Arg(decls) = &ins.kind {
+            for decl in decls.iter().filter(|d| looks_secret(&d.name)) {
+                findings.push(secret_finding(ins, "ARG", &decl.name));
+            }
+        }
+    }
+
+    // Per stage: the names visible, to spot undefined variables; ENV of a stage base carries on.
+    let mut stage_env: Vec<Vec<String>> = Vec::new();
+    for stage in &input.plan.stages {
+        if let InstructionKind::From { image, alias, .. } = &stage.from.kind {
+            let expansion = expand_word(image, escape, &|n| {
+                input
+                    .plan
+                    .global_args
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == n)
+                    .and_then(|(_, v)| v.clone())
+            });
+            if let Ok(expansion) = expansion {
+                for name in expansion
+                    .referenced
+                    .iter()
+                    .filter(|n| !global_names.contains(&n.as_str()))
+                {
+                    findings.push(Finding {
+                        rule: "UndefinedArgInFrom",
+                        line: stage.from.span.line,
+                        message: format!("FROM argument '{name}' is not declared"),
+                    });
+                }
+            }
+            // The parser lower-cases the name; the check reads it as written.
+            let written = alias.as_ref().and_then(|_| {
+                let words: Vec<&str> = stage.from.original.split_whitespace().collect();
+                words
+                    .iter()
+                    .position(|w| w.eq_ignore_ascii_case("as"))
+                    .and_then(|i| words.get(i + 1))
+                    .map(|w| w.to_string())
+            });
+            if let Some(alias) = written {
+                if alias.chars().any(|c| c.is_ascii_uppercase()) {
+                    findings.push(Finding {
+                        rule: "StageNameCasing",
+                        line: stage.from.span.line,
+                        message: format!("Stage name '{alias}' should be lowercase"),
+                    });
+                }
+            }
+        }
+        let mut visible: Vec<String> = match &stage.base {
+            Base::Scratch => Vec::new(),
+            Base::Stage(i) => stage_env.get(*i).cloned().unwrap_or_default(),
+            Base::Image(name) => (input.image_env)(name),
+        };
+        visible.push("PATH".into());
+        let mut shell_set = false;
+        let mut workdir_set = false;
+        for ins in &stage.instructions {
+            check_instruction(
+                input,
+                ins,
+                escape,
+                &mut visible,
+                &mut shell_set,
+                &mut workdir_set,
+                &mut findings,
+            );
+        }
+        stage_env.push(visible);
+    }
+    findings.retain(|f| !directive.skip_all && !directive.skip.iter().any(|s| s == f.rule));
+    findings.sort_by_key(|f| f.line);
+    findings.dedup();
+    findings
+}
+
+fn secret_finding(ins: &Instruction, keyword: &str, name: &str) -> Finding {
+    Finding {
+        rule: "SecretsUsedInArgOrEnv",
+        line: ins.span.line,
+        message: format!(
+            "Do not use ARG or ENV instructions for sensitive data ({keyword} \"{name}\")"
+        ),
+    }
+}
+
+fn check_instruction(
+    input: &CheckInput,
+    ins: &Instruction,
+    escape: char,
+    visible: &mut Vec<String>,
+    shell_set: &mut bool,
+    workdir_set: &mut bool,
+    findings: &mut Vec<Finding>,
+) {
+    let line = ins.span.line;
+    let undefined = |word: &str, visible: &[String], findings: &mut Vec<Finding>| {
+        let known = |n: &str| visible.iter().any(|v| v == n) || super::is_proxy_arg(n);
+        if let Ok(expansion) = expand_word(word, escape, &|n| known(n).then(String::new)) {
+            for name in expansion.unset {
+                findings.push(Finding {
+                    rule: "UndefinedVar",
+                    line,
+                    message: format!("Usage of undefined variable '${name}'"),
+                });
+            }
+        }
+    };
+    match &ins.kind {
+        InstructionKind::Env { pairs, legacy_form } => {
+            if *legacy_form {
+                findings.push(Finding {
+                    rule: "LegacyKeyValueFormat",
+                    line,
+                    message: "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into(),
+                });
+            }
+            for (key, value) in pairs {
+                undefined(value, visible, findings);
+                if looks_secret(key) {
+                    findings.push(secret_finding(ins, "ENV", key));
+                }
+                visible.push(key.clone());
+            }
+        }
+        InstructionKind::Arg(decls) => {
+            for decl in decls {
+                if let Some(default) = &decl.default {
+                    undefined(default, visible, findings);
+                }
+                if looks_secret(&decl.name) {
+                    findings.push(secret_finding(ins, "ARG", &decl.name));
+                }
+                visible.push(decl.name.clone());
+            }
+        }
+        InstructionKind::Label(pairs) => {
+            for (key, value) in pairs {
+                undefined(key, visible, findings);
+                undefined(value, visible, findings);
+            }
+        }
+        InstructionKind::Workdir(path) => {
+            undefined(path, visible, findings);
+            if !*workdir_set && !path.starts_with('/') && !path.starts_with('$') {
+                findings.push(Finding {
+                    rule: "WorkdirRelativePath",
+                    line,
+                    message: format!("Relative workdir '{path}' can have unexpected results if the base image changes"),
+                });
+            }
+            *workdir_set = true;
+        }
+        InstructionKind::User(word) | InstructionKind::StopSignal(word) => {
+            undefined(word, visible, findings)
+        }
+        InstructionKind::Expose(words) | InstructionKind::Volume(words) => {
+            for word in words {
+                undefined(word, visible, findings);
+            }
+        }
+        InstructionKind::Shell(_) => *shell_set = true,
+        InstructionKind::Cmd(command) | InstructionKind::Entrypoint(command) => {
+            if matches!(command, Command::Shell(_)) && !*shell_set {
+                findings.push(Finding {
+                    rule: "JSONArgsRecommended",
+                    line,
+                    message: format!(
+                        "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
+                        ins.kind.keyword()
+                    ),
+                });
+            }
+        }
+        InstructionKind::Maintainer(_) => findings.push(Finding {
+            rule: "MaintainerDeprecated",
+            line,
+            message: "Maintainer instruction is deprecated in favor of using label".into(),
+        }),
+        InstructionKind::Copy(args) | InstructionKind::Add(args) => {
+            for source in args.sources.iter().chain(std::iter::once(&args.dest)) {
+                if !source.starts_with("<<") {
+                    undefined(source, visible, findings);
+                }
+            }
+            let from_context = !args.flags.iter().any(|f| f.name == "from");
+            if from_context && !input.ignore.is_empty() {
+                for source in &args.sources {
+                    let clean = crate::context::clean_relative(source);
+                    if !source.starts_with("<<")
+                        && !clean.is_empty()
+                        && input.ignore.is_excluded(&clean)
+                    {
+                        findings.push(Finding {
+                            rule: "CopyIgnoredFile",
+                            line,
+                            message: format!(
+                                "Attempting to {} file \"{source}\" that is excluded by .dockerignore",
+                                if ins.kind.keyword() == "ADD" { "Add" } else { "Copy" }
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn findings(source: &str, ignore: &str) -> Vec<(&'static str, usize)> {
+        let parsed = crate::dockerfile::parse(source).expect("parse");
+        let args = BTreeMap::new();
+        let platform = super::super::Platform::host();
+        let input = super::super::PlanInput {
+            instructions: &parsed.instructions,
+            escape: '\\',
+            build_args: &args,
+            target: None,
+            platform: &platform,
+        };
+        let plan = super::super::plan(&input).expect("plan");
+        let rules = IgnoreRules::parse(ignore);
+        let image_env = |_: &str| vec!["HOME".to_string()];
+        run_checks(&CheckInput {
+            dockerfile: &parsed,
+            plan: &plan,
+            ignore: &rules,
+            image_env: &image_env,
+        })
+        .into_iter()
+        .map(|f| (f.rule, f.line))
+        .collect()
+    }
+
+    #[test]
+    fn each_rule_fires_on_its_pattern() {
+        let table: &[(&str, &str, &[(&str, usize)])] = &[
+            ("FROM scratch AS Builder\n", "", &[("StageNameCasing", 1)]),
+            ("FROM $NOPE\n", "", &[("UndefinedArgInFrom", 1)]),
+            ("ARG BASE=scratch\nFROM $BASE\n", "", &[]),
+            ("FROM scratch\nENV A=$MISSING\n", "", &[("UndefinedVar", 2)]),
+            ("FROM busybox\nENV A=$HOME\nENV B=$A\n", "", &[]),
+            (
+                "FROM scratch\nENV A b\n",
+                "",
+                &[("LegacyKeyValueFormat", 2)],
+            ),
+            (
+                "FROM scratch\nARG API_TOKEN\nENV DB_PASSWORD=x\n",
+                "",
+                &[("SecretsUsedInArgOrEnv", 2), ("SecretsUsedInArgOrEnv", 3)],
+            ),
+            (
+                "ARG GITHUB_TOKEN\nFROM scratch\n",
+                "",
+                &[("SecretsUsedInArgOrEnv", 1)],
+            ),
+            ("FROM scratch\nARG MONKEY=1\n", "", &[]),
+            (
+                "FROM scratch\nCMD echo hi\nENTRYPOINT [\"a\"]\n",
+                "",
+                &[("JSONArgsRecommended", 2)],
+            ),
+            (
+                "FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n",
+                "",
+                &[],
+            ),
+            (
+                "FROM scratch\nWORKDIR app\nWORKDIR more\n",
+                "",
+                &[("WorkdirRelativePath", 2)],
+            ),
+            ("FROM scratch\nWORKDIR /app\nWORKDIR more\n", "", &[]),
+            (
+                "FROM scratch\nCOPY secret.txt /\nCOPY --from=0 secret.txt /\n",
+                "secret.txt\n",
+                &[("CopyIgnoredFile", 2)],
+            ),
+            (
+                "FROM scratch\nMAINTAINER me\n",
+                "",
+                &[("MaintainerDeprecated", 2)],
+            ),
+            (
+                "# check=skip=StageNameCasing,UndefinedVar\nFROM scratch AS Big\nENV A=$X\n",
+                "",
+                &[],
+            ),
+            ("# check=skip=all\nFROM scratch AS Big\n", "", &[]),
+        ];
+        for (source, ignore, want) in table {
+            assert_eq!(findings(source, ignore), want.to_vec(), "{source:?}");
+        }
+    }
+
+    #[test]
+    fn check_directive_parses() {
+        assert_eq!(
+            parse_check_directive(Some("skip=A,B;error=true")),
+            CheckDirective {
+                skip: vec!["A".into(), "B".into()],
+                skip_all: false,
+                error: true
+            }
+        );
+        assert_eq!(parse_check_directive(None), CheckDirective::default());
+    }
+}
