@@ -251,17 +251,18 @@ fn check_instruction(
             }
         }
         InstructionKind::Shell(_) => *shell_set = true,
-        InstructionKind::Cmd(command) | InstructionKind::Entrypoint(command) => {
-            if matches!(command, Command::Shell(_)) && !*shell_set {
-                findings.push(Finding {
-                    rule: "JSONArgsRecommended",
-                    line,
-                    message: format!(
-                        "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
-                        ins.kind.keyword()
-                    ),
-                });
-            }
+        InstructionKind::Cmd(Command::Shell(_))
+        | InstructionKind::Entrypoint(Command::Shell(_))
+            if !*shell_set =>
+        {
+            findings.push(Finding {
+                rule: "JSONArgsRecommended",
+                line,
+                message: format!(
+                    "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
+                    ins.kind.keyword()
+                ),
+            });
         }
         InstructionKind::Maintainer(_) => findings.push(Finding {
             rule: "MaintainerDeprecated",
@@ -330,7 +331,8 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_pattern() {
-        let table: &[(&str, &str, &[(&str, usize)])] = &[
+        type Row<'a> = (&'a str, &'a str, &'a [(&'a str, usize)]);
+        let table: &[Row] = &[
             ("FROM scratch AS Builder\n", "", &[("StageNameCasing", 1)]),
             ("FROM $NOPE\n", "", &[("UndefinedArgInFrom", 1)]),
             ("ARG BASE=scratch\nFROM $BASE\n", "", &[]),
