@@ -11,10 +11,102 @@ use crate::context::{Selected, SourceKind};
 
 /// How files land: an owner for all (--chown, or root for context files) or None to keep the
 /// source's (COPY --from a stage or image), and an optional --chmod.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CopyAttrs {
     pub owner: Option<(u32, u32)>,
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
+    /// --parents: a directory source lands at `dest/<its name>`, not merged into dest.
+    pub keep_dir_names: bool,
+}
+
+/// `--chmod`: octal (`0644`) or symbolic (`u+x,g-w,o=r`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chmod {
+    Octal(u32),
+    Symbolic(Vec<SymbolicClause>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolicClause {
+    /// Bits of who (u: 0o4700 incl. setuid, g: 0o2070, o: 0o0007, a: all, sticky with t).
+    who: u32,
+    op: char,
+    perms: String,
+}
+
+impl Chmod {
+    pub fn parse(text: &str) -> Result<Chmod, String> {
+        if let Ok(mode) = u32::from_str_radix(text, 8) {
+            return if mode <= 0o7777 {
+                Ok(Chmod::Octal(mode))
+            } else {
+                Err(format!("invalid chmod parameter: '{text}'. it should be octal string and between 0 and 07777"))
+            };
+        }
+        let mut clauses = Vec::new();
+        for clause in text.split(',') {
+            let op_at = clause
+                .find(['+', '-', '='])
+                .ok_or_else(|| format!("invalid chmod parameter: '{text}'"))?;
+            let (who_text, rest) = clause.split_at(op_at);
+            let mut who = 0;
+            for c in who_text.chars() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o0007,
+                    'a' => 0o6777,
+                    _ => return Err(format!("invalid chmod parameter: '{text}'")),
+                };
+            }
+            if who == 0 {
+                who = 0o6777;
+            }
+            let op = rest.chars().next().unwrap_or('=');
+            let perms = rest[1..].to_string();
+            if !perms.chars().all(|c| "rwxXst".contains(c)) {
+                return Err(format!("invalid chmod parameter: '{text}'"));
+            }
+            clauses.push(SymbolicClause { who, op, perms });
+        }
+        Ok(Chmod::Symbolic(clauses))
+    }
+
+    /// The mode a file (or dir) of `mode` gets.
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let clauses = match self {
+            Chmod::Octal(mode) => return *mode,
+            Chmod::Symbolic(clauses) => clauses,
+        };
+        let mut mode = mode & 0o7777;
+        for clause in clauses {
+            let mut bits = 0;
+            for p in clause.perms.chars() {
+                bits |= match p {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => 0,
+                };
+            }
+            let mask = clause.who
+                | if clause.perms.contains('t') {
+                    0o1000
+                } else {
+                    0
+                };
+            let bits = bits & mask;
+            match clause.op {
+                '+' => mode |= bits,
+                '-' => mode &= !bits,
+                _ => mode = (mode & !(clause.who & 0o777)) | bits,
+            }
+        }
+        mode
+    }
 }
 
 /// Joins an image path and a relative one, normalising `.` and `..` lexically (`..` at `/`
@@ -50,9 +142,9 @@ pub fn copy_sources(
     let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
     let mut dir_times: Vec<(String, i64, i64)> = Vec::new();
     for sel in selected {
-        let base = if sel.is_dir() {
+        let base = if sel.is_dir() && !attrs.keep_dir_names {
             dest.to_string()
-        } else if dest_is_dir || dest_exists_as_dir {
+        } else if dest_is_dir || dest_exists_as_dir || attrs.keep_dir_names {
             join_image_path(dest, &sel.name)
         } else {
             dest.to_string()
@@ -67,7 +159,11 @@ pub fn copy_sources(
                 Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
                 None => ("/", target.as_str()),
             };
-            let mode = attrs.chmod.unwrap_or(entry.mode);
+            let is_dir = entry.kind == SourceKind::Dir;
+            let mode = attrs
+                .chmod
+                .as_ref()
+                .map_or(entry.mode, |c| c.apply(entry.mode, is_dir));
             let owner = attrs.owner.unwrap_or((entry.uid, entry.gid));
             if name.is_empty() {
                 // The destination is `/` itself: only its contents are copied.
@@ -214,6 +310,29 @@ fn replace_non_dir(parent: &OwnedFd, name: &str, target: &str) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::join_image_path;
+
+    #[test]
+    fn chmod_octal_and_symbolic() {
+        use super::Chmod;
+        let table = [
+            ("0640", 0o755, false, 0o640),
+            ("u+x", 0o644, false, 0o744),
+            ("g-w,o=r", 0o666, false, 0o644),
+            ("a+X", 0o644, false, 0o644),
+            ("a+X", 0o644, true, 0o755),
+            ("a+X", 0o744, false, 0o755),
+            ("u=rwx,go=", 0o777, false, 0o700),
+            ("+t", 0o755, true, 0o1755),
+            ("u+s", 0o755, false, 0o4755),
+        ];
+        for (text, mode, is_dir, want) in table {
+            let chmod = Chmod::parse(text).expect(text);
+            assert_eq!(chmod.apply(mode, is_dir), want, "{text} on {mode:o}");
+        }
+        for bad in ["9999", "07778", "q+x", "u+z", "u"] {
+            assert!(Chmod::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn image_paths_join_and_clamp_at_root() {

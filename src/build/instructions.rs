@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::copy::{copy_sources, join_image_path, CopyAttrs};
+use super::copy::{copy_sources, join_image_path, Chmod, CopyAttrs};
 use super::error::{io_error, BuildError, Location};
 use super::history::{go_plain_list, go_port_map, go_quoted_list};
 use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
@@ -559,6 +559,7 @@ fn expand_heredoc(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy(
     ctx: &StepContext,
     stage: &mut Stage,
@@ -570,7 +571,12 @@ fn copy(
 ) -> Result<bool, BuildError> {
     let keyword = if is_add { "ADD" } else { "COPY" };
     if is_add {
-        reject_flags(loc, keyword, &args.flags, &["chown", "chmod", "unpack"])?;
+        reject_flags(
+            loc,
+            keyword,
+            &args.flags,
+            &["chown", "chmod", "unpack", "link", "exclude"],
+        )?;
         if let Some(remote) = args
             .sources
             .iter()
@@ -583,32 +589,48 @@ fn copy(
             ));
         }
     } else {
-        reject_flags(loc, keyword, &args.flags, &["chown", "chmod", "from"])?;
+        reject_flags(
+            loc,
+            keyword,
+            &args.flags,
+            &["chown", "chmod", "from", "link", "parents", "exclude"],
+        )?;
     }
-    let unpack = match flag_value(&args.flags, "unpack") {
-        None | Some("true") | Some("") => is_add,
-        Some("false") => false,
-        Some(other) => {
-            return Err(loc.error(keyword, format!("--unpack={other}: expected true or false")))
-        }
+    let bool_flag = |name: &str, default: bool| match flag_value(&args.flags, name) {
+        None => Ok(default),
+        Some("true") | Some("") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(loc.error(keyword, format!("--{name}={other}: expected true or false"))),
     };
+    let unpack = bool_flag("unpack", is_add)?;
+    let link = bool_flag("link", false)?;
+    let parents = bool_flag("parents", false)?;
     let escape = ctx.escape;
     let chown = flag_value(&args.flags, "chown")
-        .map(|v| expand(loc, "COPY", v, escape, &|n| stage.lookup(n)))
+        .map(|v| expand(loc, keyword, v, escape, &|n| stage.lookup(n)))
         .transpose()?;
     let chmod_text = flag_value(&args.flags, "chmod").map(str::to_string);
-    let chmod = match &chmod_text {
-        Some(text) => match u32::from_str_radix(text, 8) {
-            Ok(mode) if mode <= 0o7777 => Some(mode),
-            _ => {
-                return Err(loc.error(
-                    "COPY",
-                    format!("invalid chmod parameter: '{text}'. it should be octal string and between 0 and 07777"),
-                ))
-            }
-        },
-        None => None,
-    };
+    let chmod = chmod_text
+        .as_deref()
+        .map(Chmod::parse)
+        .transpose()
+        .map_err(|m| loc.error(keyword, m))?;
+    let excludes: Vec<String> = args
+        .flags
+        .iter()
+        .filter(|f| f.name == "exclude")
+        .map(|f| {
+            expand(
+                loc,
+                keyword,
+                f.value.as_deref().unwrap_or(""),
+                escape,
+                &|n| stage.lookup(n),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let exclude_rules = crate::context::IgnoreRules::parse(&excludes.join("\n"));
+
     let source = copy_source(ctx, plan, deps, loc, flag_value(&args.flags, "from"))?;
     let heredocs = heredoc_files(ctx, stage, loc, &args.heredocs)?;
     let mut sources = Vec::new();
@@ -618,28 +640,57 @@ fn copy(
             let Some((_, root)) = &heredocs else { continue };
             selected.extend(
                 root.select(name)
-                    .map_err(|e| loc.error("COPY", e.to_string()))?,
+                    .map_err(|e| loc.error(keyword, e.to_string()))?,
             );
             sources.push(raw.clone());
             continue;
         }
-        let word = expand(loc, "COPY", raw, escape, &|n| stage.lookup(n))?;
+        let word = expand(loc, keyword, raw, escape, &|n| stage.lookup(n))?;
         let root = match &source {
             CopySource::Context => ctx.context,
             CopySource::Layers(layers) => &layers.root,
         };
-        selected.extend(
-            root.select(&word)
-                .map_err(|e| loc.error("COPY", e.to_string()))?,
-        );
+        // --parents keeps the source's path below an optional `/./` pivot.
+        let pivot = word
+            .find("/./")
+            .map(|i| crate::context::clean_relative(&word[..i]));
+        let mut found = root
+            .select(&word)
+            .map_err(|e| loc.error(keyword, e.to_string()))?;
+        for sel in &mut found {
+            if parents {
+                let kept = match &pivot {
+                    Some(p) if !p.is_empty() => sel
+                        .path
+                        .strip_prefix(&format!("{p}/"))
+                        .unwrap_or(&sel.path)
+                        .to_string(),
+                    _ => sel.path.clone(),
+                };
+                sel.name = kept;
+            }
+            if !exclude_rules.is_empty() {
+                let base = sel.path.clone();
+                sel.entries.retain(|e| {
+                    let full = if e.rel.is_empty() {
+                        base.clone()
+                    } else {
+                        format!("{base}/{}", e.rel)
+                    };
+                    !exclude_rules.is_excluded(&full) && !exclude_rules.is_excluded(&e.rel)
+                });
+            }
+        }
+        found.retain(|sel| !sel.entries.is_empty());
+        selected.extend(found);
         sources.push(word);
     }
-    let dest_raw = expand(loc, "COPY", &args.dest, escape, &|n| stage.lookup(n))?;
+    let dest_raw = expand(loc, keyword, &args.dest, escape, &|n| stage.lookup(n))?;
     let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
     if sources.len() > 1 && !dest_is_dir {
         return Err(loc.error(
-            "COPY",
-            "when using COPY with more than one source file, the destination must be a directory and end with a /",
+            keyword,
+            format!("when using {keyword} with more than one source file, the destination must be a directory and end with a /"),
         ));
     }
     // Several files (a wildcard matching more than one) also land inside dest.
@@ -647,6 +698,9 @@ fn copy(
     let dest = join_image_path(&stage.workdir(), &dest_raw);
 
     let mut created_by = String::from(keyword);
+    if parents {
+        created_by.push_str(" --parents");
+    }
     if let Some(chown) = &chown {
         created_by.push_str(&format!(" --chown={chown}"));
     }
@@ -659,30 +713,57 @@ fn copy(
     }
     created_by.push_str(&format!(" {dest_raw} # buildkit"));
 
-    let content = hash_selection(&selected).map_err(|e| loc.error("COPY", e.to_string()))?;
+    let content = hash_selection(&selected).map_err(|e| loc.error(keyword, e.to_string()))?;
     let from_key = match &source {
         CopySource::Context => "context",
         CopySource::Layers(layers) => layers.key.as_str(),
     };
-    let unpack_key = format!("unpack={unpack}");
-    let key = stage.next_key(&[
+    let options_key = format!("unpack={unpack} parents={parents} exclude={excludes:?} link={link}");
+    let step_parts = [
         keyword,
-        &unpack_key,
+        &options_key,
         from_key,
         &content,
         &dest,
         &dest_is_dir.to_string(),
         chown.as_deref().unwrap_or(""),
         chmod_text.as_deref().unwrap_or(""),
-    ]);
-    if try_cache(ctx, stage, &key, &created_by) {
-        return Ok(true);
+    ];
+    // --link: the layer does not depend on the layers below, so neither does its key; the
+    // stage's chain still moves on from it.
+    let key = if link {
+        Stage::independent_key(&step_parts)
+    } else {
+        stage.next_key(&step_parts)
+    };
+    let chained = |stage: &Stage| {
+        if link {
+            stage.next_key(&[&key])
+        } else {
+            key.clone()
+        }
+    };
+    if !ctx.options.no_cache {
+        if let Some(record) = ctx.store.cache_lookup(&key) {
+            let next = chained(stage);
+            record_layer(stage, record.diff_id, created_by, record.created);
+            stage.cache_key = next;
+            return Ok(true);
+        }
     }
-    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "copy")?;
+    // A --link layer is written over nothing: its own files only, no copied-up parents.
+    let lower_layers: Vec<String> = if link {
+        Vec::new()
+    } else {
+        stage.config.rootfs.diff_ids.clone()
+    };
+    let dirs = StepDirs::new(ctx.store, &lower_layers, "copy")?;
     {
         let mounted = MountedRootfs::mount(&dirs.rootfs)?;
         let owner = match (&chown, &source) {
-            (Some(spec), _) => Some(resolve_owner(&mounted, spec, loc, "COPY")?),
+            (Some(spec), _) => Some(resolve_owner_for(
+                ctx, stage, &mounted, link, spec, loc, keyword,
+            )?),
             // Files of another stage or image keep their owners, as in BuildKit.
             (None, CopySource::Layers(_)) => None,
             (None, CopySource::Context) => Some((0, 0)),
@@ -714,19 +795,53 @@ fn copy(
             )
             .map_err(|m| loc.error(keyword, m))?;
         }
+        let attrs = CopyAttrs {
+            owner,
+            chmod,
+            keep_dir_names: parents,
+        };
         copy_sources(
             mounted.root_fd(),
             &plain,
             &dest,
-            several || dest_is_dir,
-            CopyAttrs { owner, chmod },
+            several || dest_is_dir || parents,
+            attrs,
         )
         .map_err(|m| loc.error(keyword, m))?;
     }
     drop(source);
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
-    finish_step(ctx, stage, key, diff_id, created_by)?;
+    let next = chained(stage);
+    let created = rfc3339_now();
+    ctx.store.cache_store(
+        &key,
+        &CacheRecord {
+            diff_id: diff_id.clone(),
+            created: created.clone(),
+        },
+    )?;
+    record_layer(stage, diff_id, created_by, created);
+    stage.cache_key = next;
     Ok(false)
+}
+
+/// --chown by name: resolved in the destination stage's /etc/passwd and /etc/group (for a
+/// --link layer, written over nothing, the stage's own view is mounted to read them).
+fn resolve_owner_for(
+    ctx: &StepContext,
+    stage: &Stage,
+    mounted: &MountedRootfs,
+    link: bool,
+    spec: &str,
+    loc: &Location,
+    keyword: &'static str,
+) -> Result<(u32, u32), BuildError> {
+    if !link || spec.split(':').all(|part| part.parse::<u32>().is_ok()) {
+        return resolve_owner(mounted, spec, loc, keyword);
+    }
+    let view = StepDirs::read_only(ctx.store, &stage.config.rootfs.diff_ids, "chown")?;
+    let view_mounted = MountedRootfs::mount(&view.rootfs)?;
+    resolve_owner(&view_mounted, spec, loc, keyword)
 }
 
 fn workdir(

@@ -115,6 +115,18 @@ impl Stage {
         });
     }
 
+    /// A key from the step's inputs alone, for steps whose result does not depend on the
+    /// layers below (COPY --link).
+    pub fn independent_key(parts: &[&str]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"independent");
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+
     /// Extends the cache chain with this step's inputs.
     pub fn next_key(&self, parts: &[&str]) -> String {
         let mut hasher = Sha256::new();

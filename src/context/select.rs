@@ -63,7 +63,10 @@ pub struct SourceEntry {
 /// dir every descendant not ignored, sorted).
 #[derive(Debug, Clone)]
 pub struct Selected {
+    /// Base name of the source (what a file is called at a directory destination).
     pub name: String,
+    /// Path of the source relative to the root (for --parents and --exclude).
+    pub path: String,
     pub entries: Vec<SourceEntry>,
 }
 
@@ -236,7 +239,11 @@ impl BuildContext {
                 entries.push(entry_for(&inner, &full, &meta, link));
             }
         }
-        Ok(Selected { name, entries })
+        Ok(Selected {
+            name,
+            path: rel.to_string(),
+            entries,
+        })
     }
 
     /// Calls `visit(rel_path, host_path)` for every non-ignored entry below the root, sorted.

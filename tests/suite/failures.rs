@@ -116,7 +116,7 @@ fn unsupported_instructions_fail_instead_of_being_ignored() {
     for (dockerfile, line) in [
         ("FROM scratch\nRUN --mount=type=ssh true\n", 2),
         ("FROM --platform=linux/arm64 scratch\n", 1),
-        ("FROM scratch\nCOPY --link a /a\n", 2),
+        ("FROM scratch\nADD --checksum=sha256:00 a /a\n", 2),
     ] {
         let ctx = env.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
         let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);

@@ -6,6 +6,7 @@ mod support;
 mod add;
 mod cli;
 mod config;
+mod copyflags;
 mod failures;
 mod filesystem;
 mod fixtures_test;
