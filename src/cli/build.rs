@@ -55,9 +55,10 @@ pub struct BuildArgs {
     /// Run the build checks only (exit 1 when they find something)
     #[arg(long)]
     pub check: bool,
-    /// The build context directory
+    /// The build context: a directory, a git URL (`https://host/repo.git#ref:subdir`), or `-`
+    /// for a tar (or a lone Dockerfile) on stdin
     #[arg(default_value = ".")]
-    pub context: PathBuf,
+    pub context: String,
 }
 
 struct Output {
@@ -106,6 +107,73 @@ fn parse_key_values(
         }
     }
     Ok(map)
+}
+
+/// Where the build's context is, and what keeps it there.
+struct Context {
+    dir: PathBuf,
+    /// Set when stdin held a Dockerfile rather than a context.
+    dockerfile_text: Option<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A local dir as it is; a git URL fetched (one shallow commit); `-` read from stdin: a tar
+/// (plain or gzip) is the context, anything else is a Dockerfile with an empty context.
+fn acquire_context(
+    store: &rbuild::store::Store,
+    spec: &str,
+    stdin_dockerfile: bool,
+) -> anyhow::Result<Context> {
+    use rbuild::context::remote;
+    if spec == "-" {
+        if stdin_dockerfile {
+            bail!("-f - and a context from stdin cannot both read stdin");
+        }
+        let temp = store.temp_dir("context")?;
+        let mut head = Vec::new();
+        let mut stdin = std::io::stdin().lock();
+        std::io::Read::read_to_end(&mut stdin, &mut head)
+            .context("cannot read the context from stdin")?;
+        let is_tar =
+            head.starts_with(&[0x1f, 0x8b]) || (head.len() > 262 && &head[257..262] == b"ustar");
+        if is_tar {
+            remote::unpack_tar(std::io::Cursor::new(head), temp.path())
+                .context("cannot unpack the context from stdin")?;
+            return Ok(Context {
+                dir: temp.path().to_path_buf(),
+                dockerfile_text: None,
+                _temp: Some(temp),
+            });
+        }
+        let text = String::from_utf8(head).context("stdin is neither a tar nor a Dockerfile")?;
+        return Ok(Context {
+            dir: temp.path().to_path_buf(),
+            dockerfile_text: Some(text),
+            _temp: Some(temp),
+        });
+    }
+    if remote::is_git_url(spec) {
+        let temp = store.temp_dir("git")?;
+        let dir = remote::fetch_git(spec, temp.path())
+            .with_context(|| format!("cannot fetch the context {spec}"))?;
+        return Ok(Context {
+            dir,
+            dockerfile_text: None,
+            _temp: Some(temp),
+        });
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        bail!("a tarball URL as build context is not supported yet ({spec}): download it and pass it with `rbuild build - < file.tar.gz`");
+    }
+    let dir = PathBuf::from(spec);
+    if !dir.is_dir() {
+        bail!("build context {spec} is not a directory");
+    }
+    Ok(Context {
+        dir,
+        dockerfile_text: None,
+        _temp: None,
+    })
 }
 
 /// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).
@@ -159,20 +227,18 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         (false, "tty") => ProgressMode::Tty,
         (false, other) => bail!("--progress {other}: expected plain, tty or auto"),
     };
-    if !args.context.is_dir() {
-        bail!(
-            "build context {} is not a directory",
-            args.context.display()
-        );
-    }
-    let dockerfile_text = match args.file.as_deref() {
-        Some(path) if path == Path::new("-") => {
+    let store = super::open_store(root)?;
+    let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
+    let context = acquire_context(&store, &args.context, stdin_dockerfile)?;
+    let dockerfile_text = match (&context.dockerfile_text, stdin_dockerfile) {
+        (Some(text), _) => Some(text.clone()),
+        (None, true) => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .context("cannot read the Dockerfile from stdin")?;
             Some(text)
         }
-        _ => None,
+        (None, false) => None,
     };
     if let Some(network) = &args.network {
         if !matches!(network.as_str(), "default" | "none" | "host") {
@@ -180,7 +246,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         }
     }
     let options = BuildOptions {
-        context_dir: args.context.clone(),
+        context_dir: context.dir.clone(),
         dockerfile: if dockerfile_text.is_some() {
             None
         } else {
@@ -197,7 +263,6 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
     };
-    let store = super::open_store(root)?;
     let progress = Progress::new(mode);
     let outcome = match build::build(&store, &options, &progress) {
         Ok(outcome) => outcome,

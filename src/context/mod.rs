@@ -3,6 +3,7 @@
 
 pub mod ignore;
 pub mod pattern;
+pub mod remote;
 mod select;
 
 pub use ignore::{clean_relative, IgnoreRules};

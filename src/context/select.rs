@@ -22,6 +22,8 @@ pub enum ContextError {
     },
     #[error("no source files were specified: {pattern} matches nothing in the build context")]
     NoMatch { pattern: String },
+    #[error("{what} failed: {detail}")]
+    Remote { what: String, detail: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

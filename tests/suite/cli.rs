@@ -217,3 +217,122 @@ fn a_damaged_layer_is_never_exported() {
         assert!(!out.exists(), "{format}: no half-written archive");
     }
 }
+
+/// buildx's context forms: a tar on stdin, a Dockerfile on stdin, `-f -`, a git repository
+/// (here a local one through file://, fetched with the git binary).
+#[test]
+fn contexts_from_stdin_and_git() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    // A context tar on stdin.
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in [
+        (
+            "Dockerfile",
+            "FROM busybox:latest\nCOPY hello.txt /hello.txt\n",
+        ),
+        ("hello.txt", "from a tar\n"),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, content.as_bytes())
+            .expect("append");
+    }
+    let tar_bytes = builder.into_inner().expect("tar");
+    let out = env.path("stdin-tar.tar");
+    let output = env.rbuild_with_stdin(
+        [
+            "build",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            "-",
+        ],
+        &tar_bytes,
+    );
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert_eq!(
+        OciImage::open(&out).tree().text("hello.txt"),
+        "from a tar\n"
+    );
+
+    // A lone Dockerfile on stdin (empty context), and -f - with a directory context.
+    let out = env.path("stdin-df.tar");
+    let output = env.rbuild_with_stdin(
+        [
+            "build",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            "-",
+        ],
+        b"FROM busybox:latest\nRUN echo lone > /lone\n",
+    );
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert_eq!(OciImage::open(&out).tree().text("lone"), "lone\n");
+    let ctx = env.context(&[("data.txt", file("dir context\n"))]);
+    let out = env.path("stdin-f.tar");
+    let output = env.rbuild_with_stdin(
+        [
+            "build",
+            "-f",
+            "-",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            ctx.to_str().expect("utf-8"),
+        ],
+        b"FROM busybox:latest\nCOPY data.txt /data.txt\n",
+    );
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert_eq!(
+        OciImage::open(&out).tree().text("data.txt"),
+        "dir context\n"
+    );
+
+    // A git repository with the context in a subdir, at a tag.
+    if !require_command("git") {
+        return;
+    }
+    let repo = env.path("repo");
+    std::fs::create_dir_all(repo.join("app")).expect("mkdir");
+    std::fs::write(
+        repo.join("app/Dockerfile"),
+        "FROM busybox:latest\nCOPY version /version\n",
+    )
+    .expect("write");
+    std::fs::write(repo.join("app/version"), "v1\n").expect("write");
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(output.status.success(), "{}", describe_output(&output));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "v1"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("app/version"), "v2\n").expect("write");
+    git(&["commit", "-qam", "v2"]);
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&repo)
+        .status();
+    let out = env.path("git.tar");
+    let url = format!("file://{}/.git#v1:app", repo.display());
+    env.rbuild_ok([
+        "build",
+        "-o",
+        &format!("type=oci,dest={}", out.display()),
+        &url,
+    ]);
+    assert_eq!(
+        OciImage::open(&out).tree().text("version"),
+        "v1\n",
+        "the tag's content, not the branch head"
+    );
+}

@@ -1,0 +1,163 @@
+//! Contexts that are not a local directory: a tar stream (`rbuild build - < ctx.tar`) and a
+//! git repository (`https://host/repo.git#ref:subdir`, via the `git` binary), unpacked into a
+//! temp dir that lives as long as the build.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::select::ContextError;
+
+/// Is `spec` a git context, as buildx reads one?
+pub fn is_git_url(spec: &str) -> bool {
+    let base = spec.split('#').next().unwrap_or(spec);
+    base.starts_with("git://")
+        || base.starts_with("git@")
+        || base.starts_with("ssh://")
+        || ((base.starts_with("https://")
+            || base.starts_with("http://")
+            || base.starts_with("file://"))
+            && base.ends_with(".git"))
+}
+
+/// `URL#ref:subdir` -> (URL, ref, subdir).
+pub fn split_git_url(spec: &str) -> (String, Option<String>, Option<String>) {
+    let (url, fragment) = spec.split_once('#').unwrap_or((spec, ""));
+    let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    (url.to_string(), non_empty(reference), non_empty(subdir))
+}
+
+fn git(dir: &Path, config: &Path, args: &[&str]) -> Result<(), ContextError> {
+    // The repository may belong to another user (a shared checkout); we only read from it.
+    // safe.directory counts only in "protected" config, which a global file is; every git
+    // process of the fetch (upload-pack too) reads it.
+    let output = Command::new("git")
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", config)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| ContextError::Io {
+            path: PathBuf::from("git"),
+            source: e,
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ContextError::Remote {
+            what: format!("git {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Fetches `spec` (one commit, shallow) into `dir`; returns the context dir (the subdir).
+pub fn fetch_git(spec: &str, dir: &Path) -> Result<PathBuf, ContextError> {
+    let (url, reference, subdir) = split_git_url(spec);
+    let config_dir =
+        tempfile::tempdir_in(dir.parent().unwrap_or(dir)).map_err(|e| ContextError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    let config = config_dir.path().join("gitconfig");
+    std::fs::write(
+        &config,
+        "[safe]\n\tdirectory = *\n[protocol \"file\"]\n\tallow = always\n",
+    )
+    .map_err(|e| ContextError::Io {
+        path: config.clone(),
+        source: e,
+    })?;
+    git(dir, &config, &["init", "-q"])?;
+    git(dir, &config, &["remote", "add", "origin", &url])?;
+    let wanted = reference.as_deref().unwrap_or("HEAD");
+    git(
+        dir,
+        &config,
+        &["fetch", "-q", "--depth", "1", "origin", wanted],
+    )?;
+    git(dir, &config, &["checkout", "-q", "FETCH_HEAD"])?;
+    let _ = std::fs::remove_dir_all(dir.join(".git"));
+    let context = match subdir {
+        Some(sub) => dir.join(super::clean_relative(&sub)),
+        None => dir.to_path_buf(),
+    };
+    if !context.is_dir() {
+        return Err(ContextError::NotADirectory { path: context });
+    }
+    Ok(context)
+}
+
+/// Unpacks a tar stream (plain or gzip) into `dir`; entries cannot leave it.
+pub fn unpack_tar(input: impl Read, dir: &Path) -> Result<(), ContextError> {
+    let mut buffered = std::io::BufReader::new(input);
+    let head = std::io::BufRead::fill_buf(&mut buffered).map_err(|e| ContextError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    let entries = archive.entries().map_err(|e| ContextError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ContextError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+            continue;
+        }
+        entry.unpack_in(dir).map_err(|e| ContextError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_urls_are_recognised_and_split() {
+        for url in [
+            "https://github.com/a/b.git",
+            "git@github.com:a/b.git",
+            "git://host/x",
+            "https://h/r.git#main:sub",
+            "file:///srv/repo.git",
+        ] {
+            assert!(is_git_url(url), "{url}");
+        }
+        for not_git in [".", "/tmp/ctx", "https://example.com/ctx.tar.gz", "-"] {
+            assert!(!is_git_url(not_git), "{not_git}");
+        }
+        assert_eq!(
+            split_git_url("https://h/r.git#v1.2:docs/site"),
+            (
+                "https://h/r.git".to_string(),
+                Some("v1.2".to_string()),
+                Some("docs/site".to_string())
+            )
+        );
+        assert_eq!(
+            split_git_url("https://h/r.git"),
+            ("https://h/r.git".to_string(), None, None)
+        );
+        assert_eq!(
+            split_git_url("https://h/r.git#:sub"),
+            ("https://h/r.git".to_string(), None, Some("sub".to_string()))
+        );
+    }
+}
