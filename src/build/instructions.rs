@@ -461,6 +461,8 @@ enum CopySource {
     Context,
     /// Another stage or an image, mounted read-only.
     Layers(Box<MountedLayers>),
+    /// A directory given with --build-context.
+    Dir(BuildContext),
 }
 
 struct MountedLayers {
@@ -483,7 +485,11 @@ fn copy_source(
     let from = expand(loc, "COPY", from, ctx.escape, &|n| {
         super::lookup_args(&ctx.plan.global_args, n)
     })?;
-    let (layers, key) = match resolve_source(&ctx.plan.stages[..plan.index], &from) {
+    let (layers, key) = match resolve_source(
+        &ctx.plan.stages[..plan.index],
+        &ctx.plan.named_contexts,
+        &from,
+    ) {
         Source::Stage(index) => {
             let done = deps
                 .get(&index)
@@ -493,6 +499,10 @@ fn copy_source(
         Source::Image(name) => {
             let (config, image_id) = image_config(ctx, loc, "COPY", &name)?;
             (config.rootfs.diff_ids, image_id)
+        }
+        Source::Dir(dir) => {
+            let root = BuildContext::open(&dir).map_err(|e| loc.error("COPY", e.to_string()))?;
+            return Ok(CopySource::Dir(root));
         }
     };
     let dirs = StepDirs::read_only(ctx.store, &layers, "from")?;
@@ -649,6 +659,7 @@ fn copy(
         let root = match &source {
             CopySource::Context => ctx.context,
             CopySource::Layers(layers) => &layers.root,
+            CopySource::Dir(root) => root,
         };
         // --parents keeps the source's path below an optional `/./` pivot.
         let pivot = word
@@ -717,6 +728,7 @@ fn copy(
     let from_key = match &source {
         CopySource::Context => "context",
         CopySource::Layers(layers) => layers.key.as_str(),
+        CopySource::Dir(_) => "named-context",
     };
     let options_key = format!("unpack={unpack} parents={parents} exclude={excludes:?} link={link}");
     let step_parts = [
@@ -766,7 +778,7 @@ fn copy(
             )?),
             // Files of another stage or image keep their owners, as in BuildKit.
             (None, CopySource::Layers(_)) => None,
-            (None, CopySource::Context) => Some((0, 0)),
+            (None, CopySource::Context | CopySource::Dir(_)) => Some((0, 0)),
         };
         // ADD extracts local archives (told by content) into dest; the rest is copied.
         let (archives, plain): (Vec<_>, Vec<_>) = selected.iter().cloned().partition(|sel| {

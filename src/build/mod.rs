@@ -52,6 +52,10 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--check`: run the build checks only.
     pub check_only: bool,
+    /// `--build-context NAME=...`.
+    pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
+    /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +197,7 @@ pub fn build(
         build_args: &options.build_args,
         target: options.target.as_deref(),
         platform: &platform,
+        named_contexts: &options.named_contexts,
     };
     let plan = plan::plan(&plan_input).map_err(|e| match e.instruction {
         Some(ins) => locate(ins).error(e.keyword, e.message),

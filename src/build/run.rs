@@ -115,7 +115,7 @@ pub(super) fn run(
     let args_json = serde_json::to_string(&args).unwrap_or_default();
     let env_json = serde_json::to_string(&env).unwrap_or_default();
     let mounts_json = serde_json::to_string(&mount_keys).unwrap_or_default();
-    let network_key = format!("network={network}");
+    let network_key = format!("network={network} hosts={:?}", ctx.options.extra_hosts);
     let key = stage.next_key(&[
         "RUN",
         &args_json,
@@ -130,7 +130,7 @@ pub(super) fn run(
     }
 
     let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
-    let etc_files = write_etc_files(dirs.temp.path())?;
+    let etc_files = write_etc_files(dirs.temp.path(), &ctx.options.extra_hosts)?;
     env.extend(proxy_env);
     env.extend(secret_env);
     let spec = StepSpec {
@@ -409,7 +409,31 @@ fn bind_mount(
     let from = super::instructions::expand(loc, "RUN", from, ctx.escape, &|n| {
         super::lookup_args(&ctx.plan.global_args, n)
     })?;
-    let (layers, from_key) = match resolve_source(&ctx.plan.stages[..plan.index], &from) {
+    let (layers, from_key) = match resolve_source(
+        &ctx.plan.stages[..plan.index],
+        &ctx.plan.named_contexts,
+        &from,
+    ) {
+        Source::Dir(dir) => {
+            let path = dir.join(&source);
+            let key = format!(
+                "bind dir {} {source} {target} {}",
+                dir.display(),
+                mount.read_only
+            );
+            let step_mount = if mount.read_only || !path.is_dir() {
+                StepMount {
+                    target: target.to_string(),
+                    source: MountSource::Bind {
+                        path,
+                        read_only: mount.read_only,
+                    },
+                }
+            } else {
+                scratch_overlay(ctx, vec![path], target, guards)?
+            };
+            return Ok((Some(step_mount), key));
+        }
         Source::Stage(index) => {
             let done = deps
                 .get(&index)
@@ -481,13 +505,20 @@ fn scratch_overlay(
 
 /// /etc/hosts, /etc/resolv.conf and /etc/hostname for the step, bind-mounted from here so
 /// they never land in a layer.
-pub(super) fn write_etc_files(dir: &Path) -> Result<EtcFiles, BuildError> {
+pub(super) fn write_etc_files(
+    dir: &Path,
+    extra_hosts: &[(String, String)],
+) -> Result<EtcFiles, BuildError> {
     let files = EtcFiles {
         hosts: dir.join("hosts"),
         resolv_conf: dir.join("resolv.conf"),
         hostname: dir.join("hostname"),
     };
-    let hosts = "127.0.0.1\tlocalhost rbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost rbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra_hosts {
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
     std::fs::write(&files.hosts, hosts).map_err(io_error("write hosts file"))?;
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(&files.resolv_conf, resolv).map_err(io_error("write resolv.conf"))?;

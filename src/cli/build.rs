@@ -52,6 +52,13 @@ pub struct BuildArgs {
     /// Network for RUN steps: default (the host's), none, host
     #[arg(long, value_name = "default|none|host")]
     pub network: Option<String>,
+    /// Another context: `NAME=DIR`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG]`;
+    /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+    /// Add a line to /etc/hosts of RUN steps: `HOST:IP`
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     /// Run the build checks only (exit 1 when they find something)
     #[arg(long)]
     pub check: bool,
@@ -107,6 +114,41 @@ fn parse_key_values(
         }
     }
     Ok(map)
+}
+
+fn parse_build_contexts(
+    store: &rbuild::store::Store,
+    specs: &[String],
+) -> anyhow::Result<BTreeMap<String, rbuild::plan::NamedContext>> {
+    use rbuild::plan::NamedContext;
+    let mut named = BTreeMap::new();
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .with_context(|| format!("--build-context {spec:?}: expected NAME=VALUE"))?;
+        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
+            NamedContext::Image(reference.to_string())
+        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+            let path = layout
+                .rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(layout, |(p, _)| p);
+            let loaded = archive::load(store, Path::new(path))
+                .with_context(|| format!("--build-context {name}: cannot load {path}"))?;
+            let image = loaded
+                .first()
+                .with_context(|| format!("--build-context {name}: no image in {path}"))?;
+            NamedContext::Image(image.image_id.clone())
+        } else {
+            let dir = PathBuf::from(value);
+            if !dir.is_dir() {
+                bail!("--build-context {name}={value}: not a directory (use docker-image:// or oci-layout:// for images)");
+            }
+            NamedContext::Dir(dir)
+        };
+        named.insert(name.to_string(), context);
+    }
+    Ok(named)
 }
 
 /// Where the build's context is, and what keeps it there.
@@ -258,6 +300,17 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
         check_only: args.check,
+        named_contexts: parse_build_contexts(&store, &args.build_contexts)?,
+        extra_hosts: args
+            .add_hosts
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .filter(|(host, ip)| !host.is_empty() && !ip.is_empty())
+                    .map(|(host, ip)| (host.to_string(), ip.to_string()))
+                    .with_context(|| format!("--add-host {h:?}: expected HOST:IP"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         tags: tags.clone(),
         build_args: parse_key_values("--build-arg", &args.build_args, true)?,
         labels: parse_key_values("--label", &args.labels, false)?,

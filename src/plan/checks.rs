@@ -314,6 +314,7 @@ mod tests {
             build_args: &args,
             target: None,
             platform: &platform,
+            named_contexts: &BTreeMap::new(),
         };
         let plan = super::super::plan(&input).expect("plan");
         let rules = IgnoreRules::parse(ignore);

@@ -26,6 +26,16 @@ pub enum Base {
 pub enum Source {
     Stage(usize),
     Image(String),
+    /// A directory given with `--build-context NAME=DIR`.
+    Dir(std::path::PathBuf),
+}
+
+/// `--build-context NAME=VALUE`: replaces the stage or image called NAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    Dir(std::path::PathBuf),
+    /// An image reference (or id) in the store.
+    Image(String),
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +71,7 @@ pub struct Plan<'a> {
     pub order: Vec<usize>,
     /// Build args that some ARG declared (the others were not consumed).
     pub declared_args: Vec<String>,
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// What went wrong while planning, with the instruction it concerns.
@@ -90,6 +101,7 @@ pub struct PlanInput<'a> {
     pub build_args: &'a BTreeMap<String, String>,
     pub target: Option<&'a str>,
     pub platform: &'a Platform,
+    pub named_contexts: &'a BTreeMap<String, NamedContext>,
 }
 
 pub fn flag<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
@@ -185,7 +197,20 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
                     ));
                 }
             }
-            let base = if image.eq_ignore_ascii_case("scratch") {
+            let base = if let Some(named) = input.named_contexts.get(&image) {
+                match named {
+                    NamedContext::Image(reference) => Base::Image(reference.clone()),
+                    NamedContext::Dir(_) => {
+                        return Err(error(
+                            Some(ins),
+                            "FROM",
+                            format!(
+                                "FROM a directory build context ({image}) is not supported yet"
+                            ),
+                        ))
+                    }
+                }
+            } else if image.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
             } else {
                 match find_stage(&stages, &image) {
@@ -235,7 +260,8 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
             };
             for from in froms {
                 let from = expand(ins, ins.kind.keyword(), &from, &global_args)?;
-                if let Source::Stage(j) = resolve_source(&stages[..i], &from) {
+                if let Source::Stage(j) = resolve_source(&stages[..i], input.named_contexts, &from)
+                {
                     if !deps.contains(&j) {
                         deps.push(j);
                     }
@@ -263,6 +289,7 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
         target,
         order,
         declared_args,
+        named_contexts: input.named_contexts.clone(),
     })
 }
 
@@ -275,7 +302,16 @@ fn find_stage(stages: &[StagePlan], name: &str) -> Option<usize> {
 }
 
 /// `--from=X`: an earlier stage's name or index, else an image reference.
-pub fn resolve_source(earlier: &[StagePlan], from: &str) -> Source {
+pub fn resolve_source(
+    earlier: &[StagePlan],
+    named: &BTreeMap<String, NamedContext>,
+    from: &str,
+) -> Source {
+    match named.get(from) {
+        Some(NamedContext::Dir(dir)) => return Source::Dir(dir.clone()),
+        Some(NamedContext::Image(reference)) => return Source::Image(reference.clone()),
+        None => {}
+    }
     if let Some(i) = find_stage(earlier, from) {
         return Source::Stage(i);
     }
@@ -311,6 +347,7 @@ mod tests {
             build_args: &build_args,
             target,
             platform: &platform,
+            named_contexts: &BTreeMap::new(),
         };
         let plan = plan(&input).map_err(|e| e.message)?;
         Ok((

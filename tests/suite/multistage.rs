@@ -186,3 +186,41 @@ fn onbuild_triggers_run_in_the_child_only() {
         "triggers are cleared in the child"
     );
 }
+
+/// reference "--build-context": a directory and an image replace what FROM / COPY --from /
+/// RUN --mount from= name; `--add-host` adds a line to the steps' /etc/hosts.
+#[test]
+fn named_build_contexts_and_extra_hosts() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let extra = env.write_tree("extra", &[("shared.txt", file("from a named dir\n"))]);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM base\nCOPY --from=assets shared.txt /copied.txt\n\
+             RUN --mount=from=assets,target=/assets cat /assets/shared.txt > /mounted.txt\n\
+             RUN grep registry.internal /etc/hosts > /hosts-line\n",
+        ),
+    )]);
+    let (_, image) = env.build_oci(
+        "named",
+        &[
+            "--build-context",
+            "base=docker-image://busybox:latest",
+            "--build-context",
+            &format!("assets={}", extra.display()),
+            "--add-host",
+            "registry.internal:10.1.2.3",
+        ],
+        &ctx,
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("copied.txt"), "from a named dir\n");
+    assert_eq!(tree.text("mounted.txt"), "from a named dir\n");
+    assert_eq!(tree.text("hosts-line"), "10.1.2.3\tregistry.internal\n");
+    assert!(
+        tree.node("bin/busybox").is_file(),
+        "FROM base is the busybox image"
+    );
+}
