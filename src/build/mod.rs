@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 pub use error::{excerpt, BuildError, Location};
-pub use time::{rfc3339, rfc3339_now};
+pub use time::{created_time, rfc3339, rfc3339_now};
 
 use crate::context::BuildContext;
 use crate::dockerfile::{self, InstructionKind};
@@ -33,6 +33,9 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
+    /// images; None means now.
+    pub source_date_epoch: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,7 +240,7 @@ pub fn build(
             .labels
             .insert(key.clone(), value.clone());
     }
-    stage.config.created = Some(rfc3339_now());
+    stage.config.created = Some(created_time(options));
     let config_bytes = stage
         .config
         .to_canonical_json()
