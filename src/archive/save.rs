@@ -473,21 +473,23 @@ fn prepare(
     }
     let manifest_bytes = to_bytes("manifest", &manifest)?;
     let manifest_digest = sha256_oci(&manifest_bytes);
-    let mut manifest_desc = descriptor(
+    let manifest_desc = descriptor(
         manifest_type.clone(),
         &manifest_digest,
         manifest_bytes.len() as u64,
     )?;
-    if !options.descriptor_annotations.is_empty() {
-        manifest_desc.set_annotations(Some(
-            options
-                .descriptor_annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ));
-    }
     let mut index = tagged_index(&manifest_desc, &options.tags)?;
+    if !options.descriptor_annotations.is_empty() {
+        let mut manifests = index.manifests().clone();
+        for desc in &mut manifests {
+            let mut annotations = desc.annotations().clone().unwrap_or_default();
+            for (k, v) in &options.descriptor_annotations {
+                annotations.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            desc.set_annotations(Some(annotations));
+        }
+        index.set_manifests(manifests);
+    }
     if !options.index_annotations.is_empty() {
         index.set_annotations(Some(
             options

@@ -131,14 +131,16 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
             "dest" => dest = Some(PathBuf::from(value)),
             "tar" => tar = parse_bool(spec, key, value)?,
             "name" => output.names.push(value.to_string()),
-            "compression" => output.compression = Some(match value {
-                "gzip" => Compression::Gzip,
-                "zstd" => Compression::Zstd,
-                "uncompressed" => Compression::Uncompressed,
-                _ => bail!(
+            "compression" => {
+                output.compression = Some(match value {
+                    "gzip" => Compression::Gzip,
+                    "zstd" => Compression::Zstd,
+                    "uncompressed" => Compression::Uncompressed,
+                    _ => bail!(
                     "--output {spec:?}: compression={value}: expected gzip, zstd or uncompressed"
                 ),
-            }),
+                })
+            }
             "compression-level" => {
                 output.compression_level = Some(value.parse().with_context(|| {
                     format!("--output {spec:?}: compression-level={value}: expected a number")
