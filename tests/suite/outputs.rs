@@ -611,7 +611,7 @@ fn legacy_docker_archive_loads_and_saves_back() {
         let saved = env.path(&format!("legacy-{format}.tar"));
         env.rbuild_ok(["save", "--format", format, "-o", text(&saved), "legacy:1"]);
         let image = OciImage::open(&saved);
-        assert_eq!(image.diff_ids(), [diff_id.clone()], "{format}");
+        assert_eq!(image.diff_ids(), std::slice::from_ref(&diff_id), "{format}");
         assert_eq!(image.tree().text("etc/legacy"), "from a legacy archive\n");
         let skopeo_ref = match format {
             "oci" => format!("oci-archive:{}", text(&saved)),
