@@ -592,3 +592,89 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_shorthands_and_types() {
+        let parsed = |spec: &str| parse_output(spec).map(|o| o.kind);
+        assert_eq!(parsed("-").ok(), Some(OutputKind::Tar(PathBuf::from("-"))));
+        assert_eq!(
+            parsed("out").ok(),
+            Some(OutputKind::Local(PathBuf::from("out")))
+        );
+        assert_eq!(
+            parsed("type=oci,dest=d,tar=false").ok(),
+            Some(OutputKind::Archive {
+                format: ArchiveFormat::Oci,
+                dest: PathBuf::from("d"),
+                tar: false
+            })
+        );
+        assert_eq!(
+            parsed("type=tar,dest=-").ok(),
+            Some(OutputKind::Tar(PathBuf::from("-")))
+        );
+        let full = parse_output(
+            "type=oci,dest=x,compression=zstd,compression-level=12,rewrite-timestamp=true,\
+             oci-mediatypes=true,annotation.a=b,name=app:2",
+        )
+        .expect("valid");
+        assert_eq!(full.compression, Some(Compression::Zstd));
+        assert_eq!(full.compression_level, Some(12));
+        assert!(full.rewrite_timestamp);
+        assert_eq!(full.media_types, Some(MediaTypes::Oci));
+        assert_eq!(full.annotations.get("a").map(String::as_str), Some("b"));
+        assert_eq!(full.names, ["app:2"]);
+    }
+
+    #[test]
+    fn unsupported_outputs_say_so() {
+        let error = |spec: &str| format!("{:#}", parse_output(spec).expect_err("an error"));
+        assert!(error("type=image,name=r/app,push=true").contains("not supported yet"));
+        assert!(error("type=registry").contains("not supported yet"));
+        assert!(error("type=docker,dest=x,tar=false").contains("only for type=oci"));
+        assert!(error("type=oci").contains("missing dest="));
+        assert!(error("type=oci,dest=x,bogus=1").contains("unknown option"));
+        assert!(error("type=oci,dest=x,compression-level=high").contains("expected a number"));
+    }
+
+    #[test]
+    fn annotations_by_target() {
+        let parsed = parse_annotations(&[
+            "a=1".to_string(),
+            "manifest:b=2".to_string(),
+            "index:c=3".to_string(),
+            "manifest-descriptor:d=4".to_string(),
+        ])
+        .expect("valid");
+        assert_eq!(parsed.manifest.len(), 2);
+        assert_eq!(parsed.index.get("c").map(String::as_str), Some("3"));
+        assert_eq!(
+            parsed.manifest_descriptor.get("d").map(String::as_str),
+            Some("4")
+        );
+        assert!(parse_annotations(&["novalue".to_string()]).is_err());
+    }
+
+    #[test]
+    fn source_date_epoch_from_build_arg_or_reproducible() {
+        let mut args = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "42".to_string())]);
+        assert_eq!(source_date_epoch(&mut args, false).ok(), Some(Some(42)));
+        assert!(args.is_empty(), "taken out of the build args");
+        let mut bad = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "soon".to_string())]);
+        assert!(source_date_epoch(&mut bad, false).is_err());
+        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+            assert_eq!(
+                source_date_epoch(&mut BTreeMap::new(), true).ok(),
+                Some(Some(0))
+            );
+            assert_eq!(
+                source_date_epoch(&mut BTreeMap::new(), false).ok(),
+                Some(None)
+            );
+        }
+    }
+}

@@ -552,6 +552,10 @@ fn load_hands_the_image_to_podman() {
         String::from_utf8_lossy(&output.stdout),
         "hi\nfrom the context\n"
     );
+    // A failed build stops the loader it started and fails at once.
+    let failing = env.context(&[("Dockerfile", file("FROM busybox:latest\nRUN false\n"))]);
+    let stderr = env.rbuild_err(["build", "--load=podman", text(&failing)]);
+    assert!(stderr.contains("did not complete successfully"), "{stderr}");
     let stderr = env.rbuild_err(["build", "--load=nerdctl", text(&ctx)]);
     assert!(stderr.contains("expected podman or docker"), "{stderr}");
 }
