@@ -453,7 +453,7 @@ fn prepare(
                 .entry(ANNOTATION_CREATED.into())
                 .or_insert_with(|| created.to_string());
         }
-        if let Some(base) = &options.base {
+        if let Some(base) = options.base.as_ref().filter(|b| !b.name.is_empty()) {
             annotations
                 .entry(ANNOTATION_BASE_NAME.into())
                 .or_insert_with(|| base.name.clone());

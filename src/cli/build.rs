@@ -372,28 +372,50 @@ fn find_in_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// The base image of the Dockerfile's last stage, when it names an image of the store: for
-/// the `base.name` annotation and to keep its layers out of `rewrite-timestamp`.
+/// The base image of the Dockerfile's last stage, when it names an image of the store whose
+/// layers start the built image's: for the `base.name` annotation and to keep the base's
+/// layers out of `rewrite-timestamp`. Global ARGs (and `--build-arg`) are expanded in FROM
+/// as the build does.
 fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<BaseImage> {
+    use rbuild::dockerfile::{expand_word, InstructionKind};
     let dockerfile = options
         .dockerfile
         .clone()
         .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
     let source = std::fs::read_to_string(dockerfile).ok()?;
     let parsed = rbuild::dockerfile::parse(&source).ok()?;
-    let name = parsed
+    let escape = parsed.directives.escape;
+    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+    for ins in &parsed.instructions {
+        let InstructionKind::Arg(decls) = &ins.kind else {
+            break;
+        };
+        for decl in decls {
+            let value = match options.build_args.get(&decl.name) {
+                Some(v) => Some(v.clone()),
+                None => match &decl.default {
+                    Some(default) => {
+                        let lookup = |n: &str| lookup_arg(&global_args, n);
+                        Some(expand_word(default, escape, &lookup).ok()?.value)
+                    }
+                    None => None,
+                },
+            };
+            global_args.push((decl.name.clone(), value));
+        }
+    }
+    let image = parsed
         .instructions
         .iter()
         .rev()
         .find_map(|ins| match &ins.kind {
-            rbuild::dockerfile::InstructionKind::From { image, .. } => Some(image.clone()),
+            InstructionKind::From { image, .. } => Some(image.clone()),
             _ => None,
         })?;
+    let lookup = |n: &str| lookup_arg(&global_args, n);
+    let name = expand_word(&image, escape, &lookup).ok()?.value;
     if name == "scratch" {
         return Some(BaseImage::default());
-    }
-    if name.contains('$') {
-        return None;
     }
     let layers = |id: &str| -> Option<Vec<String>> {
         let config: serde_json::Value = serde_json::from_slice(&store.read_blob(id).ok()?).ok()?;
@@ -413,6 +435,13 @@ fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<B
         digest: None,
         layer_count: base_layers.len(),
     })
+}
+
+fn lookup_arg(args: &[(String, Option<String>)], name: &str) -> Option<String> {
+    args.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.clone())
 }
 
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
@@ -472,6 +501,12 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let mut progress = Progress::new(mode);
     let outcome = build::build(&store, &options, &mut progress)?;
     let base = base_image(&store, &options, &outcome.image_id);
+    if base.is_none() && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp)) {
+        progress.notice(
+            "warning: the base image was not found in the store: rewrite-timestamp rewrites \
+             every layer, the base's too",
+        );
+    }
     let export_options = |output: Option<&Output>| {
         let mut names = tags.clone();
         let mut manifest_annotations = annotations.manifest.clone();

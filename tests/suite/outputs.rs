@@ -510,12 +510,22 @@ fn reproducible_flag_picks_epoch_zero() {
     let Some(env) = TestEnv::with_busybox() else {
         return;
     };
-    let ctx = app_context(&env);
+    // FROM through a global ARG: the base is still recognised, and its layers kept.
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("ARG BASE=busybox\nFROM ${BASE}:latest\nRUN mkdir /app && echo hi > /app/a\n"),
+    )]);
     let (_, image) = env.build_oci("zero", &["--reproducible"], &ctx);
     assert_eq!(image.config()["created"], "1970-01-01T00:00:00Z");
     assert_eq!(image.tree().node("app/a").mtime, 0);
-    // The base's files keep their own times.
+    // The base's files keep their own times, and its blob is the one it came with.
     assert_ne!(image.tree().node("bin").mtime, 0);
+    let base = OciImage::open(&busybox_oci_archive().expect("fixture"));
+    assert_eq!(image.manifest["layers"][0], base.manifest["layers"][0]);
+    assert_eq!(
+        image.manifest["annotations"]["org.opencontainers.image.base.name"],
+        "busybox:latest"
+    );
 }
 
 #[test]
