@@ -565,15 +565,30 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                     ));
                 }
             }
-            OutputKind::Tar(dest) => {
-                let out: Box<dyn std::io::Write> = if dest.as_os_str() == "-" {
-                    Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
-                } else {
-                    let file = std::fs::File::create(dest)
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
-                    Box::new(std::io::BufWriter::new(file))
-                };
+            OutputKind::Tar(dest) if dest.as_os_str() == "-" => {
+                let out = Box::new(std::io::BufWriter::new(std::io::stdout().lock()));
                 archive::export_tar(&store, &outcome.image_id, out, clamp)
+                    .context("cannot write the filesystem tar to stdout")?;
+            }
+            OutputKind::Tar(dest) => {
+                // Written beside dest and renamed: a failed export leaves no partial tar.
+                let parent = dest
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let temp = tempfile::NamedTempFile::new_in(parent)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                let file = temp
+                    .reopen()
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                archive::export_tar(
+                    &store,
+                    &outcome.image_id,
+                    Box::new(std::io::BufWriter::new(file)),
+                    clamp,
+                )
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+                temp.persist(dest)
                     .with_context(|| format!("cannot write {}", dest.display()))?;
             }
         }

@@ -196,6 +196,23 @@ fn tar_to_stdout_and_local_dir_shorthands() {
     assert_eq!(tree.text("app/sub/f.txt"), "from the context\n");
     assert!(!tree.contains("data/a"), "deleted files stay deleted");
     assert_eq!(tree.node("app/a").mode, 0o4755);
+
+    // `type=oci,dest=-`: the OCI archive itself on stdout.
+    let output = env.rbuild([
+        "build",
+        "-q",
+        "-t",
+        "piped:1",
+        "-o",
+        "type=oci,dest=-",
+        text(&ctx),
+    ]);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let piped = env.path("piped.tar");
+    fs::write(&piped, &output.stdout).expect("write piped archive");
+    let image = OciImage::open(&piped);
+    assert_eq!(image.ref_names(), ["piped:1"]);
+    assert_eq!(image.tree().text("app/sub/f.txt"), "from the context\n");
 }
 
 #[test]
