@@ -432,7 +432,7 @@ fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<B
     let image_layers = layers(image_id)?;
     image_layers.starts_with(&base_layers).then(|| BaseImage {
         name: parse_tag(&name).map(|t| t.to_string()).unwrap_or(name),
-        digest: None,
+        digest: store.image_manifest(&base_id),
         layer_count: base_layers.len(),
     })
 }

@@ -543,6 +543,14 @@ fn reproducible_flag_picks_epoch_zero() {
         image.manifest["annotations"]["org.opencontainers.image.base.name"],
         "busybox:latest"
     );
+    assert_eq!(
+        image.manifest["annotations"]["org.opencontainers.image.base.digest"],
+        base.manifest_digest
+            .clone()
+            .expect("the fixture's manifest digest")
+            .as_str(),
+        "the digest of the manifest busybox was loaded with"
+    );
 }
 
 #[test]
