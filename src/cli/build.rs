@@ -378,12 +378,7 @@ fn find_in_path(program: &str) -> bool {
 /// as the build does.
 fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<BaseImage> {
     use rbuild::dockerfile::{expand_word, InstructionKind};
-    let dockerfile = options
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
-    let source = std::fs::read_to_string(dockerfile).ok()?;
-    let parsed = rbuild::dockerfile::parse(&source).ok()?;
+    let parsed = read_dockerfile(options)?;
     let escape = parsed.directives.escape;
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
     for ins in &parsed.instructions {
@@ -434,6 +429,25 @@ fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<B
         name: parse_tag(&name).map(|t| t.to_string()).unwrap_or(name),
         digest: store.image_manifest(&base_id),
         layer_count: base_layers.len(),
+    })
+}
+
+/// The Dockerfile parsed, for the few questions the CLI asks it; None when it cannot be read
+/// (the build reports that).
+fn read_dockerfile(options: &BuildOptions) -> Option<rbuild::dockerfile::Dockerfile> {
+    let dockerfile = options
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
+    let source = std::fs::read_to_string(dockerfile).ok()?;
+    rbuild::dockerfile::parse(&source).ok()
+}
+
+/// True when an `ARG NAME` of the Dockerfile declares `name`.
+fn declares_arg(dockerfile: &rbuild::dockerfile::Dockerfile, name: &str) -> bool {
+    dockerfile.instructions.iter().any(|ins| {
+        matches!(&ins.kind, rbuild::dockerfile::InstructionKind::Arg(decls)
+            if decls.iter().any(|d| d.name == name))
     })
 }
 
@@ -488,7 +502,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     }
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
     let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
-    let options = BuildOptions {
+    let mut options = BuildOptions {
         context_dir: args.context.clone(),
         dockerfile: args.file.clone(),
         tags: tags.clone(),
@@ -497,6 +511,15 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         no_cache: args.no_cache,
         source_date_epoch: epoch,
     };
+    // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
+    // otherwise it is no build arg (and no "not consumed" warning).
+    if let Some(epoch) = epoch {
+        if read_dockerfile(&options).is_some_and(|d| declares_arg(&d, SOURCE_DATE_EPOCH)) {
+            options
+                .build_args
+                .insert(SOURCE_DATE_EPOCH.to_string(), epoch.to_string());
+        }
+    }
     let store = super::open_store(root)?;
     let mut progress = Progress::new(mode);
     let outcome = build::build(&store, &options, &mut progress)?;

@@ -530,11 +530,19 @@ fn reproducible_flag_picks_epoch_zero() {
     // FROM through a global ARG: the base is still recognised, and its layers kept.
     let ctx = env.context(&[(
         "Dockerfile",
-        file("ARG BASE=busybox\nFROM ${BASE}:latest\nRUN mkdir /app && echo hi > /app/a\n"),
+        file(
+            "ARG BASE=busybox\nFROM ${BASE}:latest\nARG SOURCE_DATE_EPOCH\n\
+             RUN mkdir /app && echo hi > /app/a && echo \"epoch=$SOURCE_DATE_EPOCH\" > /app/epoch\n",
+        ),
     )]);
     let (_, image) = env.build_oci("zero", &["--reproducible"], &ctx);
     assert_eq!(image.config()["created"], "1970-01-01T00:00:00Z");
     assert_eq!(image.tree().node("app/a").mtime, 0);
+    assert_eq!(
+        image.tree().text("app/epoch"),
+        "epoch=0\n",
+        "ARG SOURCE_DATE_EPOCH sees it"
+    );
     // The base's files keep their own times, and its blob is the one it came with.
     assert_ne!(image.tree().node("bin").mtime, 0);
     let base = OciImage::open(&busybox_oci_archive().expect("fixture"));
