@@ -523,8 +523,17 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let store = super::open_store(root)?;
     let mut progress = Progress::new(mode);
     let outcome = build::build(&store, &options, &mut progress)?;
+    if epoch.is_none() && outputs.iter().any(|o| o.rewrite_timestamp) {
+        progress.notice(
+            "warning: rewrite-timestamp=true does nothing without SOURCE_DATE_EPOCH \
+             (--build-arg SOURCE_DATE_EPOCH=N, the environment, or --reproducible)",
+        );
+    }
     let base = base_image(&store, &options, &outcome.image_id);
-    if base.is_none() && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp)) {
+    if base.is_none()
+        && epoch.is_some()
+        && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp))
+    {
         progress.notice(
             "warning: the base image was not found in the store: rewrite-timestamp rewrites \
              every layer, the base's too",
