@@ -668,4 +668,28 @@ fn legacy_docker_archive_loads_and_saves_back() {
             assert_eq!(inspected["Layers"].as_array().map(Vec::len), Some(1));
         }
     }
+    // The loaded layer (an uncompressed blob) recompressed on request.
+    let zstd = env.path("legacy-zstd.tar");
+    env.rbuild_ok([
+        "save",
+        "--format",
+        "oci",
+        "--compression",
+        "zstd",
+        "-o",
+        text(&zstd),
+        "legacy:1",
+    ]);
+    if let Some(raw) =
+        tools::skopeo_inspect_with(&format!("oci-archive:{}", text(&zstd)), &["--raw"])
+    {
+        assert_eq!(
+            raw["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+    }
+    if require_command("zstd") {
+        let image = OciImage::open(&zstd);
+        assert_eq!(image.diff_ids(), std::slice::from_ref(&diff_id));
+    }
 }
