@@ -280,6 +280,12 @@ fn export_layer(
             }
         }
     };
+    // Docker schema2 has no zstd: a zstd base layer is recompressed with gzip there.
+    let wanted = if options.media_types == MediaTypes::Docker && wanted == Compression::Zstd {
+        Compression::Gzip
+    } else {
+        wanted
+    };
     let media_type = wanted.layer_media_type(options.media_types).to_string();
     if rewrite {
         let (blob, new_diff_id) = make_blob(
