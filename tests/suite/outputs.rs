@@ -423,9 +423,38 @@ fn docker_media_types_and_zstd_layers() {
         let copied_image = OciImage::open(&copied);
         assert_eq!(copied_image.diff_ids(), plain_image.diff_ids());
     }
-    // rbuild loads its own zstd archive.
+    // rbuild loads its own zstd archive; an image built on it keeps the zstd base blobs as
+    // they are, unless Docker media types force gzip.
     let other = TestEnv::new();
     other.rbuild_ok(["load", "-i", text(&zstd)]);
+    if require_command("zstd") {
+        let zstd_base = OciImage::open(&zstd);
+        let on_zstd = other.context(&[("Dockerfile", file("FROM types:1\nRUN echo on > /on\n"))]);
+        let kept = other.path("kept.tar");
+        let regzipped = other.path("regzipped.tar");
+        other.rbuild_ok([
+            "build",
+            "-q",
+            "-o",
+            &format!("type=oci,dest={}", text(&kept)),
+            "-o",
+            &format!("type=oci,dest={},oci-mediatypes=false", text(&regzipped)),
+            text(&on_zstd),
+        ]);
+        let kept = OciImage::open(&kept);
+        for i in 0..3 {
+            assert_eq!(kept.manifest["layers"][i], zstd_base.manifest["layers"][i]);
+        }
+        let regzipped = OciImage::open(&regzipped);
+        for layer in regzipped.manifest["layers"].as_array().expect("layers") {
+            assert_eq!(
+                layer["mediaType"],
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            );
+        }
+        assert_eq!(regzipped.diff_ids(), kept.diff_ids());
+        assert_eq!(regzipped.tree().text("on"), "on\n");
+    }
 
     let stderr = env.rbuild_err([
         "build",
