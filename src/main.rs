@@ -28,7 +28,11 @@ fn main() {
         }
     }
     let parsed = cli::Cli::parse_from(args);
-    let code = match prepare(&parsed).and_then(|()| cli::run(parsed)) {
+    // `--load` starts podman/docker now, outside the user namespace entered next.
+    let started = cli::start_loader(&parsed)
+        .and_then(|loader| prepare(&parsed).map(|()| loader))
+        .and_then(|loader| cli::run(parsed, loader));
+    let code = match started {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

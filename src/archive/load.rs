@@ -130,7 +130,7 @@ fn load_dir(store: &Store, dir: &Path, origin: &Path) -> Result<Vec<LoadedImage>
     let descriptors = index["manifests"].as_array().cloned().unwrap_or_default();
     for desc in descriptors {
         let tag = desc["annotations"][REF_NAME].as_str().map(str::to_string);
-        let manifest = resolve_manifest(dir, &desc, origin)?;
+        let (manifest_digest, manifest) = resolve_manifest(dir, &desc, origin)?;
         let config_digest = manifest["config"]["digest"]
             .as_str()
             .ok_or_else(|| invalid(origin, "manifest has no config"))?;
@@ -156,13 +156,9 @@ fn load_dir(store: &Store, dir: &Path, origin: &Path) -> Result<Vec<LoadedImage>
             .filter(|t| t.contains(':') || t.contains('/'))
             .map(|t| vec![normalise_tag(&t)])
             .unwrap_or_default();
-        loaded.push(import_image(
-            store,
-            &config_bytes,
-            layer_blobs,
-            tags,
-            origin,
-        )?);
+        let image = import_image(store, &config_bytes, layer_blobs, tags, origin)?;
+        store.set_image_manifest(&image.image_id, &manifest_digest)?;
+        loaded.push(image);
     }
     Ok(loaded)
 }
@@ -177,12 +173,13 @@ fn normalise_tag(tag: &str) -> String {
         .unwrap_or_else(|_| tag.to_string())
 }
 
-/// A descriptor's manifest; an index in its place is resolved to the host platform's entry.
+/// A descriptor's manifest and its digest; an index in its place is resolved to the host
+/// platform's entry.
 fn resolve_manifest(
     dir: &Path,
     desc: &serde_json::Value,
     origin: &Path,
-) -> Result<serde_json::Value, ArchiveError> {
+) -> Result<(String, serde_json::Value), ArchiveError> {
     let digest = desc["digest"]
         .as_str()
         .ok_or_else(|| invalid(origin, "descriptor without digest"))?;
@@ -199,7 +196,7 @@ fn resolve_manifest(
             .ok_or_else(|| invalid(origin, "empty image index"))?;
         return resolve_manifest(dir, chosen, origin);
     }
-    Ok(value)
+    Ok((digest.to_string(), value))
 }
 
 /// Stores the config, applies each layer not already present, and records the image.

@@ -2,10 +2,15 @@
 //! loading OCI layouts, OCI archives and Docker archives into it (`load`).
 
 mod load;
+mod rootfs;
 mod save;
 
 pub use load::{load, LoadedImage};
-pub use save::{save, ArchiveFormat};
+pub use rootfs::{export_local, export_tar, LocalReport};
+pub use save::{
+    describe, save, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions,
+    ExportedImage, MediaTypes, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

@@ -1,15 +1,17 @@
-//! Writes an image of the store as an OCI archive (gzip layers, as `docker buildx
-//! --output type=oci` does) or a Docker archive (`docker save` >= 25: an OCI layout with
-//! uncompressed layers plus manifest.json, which `docker load` and `podman load` read).
+//! Writes an image of the store as an OCI archive or layout dir (gzip layers by default, as
+//! `docker buildx --output type=oci` does) or a Docker archive (`docker save` >= 25: an OCI
+//! layout with uncompressed layers plus manifest.json, which `docker load` and `podman load`
+//! read). Media types (OCI or Docker schema2), layer compression, annotations and timestamp
+//! rewriting are chosen by [`ExportOptions`].
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::MediaType;
 
 use super::{io_err, ArchiveError};
 use crate::image::manifest::{descriptor, image_manifest, tagged_index, to_bytes};
-use crate::image::ImageConfig;
 use crate::snapshot::{self, DigestReader, DigestWriter};
 use crate::store::{LayerBlob, Store};
 
@@ -19,51 +21,523 @@ pub enum ArchiveFormat {
     Docker,
 }
 
-const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Media types of manifest, config and layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaTypes {
+    #[default]
+    Oci,
+    /// Docker image manifest v2 schema 2 (no zstd).
+    Docker,
+}
 
-/// A compressed blob for the layer: the one it came with, else one made now (and cached).
-fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
-    let mut info = store.layer_info(diff_id)?;
-    // The blob a layer came with is used as it is, compressed or not.
-    let present = |b: &&LayerBlob| store.has_blob(&b.digest);
-    let gzip = info
-        .blobs
-        .iter()
-        .filter(present)
-        .find(|b| b.media_type.ends_with("gzip"));
-    if let Some(blob) = gzip.or_else(|| info.blobs.iter().find(present)) {
-        return Ok(blob.clone());
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+impl Compression {
+    fn of_media_type(media_type: &str) -> Compression {
+        if media_type.ends_with("gzip") {
+            Compression::Gzip
+        } else if media_type.ends_with("zstd") {
+            Compression::Zstd
+        } else {
+            Compression::Uncompressed
+        }
     }
+
+    fn layer_media_type(self, media_types: MediaTypes) -> &'static str {
+        match (media_types, self) {
+            (MediaTypes::Oci, Compression::Gzip) => OCI_GZIP_LAYER,
+            (MediaTypes::Oci, Compression::Zstd) => OCI_ZSTD_LAYER,
+            (MediaTypes::Oci, Compression::Uncompressed) => OCI_TAR_LAYER,
+            (MediaTypes::Docker, Compression::Uncompressed) => DOCKER_TAR_LAYER,
+            // zstd is refused with Docker media types before getting here
+            (MediaTypes::Docker, _) => DOCKER_GZIP_LAYER,
+        }
+    }
+}
+
+/// The base image, for the `org.opencontainers.image.base.*` annotations and for telling
+/// the layers the build made (which `rewrite-timestamp` may change) from the base's.
+#[derive(Debug, Clone, Default)]
+pub struct BaseImage {
+    /// As written in FROM, e.g. `busybox:latest`.
+    pub name: String,
+    /// The base's manifest digest, when known.
+    pub digest: Option<String>,
+    /// How many of the image's layers (bottom first) are the base's.
+    pub layer_count: usize,
+}
+
+/// How an image is written: names, media types, compression, annotations, timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// `name:tag` names: `ref.name` on index.json descriptors, RepoTags in manifest.json.
+    pub tags: Vec<String>,
+    pub media_types: MediaTypes,
+    /// None: gzip, except that a layer keeps the blob it came with whatever its compression.
+    pub compression: Option<Compression>,
+    pub compression_level: Option<i32>,
+    /// Annotations on the image manifest.
+    pub manifest_annotations: BTreeMap<String, String>,
+    /// Annotations on the manifest's descriptors in index.json.
+    pub descriptor_annotations: BTreeMap<String, String>,
+    /// Annotations on index.json itself.
+    pub index_annotations: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH` with `rewrite-timestamp=true`: mtimes of the files of the layers the
+    /// build made are clamped to it (the base's layers are kept as they are).
+    pub rewrite_timestamp: Option<i64>,
+    pub base: Option<BaseImage>,
+}
+
+/// What was written, as `--metadata-file` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedImage {
+    pub manifest_digest: String,
+    pub manifest_size: u64,
+    pub manifest_media_type: String,
+    pub config_digest: String,
+}
+
+/// Where an OCI or Docker archive goes.
+pub enum ArchiveDest {
+    /// A tar file, written to a temp file beside it and renamed into place.
+    File(PathBuf),
+    /// An OCI layout directory (created when missing; blobs already there are kept).
+    Dir(PathBuf),
+    /// A tar stream, e.g. stdout.
+    Stream(Box<dyn Write>),
+}
+
+impl ArchiveDest {
+    fn label(&self) -> PathBuf {
+        match self {
+            ArchiveDest::File(p) | ArchiveDest::Dir(p) => p.clone(),
+            ArchiveDest::Stream(_) => PathBuf::from("-"),
+        }
+    }
+}
+
+const OCI_GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const OCI_TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const DOCKER_GZIP_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_TAR_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Compresses the layer's tar (clamped or not) into a new blob of the store; returns the blob
+/// and the tar's digest (the layer's diff_id, which changes when mtimes are clamped).
+fn make_blob(
+    store: &Store,
+    diff_id: &str,
+    compression: Compression,
+    level: Option<i32>,
+    clamp_mtime: Option<i64>,
+    original: Option<&Path>,
+) -> Result<(LayerBlob, String), ArchiveError> {
+    let layer_dir = store.layer_dir(diff_id)?;
+    // A layer that came with a blob is recompressed from that blob: its tar (entry order,
+    // headers) is not ours, so re-tarring the layer dir would change its diff_id.
+    let original = original.filter(|_| clamp_mtime.is_none());
+    let write_tar = |out: &mut dyn Write| -> Result<(), ArchiveError> {
+        match original {
+            Some(path) => {
+                let file = std::fs::File::open(path).map_err(io_err("read", path))?;
+                let mut tar =
+                    snapshot::decompressing_reader(file).map_err(io_err("decompress", path))?;
+                std::io::copy(&mut tar, out).map_err(io_err("decompress", path))?;
+                Ok(())
+            }
+            None => {
+                snapshot::write_layer_tar_clamped(&layer_dir, out, clamp_mtime)?;
+                Ok(())
+            }
+        }
+    };
     let temp = store.blob_temp_file()?;
     let (file, temp_path) = temp.into_parts();
-    let counted = DigestWriter::new(file);
-    let encoder = flate2::write::GzEncoder::new(counted, flate2::Compression::new(6));
-    // Hash the tar on its way into the compressor: it must still be the layer's diff_id.
-    let tar = snapshot::write_layer_tar(&store.layer_dir(diff_id)?, DigestWriter::new(encoder))?;
-    let (encoder, tar_digest) = tar.finish();
-    if tar_digest.as_oci() != diff_id {
+    let counted = DigestWriter::new(std::io::BufWriter::new(file));
+    // Hash the tar on its way into the compressor: that is the diff_id.
+    let (counted, tar_digest) = match compression {
+        Compression::Gzip => {
+            let level = level.unwrap_or(6).clamp(0, 9) as u32;
+            let encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(counted, flate2::Compression::new(level));
+            let mut tar = DigestWriter::new(encoder);
+            write_tar(&mut tar)?;
+            let (encoder, tar_digest) = tar.finish();
+            (
+                encoder
+                    .finish()
+                    .map_err(io_err("compress layer", &layer_dir))?,
+                tar_digest,
+            )
+        }
+        Compression::Zstd => {
+            let level = level.unwrap_or(3).clamp(1, 22);
+            let encoder = zstd::stream::write::Encoder::new(counted, level)
+                .map_err(io_err("compress layer", &layer_dir))?;
+            let mut tar = DigestWriter::new(encoder);
+            write_tar(&mut tar)?;
+            let (encoder, tar_digest) = tar.finish();
+            (
+                encoder
+                    .finish()
+                    .map_err(io_err("compress layer", &layer_dir))?,
+                tar_digest,
+            )
+        }
+        Compression::Uncompressed => {
+            let mut tar = DigestWriter::new(counted);
+            write_tar(&mut tar)?;
+            let (counted, tar_digest) = tar.finish();
+            (counted, tar_digest)
+        }
+    };
+    if clamp_mtime.is_none() && tar_digest.as_oci() != diff_id {
         return Err(ArchiveError::Invalid {
-            path: store.layer_dir(diff_id)?,
+            path: layer_dir,
             message: format!(
                 "layer reads back as {}, not {diff_id}: the store's copy is damaged",
                 tar_digest.as_oci()
             ),
         });
     }
-    let counted = encoder
-        .finish()
-        .map_err(io_err("compress layer", Path::new(diff_id)))?;
-    let (_file, digest) = counted.finish();
+    let (buffered, digest) = counted.finish();
+    buffered
+        .into_inner()
+        .map_err(|e| ArchiveError::Io {
+            action: "write blob for",
+            path: layer_dir.clone(),
+            source: e.into_error(),
+        })?
+        .sync_all()
+        .map_err(io_err("sync blob for", &layer_dir))?;
     let blob = LayerBlob {
-        media_type: GZIP_LAYER.to_string(),
+        media_type: compression.layer_media_type(MediaTypes::Oci).to_string(),
         digest: digest.as_oci(),
         size: digest.size,
     };
     store.adopt_blob(temp_path, &blob.digest)?;
+    Ok((blob, tar_digest.as_oci()))
+}
+
+/// One layer as it will be written.
+struct ExportLayer {
+    media_type: String,
+    digest: String,
+    size: u64,
+    diff_id: String,
+    source: Source,
+}
+
+enum Source {
+    Blob(PathBuf),
+    /// The layer's uncompressed tar, from its compressed blob or its layer dir.
+    LayerTar {
+        diff_id: String,
+        compressed: Option<PathBuf>,
+    },
+}
+
+/// The blob carrying `diff_id` as `options` ask: a blob the store has with that compression
+/// (cached by an earlier export, or the one a base layer came with), else a new one.
+fn export_layer(
+    store: &Store,
+    diff_id: &str,
+    options: &ExportOptions,
+    rewrite: bool,
+    uncompressed_only: bool,
+) -> Result<ExportLayer, ArchiveError> {
+    let mut info = store.layer_info(diff_id)?;
+    let present: Vec<&LayerBlob> = info
+        .blobs
+        .iter()
+        .filter(|b| store.has_blob(&b.digest))
+        .collect();
+    let wanted = if uncompressed_only {
+        Compression::Uncompressed
+    } else {
+        match options.compression {
+            Some(c) => c,
+            None => {
+                let gzip = present
+                    .iter()
+                    .find(|b| Compression::of_media_type(&b.media_type) == Compression::Gzip);
+                gzip.or(present.first())
+                    .map(|b| Compression::of_media_type(&b.media_type))
+                    .unwrap_or(Compression::Gzip)
+            }
+        }
+    };
+    // Docker schema2 has no zstd: a zstd base layer is recompressed with gzip there.
+    let wanted = if options.media_types == MediaTypes::Docker && wanted == Compression::Zstd {
+        Compression::Gzip
+    } else {
+        wanted
+    };
+    let media_type = wanted.layer_media_type(options.media_types).to_string();
+    if rewrite {
+        let (blob, new_diff_id) = make_blob(
+            store,
+            diff_id,
+            wanted,
+            options.compression_level,
+            options.rewrite_timestamp,
+            None,
+        )?;
+        return Ok(ExportLayer {
+            media_type,
+            source: Source::Blob(store.blob_path(&blob.digest)?),
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: new_diff_id,
+        });
+    }
+    if let Some(blob) = present
+        .iter()
+        .find(|b| Compression::of_media_type(&b.media_type) == wanted)
+    {
+        return Ok(ExportLayer {
+            media_type,
+            source: Source::Blob(store.blob_path(&blob.digest)?),
+            digest: blob.digest.clone(),
+            size: blob.size,
+            diff_id: diff_id.to_string(),
+        });
+    }
+    if wanted == Compression::Uncompressed {
+        // Streamed from a compressed blob or the layer dir: no second copy in the store.
+        let compressed = present
+            .first()
+            .map(|b| store.blob_path(&b.digest))
+            .transpose()?;
+        return Ok(ExportLayer {
+            media_type,
+            digest: diff_id.to_string(),
+            size: info.tar_size,
+            diff_id: diff_id.to_string(),
+            source: Source::LayerTar {
+                diff_id: diff_id.to_string(),
+                compressed,
+            },
+        });
+    }
+    let original = present
+        .first()
+        .map(|b| store.blob_path(&b.digest))
+        .transpose()?;
+    let (blob, _) = make_blob(
+        store,
+        diff_id,
+        wanted,
+        options.compression_level,
+        None,
+        original.as_deref(),
+    )?;
     info.blobs.push(blob.clone());
     store.set_layer_info(&info)?;
-    Ok(blob)
+    Ok(ExportLayer {
+        media_type,
+        source: Source::Blob(store.blob_path(&blob.digest)?),
+        digest: blob.digest,
+        size: blob.size,
+        diff_id: diff_id.to_string(),
+    })
+}
+
+/// An image ready to be written: every blob exists or can be streamed, the JSON is final.
+struct PreparedImage {
+    config_digest: String,
+    config_bytes: Vec<u8>,
+    layers: Vec<ExportLayer>,
+    manifest_digest: String,
+    manifest_bytes: Vec<u8>,
+    manifest_media_type: String,
+    index_bytes: Vec<u8>,
+}
+
+fn sha256_oci(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+fn prepare(
+    store: &Store,
+    image_id: &str,
+    options: &ExportOptions,
+    format: ArchiveFormat,
+    label: &Path,
+) -> Result<PreparedImage, ArchiveError> {
+    let invalid = |message: String| ArchiveError::Invalid {
+        path: label.to_path_buf(),
+        message,
+    };
+    if options.media_types == MediaTypes::Docker && options.compression == Some(Compression::Zstd) {
+        return Err(invalid(
+            "zstd layers need OCI media types (Docker schema2 has no zstd): use --format oci"
+                .into(),
+        ));
+    }
+    let original_config = store.read_blob(image_id)?;
+    let mut config: serde_json::Value = serde_json::from_slice(&original_config)
+        .map_err(|e| invalid(format!("image config: {e}")))?;
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let base_layers = options.base.as_ref().map_or(0, |b| b.layer_count);
+
+    let results: Vec<Result<ExportLayer, ArchiveError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = diff_ids
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let rewrite = options.rewrite_timestamp.is_some() && i >= base_layers;
+                let docker = format == ArchiveFormat::Docker;
+                scope.spawn(move || export_layer(store, d, options, rewrite, docker))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(invalid("layer compression panicked".into())))
+            })
+            .collect()
+    });
+    let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    // Clamped layers have new diff_ids: the config changes with them.
+    let new_diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    let config_bytes = if new_diff_ids != diff_ids {
+        config["rootfs"]["diff_ids"] = serde_json::json!(new_diff_ids);
+        crate::image::config::canonical_json(&config)
+            .map_err(|e| invalid(format!("image config: {e}")))?
+    } else {
+        original_config
+    };
+    let config_digest = sha256_oci(&config_bytes);
+    if config_digest != image_id {
+        store.put_blob(&config_bytes)?;
+    }
+
+    let (manifest_type, config_type) = match options.media_types {
+        MediaTypes::Oci => (MediaType::ImageManifest, MediaType::ImageConfig),
+        MediaTypes::Docker => (
+            MediaType::Other(DOCKER_MANIFEST.into()),
+            MediaType::Other(DOCKER_CONFIG.into()),
+        ),
+    };
+    let config_desc = descriptor(config_type, &config_digest, config_bytes.len() as u64)?;
+    let layer_descs = layers
+        .iter()
+        .map(|l| descriptor(MediaType::from(l.media_type.as_str()), &l.digest, l.size))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut manifest = image_manifest(config_desc, layer_descs)?;
+    manifest.set_media_type(Some(manifest_type.clone()));
+    let mut annotations = options.manifest_annotations.clone();
+    if options.media_types == MediaTypes::Oci {
+        if let Some(created) = config["created"].as_str() {
+            annotations
+                .entry(ANNOTATION_CREATED.into())
+                .or_insert_with(|| created.to_string());
+        }
+        if let Some(base) = options.base.as_ref().filter(|b| !b.name.is_empty()) {
+            annotations
+                .entry(ANNOTATION_BASE_NAME.into())
+                .or_insert_with(|| base.name.clone());
+            if let Some(digest) = &base.digest {
+                annotations
+                    .entry(ANNOTATION_BASE_DIGEST.into())
+                    .or_insert_with(|| digest.clone());
+            }
+        }
+    } else if !annotations.is_empty() {
+        return Err(invalid(
+            "manifest annotations need OCI media types: use --format oci".into(),
+        ));
+    }
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations.into_iter().collect()));
+    }
+    let manifest_bytes = to_bytes("manifest", &manifest)?;
+    let manifest_digest = sha256_oci(&manifest_bytes);
+    let manifest_desc = descriptor(
+        manifest_type.clone(),
+        &manifest_digest,
+        manifest_bytes.len() as u64,
+    )?;
+    let mut index = tagged_index(&manifest_desc, &options.tags)?;
+    if !options.descriptor_annotations.is_empty() {
+        let mut manifests = index.manifests().clone();
+        for desc in &mut manifests {
+            let mut annotations = desc.annotations().clone().unwrap_or_default();
+            for (k, v) in &options.descriptor_annotations {
+                annotations.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            desc.set_annotations(Some(annotations));
+        }
+        index.set_manifests(manifests);
+    }
+    if !options.index_annotations.is_empty() {
+        index.set_annotations(Some(
+            options
+                .index_annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ));
+    }
+    let index_bytes = to_bytes("index", &index)?;
+    Ok(PreparedImage {
+        config_digest,
+        config_bytes,
+        layers,
+        manifest_digest,
+        manifest_bytes,
+        manifest_media_type: match options.media_types {
+            MediaTypes::Oci => OCI_MANIFEST.to_string(),
+            MediaTypes::Docker => DOCKER_MANIFEST.to_string(),
+        },
+        index_bytes,
+    })
+}
+
+/// What the image would be if written with `options` (its manifest and config digests),
+/// making the blobs that needs but writing no archive: for `--metadata-file`.
+pub fn describe(
+    store: &Store,
+    image_id: &str,
+    options: &ExportOptions,
+) -> Result<ExportedImage, ArchiveError> {
+    let prepared = prepare(store, image_id, options, ArchiveFormat::Oci, Path::new("-"))?;
+    Ok(exported(&prepared))
+}
+
+fn exported(prepared: &PreparedImage) -> ExportedImage {
+    ExportedImage {
+        manifest_digest: prepared.manifest_digest.clone(),
+        manifest_size: prepared.manifest_bytes.len() as u64,
+        manifest_media_type: prepared.manifest_media_type.clone(),
+        config_digest: prepared.config_digest.clone(),
+    }
 }
 
 /// A fixed tar header for archive members: the archive's bytes depend only on the image.
@@ -78,22 +552,58 @@ fn member_header(size: u64) -> tar::Header {
     header
 }
 
-fn append_bytes<W: Write>(
-    out: &mut tar::Builder<W>,
-    name: &str,
-    bytes: &[u8],
-    dest: &Path,
-) -> Result<(), ArchiveError> {
-    let mut header = member_header(bytes.len() as u64);
-    out.append_data(&mut header, name, bytes)
-        .map_err(io_err("write", dest))
-}
-
 fn blob_name(digest: &str) -> String {
     format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
 }
 
-/// Writes `image_id` to `dest` in `format`, naming it with `tags` (`name:tag`).
+/// The members of an archive go to a tar stream or into a layout dir.
+enum Sink {
+    Tar(tar::Builder<Box<dyn Write>>),
+    Dir(PathBuf),
+}
+
+impl Sink {
+    fn put(
+        &mut self,
+        name: &str,
+        size: u64,
+        reader: &mut dyn Read,
+        label: &Path,
+    ) -> Result<(), ArchiveError> {
+        match self {
+            Sink::Tar(out) => {
+                let mut header = member_header(size);
+                out.append_data(&mut header, name, reader)
+                    .map_err(io_err("write", label))
+            }
+            Sink::Dir(dir) => {
+                let path = dir.join(name);
+                let parent = path.parent().unwrap_or(dir);
+                std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+                if name.starts_with("blobs/") && path.exists() {
+                    return Ok(()); // content-addressed: already there means already right
+                }
+                let mut temp = tempfile::NamedTempFile::new_in(parent)
+                    .map_err(io_err("create temp file in", parent))?;
+                std::io::copy(reader, &mut temp).map_err(io_err("write", &path))?;
+                temp.as_file().sync_all().map_err(io_err("sync", &path))?;
+                temp.persist(&path).map_err(|e| ArchiveError::Io {
+                    action: "write",
+                    path: path.clone(),
+                    source: e.error,
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    fn put_bytes(&mut self, name: &str, bytes: &[u8], label: &Path) -> Result<(), ArchiveError> {
+        self.put(name, bytes.len() as u64, &mut &bytes[..], label)
+    }
+}
+
+/// Writes `image_id` to `dest` in `format`, naming it with `tags` (`name:tag`), with OCI media
+/// types and the default compression.
 pub fn save(
     store: &Store,
     image_id: &str,
@@ -101,159 +611,107 @@ pub fn save(
     format: ArchiveFormat,
     dest: &Path,
 ) -> Result<(), ArchiveError> {
-    let config_bytes = store.read_blob(image_id)?;
-    let config: ImageConfig =
-        serde_json::from_slice(&config_bytes).map_err(|e| ArchiveError::Invalid {
-            path: dest.to_path_buf(),
-            message: format!("image config: {e}"),
-        })?;
-    let diff_ids = &config.rootfs.diff_ids;
-
-    // Layers as they will be written: (media type, digest, size, source).
-    enum Source {
-        Blob(std::path::PathBuf),
-        LayerTar {
-            diff_id: String,
-            compressed: Option<std::path::PathBuf>,
-        },
-    }
-    let mut layers: Vec<(String, String, u64, Source)> = Vec::new();
-    match format {
-        ArchiveFormat::Oci => {
-            let blobs: Vec<Result<LayerBlob, ArchiveError>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = diff_ids
-                    .iter()
-                    .map(|d| scope.spawn(move || gzip_blob(store, d)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(ArchiveError::Invalid {
-                                path: dest.to_path_buf(),
-                                message: "layer compression panicked".into(),
-                            })
-                        })
-                    })
-                    .collect()
-            });
-            for blob in blobs {
-                let blob = blob?;
-                let path = store.blob_path(&blob.digest)?;
-                layers.push((blob.media_type, blob.digest, blob.size, Source::Blob(path)));
-            }
-        }
-        ArchiveFormat::Docker => {
-            for diff_id in diff_ids {
-                let info = store.layer_info(diff_id)?;
-                let compressed = info
-                    .blobs
-                    .iter()
-                    .find(|b| store.has_blob(&b.digest))
-                    .map(|b| store.blob_path(&b.digest))
-                    .transpose()?;
-                layers.push((
-                    TAR_LAYER.to_string(),
-                    diff_id.clone(),
-                    info.tar_size,
-                    Source::LayerTar {
-                        diff_id: diff_id.clone(),
-                        compressed,
-                    },
-                ));
-            }
-        }
-    }
-
-    let config_desc = descriptor(MediaType::ImageConfig, image_id, config_bytes.len() as u64)?;
-    let layer_descs = layers
-        .iter()
-        .map(|(media, digest, size, _)| descriptor(MediaType::from(media.as_str()), digest, *size))
-        .collect::<Result<Vec<_>, _>>()?;
-    let manifest = image_manifest(config_desc, layer_descs)?;
-    let manifest_bytes = to_bytes("manifest", &manifest)?;
-    let manifest_digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes))
-    );
-    let manifest_desc = descriptor(
-        MediaType::ImageManifest,
-        &manifest_digest,
-        manifest_bytes.len() as u64,
+    let options = ExportOptions {
+        tags: tags.to_vec(),
+        ..ExportOptions::default()
+    };
+    save_with(
+        store,
+        image_id,
+        &options,
+        format,
+        ArchiveDest::File(dest.to_path_buf()),
     )?;
-    let index = tagged_index(&manifest_desc, tags)?;
-    let index_bytes = to_bytes("index", &index)?;
+    Ok(())
+}
 
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp =
-        tempfile::NamedTempFile::new_in(parent).map_err(io_err("create temp file in", parent))?;
-    let mut out = tar::Builder::new(std::io::BufWriter::new(temp));
-    append_bytes(
-        &mut out,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-        dest,
+/// Writes `image_id` to `dest` in `format` as `options` say.
+pub fn save_with(
+    store: &Store,
+    image_id: &str,
+    options: &ExportOptions,
+    format: ArchiveFormat,
+    dest: ArchiveDest,
+) -> Result<ExportedImage, ArchiveError> {
+    let label = dest.label();
+    let prepared = prepare(store, image_id, options, format, &label)?;
+
+    let mut temp_file = None;
+    let mut sink = match dest {
+        ArchiveDest::File(path) => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let temp = tempfile::NamedTempFile::new_in(&parent)
+                .map_err(io_err("create temp file in", &parent))?;
+            let file = temp.reopen().map_err(io_err("open", temp.path()))?;
+            temp_file = Some((temp, path));
+            Sink::Tar(tar::Builder::new(Box::new(std::io::BufWriter::new(file))))
+        }
+        ArchiveDest::Stream(out) => Sink::Tar(tar::Builder::new(out)),
+        ArchiveDest::Dir(path) => {
+            std::fs::create_dir_all(&path).map_err(io_err("create", &path))?;
+            Sink::Dir(path)
+        }
+    };
+
+    sink.put_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, &label)?;
+    sink.put_bytes(
+        &blob_name(&prepared.config_digest),
+        &prepared.config_bytes,
+        &label,
     )?;
-    append_bytes(&mut out, &blob_name(image_id), &config_bytes, dest)?;
-    for (_, digest, size, source) in &layers {
-        let mut header = member_header(*size);
-        match source {
+    for layer in &prepared.layers {
+        let mut reader: Box<dyn Read> = match &layer.source {
             Source::Blob(path) => {
-                let file = std::fs::File::open(path).map_err(io_err("read", path))?;
-                out.append_data(&mut header, blob_name(digest), file)
-                    .map_err(io_err("write", dest))?;
+                Box::new(std::fs::File::open(path).map_err(io_err("read", path))?)
             }
             Source::LayerTar {
                 diff_id,
                 compressed,
-            } => {
-                let reader = layer_tar_reader(store, diff_id, compressed.as_deref())?;
-                out.append_data(&mut header, blob_name(digest), reader)
-                    .map_err(io_err("write", dest))?;
-            }
-        }
+            } => layer_tar_reader(store, diff_id, compressed.as_deref())?,
+        };
+        sink.put(&blob_name(&layer.digest), layer.size, &mut reader, &label)?;
     }
-    append_bytes(
-        &mut out,
-        &blob_name(&manifest_digest),
-        &manifest_bytes,
-        dest,
+    sink.put_bytes(
+        &blob_name(&prepared.manifest_digest),
+        &prepared.manifest_bytes,
+        &label,
     )?;
     if format == ArchiveFormat::Docker {
         let docker_manifest = serde_json::json!([{
-            "Config": blob_name(image_id),
-            "RepoTags": tags,
-            "Layers": diff_ids.iter().map(|d| blob_name(d)).collect::<Vec<_>>(),
+            "Config": blob_name(&prepared.config_digest),
+            "RepoTags": options.tags,
+            "Layers": prepared.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
         }]);
-        append_bytes(
-            &mut out,
+        sink.put_bytes(
             "manifest.json",
             docker_manifest.to_string().as_bytes(),
-            dest,
+            &label,
         )?;
     }
-    append_bytes(&mut out, "index.json", &index_bytes, dest)?;
-    let writer = out.into_inner().map_err(io_err("write", dest))?;
-    let temp = writer.into_inner().map_err(|e| ArchiveError::Io {
-        action: "write",
-        path: dest.to_path_buf(),
-        source: e.into_error(),
-    })?;
-    temp.as_file().sync_all().map_err(io_err("sync", dest))?;
-    temp.persist(dest).map_err(|e| ArchiveError::Io {
-        action: "write",
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    sink.put_bytes("index.json", &prepared.index_bytes, &label)?;
+    if let Sink::Tar(out) = sink {
+        let mut writer = out.into_inner().map_err(io_err("write", &label))?;
+        writer.flush().map_err(io_err("write", &label))?;
+        drop(writer);
+    }
+    if let Some((temp, path)) = temp_file {
+        temp.as_file().sync_all().map_err(io_err("sync", &path))?;
+        temp.persist(&path).map_err(|e| ArchiveError::Io {
+            action: "write",
+            path: path.clone(),
+            source: e.error,
+        })?;
+    }
+    Ok(exported(&prepared))
 }
 
 /// The layer's uncompressed tar as a reader: the original blob decompressed, or the layer dir
 /// streamed through a pipe from a writer thread. Either way nothing is held in memory.
-fn layer_tar_reader(
+pub(crate) fn layer_tar_reader(
     store: &Store,
     diff_id: &str,
     compressed: Option<&Path>,

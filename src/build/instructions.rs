@@ -9,7 +9,7 @@ use super::copy::{copy_sources, join_image_path, Chmod, CopyAttrs};
 use super::error::{io_error, BuildError, Location};
 use super::history::{go_plain_list, go_port_map, go_quoted_list};
 use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
-use super::{rfc3339_now, BuildOptions, Stage, StageResult};
+use super::{created_time, BuildOptions, Stage, StageResult};
 use crate::context::{hash_selection, BuildContext};
 use crate::dockerfile::{self, Command, CopyArgs, Flag, Healthcheck, Instruction, InstructionKind};
 use crate::image::{ImageConfig, DEFAULT_PATH};
@@ -207,7 +207,7 @@ fn dispatch(
     let started = Instant::now();
     progress.step_started(index, total, &ins.original);
     let escape = ctx.escape;
-    let now = rfc3339_now();
+    let now = created_time(ctx.options);
     let mut cached = false;
     match &ins.kind {
         InstructionKind::Run {
@@ -429,7 +429,7 @@ pub(super) fn finish_step(
     diff_id: Option<String>,
     created_by: String,
 ) -> Result<(), BuildError> {
-    let created = rfc3339_now();
+    let created = created_time(ctx.options);
     ctx.store.cache_store(
         &key,
         &CacheRecord {
@@ -824,7 +824,7 @@ fn copy(
     drop(source);
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
     let next = chained(stage);
-    let created = rfc3339_now();
+    let created = created_time(ctx.options);
     ctx.store.cache_store(
         &key,
         &CacheRecord {
@@ -866,7 +866,7 @@ fn workdir(
     stage.config.config.working_dir = wd.clone();
     let created_by = format!("WORKDIR {wd}");
     if wd == "/" {
-        stage.add_history(created_by, rfc3339_now(), true);
+        stage.add_history(created_by, created_time(ctx.options), true);
         return Ok(false);
     }
     let user = stage.config.config.user.clone();

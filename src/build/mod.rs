@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 pub use error::{excerpt, BuildError, Location};
-pub use time::{rfc3339, rfc3339_now};
+pub use time::{created_time, rfc3339, rfc3339_now};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -56,6 +56,9 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
     /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
     pub extra_hosts: Vec<(String, String)>,
+    /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
+    /// images; None means now.
+    pub source_date_epoch: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,7 +294,7 @@ pub fn build(
     for (key, value) in &options.labels {
         config.config.labels.insert(key.clone(), value.clone());
     }
-    config.created = Some(rfc3339_now());
+    config.created = Some(created_time(options));
     let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
         action: "serialize image config".into(),
         source: std::io::Error::other(e),

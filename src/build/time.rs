@@ -2,6 +2,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The `created` time of config and history entries: `SOURCE_DATE_EPOCH` when given, else now.
+pub fn created_time(options: &super::BuildOptions) -> String {
+    match options.source_date_epoch {
+        Some(epoch) => rfc3339(epoch, 0),
+        None => rfc3339_now(),
+    }
+}
+
 /// Now, as `2026-11-27T08:07:07.123456789Z`.
 pub fn rfc3339_now() -> String {
     let since = SystemTime::now()

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use rbuild::archive::{self, ArchiveFormat};
+use rbuild::archive::{
+    self, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions, MediaTypes,
+};
 use rbuild::build::{self, BuildOptions};
 use rbuild::image::parse_tag;
 use rbuild::progress::{Progress, ProgressMode};
+use rbuild::store::Store;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -37,8 +40,12 @@ pub struct BuildArgs {
     /// Write the image id to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Also write the image out: `type=oci,dest=FILE` or `type=docker,dest=FILE`
-    #[arg(short = 'o', long = "output", value_name = "type=oci,dest=FILE")]
+    /// Write the result out (repeatable): `type=oci|docker,dest=FILE`, `type=oci,dest=DIR,tar=false`,
+    /// `type=local,dest=DIR`, `type=tar,dest=FILE|-`, or `DIR` (local) and `-` (tar to stdout).
+    /// Options: `compression=gzip|zstd|uncompressed`, `compression-level=N`,
+    /// `oci-mediatypes=true|false`, `rewrite-timestamp=true`, `name=NAME[,NAME]`,
+    /// `annotation.KEY=VALUE`
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
     pub outputs: Vec<String>,
     /// Build only up to this stage (by name or index)
     #[arg(long, value_name = "STAGE")]
@@ -62,36 +69,216 @@ pub struct BuildArgs {
     /// Run the build checks only (exit 1 when they find something)
     #[arg(long)]
     pub check: bool,
+    /// Hand the image to the local podman or docker (`podman load`/`docker load`); the default
+    /// picks whichever is installed, podman first
+    #[arg(long, value_name = "podman|docker", num_args = 0..=1, require_equals = true,
+          default_missing_value = "auto")]
+    pub load: Option<String>,
+    /// Push the image to its registry (not supported yet)
+    #[arg(long)]
+    pub push: bool,
+    /// Write the image digest, config digest, descriptor and names as JSON (as buildx does)
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Add an annotation (`KEY=VALUE`, or `manifest:`, `index:`, `manifest-descriptor:` before KEY)
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Media types of the written images: OCI (default) or Docker schema2
+    #[arg(long, value_name = "oci|docker", default_value = "oci")]
+    pub format: String,
+    /// Reproducible output: SOURCE_DATE_EPOCH defaults to 0 and every output rewrites timestamps
+    #[arg(long)]
+    pub reproducible: bool,
     /// The build context: a directory, a git URL (`https://host/repo.git#ref:subdir`), or `-`
     /// for a tar (or a lone Dockerfile) on stdin
     #[arg(default_value = ".")]
     pub context: String,
 }
 
+/// Where a parsed `--output` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OutputKind {
+    Archive {
+        format: ArchiveFormat,
+        dest: PathBuf,
+        tar: bool,
+    },
+    Local(PathBuf),
+    Tar(PathBuf),
+}
+
+#[derive(Debug, Clone)]
 struct Output {
-    format: ArchiveFormat,
-    dest: PathBuf,
+    kind: OutputKind,
+    names: Vec<String>,
+    media_types: Option<MediaTypes>,
+    compression: Option<Compression>,
+    compression_level: Option<i32>,
+    rewrite_timestamp: bool,
+    annotations: BTreeMap<String, String>,
+}
+
+fn parse_bool(spec: &str, key: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => bail!("--output {spec:?}: {key}={value}: expected true or false"),
+    }
 }
 
 fn parse_output(spec: &str) -> anyhow::Result<Output> {
+    let mut output = Output {
+        kind: OutputKind::Tar(PathBuf::from("-")),
+        names: Vec::new(),
+        media_types: None,
+        compression: None,
+        compression_level: None,
+        rewrite_timestamp: false,
+        annotations: BTreeMap::new(),
+    };
+    // Shorthands, as buildx: `-o -` is a tar of the filesystem on stdout, `-o DIR` a local dir.
+    if spec == "-" {
+        return Ok(output);
+    }
+    if !spec.contains('=') {
+        output.kind = OutputKind::Local(PathBuf::from(spec));
+        return Ok(output);
+    }
     let mut kind = None;
     let mut dest = None;
+    let mut tar = true;
     for part in spec.split(',') {
-        match part.split_once('=') {
-            Some(("type", v)) => kind = Some(v.to_string()),
-            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
-            _ => bail!("--output {spec:?}: expected type=oci,dest=FILE (or type=docker,dest=FILE)"),
+        let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        match key {
+            "type" => kind = Some(value.to_string()),
+            "dest" => dest = Some(PathBuf::from(value)),
+            "tar" => tar = parse_bool(spec, key, value)?,
+            "name" => output.names.push(value.to_string()),
+            "compression" => {
+                output.compression = Some(match value {
+                    "gzip" => Compression::Gzip,
+                    "zstd" => Compression::Zstd,
+                    "uncompressed" => Compression::Uncompressed,
+                    _ => bail!(
+                    "--output {spec:?}: compression={value}: expected gzip, zstd or uncompressed"
+                ),
+                })
+            }
+            "compression-level" => {
+                output.compression_level = Some(value.parse().with_context(|| {
+                    format!("--output {spec:?}: compression-level={value}: expected a number")
+                })?)
+            }
+            "force-compression" => {
+                parse_bool(spec, key, value)?;
+            }
+            "oci-mediatypes" => {
+                output.media_types = Some(if parse_bool(spec, key, value)? {
+                    MediaTypes::Oci
+                } else {
+                    MediaTypes::Docker
+                })
+            }
+            "rewrite-timestamp" => output.rewrite_timestamp = parse_bool(spec, key, value)?,
+            "push" if parse_bool(spec, key, value)? => {
+                bail!("--output {spec:?}: push=true is not supported yet (the registry module is not ready)")
+            }
+            "push" => {}
+            k if k.starts_with("annotation.") || k.starts_with("annotation-manifest.") => {
+                let (_, name) = k.split_once('.').unwrap_or((k, ""));
+                output
+                    .annotations
+                    .insert(name.to_string(), value.to_string());
+            }
+            _ => bail!("--output {spec:?}: unknown option {key:?}"),
         }
     }
-    let format = match kind.as_deref() {
-        Some("oci") => ArchiveFormat::Oci,
-        Some("docker") => ArchiveFormat::Docker,
-        Some(other) => bail!("--output type={other} is not supported yet (supported: oci, docker)"),
+    let dest = |what: &str| {
+        dest.clone()
+            .with_context(|| format!("--output {spec:?}: missing dest={what}"))
+    };
+    output.kind = match kind.as_deref() {
+        Some("oci") => OutputKind::Archive {
+            format: ArchiveFormat::Oci,
+            dest: dest("FILE")?,
+            tar,
+        },
+        Some("docker") => OutputKind::Archive {
+            format: ArchiveFormat::Docker,
+            dest: dest("FILE")?,
+            tar,
+        },
+        Some("local") => OutputKind::Local(dest("DIR")?),
+        Some("tar") => OutputKind::Tar(dest("FILE")?),
+        Some("image") | Some("registry") => {
+            bail!("--output {spec:?}: type=image and type=registry are not supported yet (the registry module is not ready)")
+        }
+        Some(other) => {
+            bail!("--output type={other} is not supported (supported: oci, docker, local, tar)")
+        }
         None => bail!("--output {spec:?}: missing type= (e.g. type=oci,dest=image.tar)"),
     };
-    let dest = dest.with_context(|| format!("--output {spec:?}: missing dest=FILE"))?;
-    Ok(Output { format, dest })
+    if let OutputKind::Archive {
+        format: ArchiveFormat::Docker,
+        tar: false,
+        ..
+    } = output.kind
+    {
+        bail!("--output {spec:?}: tar=false is only for type=oci");
+    }
+    Ok(output)
 }
+
+/// `--annotation [TYPE:]KEY=VALUE` sorted by where they go.
+#[derive(Debug, Default)]
+struct Annotations {
+    manifest: BTreeMap<String, String>,
+    manifest_descriptor: BTreeMap<String, String>,
+    index: BTreeMap<String, String>,
+}
+
+fn parse_annotations(values: &[String]) -> anyhow::Result<Annotations> {
+    let mut annotations = Annotations::default();
+    for value in values {
+        let Some((key, val)) = value.split_once('=') else {
+            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
+        };
+        let (target, key) = match key.split_once(':') {
+            Some(("manifest", k)) => (&mut annotations.manifest, k),
+            Some(("manifest-descriptor", k)) => (&mut annotations.manifest_descriptor, k),
+            Some(("index", k)) => (&mut annotations.index, k),
+            Some(("index-descriptor", _)) => {
+                bail!("--annotation {value:?}: index-descriptor annotations are not supported")
+            }
+            _ => (&mut annotations.manifest, key),
+        };
+        if key.is_empty() {
+            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
+        }
+        target.insert(key.to_string(), val.to_string());
+    }
+    Ok(annotations)
+}
+
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (taken out of the build args), else the environment,
+/// else 0 with `--reproducible`.
+fn source_date_epoch(
+    build_args: &mut BTreeMap<String, String>,
+    reproducible: bool,
+) -> anyhow::Result<Option<i64>> {
+    let value = build_args
+        .remove(SOURCE_DATE_EPOCH)
+        .or_else(|| std::env::var(SOURCE_DATE_EPOCH).ok())
+        .filter(|v| !v.is_empty());
+    match value {
+        Some(v) => Ok(Some(v.parse().with_context(|| {
+            format!("{SOURCE_DATE_EPOCH}={v}: expected seconds since 1970-01-01")
+        })?)),
+        None => Ok(reproducible.then_some(0)),
+    }
+}
+
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 fn parse_key_values(
     flag: &str,
@@ -249,7 +436,188 @@ fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> 
     Ok(secrets)
 }
 
-pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
+/// The image loader of `--load`, started before rbuild enters its user namespace: podman or
+/// docker must run as the user who called rbuild, not as root of rbuild's namespace (where
+/// rootless podman would find neither its storage nor its id mappings). The docker-archive is
+/// streamed to its stdin after the build; nothing is written to disk.
+pub struct Loader {
+    program: String,
+    child: std::process::Child,
+}
+
+impl Loader {
+    /// Starts `podman load` or `docker load` when `args` ask for `--load`.
+    pub fn start(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
+        let Some(choice) = args.load.as_deref() else {
+            return Ok(None);
+        };
+        let program = match choice {
+            "auto" => ["podman", "docker"]
+                .into_iter()
+                .find(|p| find_in_path(p))
+                .with_context(|| "--load: neither podman nor docker is installed".to_string())?,
+            "podman" | "docker" => choice,
+            other => bail!("--load={other}: expected podman or docker"),
+        };
+        let child = std::process::Command::new(program)
+            .arg("load")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("--load: cannot start `{program} load`"))?;
+        Ok(Some(Loader {
+            program: program.to_string(),
+            child,
+        }))
+    }
+
+    /// Streams the image as a docker-archive into the loader and waits for it; returns what
+    /// it printed ("Loaded image: ...").
+    fn load(
+        mut self,
+        store: &Store,
+        image_id: &str,
+        options: &ExportOptions,
+    ) -> anyhow::Result<String> {
+        let stdin = self.child.stdin.take().context("loader stdin")?;
+        let stdout = self.child.stdout.take().context("loader stdout")?;
+        let stderr = self.child.stderr.take().context("loader stderr")?;
+        // Drained while the archive is written, so that a chatty loader cannot block on a full pipe.
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let out_thread = drain(Box::new(stdout));
+        let err_thread = drain(Box::new(stderr));
+        let written = archive::save_with(
+            store,
+            image_id,
+            options,
+            ArchiveFormat::Docker,
+            ArchiveDest::Stream(Box::new(stdin)),
+        );
+        let status = self.child.wait();
+        let out = out_thread.join().unwrap_or_default();
+        let err = err_thread.join().unwrap_or_default();
+        let status = status.with_context(|| format!("wait for `{} load`", self.program))?;
+        if !status.success() {
+            bail!("`{} load` failed ({status}): {}", self.program, err.trim());
+        }
+        written.with_context(|| format!("cannot write the image to `{} load`", self.program))?;
+        Ok(out)
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Only reached without `load` (the build failed): stop the loader we started.
+        if let Ok(None) = self.child.try_wait() {
+            drop(self.child.stdin.take());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn find_in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// The base image of the Dockerfile's last stage, when it names an image of the store whose
+/// layers start the built image's: for the `base.name` annotation and to keep the base's
+/// layers out of `rewrite-timestamp`. Global ARGs (and `--build-arg`) are expanded in FROM
+/// as the build does.
+fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<BaseImage> {
+    use rbuild::dockerfile::{expand_word, InstructionKind};
+    let parsed = read_dockerfile(options)?;
+    let escape = parsed.directives.escape;
+    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+    for ins in &parsed.instructions {
+        let InstructionKind::Arg(decls) = &ins.kind else {
+            break;
+        };
+        for decl in decls {
+            let value = match options.build_args.get(&decl.name) {
+                Some(v) => Some(v.clone()),
+                None => match &decl.default {
+                    Some(default) => {
+                        let lookup = |n: &str| lookup_arg(&global_args, n);
+                        Some(expand_word(default, escape, &lookup).ok()?.value)
+                    }
+                    None => None,
+                },
+            };
+            global_args.push((decl.name.clone(), value));
+        }
+    }
+    let image = parsed
+        .instructions
+        .iter()
+        .rev()
+        .find_map(|ins| match &ins.kind {
+            InstructionKind::From { image, .. } => Some(image.clone()),
+            _ => None,
+        })?;
+    let lookup = |n: &str| lookup_arg(&global_args, n);
+    let name = expand_word(&image, escape, &lookup).ok()?.value;
+    if name == "scratch" {
+        return Some(BaseImage::default());
+    }
+    let layers = |id: &str| -> Option<Vec<String>> {
+        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(id).ok()?).ok()?;
+        Some(
+            config["rootfs"]["diff_ids"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect(),
+        )
+    };
+    let base_id = store.resolve_image(&name).ok()?;
+    let base_layers = layers(&base_id)?;
+    let image_layers = layers(image_id)?;
+    image_layers.starts_with(&base_layers).then(|| BaseImage {
+        name: parse_tag(&name).map(|t| t.to_string()).unwrap_or(name),
+        digest: store.image_manifest(&base_id),
+        layer_count: base_layers.len(),
+    })
+}
+
+/// The Dockerfile parsed, for the few questions the CLI asks it; None when it cannot be read
+/// (the build reports that).
+fn read_dockerfile(options: &BuildOptions) -> Option<rbuild::dockerfile::Dockerfile> {
+    if let Some(text) = &options.dockerfile_text {
+        return rbuild::dockerfile::parse(text).ok();
+    }
+    let dockerfile = options
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
+    let source = std::fs::read_to_string(dockerfile).ok()?;
+    rbuild::dockerfile::parse(&source).ok()
+}
+
+/// True when an `ARG NAME` of the Dockerfile declares `name`.
+fn declares_arg(dockerfile: &rbuild::dockerfile::Dockerfile, name: &str) -> bool {
+    dockerfile.instructions.iter().any(|ins| {
+        matches!(&ins.kind, rbuild::dockerfile::InstructionKind::Arg(decls)
+            if decls.iter().any(|d| d.name == name))
+    })
+}
+
+fn lookup_arg(args: &[(String, Option<String>)], name: &str) -> Option<String> {
+    args.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.clone())
+}
+
+pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(
@@ -258,11 +626,27 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
                 .to_string(),
         );
     }
+    if args.push {
+        bail!("--push is not supported yet (the registry module is not ready)");
+    }
     let outputs = args
         .outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let to_stdout = |o: &Output| match &o.kind {
+        OutputKind::Tar(dest) | OutputKind::Archive { dest, .. } => dest.as_os_str() == "-",
+        OutputKind::Local(_) => false,
+    };
+    if outputs.iter().filter(|o| to_stdout(o)).count() > 1 {
+        bail!("--output: only one output can go to stdout");
+    }
+    let media_types = match args.format.as_str() {
+        "oci" => MediaTypes::Oci,
+        "docker" => MediaTypes::Docker,
+        other => bail!("--format {other}: expected oci or docker"),
+    };
+    let annotations = parse_annotations(&args.annotations)?;
     let mode = match (args.quiet, args.progress.as_str()) {
         (true, _) => ProgressMode::Quiet,
         (false, "plain") | (false, "auto") => ProgressMode::Plain,
@@ -287,7 +671,9 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
             bail!("--network {network}: expected default, none or host");
         }
     }
-    let options = BuildOptions {
+    let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
+    let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
+    let mut options = BuildOptions {
         context_dir: context.dir.clone(),
         dockerfile: if dockerfile_text.is_some() {
             None
@@ -312,10 +698,20 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
             })
             .collect::<anyhow::Result<_>>()?,
         tags: tags.clone(),
-        build_args: parse_key_values("--build-arg", &args.build_args, true)?,
+        build_args,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
+        source_date_epoch: epoch,
     };
+    // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
+    // otherwise it is no build arg (and no "not consumed" warning).
+    if let Some(epoch) = epoch {
+        if read_dockerfile(&options).is_some_and(|d| declares_arg(&d, SOURCE_DATE_EPOCH)) {
+            options
+                .build_args
+                .insert(SOURCE_DATE_EPOCH.to_string(), epoch.to_string());
+        }
+    }
     let progress = Progress::new(mode);
     let outcome = match build::build(&store, &options, &progress) {
         Ok(outcome) => outcome,
@@ -339,23 +735,149 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
+    if epoch.is_none() && outputs.iter().any(|o| o.rewrite_timestamp) {
+        progress.notice(
+            "warning: rewrite-timestamp=true does nothing without SOURCE_DATE_EPOCH \
+             (--build-arg SOURCE_DATE_EPOCH=N, the environment, or --reproducible)",
+        );
+    }
+    let base = base_image(&store, &options, &outcome.image_id);
+    if base.is_none()
+        && epoch.is_some()
+        && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp))
+    {
+        progress.notice(
+            "warning: the base image was not found in the store: rewrite-timestamp rewrites \
+             every layer, the base's too",
+        );
+    }
+    let export_options = |output: Option<&Output>| {
+        let mut names = tags.clone();
+        let mut manifest_annotations = annotations.manifest.clone();
+        let mut rewrite = args.reproducible;
+        let mut export = ExportOptions::default();
+        if let Some(output) = output {
+            for name in &output.names {
+                if let Ok(tag) = parse_tag(name) {
+                    let tag = tag.to_string();
+                    if !names.contains(&tag) {
+                        names.push(tag);
+                    }
+                }
+            }
+            manifest_annotations.extend(output.annotations.clone());
+            rewrite |= output.rewrite_timestamp;
+            export.compression = output.compression;
+            export.compression_level = output.compression_level;
+            export.media_types = output.media_types.unwrap_or(media_types);
+        } else {
+            export.media_types = media_types;
+        }
+        export.tags = names;
+        export.manifest_annotations = manifest_annotations;
+        export.descriptor_annotations = annotations.manifest_descriptor.clone();
+        export.index_annotations = annotations.index.clone();
+        export.rewrite_timestamp = if rewrite { epoch } else { None };
+        export.base = base.clone();
+        export
+    };
+    let mut exported = None;
     for output in &outputs {
-        archive::save(
-            &store,
-            &outcome.image_id,
-            &tags,
-            output.format,
-            &output.dest,
-        )
-        .with_context(|| format!("cannot write {}", output.dest.display()))?;
-        progress.notice(&format!("exported to {}", output.dest.display()));
+        let options = export_options(Some(output));
+        let clamp = options.rewrite_timestamp;
+        match &output.kind {
+            OutputKind::Archive { format, dest, tar } => {
+                let sink = if dest.as_os_str() == "-" {
+                    ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
+                } else if *tar {
+                    ArchiveDest::File(dest.clone())
+                } else {
+                    ArchiveDest::Dir(dest.clone())
+                };
+                let written =
+                    archive::save_with(&store, &outcome.image_id, &options, *format, sink)
+                        .with_context(|| format!("cannot write {}", dest.display()))?;
+                exported.get_or_insert(written);
+            }
+            OutputKind::Local(dest) => {
+                let report = archive::export_local(&store, &outcome.image_id, dest, clamp)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                if !report.skipped_devices.is_empty() {
+                    progress.notice(&format!(
+                        "warning: device nodes not created (an unprivileged user cannot): {}",
+                        report.skipped_devices.join(" ")
+                    ));
+                }
+            }
+            OutputKind::Tar(dest) if dest.as_os_str() == "-" => {
+                let out = Box::new(std::io::BufWriter::new(std::io::stdout().lock()));
+                archive::export_tar(&store, &outcome.image_id, out, clamp)
+                    .context("cannot write the filesystem tar to stdout")?;
+            }
+            OutputKind::Tar(dest) => {
+                // Written beside dest and renamed: a failed export leaves no partial tar.
+                let parent = dest
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let temp = tempfile::NamedTempFile::new_in(parent)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                let file = temp
+                    .reopen()
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                archive::export_tar(
+                    &store,
+                    &outcome.image_id,
+                    Box::new(std::io::BufWriter::new(file)),
+                    clamp,
+                )
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+                temp.persist(dest)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+            }
+        }
+        let dest = match &output.kind {
+            OutputKind::Archive { dest, .. } | OutputKind::Local(dest) | OutputKind::Tar(dest) => {
+                dest
+            }
+        };
+        progress.notice(&format!("exported to {}", dest.display()));
+    }
+    if let Some(loader) = loader {
+        let program = loader.program.clone();
+        let mut options = export_options(None);
+        options.compression = Some(Compression::Uncompressed);
+        let printed = loader.load(&store, &outcome.image_id, &options)?;
+        progress.notice(&format!("loaded into {program}: {}", printed.trim()));
+    }
+    if let Some(path) = &args.metadata_file {
+        let written = match exported {
+            Some(written) => written,
+            None => archive::describe(&store, &outcome.image_id, &export_options(None))
+                .context("cannot describe the image for --metadata-file")?,
+        };
+        let metadata = serde_json::json!({
+            "containerimage.config.digest": written.config_digest,
+            "containerimage.digest": written.manifest_digest,
+            "containerimage.descriptor": {
+                "mediaType": written.manifest_media_type,
+                "digest": written.manifest_digest,
+                "size": written.manifest_size,
+            },
+            "image.name": tags.join(","),
+        });
+        let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(iidfile) = &args.iidfile {
         std::fs::write(iidfile, &outcome.image_id)
             .with_context(|| format!("cannot write {}", iidfile.display()))?;
     }
     if args.quiet {
-        println!("{}", outcome.image_id);
+        if !outputs.iter().any(to_stdout) {
+            println!("{}", outcome.image_id);
+        }
     } else {
         progress.notice(&format!("writing image {} done", outcome.image_id));
         for tag in &tags {
@@ -363,4 +885,90 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_shorthands_and_types() {
+        let parsed = |spec: &str| parse_output(spec).map(|o| o.kind);
+        assert_eq!(parsed("-").ok(), Some(OutputKind::Tar(PathBuf::from("-"))));
+        assert_eq!(
+            parsed("out").ok(),
+            Some(OutputKind::Local(PathBuf::from("out")))
+        );
+        assert_eq!(
+            parsed("type=oci,dest=d,tar=false").ok(),
+            Some(OutputKind::Archive {
+                format: ArchiveFormat::Oci,
+                dest: PathBuf::from("d"),
+                tar: false
+            })
+        );
+        assert_eq!(
+            parsed("type=tar,dest=-").ok(),
+            Some(OutputKind::Tar(PathBuf::from("-")))
+        );
+        let full = parse_output(
+            "type=oci,dest=x,compression=zstd,compression-level=12,rewrite-timestamp=true,\
+             oci-mediatypes=true,annotation.a=b,name=app:2",
+        )
+        .expect("valid");
+        assert_eq!(full.compression, Some(Compression::Zstd));
+        assert_eq!(full.compression_level, Some(12));
+        assert!(full.rewrite_timestamp);
+        assert_eq!(full.media_types, Some(MediaTypes::Oci));
+        assert_eq!(full.annotations.get("a").map(String::as_str), Some("b"));
+        assert_eq!(full.names, ["app:2"]);
+    }
+
+    #[test]
+    fn unsupported_outputs_say_so() {
+        let error = |spec: &str| format!("{:#}", parse_output(spec).expect_err("an error"));
+        assert!(error("type=image,name=r/app,push=true").contains("not supported yet"));
+        assert!(error("type=registry").contains("not supported yet"));
+        assert!(error("type=docker,dest=x,tar=false").contains("only for type=oci"));
+        assert!(error("type=oci").contains("missing dest="));
+        assert!(error("type=oci,dest=x,bogus=1").contains("unknown option"));
+        assert!(error("type=oci,dest=x,compression-level=high").contains("expected a number"));
+    }
+
+    #[test]
+    fn annotations_by_target() {
+        let parsed = parse_annotations(&[
+            "a=1".to_string(),
+            "manifest:b=2".to_string(),
+            "index:c=3".to_string(),
+            "manifest-descriptor:d=4".to_string(),
+        ])
+        .expect("valid");
+        assert_eq!(parsed.manifest.len(), 2);
+        assert_eq!(parsed.index.get("c").map(String::as_str), Some("3"));
+        assert_eq!(
+            parsed.manifest_descriptor.get("d").map(String::as_str),
+            Some("4")
+        );
+        assert!(parse_annotations(&["novalue".to_string()]).is_err());
+    }
+
+    #[test]
+    fn source_date_epoch_from_build_arg_or_reproducible() {
+        let mut args = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "42".to_string())]);
+        assert_eq!(source_date_epoch(&mut args, false).ok(), Some(Some(42)));
+        assert!(args.is_empty(), "taken out of the build args");
+        let mut bad = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "soon".to_string())]);
+        assert!(source_date_epoch(&mut bad, false).is_err());
+        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+            assert_eq!(
+                source_date_epoch(&mut BTreeMap::new(), true).ok(),
+                Some(Some(0))
+            );
+            assert_eq!(
+                source_date_epoch(&mut BTreeMap::new(), false).ok(),
+                Some(None)
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
-use rbuild::archive::{self, ArchiveFormat};
+use rbuild::archive::{self, ArchiveDest, ArchiveFormat, Compression, ExportOptions};
 use rbuild::image::parse_tag;
 
 #[derive(Debug, Args)]
@@ -37,6 +37,9 @@ pub struct SaveArgs {
     /// Archive format
     #[arg(long, value_name = "docker|oci", default_value = "docker")]
     pub format: String,
+    /// Layer compression of an OCI archive (default: gzip, or the blob a layer came with)
+    #[arg(long, value_name = "gzip|zstd|uncompressed")]
+    pub compression: Option<String>,
     pub image: String,
 }
 
@@ -117,8 +120,29 @@ pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<i32> {
         Ok(tag) if store.tags()?.contains_key(&tag.to_string()) => vec![tag.to_string()],
         _ => store.tags_of(&image_id)?,
     };
-    archive::save(&store, &image_id, &tags, format, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let compression = match args.compression.as_deref() {
+        None => None,
+        Some(_) if format == ArchiveFormat::Docker => {
+            bail!("--compression: a docker-archive has uncompressed layers; use --format oci")
+        }
+        Some("gzip") => Some(Compression::Gzip),
+        Some("zstd") => Some(Compression::Zstd),
+        Some("uncompressed") => Some(Compression::Uncompressed),
+        Some(other) => bail!("--compression {other}: expected gzip, zstd or uncompressed"),
+    };
+    let options = ExportOptions {
+        tags,
+        compression,
+        ..ExportOptions::default()
+    };
+    archive::save_with(
+        &store,
+        &image_id,
+        &options,
+        format,
+        ArchiveDest::File(args.output.clone()),
+    )
+    .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(0)
 }
 

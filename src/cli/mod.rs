@@ -84,10 +84,21 @@ pub fn open_store(root: &std::path::Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub use build::Loader;
+
+/// Work that must happen before rbuild enters its user namespace: starting the `--load`
+/// loader as the calling user.
+pub fn start_loader(cli: &Cli) -> anyhow::Result<Option<Loader>> {
+    match &cli.command {
+        Commands::Build(args) => Loader::start(args),
+        _ => Ok(None),
+    }
+}
+
+pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
     match cli.command {
-        Commands::Build(args) => build::run(&root, *args),
+        Commands::Build(args) => build::run(&root, *args, loader),
         Commands::Images(args) => images::images(&root, args),
         Commands::History(args) => images::history(&root, args),
         Commands::Inspect(args) => images::inspect(&root, args),

@@ -326,13 +326,25 @@ fn join_name(parent: &[u8], name: &[u8]) -> Vec<u8> {
 /// devices) become `.wh.NAME`, opaque dirs get `DIR/.wh..wh..opq` right after their entry;
 /// whiteouts below an opaque dir are dropped (the opaque marker already hides everything of the
 /// lower layers there). File contents are streamed, never buffered.
-pub fn write_layer_tar<W: Write>(layer_dir: &Path, mut out: W) -> Result<W, SnapshotError> {
+pub fn write_layer_tar<W: Write>(layer_dir: &Path, out: W) -> Result<W, SnapshotError> {
+    write_layer_tar_clamped(layer_dir, out, None)
+}
+
+/// [`write_layer_tar`] with every mtime newer than `clamp_mtime` set to it (BuildKit's
+/// `rewrite-timestamp` with `SOURCE_DATE_EPOCH`): files a build just made then carry no trace
+/// of when it ran.
+pub fn write_layer_tar_clamped<W: Write>(
+    layer_dir: &Path,
+    mut out: W,
+    clamp_mtime: Option<i64>,
+) -> Result<W, SnapshotError> {
+    let mtime_of = |meta: &fs::Metadata| clamp_mtime.map_or(meta.mtime(), |c| meta.mtime().min(c));
     let mut buf = vec![0u8; COPY_BUF];
     let root_meta = fs::symlink_metadata(layer_dir).map_err(read_err(layer_dir))?;
     // depths of the opaque dirs on the current walk path (0 = the layer root)
     let mut opaque: Vec<usize> = Vec::new();
     if is_opaque(layer_dir)? {
-        let marker = EntryMeta::marker(OPAQUE_MARKER.as_bytes(), root_meta.mtime());
+        let marker = EntryMeta::marker(OPAQUE_MARKER.as_bytes(), mtime_of(&root_meta));
         write_header(&mut out, &marker).map_err(write_err(layer_dir))?;
         opaque.push(0);
     }
@@ -377,7 +389,7 @@ pub fn write_layer_tar<W: Write>(layer_dir: &Path, mut out: W) -> Result<W, Snap
             let mut wh = WHITEOUT_PREFIX.as_bytes().to_vec();
             wh.extend_from_slice(file_name);
             let name = join_name(parent_rel, &wh);
-            write_header(&mut out, &EntryMeta::marker(&name, meta.mtime()))
+            write_header(&mut out, &EntryMeta::marker(&name, mtime_of(&meta)))
                 .map_err(write_err(path))?;
             continue;
         }
@@ -396,7 +408,7 @@ pub fn write_layer_tar<W: Write>(layer_dir: &Path, mut out: W) -> Result<W, Snap
             mode: meta.mode() & 0o7777,
             uid: u64::from(meta.uid()),
             gid: u64::from(meta.gid()),
-            mtime: meta.mtime(),
+            mtime: mtime_of(&meta),
             size: 0,
             link: None,
             dev: (0, 0),
@@ -428,7 +440,7 @@ pub fn write_layer_tar<W: Write>(layer_dir: &Path, mut out: W) -> Result<W, Snap
             write_header(&mut out, &e).map_err(write_err(path))?;
             if is_opaque(path)? {
                 let marker = join_name(rel, OPAQUE_MARKER.as_bytes());
-                write_header(&mut out, &EntryMeta::marker(&marker, meta.mtime()))
+                write_header(&mut out, &EntryMeta::marker(&marker, mtime_of(&meta)))
                     .map_err(write_err(path))?;
                 opaque.push(depth);
             }

@@ -11,7 +11,7 @@ pub use apply::{apply_layer_tar, decompressing_reader, ApplyReport};
 pub use compress::gzip_stream;
 pub use digest::{Digest, DigestReader, DigestWriter};
 pub use error::SnapshotError;
-pub use layer_tar::{layer_diff_id, write_layer_tar};
+pub use layer_tar::{layer_diff_id, write_layer_tar, write_layer_tar_clamped};
 
 #[cfg(test)]
 mod tests;

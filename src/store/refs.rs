@@ -120,6 +120,42 @@ impl Store {
     pub fn remove_image_record(&self, image_id: &str) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let marker = self.root.join("images").join(digest_hex(image_id)?);
+        let manifest = self.image_manifest_path(image_id)?;
+        match std::fs::remove_file(&manifest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &manifest)(e)),
+        }
         std::fs::remove_file(&marker).map_err(io_err("remove", &marker))
+    }
+
+    /// images/HEX.manifest: the digest of the manifest an image came with (not a name
+    /// `list_images` takes for an image id).
+    fn image_manifest_path(&self, image_id: &str) -> Result<std::path::PathBuf, StoreError> {
+        Ok(self
+            .root
+            .join("images")
+            .join(format!("{}.manifest", digest_hex(image_id)?)))
+    }
+
+    /// Records the digest of the manifest a loaded (or pulled) image came with: the
+    /// `org.opencontainers.image.base.digest` of images built on it.
+    pub fn set_image_manifest(
+        &self,
+        image_id: &str,
+        manifest_digest: &str,
+    ) -> Result<(), StoreError> {
+        digest_hex(manifest_digest)?;
+        write_atomic(
+            &self.image_manifest_path(image_id)?,
+            manifest_digest.as_bytes(),
+        )
+    }
+
+    /// The manifest digest recorded by [`Store::set_image_manifest`], if any.
+    pub fn image_manifest(&self, image_id: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.image_manifest_path(image_id).ok()?).ok()?;
+        let digest = text.trim().to_string();
+        digest_hex(&digest).is_ok().then_some(digest)
     }
 }

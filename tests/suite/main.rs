@@ -13,5 +13,6 @@ mod fixtures_test;
 mod interop;
 mod layers;
 mod multistage;
+mod outputs;
 mod runmounts;
 mod sandbox;

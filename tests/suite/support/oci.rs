@@ -1164,3 +1164,10 @@ fn check_whiteouts(what: &str, entries: &[(String, Node)]) {
         }
     }
 }
+
+/// A plain tar (e.g. `--output type=tar`) read into a tree, with the checks layer tars get.
+pub fn read_tar_tree(what: &str, stream: &mut dyn Read) -> Tree {
+    Tree {
+        nodes: read_tar(what, stream).into_iter().collect(),
+    }
+}

@@ -1,0 +1,319 @@
+//! The image's final filesystem as an output (`type=local` and `type=tar`): the layers are
+//! mounted as one read-only overlay view and that view is copied into a directory or tarred.
+//! Writes into the destination never follow a symlink: each parent is opened beneath it with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` and the entry created relative to that fd.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::RootfsSpec;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+
+use super::{io_err, ArchiveError};
+use crate::snapshot;
+use crate::store::Store;
+
+/// What a local export could not reproduce as an unprivileged user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LocalReport {
+    /// Device nodes skipped: creating them needs privileges the user does not have.
+    pub skipped_devices: Vec<String>,
+}
+
+/// The image's layers merged read-only at a mount point, unmounted on drop.
+struct MergedView {
+    _temp: tempfile::TempDir,
+    merged: PathBuf,
+}
+
+impl MergedView {
+    fn mount(store: &Store, image_id: &str) -> Result<MergedView, ArchiveError> {
+        let config = store.read_blob(image_id)?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| ArchiveError::Invalid {
+                path: PathBuf::from(image_id),
+                message: format!("image config: {e}"),
+            })?;
+        let temp = store.temp_dir("export")?;
+        let mut lower_dirs = Vec::new();
+        for diff_id in config["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+        {
+            if let Some(diff_id) = diff_id.as_str() {
+                lower_dirs.push(store.layer_dir(diff_id)?);
+            }
+        }
+        if lower_dirs.is_empty() {
+            let empty = temp.path().join("empty");
+            std::fs::create_dir(&empty).map_err(io_err("create", &empty))?;
+            lower_dirs.push(empty);
+        }
+        let rootfs = RootfsSpec {
+            lower_dirs,
+            upper_dir: temp.path().join("upper"),
+            work_dir: temp.path().join("work"),
+            merged_dir: temp.path().join("merged"),
+        };
+        for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
+            std::fs::create_dir(dir).map_err(io_err("create", dir))?;
+        }
+        rbuild_runtime::mounts::mount_overlay(&rootfs).map_err(|message| ArchiveError::Io {
+            action: "mount the image's layers",
+            path: rootfs.merged_dir.clone(),
+            source: std::io::Error::other(message),
+        })?;
+        Ok(MergedView {
+            merged: rootfs.merged_dir,
+            _temp: temp,
+        })
+    }
+}
+
+impl Drop for MergedView {
+    fn drop(&mut self) {
+        // Before `temp` (dropped after this) removes the mount point.
+        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Writes the image's filesystem as one tar (`type=tar`), mtimes clamped to `clamp_mtime`.
+pub fn export_tar(
+    store: &Store,
+    image_id: &str,
+    out: Box<dyn Write>,
+    clamp_mtime: Option<i64>,
+) -> Result<(), ArchiveError> {
+    let view = MergedView::mount(store, image_id)?;
+    let mut out = snapshot::write_layer_tar_clamped(&view.merged, out, clamp_mtime)?;
+    out.flush().map_err(io_err("write", Path::new("-")))?;
+    Ok(())
+}
+
+/// Copies the image's filesystem into `dest` (`type=local`). Ownership is kept only when
+/// rbuild runs as the real root: an unprivileged user gets files of their own.
+pub fn export_local(
+    store: &Store,
+    image_id: &str,
+    dest: &Path,
+    clamp_mtime: Option<i64>,
+) -> Result<LocalReport, ArchiveError> {
+    let view = MergedView::mount(store, image_id)?;
+    copy_tree(&view.merged, dest, is_host_root(), clamp_mtime)
+}
+
+/// True when the process is root of the initial user namespace (the identity map).
+fn is_host_root() -> bool {
+    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+        return false;
+    };
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    rustix::process::geteuid().is_root() && fields == ["0", "0", "4294967295"]
+}
+
+fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> ArchiveError {
+    let path = path.to_path_buf();
+    move |e| ArchiveError::Io {
+        action,
+        path,
+        source: e.into(),
+    }
+}
+
+fn open_beneath(root: &OwnedFd, rel: &Path, dest: &Path) -> Result<OwnedFd, ArchiveError> {
+    let rel_str: &OsStr = if rel.as_os_str().is_empty() {
+        OsStr::new(".")
+    } else {
+        rel.as_os_str()
+    };
+    rustix::fs::openat2(
+        root,
+        rel_str,
+        OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(errno_err(
+        "open (without following symlinks)",
+        &dest.join(rel),
+    ))
+}
+
+fn timestamps(secs: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Copies `src` (trusted: our own mount) into `dest` without following symlinks in `dest`.
+fn copy_tree(
+    src: &Path,
+    dest: &Path,
+    keep_owner: bool,
+    clamp_mtime: Option<i64>,
+) -> Result<LocalReport, ArchiveError> {
+    std::fs::create_dir_all(dest).map_err(io_err("create", dest))?;
+    let root = rustix::fs::open(
+        dest,
+        OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(errno_err("open", dest))?;
+    let mtime_of =
+        |meta: &std::fs::Metadata| clamp_mtime.map_or(meta.mtime(), |c| meta.mtime().min(c));
+    let mut report = LocalReport::default();
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    // Dirs get their final mode, owner and mtime after their contents are written.
+    let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+    for item in walker {
+        let item = item.map_err(|e| ArchiveError::Io {
+            action: "read",
+            path: e.path().unwrap_or(src).to_path_buf(),
+            source: e.into(),
+        })?;
+        let path = item.path();
+        let rel = path.strip_prefix(src).unwrap_or(path).to_path_buf();
+        let target = dest.join(&rel);
+        let name = item.file_name();
+        let parent = open_beneath(&root, rel.parent().unwrap_or(Path::new("")), dest)?;
+        let meta = item.metadata().map_err(|e| ArchiveError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let ft = meta.file_type();
+        // Whatever is in the way (but a dir where a dir goes) is replaced, never written through.
+        match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(existing) => {
+                let existing_dir = FileType::from_raw_mode(existing.st_mode) == FileType::Directory;
+                if existing_dir && !ft.is_dir() {
+                    return Err(ArchiveError::Invalid {
+                        path: target,
+                        message: "a directory is in the way of a file of the image".into(),
+                    });
+                }
+                if !existing_dir {
+                    rustix::fs::unlinkat(&parent, name, AtFlags::empty())
+                        .map_err(errno_err("remove", &target))?;
+                }
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(errno_err("stat", &target)(e)),
+        }
+        let owner = |fd: &OwnedFd| -> Result<(), ArchiveError> {
+            if keep_owner {
+                rustix::fs::fchown(
+                    fd,
+                    Some(rustix::fs::Uid::from_raw(meta.uid())),
+                    Some(rustix::fs::Gid::from_raw(meta.gid())),
+                )
+                .map_err(errno_err("chown", &target))?;
+            }
+            Ok(())
+        };
+        if ft.is_dir() {
+            match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(errno_err("create", &target)(e)),
+            }
+            dirs.push((rel, meta));
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                    rustix::fs::linkat(&root, first, &parent, name, AtFlags::empty())
+                        .map_err(errno_err("link", &target))?;
+                    continue;
+                }
+                links.insert((meta.dev(), meta.ino()), rel.clone());
+            }
+            let fd = rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(errno_err("create", &target))?;
+            let mut out = std::fs::File::from(fd);
+            let mut input = std::fs::File::open(path).map_err(io_err("read", path))?;
+            std::io::copy(&mut input, &mut out).map_err(io_err("write", &target))?;
+            let fd = OwnedFd::from(out);
+            owner(&fd)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode() & 0o7777))
+                .map_err(errno_err("chmod", &target))?;
+            rustix::fs::futimens(&fd, &timestamps(mtime_of(&meta)))
+                .map_err(errno_err("set times of", &target))?;
+        } else if ft.is_symlink() {
+            let link = std::fs::read_link(path).map_err(io_err("read", path))?;
+            rustix::fs::symlinkat(&link, &parent, name).map_err(errno_err("create", &target))?;
+            if keep_owner {
+                rustix::fs::chownat(
+                    &parent,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(meta.uid())),
+                    Some(rustix::fs::Gid::from_raw(meta.gid())),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(errno_err("chown", &target))?;
+            }
+            rustix::fs::utimensat(
+                &parent,
+                name,
+                &timestamps(mtime_of(&meta)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno_err("set times of", &target))?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let kind = if ft.is_fifo() {
+                FileType::Fifo
+            } else if ft.is_char_device() {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
+            let mode = Mode::from_raw_mode(meta.mode() & 0o7777);
+            match rustix::fs::mknodat(&parent, name, kind, mode, meta.rdev()) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::PERM) if kind != FileType::Fifo => {
+                    report
+                        .skipped_devices
+                        .push(format!("/{}", rel.as_os_str().to_string_lossy()));
+                }
+                Err(e) => return Err(errno_err("create", &target)(e)),
+            }
+        }
+        // sockets are skipped, as in layer tars
+    }
+    for (rel, meta) in dirs.iter().rev() {
+        let fd = open_beneath(&root, rel, dest)?;
+        let target = dest.join(rel);
+        if keep_owner {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid())),
+                Some(rustix::fs::Gid::from_raw(meta.gid())),
+            )
+            .map_err(errno_err("chown", &target))?;
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode() & 0o7777))
+            .map_err(errno_err("chmod", &target))?;
+        rustix::fs::futimens(&fd, &timestamps(mtime_of(meta)))
+            .map_err(errno_err("set times of", &target))?;
+    }
+    Ok(report)
+}
