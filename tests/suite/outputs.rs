@@ -471,8 +471,23 @@ fn docker_media_types_and_zstd_layers() {
     );
 }
 
-/// The same multi-step Dockerfile built in two fresh stores, with context files of different
-/// mtimes (both newer than the epoch), gives byte-identical images.
+/// A tar that ADD extracts, the same bytes in every round.
+fn bundle_tar() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(7);
+    header.set_mode(0o644);
+    header.set_mtime(1_700_000_000);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder
+        .append_data(&mut header, "inside.txt", &b"bundled"[..])
+        .expect("append");
+    builder.into_inner().expect("tar")
+}
+
+/// The same multi-stage Dockerfile (RUN, COPY, ADD, COPY --from) built in two fresh stores,
+/// with context files of different mtimes (both newer than the epoch), gives byte-identical
+/// images.
 #[test]
 fn reproducible_builds_give_identical_digests() {
     let mut digests = Vec::new();
@@ -485,14 +500,19 @@ fn reproducible_builds_give_identical_digests() {
             (
                 "Dockerfile",
                 file(
-                    "FROM busybox:latest\n\
+                    "FROM busybox:latest AS builder\n\
+                     RUN echo from-builder > /artifact\n\
+                     FROM busybox:latest\n\
                      RUN mkdir /out && echo built > /out/built && touch /out/stamp\n\
                      COPY src/ /out/src/\n\
+                     ADD bundle.tar /out/bundle/\n\
+                     COPY --from=builder /artifact /out/artifact\n\
                      WORKDIR /work\n\
                      RUN cp -a /out/src /work/copy && ls /out > /work/listing\n\
                      ENV DONE=1\n",
                 ),
             ),
+            ("bundle.tar", file(bundle_tar())),
             ("src/one.txt", file("one\n")),
             ("src/two/three.txt", file_mode("three\n", 0o600)),
         ]);
@@ -530,9 +550,12 @@ fn reproducible_builds_give_identical_digests() {
                 .map(str::to_string),
         );
         let image = OciImage::open(&archive);
+        assert_eq!(image.tree().text("out/bundle/inside.txt"), "bundled");
+        assert_eq!(image.tree().text("out/artifact"), "from-builder\n");
         for path in [
             "out/src/one.txt",
             "out/built",
+            "out/artifact",
             "work/copy/two/three.txt",
             "work",
         ] {
