@@ -585,13 +585,18 @@ fn copy(
             loc,
             keyword,
             &args.flags,
-            &["chown", "chmod", "unpack", "link", "exclude"],
+            &[
+                "chown",
+                "chmod",
+                "unpack",
+                "link",
+                "exclude",
+                "keep-git-dir",
+            ],
         )?;
-        if let Some(remote) = args
-            .sources
-            .iter()
-            .find(|s| s.contains("://") || s.starts_with("git@"))
-        {
+        if let Some(remote) = args.sources.iter().find(|s| {
+            (s.contains("://") || s.starts_with("git@")) && !crate::context::remote::is_git_url(s)
+        }) {
             return Err(not_supported(
                 loc,
                 keyword,
@@ -645,6 +650,7 @@ fn copy(
     let heredocs = heredoc_files(ctx, stage, loc, &args.heredocs)?;
     let mut sources = Vec::new();
     let mut selected = Vec::new();
+    let mut git_dirs: Vec<tempfile::TempDir> = Vec::new();
     for raw in &args.sources {
         if let Some(name) = raw.strip_prefix("<<") {
             let Some((_, root)) = &heredocs else { continue };
@@ -656,6 +662,24 @@ fn copy(
             continue;
         }
         let word = expand(loc, keyword, raw, escape, &|n| stage.lookup(n))?;
+        if is_add && crate::context::remote::is_git_url(&word) {
+            // ADD of a git repository: its files (one commit) land in dest.
+            let keep_git_dir = bool_flag("keep-git-dir", false)?;
+            let temp = ctx.store.temp_dir("add-git")?;
+            let dir = crate::context::remote::fetch_git_keeping(&word, temp.path(), keep_git_dir)
+                .map_err(|e| loc.error(keyword, e.to_string()))?;
+            let root = BuildContext::image_root(&dir);
+            let mut found = root
+                .select(".")
+                .map_err(|e| loc.error(keyword, e.to_string()))?;
+            for sel in &mut found {
+                sel.name = String::new();
+            }
+            selected.extend(found);
+            git_dirs.push(temp);
+            sources.push(word);
+            continue;
+        }
         let root = match &source {
             CopySource::Context => ctx.context,
             CopySource::Layers(layers) => &layers.root,

@@ -56,6 +56,8 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
     /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
     pub extra_hosts: Vec<(String, String)>,
+    /// `--ssh ID=SOCKET`: ssh-agent sockets for RUN --mount=type=ssh.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
     /// images; None means now.
     pub source_date_epoch: Option<i64>,

@@ -105,10 +105,10 @@ pub(super) fn run(
     let created_by = run_created_by(&args, &history_args);
 
     let mut mount_keys = Vec::new();
-    let mut secret_env = Vec::new();
+    let mut hidden_env = Vec::new();
     for mount in &mount_specs {
         let (step_mount, key) =
-            resolve_mount(ctx, plan, deps, loc, mount, &mut guards, &mut secret_env)?;
+            resolve_mount(ctx, plan, deps, loc, mount, &mut guards, &mut hidden_env)?;
         mount_keys.push(key);
         extra_mounts.extend(step_mount);
     }
@@ -132,7 +132,7 @@ pub(super) fn run(
     let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
     let etc_files = write_etc_files(dirs.temp.path(), &ctx.options.extra_hosts)?;
     env.extend(proxy_env);
-    env.extend(secret_env);
+    env.extend(hidden_env);
     let spec = StepSpec {
         rootfs: dirs.rootfs.clone(),
         args: args.clone(),
@@ -237,7 +237,7 @@ fn resolve_mount(
     loc: &Location,
     mount: &RunMount,
     guards: &mut MountGuards,
-    secret_env: &mut Vec<String>,
+    hidden_env: &mut Vec<String>,
 ) -> Result<(Option<StepMount>, String), BuildError> {
     let target = super::copy::join_image_path("/", &mount.target);
     match mount.kind {
@@ -262,7 +262,7 @@ fn resolve_mount(
                 return Ok((None, format!("secret {} {target} absent", mount.id)));
             };
             if let Some(name) = &mount.env {
-                secret_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
+                hidden_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
             }
             if mount.target.is_empty() {
                 return Ok((None, format!("secret {} env", mount.id)));
@@ -289,7 +289,32 @@ fn resolve_mount(
                 format!("secret {} {target}", mount.id),
             ))
         }
-        MountKind::Ssh => Err(not_supported(loc, "RUN", "--mount=type=ssh")),
+        MountKind::Ssh => {
+            // The agent socket given with --ssh ID=SOCKET, bind-mounted; SSH_AUTH_SOCK points at it.
+            let Some(socket) = ctx.options.ssh.get(&mount.id) else {
+                if mount.required {
+                    return Err(loc.error(
+                        "RUN",
+                        format!(
+                            "ssh agent {} is required but was not given (--ssh {}=$SSH_AUTH_SOCK)",
+                            mount.id, mount.id
+                        ),
+                    ));
+                }
+                return Ok((None, format!("ssh {} {target} absent", mount.id)));
+            };
+            hidden_env.push(format!("SSH_AUTH_SOCK={target}"));
+            Ok((
+                Some(StepMount {
+                    target: target.clone(),
+                    source: MountSource::Bind {
+                        path: socket.clone(),
+                        read_only: false,
+                    },
+                }),
+                format!("ssh {} {target}", mount.id),
+            ))
+        }
         MountKind::Cache => {
             let dir = cache_mount_dir(ctx, mount, guards)?;
             Ok((

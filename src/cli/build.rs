@@ -63,6 +63,9 @@ pub struct BuildArgs {
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// An ssh agent for RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or `ID=SOCKET`
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Add a line to /etc/hosts of RUN steps: `HOST:IP`
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
@@ -336,6 +339,33 @@ fn parse_build_contexts(
         named.insert(name.to_string(), context);
     }
     Ok(named)
+}
+
+/// `--ssh default`, `--ssh ID=SOCKET`: agent sockets only (key files need an agent).
+fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut agents = BTreeMap::new();
+    for spec in specs {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, socket)) => (id.to_string(), PathBuf::from(socket)),
+            None => {
+                let socket = std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
+                    format!(
+                        "--ssh {spec}: SSH_AUTH_SOCK is not set; give the socket as {spec}=PATH"
+                    )
+                })?;
+                (spec.clone(), PathBuf::from(socket))
+            }
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::metadata(&socket)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        if !is_socket {
+            bail!("--ssh {id}={}: not an ssh-agent socket (key files are not supported; run ssh-agent and ssh-add)", socket.display());
+        }
+        agents.insert(id, socket);
+    }
+    Ok(agents)
 }
 
 /// Where the build's context is, and what keeps it there.
@@ -686,6 +716,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
         check_only: args.check,
+        ssh: parse_ssh(&args.ssh)?,
         named_contexts: parse_build_contexts(&store, &args.build_contexts)?,
         extra_hosts: args
             .add_hosts

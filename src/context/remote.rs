@@ -55,6 +55,15 @@ fn git(dir: &Path, config: &Path, args: &[&str]) -> Result<(), ContextError> {
 
 /// Fetches `spec` (one commit, shallow) into `dir`; returns the context dir (the subdir).
 pub fn fetch_git(spec: &str, dir: &Path) -> Result<PathBuf, ContextError> {
+    fetch_git_keeping(spec, dir, false)
+}
+
+/// Like `fetch_git`; `keep_git_dir` keeps `.git` (ADD --keep-git-dir).
+pub fn fetch_git_keeping(
+    spec: &str,
+    dir: &Path,
+    keep_git_dir: bool,
+) -> Result<PathBuf, ContextError> {
     let (url, reference, subdir) = split_git_url(spec);
     let config_dir =
         tempfile::tempdir_in(dir.parent().unwrap_or(dir)).map_err(|e| ContextError::Io {
@@ -79,7 +88,9 @@ pub fn fetch_git(spec: &str, dir: &Path) -> Result<PathBuf, ContextError> {
         &["fetch", "-q", "--depth", "1", "origin", wanted],
     )?;
     git(dir, &config, &["checkout", "-q", "FETCH_HEAD"])?;
-    let _ = std::fs::remove_dir_all(dir.join(".git"));
+    if !keep_git_dir {
+        let _ = std::fs::remove_dir_all(dir.join(".git"));
+    }
     let context = match subdir {
         Some(sub) => dir.join(super::clean_relative(&sub)),
         None => dir.to_path_buf(),

@@ -140,3 +140,48 @@ fn add_of_a_remote_url_says_not_supported_yet() {
         "{stderr}"
     );
 }
+
+/// reference.md "ADD ... git": a repository at a ref is added to dest; .git only with
+/// --keep-git-dir.
+#[test]
+fn add_git_repository() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    if !require_command("git") {
+        return;
+    }
+    let repo = env.path("addrepo");
+    std::fs::create_dir_all(repo.join("sub")).expect("mkdir");
+    std::fs::write(repo.join("sub/file.txt"), "v1\n").expect("write");
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(output.status.success(), "{}", describe_output(&output));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "v1"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("sub/file.txt"), "v2\n").expect("write");
+    git(&["commit", "-qam", "v2"]);
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&repo)
+        .status();
+    let url = format!("file://{}/.git", repo.display());
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!("FROM busybox:latest\nADD {url}#v1:sub /at-tag/\nADD --keep-git-dir=true {url} /with-git/\n")),
+    )]);
+    let (_, image) = env.build_oci("add-git", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("at-tag/file.txt"), "v1\n");
+    assert!(!tree.contains("at-tag/.git"));
+    assert_eq!(tree.text("with-git/sub/file.txt"), "v2\n");
+    assert!(tree.contains("with-git/.git"));
+}

@@ -169,3 +169,40 @@ COPY <<'EOF' /literal.txt\nname=$NAME\nEOF\n";
     assert_eq!(tree.node("copied.txt").mode, 0o644);
     assert!(!tree.contains("dev/pipes"));
 }
+
+/// dockerfile_ssh_test.go testSSHSocketParams: the agent socket given with --ssh is mounted
+/// at the default target and SSH_AUTH_SOCK points at it; without --ssh the mount is skipped.
+#[test]
+fn ssh_agent_socket_mount() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let socket = env.path("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind a unix socket");
+    let _ = std::process::Command::new("chmod")
+        .arg("0777")
+        .arg(&socket)
+        .status();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=ssh [ -S \"$SSH_AUTH_SOCK\" ] && echo \"$SSH_AUTH_SOCK\" > /sock\nRUN --mount=type=ssh,id=other echo skipped > /skipped\n"),
+    )]);
+    let (_, image) = env.build_oci(
+        "ssh",
+        &["--ssh", &format!("default={}", socket.display())],
+        &ctx,
+    );
+    assert_eq!(image.tree().text("sock"), "/run/buildkit/ssh_agent.0\n");
+    assert_eq!(image.tree().text("skipped"), "skipped\n");
+    assert!(
+        !image.tree().contains("run/buildkit"),
+        "the mount point is not committed"
+    );
+    let stderr = env.rbuild_err([
+        "build",
+        "--ssh",
+        &format!("default={}", env.path("missing.sock").display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("missing.sock"), "{stderr}");
+}
