@@ -121,11 +121,19 @@ fn start_stage(
     }
     let triggers = config.config.on_build.take().unwrap_or_default();
     progress.step_finished(started.elapsed(), false);
+    let no_cache = ctx.options.no_cache
+        || plan.name.as_ref().is_some_and(|name| {
+            ctx.options
+                .no_cache_filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name))
+        });
     let mut stage = Stage {
         config,
         cache_key,
         args,
         cmd_set: false,
+        no_cache,
     };
     // ONBUILD triggers of the base run right after FROM, and are not passed on.
     for trigger in triggers {
@@ -207,8 +215,18 @@ fn dispatch(
     let started = Instant::now();
     progress.step_started(index, total, &ins.original);
     let escape = ctx.escape;
-    let now = created_time(ctx.options);
-    let mut cached = false;
+    let makes_layer = matches!(
+        ins.kind,
+        InstructionKind::Run { .. }
+            | InstructionKind::Copy(_)
+            | InstructionKind::Add(_)
+            | InstructionKind::Workdir(_)
+    );
+    let (now, mut cached) = if makes_layer {
+        (String::new(), false)
+    } else {
+        metadata_created(ctx, stage, ins)
+    };
     match &ins.kind {
         InstructionKind::Run {
             flags,
@@ -403,8 +421,34 @@ pub(super) fn commit_upper(
 }
 
 /// A cache hit: reuse the recorded layer. Returns true when it hit.
+/// The `created` time of a metadata step (no layer): remembered per position in the cache
+/// chain, so that a rebuild with every step cached writes the same history and so the same
+/// image digest. Metadata steps never move the chain: a changed LABEL does not make the RUN
+/// after it miss, as in BuildKit.
+fn metadata_created(ctx: &StepContext, stage: &Stage, ins: &Instruction) -> (String, bool) {
+    if ctx.options.source_date_epoch.is_some() {
+        return (created_time(ctx.options), false);
+    }
+    let position = stage.config.history.len().to_string();
+    let key = stage.next_key(&["METADATA", &position, &ins.original]);
+    if !stage.no_cache {
+        if let Some(record) = ctx.store.cache_lookup(&key) {
+            return (record.created, true);
+        }
+    }
+    let created = created_time(ctx.options);
+    let _ = ctx.store.cache_store(
+        &key,
+        &CacheRecord {
+            diff_id: None,
+            created: created.clone(),
+        },
+    );
+    (created, false)
+}
+
 pub(super) fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created_by: &str) -> bool {
-    if ctx.options.no_cache {
+    if stage.no_cache {
         return false;
     }
     match ctx.store.cache_lookup(key) {
@@ -779,7 +823,8 @@ fn copy(
             key.clone()
         }
     };
-    if !ctx.options.no_cache {
+    let _step_lock = ctx.store.step_lock(&key)?;
+    if !stage.no_cache {
         if let Some(record) = ctx.store.cache_lookup(&key) {
             let next = chained(stage);
             record_layer(stage, record.diff_id, created_by, record.created);
@@ -895,6 +940,7 @@ fn workdir(
     }
     let user = stage.config.config.user.clone();
     let key = stage.next_key(&["WORKDIR", &wd, &user]);
+    let _step_lock = ctx.store.step_lock(&key)?;
     if try_cache(ctx, stage, &key, &created_by) {
         return Ok(true);
     }

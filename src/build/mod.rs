@@ -52,6 +52,8 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--check`: run the build checks only.
     pub check_only: bool,
+    /// `--no-cache-filter`: stages (by name) that must not use the cache.
+    pub no_cache_filter: Vec<String>,
     /// `--build-context NAME=...`.
     pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
     /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
@@ -87,6 +89,8 @@ pub(crate) struct Stage {
     pub args: Vec<(String, Option<String>)>,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
+    /// --no-cache, or this stage is named in --no-cache-filter.
+    pub no_cache: bool,
 }
 
 impl Stage {
@@ -296,7 +300,17 @@ pub fn build(
     for (key, value) in &options.labels {
         config.config.labels.insert(key.clone(), value.clone());
     }
-    config.created = Some(created_time(options));
+    // The image is as old as its newest step: a rebuild where every step hits gives the same
+    // config, so the same image id.
+    config.created = match options.source_date_epoch {
+        Some(_) => Some(created_time(options)),
+        None => config
+            .history
+            .iter()
+            .rev()
+            .find_map(|h| h.created.clone())
+            .or_else(|| Some(created_time(options))),
+    };
     let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
         action: "serialize image config".into(),
         source: std::io::Error::other(e),

@@ -125,6 +125,7 @@ pub(super) fn run(
         &network_key,
         &mounts_json,
     ]);
+    let _step_lock = ctx.store.step_lock(&key)?;
     if try_cache(ctx, stage, &key, &created_by) {
         return Ok(true);
     }

@@ -63,6 +63,13 @@ pub struct BuildArgs {
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Do not use the cache for these stages (comma-separated names)
+    #[arg(
+        long = "no-cache-filter",
+        value_name = "STAGE[,STAGE]",
+        value_delimiter = ','
+    )]
+    pub no_cache_filter: Vec<String>,
     /// An ssh agent for RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or `ID=SOCKET`
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
@@ -716,6 +723,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
         check_only: args.check,
+        no_cache_filter: args.no_cache_filter.clone(),
         ssh: parse_ssh(&args.ssh)?,
         named_contexts: parse_build_contexts(&store, &args.build_contexts)?,
         extra_hosts: args

@@ -28,6 +28,12 @@ impl Store {
         }
     }
 
+    /// Held while a step with this key runs: another rbuild (or stage) about to run the same
+    /// step waits, then finds it in the cache instead of running it again.
+    pub fn step_lock(&self, key: &str) -> Result<super::StoreLock, StoreError> {
+        super::StoreLock::acquire(&self.root.join("cache").join(format!("{key}.lock")))
+    }
+
     pub fn cache_store(&self, key: &str, record: &CacheRecord) -> Result<(), StoreError> {
         let path = self.cache_path(key);
         let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Corrupt {

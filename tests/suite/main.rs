@@ -4,6 +4,7 @@
 mod support;
 
 mod add;
+mod cache;
 mod cli;
 mod config;
 mod copyflags;

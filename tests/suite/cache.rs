@@ -1,0 +1,213 @@
+//! The build cache: what hits and what misses (BuildKit's rules), metadata steps that never
+//! break the chain, --no-cache-filter, and several rbuild processes sharing one store.
+
+use crate::support::*;
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Step numbers reported CACHED in plain progress output (`[3/7] CACHED`, `[name 3/7] CACHED`).
+fn cached_steps(stderr: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_suffix("] CACHED"))
+        .filter_map(|head| head.split('/').next())
+        .filter_map(|head| head.rsplit(['[', ' ']).next())
+        .filter_map(|number| number.parse().ok())
+        .collect()
+}
+
+const DOCKERFILE: &str = "FROM busybox:latest\n\
+COPY a.txt /a.txt\n\
+LABEL stage=one\n\
+ARG FLAVOUR=plain\n\
+COPY b.txt /b.txt\n\
+RUN echo \"$FLAVOUR $RANDOM$RANDOM\" > /flavour\n\
+ENV MODE=fast\n\
+RUN echo \"$MODE $RANDOM\" > /mode\n";
+
+fn build(env: &TestEnv, ctx: &std::path::Path, args: &[&str]) -> (String, OciImage) {
+    let out = env.path(&format!(
+        "cache-{}.tar",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    let dest = format!("type=oci,dest={}", out.display());
+    all.extend(["-o", &dest, ctx.to_str().expect("utf-8")]);
+    let output = env.rbuild(all);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    (stderr_of(&output), OciImage::open(&out))
+}
+
+#[test]
+fn hit_and_miss_matrix() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[
+        ("Dockerfile", file(DOCKERFILE)),
+        ("a.txt", file("a\n")),
+        ("b.txt", file("b\n")),
+        ("ignored.log", file("1\n")),
+        (".dockerignore", file("*.log\n")),
+    ]);
+    let (_, first) = build(&env, &ctx, &[]);
+    // Unchanged: every step hits, the layers are reused, and the image is the same.
+    let (stderr, again) = build(&env, &ctx, &[]);
+    assert_eq!(cached_steps(&stderr), vec![2, 3, 4, 5, 6, 7, 8], "{stderr}");
+    assert_eq!(again.diff_ids(), first.diff_ids());
+    assert_eq!(
+        again.tree().text("flavour"),
+        first.tree().text("flavour"),
+        "a hit reuses the stored layer"
+    );
+    assert_eq!(
+        again.config_digest, first.config_digest,
+        "same image id on a fully cached rebuild"
+    );
+
+    // Only the mtime changes: still a hit. An ignored file changes: still a hit.
+    let touch = env
+        .command_as_user("touch")
+        .args(["-d", "2030-01-01"])
+        .arg(ctx.join("a.txt"))
+        .output()
+        .expect("touch");
+    assert!(touch.status.success());
+    let write = env
+        .command_as_user("sh")
+        .arg("-c")
+        .arg(format!("echo 2 > {}", ctx.join("ignored.log").display()))
+        .output()
+        .expect("write");
+    assert!(write.status.success());
+    let (stderr, _) = build(&env, &ctx, &[]);
+    assert_eq!(
+        cached_steps(&stderr),
+        vec![2, 3, 4, 5, 6, 7, 8],
+        "mtime and ignored files do not count: {stderr}"
+    );
+
+    // A build arg: misses from the first RUN after its ARG; the COPY after the ARG and the
+    // metadata steps before that RUN hit. (Metadata steps after a miss get new timestamps.)
+    let (stderr, changed) = build(&env, &ctx, &["--build-arg", "FLAVOUR=spicy"]);
+    assert_eq!(cached_steps(&stderr), vec![2, 3, 4, 5], "{stderr}");
+    assert!(changed.tree().text("flavour").starts_with("spicy "));
+    assert_ne!(
+        changed.tree().text("mode"),
+        first.tree().text("mode"),
+        "the RUN after a miss runs again"
+    );
+
+    // Content of a COPY source: misses from that COPY on.
+    let write = env
+        .command_as_user("sh")
+        .arg("-c")
+        .arg(format!("echo B > {}", ctx.join("b.txt").display()))
+        .output()
+        .expect("write");
+    assert!(write.status.success());
+    let (stderr, _) = build(&env, &ctx, &[]);
+    assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{stderr}");
+
+    // Its mode: a miss too.
+    let chmod = env
+        .command_as_user("chmod")
+        .arg("600")
+        .arg(ctx.join("b.txt"))
+        .output()
+        .expect("chmod");
+    assert!(chmod.status.success());
+    let (stderr, _) = build(&env, &ctx, &[]);
+    assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{stderr}");
+
+    // ENV value: the RUN after it misses.
+    let edited = DOCKERFILE.replace("MODE=fast", "MODE=slow");
+    let ctx2 = env.context(&[
+        ("Dockerfile", file(edited)),
+        ("a.txt", file("a\n")),
+        ("b.txt", file("B\n")),
+    ]);
+    let (stderr, _) = build(&env, &ctx2, &[]);
+    assert!(!cached_steps(&stderr).contains(&8), "{stderr}");
+}
+
+#[test]
+fn no_cache_filter_rebuilds_only_the_named_stage() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest AS one\nRUN echo $RANDOM > /one\nFROM busybox:latest AS two\nRUN echo $RANDOM > /two\nFROM scratch\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"),
+    )]);
+    let (_, first) = build(&env, &ctx, &[]);
+    let (_, second) = build(&env, &ctx, &["--no-cache-filter", "two"]);
+    assert_eq!(first.tree().text("one"), second.tree().text("one"));
+    assert_ne!(first.tree().text("two"), second.tree().text("two"));
+}
+
+/// Four rbuild processes on one store at once, sharing a base and one RUN step: all succeed,
+/// each gets its own result, and the shared step ran once (it counts its runs in a cache
+/// mount).
+#[test]
+fn concurrent_builds_share_one_store_and_run_a_shared_step_once() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=cache,id=counter,target=/count echo ran >> /count/runs && sleep 2 && echo shared > /shared\nARG N\nRUN echo $N > /n\n"),
+    )]);
+    let children: Vec<_> = (0..4)
+        .map(|n| {
+            let out = env.path(&format!("concurrent-{n}.tar"));
+            let mut command = env.command([
+                "build".to_string(),
+                "-q".to_string(),
+                "--build-arg".to_string(),
+                format!("N={n}"),
+                "-o".to_string(),
+                format!("type=oci,dest={}", out.display()),
+                ctx.to_str().expect("utf-8").to_string(),
+            ]);
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            (out, command.spawn().expect("spawn rbuild"))
+        })
+        .collect();
+    let mut shared_layers = Vec::new();
+    for (n, (out, child)) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            output.status.success(),
+            "build {n}: {}",
+            describe_output(&output)
+        );
+        let image = OciImage::open(&out);
+        assert_eq!(image.tree().text("n"), format!("{n}\n"));
+        assert_eq!(image.tree().text("shared"), "shared\n");
+        shared_layers.push(image.diff_ids()[1].clone());
+    }
+    shared_layers.dedup();
+    assert_eq!(shared_layers.len(), 1, "one layer for the shared step");
+    let counter = env
+        .store()
+        .join("cache-mounts")
+        .join(sha256_hex(b"counter"))
+        .join("runs");
+    let runs =
+        std::fs::read_to_string(&counter).unwrap_or_else(|e| panic!("{}: {e}", counter.display()));
+    assert_eq!(runs, "ran\n", "the shared step ran exactly once");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
