@@ -43,6 +43,133 @@ pub struct SaveArgs {
     pub image: String,
 }
 
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also remove images that have no name
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep the build cache under this size (e.g. 5GB, 500MB), least recently used first
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// `until=DURATION` (e.g. 24h, 30m): only cache not used for that long
+    #[arg(long, value_name = "until=DURATION")]
+    pub filter: Option<String>,
+    /// Do not ask for confirmation (prune never asks; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `10GB`, `500MB`, `1g`, `2048` -> bytes (1000-based units, as docker).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let number: f64 = lower[..digits_end]
+        .parse()
+        .with_context(|| format!("invalid size {text:?}"))?;
+    let scale = match lower[digits_end..].trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        _ => bail!("invalid size {text:?}: use B, KB, MB, GB or TB"),
+    };
+    Ok((number * scale) as u64)
+}
+
+/// `24h`, `30m`, `90s`, `2h30m` -> a duration.
+fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number
+            .parse()
+            .with_context(|| format!("invalid duration {text:?}"))?;
+        number.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => bail!("invalid duration {text:?}: use s, m, h or d"),
+        };
+    }
+    if !number.is_empty() {
+        bail!("invalid duration {text:?}: a unit (s, m, h, d) must follow {number}");
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let older_than = match args.filter.as_deref() {
+        None => None,
+        Some(filter) => match filter.split_once('=') {
+            Some(("until", value)) => Some(parse_duration(value)?),
+            _ => bail!("--filter {filter}: only until=DURATION is supported"),
+        },
+    };
+    let keep_storage = args.keep_storage.as_deref().map(parse_size).transpose()?;
+    let report = store.prune(&rbuild::store::PruneOptions {
+        all: args.all,
+        older_than,
+        keep_storage,
+    })?;
+    println!(
+        "Deleted {} images, {} cache records, {} cache mounts, {} layers, {} blobs",
+        report.images, report.cache_records, report.cache_mounts, report.layers, report.blobs
+    );
+    println!(
+        "Total reclaimed space: {}",
+        super::images::human_size(report.bytes)
+    );
+    Ok(0)
+}
+
+pub fn df(root: &Path) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let usage = store.disk_usage()?;
+    let size = super::images::human_size;
+    println!("{:<14} {:>8} {:>12}", "TYPE", "TOTAL", "SIZE");
+    println!(
+        "{:<14} {:>8} {:>12}",
+        "Images",
+        usage.images,
+        size(usage.image_bytes)
+    );
+    println!(
+        "{:<14} {:>8} {:>12}",
+        "Image layers",
+        usage.image_layers,
+        size(usage.image_bytes)
+    );
+    println!(
+        "{:<14} {:>8} {:>12}",
+        "Build cache",
+        usage.cache_records,
+        size(usage.cache_bytes)
+    );
+    println!(
+        "{:<14} {:>8} {:>12}",
+        "Cache layers",
+        usage.cache_layers,
+        size(usage.cache_bytes)
+    );
+    println!(
+        "{:<14} {:>8} {:>12}",
+        "Cache mounts",
+        usage.cache_mounts,
+        size(usage.cache_mount_bytes)
+    );
+    Ok(0)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Delete the whole store (its files belong to subordinate ids, so plain rm cannot)
@@ -157,5 +284,28 @@ pub fn system(root: &Path, command: SystemCommand) -> anyhow::Result<i32> {
             eprintln!("deleted the store at {}", root.display());
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_duration, parse_size};
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10GB").ok(), Some(10_000_000_000));
+        assert_eq!(parse_size("500mb").ok(), Some(500_000_000));
+        assert_eq!(parse_size("2048").ok(), Some(2048));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(
+            parse_duration("24h").ok(),
+            Some(std::time::Duration::from_secs(86400))
+        );
+        assert_eq!(
+            parse_duration("2h30m").ok(),
+            Some(std::time::Duration::from_secs(9000))
+        );
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5y").is_err());
     }
 }

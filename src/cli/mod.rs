@@ -44,6 +44,10 @@ pub enum Commands {
     Load(manage::LoadArgs),
     /// Write an image to a Docker archive (default) or an OCI archive
     Save(manage::SaveArgs),
+    /// Delete build cache and what no image needs
+    Prune(manage::PruneArgs),
+    /// Show the space images, layers, build cache and cache mounts use
+    Df,
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -52,8 +56,9 @@ pub enum Commands {
 }
 
 /// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
-pub const SUBCOMMANDS: [&str; 10] = [
-    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "system", "help",
+pub const SUBCOMMANDS: [&str; 12] = [
+    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "prune", "df", "system",
+    "help",
 ];
 
 impl Commands {
@@ -65,6 +70,7 @@ impl Commands {
                 | Commands::Load(_)
                 | Commands::Save(_)
                 | Commands::Rmi(_)
+                | Commands::Prune(_)
                 | Commands::System { .. }
         )
     }
@@ -106,6 +112,8 @@ pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
         Commands::Rmi(args) => manage::rmi(&root, args),
         Commands::Load(args) => manage::load(&root, args),
         Commands::Save(args) => manage::save(&root, args),
+        Commands::Prune(args) => manage::prune(&root, args),
+        Commands::Df => manage::df(&root),
         Commands::System { command } => manage::system(&root, command),
     }
 }

@@ -20,8 +20,13 @@ impl Store {
 
     /// The record for `key`, if present and its layer still exists.
     pub fn cache_lookup(&self, key: &str) -> Option<CacheRecord> {
-        let bytes = std::fs::read(self.cache_path(key)).ok()?;
+        let path = self.cache_path(key);
+        let bytes = std::fs::read(&path).ok()?;
         let record: CacheRecord = serde_json::from_slice(&bytes).ok()?;
+        // Its mtime tells prune when it was last used.
+        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         match &record.diff_id {
             Some(diff_id) if !self.has_layer(diff_id) => None,
             _ => Some(record),

@@ -14,6 +14,7 @@
 mod atomic;
 mod blobs;
 mod cache;
+mod gc;
 mod layers;
 mod refs;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use atomic::{write_atomic, StoreLock};
 pub use cache::CacheRecord;
+pub use gc::{DiskUsage, PruneOptions, PruneReport};
 pub use layers::{LayerBlob, LayerInfo};
 
 #[derive(Debug, thiserror::Error)]

@@ -211,3 +211,74 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// `rbuild df` and `rbuild prune`: cache-only layers and cache mounts go, what an image uses
+/// stays; `--all` also drops images without a name.
+#[test]
+fn df_and_prune() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let kept = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo kept > /kept\n"),
+    )]);
+    env.rbuild_ok(["build", "-q", "-t", "kept:1", kept.to_str().expect("utf-8")]);
+    let temporary = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=cache,target=/c echo x > /c/x && echo gone > /gone\nRUN echo second > /second\n"),
+    )]);
+    let untagged = env.rbuild_ok(["build", "-q", temporary.to_str().expect("utf-8")]);
+    let usage = env.rbuild_ok(["df"]);
+    let row = |name: &str| {
+        usage
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().rev().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("Images"),
+        "3",
+        "busybox, kept:1 and the untagged one: {usage}"
+    );
+    assert_eq!(row("Cache mounts"), "1", "{usage}");
+
+    let report = env.rbuild_ok(["prune"]);
+    assert!(report.contains("1 cache mounts"), "{report}");
+    let usage = env.rbuild_ok(["df"]);
+    assert!(
+        usage
+            .lines()
+            .any(|l| l.starts_with("Build cache") && l.contains(" 0 ")),
+        "{usage}"
+    );
+    // Images still export whole, and a rebuild runs again (its cache is gone).
+    let out = env.path("kept.tar");
+    env.rbuild_ok(["save", "-o", out.to_str().expect("utf-8"), "kept:1"]);
+    assert_eq!(OciImage::open(&out).tree().text("kept"), "kept\n");
+    let rebuilt = env.rbuild([
+        "build",
+        "--progress",
+        "plain",
+        kept.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&rebuilt.stderr).contains("CACHED"),
+        "{}",
+        describe_output(&rebuilt)
+    );
+
+    let report = env.rbuild_ok(["prune", "--all"]);
+    assert!(
+        report.contains("Deleted 1 images") || report.contains("Deleted 2 images"),
+        "{report}"
+    );
+    let images = env.rbuild_ok(["images", "-q"]);
+    assert!(
+        !images.contains(&untagged.trim()[7..19]),
+        "the untagged image is gone: {images}"
+    );
+    let stderr = env.rbuild_err(["prune", "--filter", "since=1h"]);
+    assert!(stderr.contains("until"), "{stderr}");
+}
