@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod image;

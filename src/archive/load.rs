@@ -230,6 +230,19 @@ fn import_image(
     Ok(LoadedImage { image_id, tags })
 }
 
+/// Applies one layer blob (verified against `blob.digest` and `diff_id`) into the store.
+pub fn import_layer_blob(
+    store: &Store,
+    blob_path: &Path,
+    blob: LayerBlob,
+    diff_id: &str,
+) -> Result<(), ArchiveError> {
+    if store.has_layer(diff_id) {
+        return Ok(());
+    }
+    import_layer(store, blob_path, Some(blob), diff_id, blob_path)
+}
+
 fn import_layer(
     store: &Store,
     blob_path: &Path,

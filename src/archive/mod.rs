@@ -5,11 +5,12 @@ mod load;
 mod rootfs;
 mod save;
 
-pub use load::{load, LoadedImage};
+pub use load::{import_layer_blob, load, LoadedImage};
 pub use rootfs::{export_local, export_tar, LocalReport};
 pub use save::{
-    describe, save, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions,
-    ExportedImage, MediaTypes, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
+    describe, layer_blob, save, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression,
+    ExportOptions, ExportedImage, MediaTypes, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
+    ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -711,6 +711,26 @@ pub fn save_with(
 
 /// The layer's uncompressed tar as a reader: the original blob decompressed, or the layer dir
 /// streamed through a pipe from a writer thread. Either way nothing is held in memory.
+/// The blob an export uses for a layer by default (its original blob, else a gzip blob made
+/// now and cached in the store), with its path in the store.
+pub fn layer_blob(store: &Store, diff_id: &str) -> Result<(LayerBlob, PathBuf), ArchiveError> {
+    let layer = export_layer(store, diff_id, &ExportOptions::default(), false, false)?;
+    match layer.source {
+        Source::Blob(path) => Ok((
+            LayerBlob {
+                media_type: layer.media_type,
+                digest: layer.digest,
+                size: layer.size,
+            },
+            path,
+        )),
+        Source::LayerTar { .. } => Err(ArchiveError::Invalid {
+            path: store.layer_dir(diff_id)?,
+            message: "the layer has no blob to export".into(),
+        }),
+    }
+}
+
 pub(crate) fn layer_tar_reader(
     store: &Store,
     diff_id: &str,

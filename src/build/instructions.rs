@@ -19,6 +19,10 @@ use crate::snapshot;
 use crate::store::{CacheRecord, LayerInfo, Store};
 
 pub(crate) struct StepContext<'a> {
+    /// Caches given with --cache-from, consulted when the store misses.
+    pub imported: crate::cache::Imported,
+    /// Keys and cache mounts this build used, for --cache-to.
+    pub used: crate::cache::UsedCache,
     pub store: &'a Store,
     pub context: &'a BuildContext,
     pub options: &'a BuildOptions,
@@ -26,6 +30,31 @@ pub(crate) struct StepContext<'a> {
     pub plan: &'a Plan<'a>,
     /// Set when a stage failed: the others stop before their next step.
     pub cancelled: AtomicBool,
+}
+
+impl StepContext<'_> {
+    /// A cache record from the store, else from an imported cache (its layer is imported
+    /// now); the key counts as used by this stage.
+    pub fn lookup(&self, stage: &Stage, key: &str) -> Option<CacheRecord> {
+        let record = self
+            .store
+            .cache_lookup(key)
+            .or_else(|| self.imported.lookup(self.store, key))?;
+        self.used.key(stage.index, key);
+        Some(record)
+    }
+
+    /// Stores what a step produced under its key, as used by this stage.
+    pub fn remember(
+        &self,
+        stage: &Stage,
+        key: &str,
+        record: CacheRecord,
+    ) -> Result<(), BuildError> {
+        self.store.cache_store(key, &record)?;
+        self.used.key(stage.index, key);
+        Ok(())
+    }
 }
 
 /// Builds one stage: its base, ONBUILD triggers inherited from it, then its instructions.
@@ -134,6 +163,7 @@ fn start_stage(
         args,
         cmd_set: false,
         no_cache,
+        index: plan.index,
     };
     // ONBUILD triggers of the base run right after FROM, and are not passed on.
     for trigger in triggers {
@@ -432,14 +462,15 @@ fn metadata_created(ctx: &StepContext, stage: &Stage, ins: &Instruction) -> (Str
     let position = stage.config.history.len().to_string();
     let key = stage.next_key(&["METADATA", &position, &ins.original]);
     if !stage.no_cache {
-        if let Some(record) = ctx.store.cache_lookup(&key) {
+        if let Some(record) = ctx.lookup(stage, &key) {
             return (record.created, true);
         }
     }
     let created = created_time(ctx.options);
-    let _ = ctx.store.cache_store(
+    let _ = ctx.remember(
+        stage,
         &key,
-        &CacheRecord {
+        CacheRecord {
             diff_id: None,
             created: created.clone(),
         },
@@ -451,7 +482,7 @@ pub(super) fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created
     if stage.no_cache {
         return false;
     }
-    match ctx.store.cache_lookup(key) {
+    match ctx.lookup(stage, key) {
         Some(record) => {
             record_layer(
                 stage,
@@ -474,9 +505,10 @@ pub(super) fn finish_step(
     created_by: String,
 ) -> Result<(), BuildError> {
     let created = created_time(ctx.options);
-    ctx.store.cache_store(
+    ctx.remember(
+        stage,
         &key,
-        &CacheRecord {
+        CacheRecord {
             diff_id: diff_id.clone(),
             created: created.clone(),
         },
@@ -825,7 +857,7 @@ fn copy(
     };
     let _step_lock = ctx.store.step_lock(&key)?;
     if !stage.no_cache {
-        if let Some(record) = ctx.store.cache_lookup(&key) {
+        if let Some(record) = ctx.lookup(stage, &key) {
             let next = chained(stage);
             record_layer(stage, record.diff_id, created_by, record.created);
             stage.cache_key = next;
@@ -894,9 +926,10 @@ fn copy(
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
     let next = chained(stage);
     let created = created_time(ctx.options);
-    ctx.store.cache_store(
+    ctx.remember(
+        stage,
         &key,
-        &CacheRecord {
+        CacheRecord {
             diff_id: diff_id.clone(),
             created: created.clone(),
         },

@@ -58,6 +58,10 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
     /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
     pub extra_hosts: Vec<(String, String)>,
+    /// `--cache-to`: where to export the build cache afterwards.
+    pub cache_to: Vec<crate::cache::CacheTo>,
+    /// `--cache-from`: caches to import from.
+    pub cache_from: Vec<crate::cache::CacheFrom>,
     /// `--ssh ID=SOCKET`: ssh-agent sockets for RUN --mount=type=ssh.
     pub ssh: BTreeMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
@@ -91,6 +95,8 @@ pub(crate) struct Stage {
     pub cmd_set: bool,
     /// --no-cache, or this stage is named in --no-cache-filter.
     pub no_cache: bool,
+    /// The stage's index in the plan.
+    pub index: usize,
 }
 
 impl Stage {
@@ -259,6 +265,8 @@ pub fn build(
     }
 
     let ctx = instructions::StepContext {
+        imported: crate::cache::Imported::open(&options.cache_from),
+        used: crate::cache::UsedCache::default(),
         store,
         context: &context,
         options,
@@ -317,6 +325,7 @@ pub fn build(
     })?;
     let image_id = store.put_blob(&config_bytes)?;
     store.add_image(&image_id, &options.tags)?;
+    export_cache(&ctx, &plan, progress)?;
     Ok(BuildOutcome { image_id, config })
 }
 
@@ -396,6 +405,43 @@ fn run_stages(
         Some(e) => Err(e),
         None => Ok(results),
     }
+}
+
+/// --cache-to: the records (and blobs) of the steps this build used; mode=min keeps those of
+/// the stages whose layers are in the image (the target and the stages it is FROM).
+fn export_cache(
+    ctx: &instructions::StepContext,
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    if ctx.options.cache_to.is_empty() {
+        return Ok(());
+    }
+    let (keys, mounts) = ctx.used.snapshot();
+    let mut in_image = vec![plan.target];
+    while let Some(plan::Base::Stage(base)) = in_image.last().map(|i| plan.stages[*i].base.clone())
+    {
+        in_image.push(base);
+    }
+    for to in &ctx.options.cache_to {
+        let selected: Vec<String> = keys
+            .iter()
+            .filter(|(stage, _)| to.max || in_image.contains(stage))
+            .map(|(_, key)| key.clone())
+            .collect();
+        let written = crate::cache::export(ctx.store, to, &selected, &mounts).map_err(|e| {
+            BuildError::Io {
+                action: format!("export the build cache to {}", to.dest.display()),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        progress.notice(&format!(
+            "exported build cache to {} ({} records, {written} new blobs)",
+            to.dest.display(),
+            selected.len()
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn lookup_args(args: &[(String, Option<String>)], name: &str) -> Option<String> {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use rbuild_runtime::{
     EtcFiles, MountSource, NetworkMode, OutputStream, RootfsSpec, StepMount, StepSpec,
 };
-use sha2::{Digest as _, Sha256};
 
 use super::error::{io_error, BuildError, Location};
 use super::history::run_created_by;
@@ -342,10 +341,21 @@ fn cache_mount_dir(
     mount: &RunMount,
     guards: &mut MountGuards,
 ) -> Result<PathBuf, BuildError> {
-    let root = ctx.store.root().join("cache-mounts");
+    let dir = ctx.store.cache_mount_dir(&mount.id);
+    let root = dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.store.root().to_path_buf());
     std::fs::create_dir_all(&root).map_err(io_error("create cache-mounts dir"))?;
-    let name = hex::encode(Sha256::digest(mount.id.as_bytes()));
-    let dir = root.join(&name);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ctx.used.mount(&mount.id);
+    // A cache exported with mounts=true seeds an empty cache mount.
+    if !dir.exists() && !ctx.imported.is_empty() {
+        ctx.imported.seed_mount(&mount.id, &dir);
+    }
     let lock_path = root.join(format!("{name}.lock"));
     let lock = std::fs::OpenOptions::new()
         .create(true)

@@ -63,6 +63,12 @@ pub struct BuildArgs {
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`
+    #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: `type=local,src=DIR`
+    #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+    pub cache_from: Vec<String>,
     /// Do not use the cache for these stages (comma-separated names)
     #[arg(
         long = "no-cache-filter",
@@ -724,6 +730,16 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         network: args.network.clone(),
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|s| rbuild::cache::parse_cache_to(s))
+            .collect::<Result<_, _>>()?,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|s| rbuild::cache::parse_cache_from(s))
+            .collect::<Result<_, _>>()?,
         ssh: parse_ssh(&args.ssh)?,
         named_contexts: parse_build_contexts(&store, &args.build_contexts)?,
         extra_hosts: args

@@ -33,6 +33,20 @@ impl Store {
         }
     }
 
+    /// The record for `key` as stored, without touching its last-use time.
+    pub fn cache_peek(&self, key: &str) -> Option<CacheRecord> {
+        let bytes = std::fs::read(self.cache_path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Where the cache mount `id` keeps its files.
+    pub fn cache_mount_dir(&self, id: &str) -> std::path::PathBuf {
+        use sha2::Digest as _;
+        self.root
+            .join("cache-mounts")
+            .join(hex::encode(sha2::Sha256::digest(id.as_bytes())))
+    }
+
     /// Held while a step with this key runs: another rbuild (or stage) about to run the same
     /// step waits, then finds it in the cache instead of running it again.
     pub fn step_lock(&self, key: &str) -> Result<super::StoreLock, StoreError> {

@@ -282,3 +282,88 @@ fn df_and_prune() {
     let stderr = env.rbuild_err(["prune", "--filter", "since=1h"]);
     assert!(stderr.contains("until"), "{stderr}");
 }
+
+/// --cache-to / --cache-from type=local: a cache exported from store A makes every step of the
+/// same build hit in a fresh store B, with the same image id; only the blobs of hits are read;
+/// mounts=true carries cache mounts too; an unchanged export writes nothing new.
+#[test]
+fn cache_travels_between_stores_through_a_directory() {
+    let Some(a) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(b) = TestEnv::with_busybox() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest\nCOPY in.txt /in.txt\nENV K=v\n\
+                      RUN --mount=type=cache,id=travel,target=/c echo from-a > /c/file && echo $RANDOM$RANDOM > /random\n\
+                      LABEL done=yes\n";
+    let cache_dir = a.path("shared-cache");
+    let ctx_a = a.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+    let to = format!(
+        "type=local,dest={},mode=max,mounts=true",
+        cache_dir.display()
+    );
+    let id_a = a.rbuild_ok([
+        "build",
+        "-q",
+        "--cache-to",
+        &to,
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+    let out_a = a.path("a.tar");
+    a.rbuild_ok(["save", "-o", out_a.to_str().expect("utf-8"), id_a.trim()]);
+
+    let ctx_b = b.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+    let from = format!("type=local,src={}", cache_dir.display());
+    let output = b.rbuild([
+        "build",
+        "--progress",
+        "plain",
+        "--iidfile",
+        b.path("iid").to_str().expect("utf-8"),
+        "--cache-from",
+        &from,
+        ctx_b.to_str().expect("utf-8"),
+    ]);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        cached_steps(&stderr),
+        vec![2, 3, 4, 5],
+        "every step hits from the imported cache: {stderr}"
+    );
+    let id_b = b
+        .command_as_user("cat")
+        .arg(b.path("iid"))
+        .output()
+        .expect("cat");
+    assert_eq!(
+        String::from_utf8_lossy(&id_b.stdout),
+        id_a.trim(),
+        "the same image id in both stores"
+    );
+    let out_b = b.path("b.tar");
+    b.rbuild_ok(["save", "-o", out_b.to_str().expect("utf-8"), id_a.trim()]);
+    assert_eq!(
+        OciImage::open(&out_b).tree().text("random"),
+        OciImage::open(&out_a).tree().text("random")
+    );
+
+    // The cache mount came along.
+    let reader = b.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest\nRUN --mount=type=cache,id=travel,target=/c cat /c/file > /seen\n",
+        ),
+    )]);
+    let (_, seen) = b.build_oci("seen", &["--cache-from", &from], &reader);
+    assert_eq!(seen.tree().text("seen"), "from-a\n");
+
+    // Exporting the unchanged cache again writes no new blob.
+    let output = a.rbuild(["build", "--cache-to", &to, ctx_a.to_str().expect("utf-8")]);
+    let stderr = stderr_of(&output);
+    assert!(
+        output.status.success() && stderr.contains("0 new blobs"),
+        "{stderr}"
+    );
+}

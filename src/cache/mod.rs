@@ -1,0 +1,404 @@
+//! The travelling build cache (`--cache-to`, `--cache-from`): cache records, the layer blobs
+//! of their steps and, with `mounts=true`, cache-mount contents, written to and read from a
+//! directory as an OCI layout (one manifest: the records as its config, the blobs as its
+//! layers), so CI runners that start empty can share a cache.
+//!
+//! Import is lazy: the records are read up front, a layer blob only when its step hits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::store::{CacheRecord, LayerBlob, Store};
+
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.rbuild.cache.config.v1+json";
+const MOUNT_MEDIA_TYPE: &str = "application/vnd.rbuild.cache.mount.v1.tar+gzip";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache at {path} is not readable: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("--cache-{direction} {spec:?}: {message}")]
+    Spec {
+        direction: &'static str,
+        spec: String,
+        message: String,
+    },
+}
+
+fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> CacheError + 'p {
+    move |source| CacheError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTo {
+    pub dest: PathBuf,
+    /// max: every step of every stage built; min: the target stage's steps only.
+    pub max: bool,
+    pub mounts: bool,
+}
+
+/// `--cache-from type=local,src=DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFrom {
+    pub src: PathBuf,
+}
+
+fn parse_fields(
+    direction: &'static str,
+    spec: &str,
+) -> Result<BTreeMap<String, String>, CacheError> {
+    let mut fields = BTreeMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| CacheError::Spec {
+            direction,
+            spec: spec.to_string(),
+            message: format!("{part:?} is not KEY=VALUE"),
+        })?;
+        fields.insert(k.to_string(), v.to_string());
+    }
+    match fields.get("type").map(String::as_str) {
+        Some("local") => Ok(fields),
+        Some(other) => Err(CacheError::Spec {
+            direction,
+            spec: spec.to_string(),
+            message: format!("type={other} is not supported yet (supported: local)"),
+        }),
+        None => Err(CacheError::Spec {
+            direction,
+            spec: spec.to_string(),
+            message: "missing type=".into(),
+        }),
+    }
+}
+
+pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
+    let fields = parse_fields("to", spec)?;
+    let err = |message: String| CacheError::Spec {
+        direction: "to",
+        spec: spec.to_string(),
+        message,
+    };
+    let dest = fields
+        .get("dest")
+        .ok_or_else(|| err("missing dest=DIR".into()))?;
+    let max = match fields.get("mode").map(String::as_str) {
+        None | Some("min") => false,
+        Some("max") => true,
+        Some(other) => return Err(err(format!("mode={other}: expected min or max"))),
+    };
+    let mounts = matches!(fields.get("mounts").map(String::as_str), Some("true"));
+    Ok(CacheTo {
+        dest: PathBuf::from(dest),
+        max,
+        mounts,
+    })
+}
+
+pub fn parse_cache_from(spec: &str) -> Result<CacheFrom, CacheError> {
+    let fields = parse_fields("from", spec)?;
+    let src = fields.get("src").ok_or_else(|| CacheError::Spec {
+        direction: "from",
+        spec: spec.to_string(),
+        message: "missing src=DIR".into(),
+    })?;
+    Ok(CacheFrom {
+        src: PathBuf::from(src),
+    })
+}
+
+/// One exported record: what the step produced, and the blob that carries its layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TravelRecord {
+    pub record: CacheRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<LayerBlob>,
+}
+
+/// The cache config: records by key, cache mounts by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    pub records: BTreeMap<String, TravelRecord>,
+    #[serde(default)]
+    pub mounts: BTreeMap<String, LayerBlob>,
+}
+
+/// What a build used, to export afterwards: keys per stage, and cache-mount ids.
+#[derive(Debug, Default)]
+pub struct UsedCache {
+    keys: Mutex<Vec<(usize, String)>>,
+    mounts: Mutex<Vec<String>>,
+}
+
+impl UsedCache {
+    pub fn key(&self, stage: usize, key: &str) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.push((stage, key.to_string()));
+        }
+    }
+
+    /// The keys (with their stage) and mount ids used so far, keys deduplicated.
+    pub fn snapshot(&self) -> (Vec<(usize, String)>, Vec<String>) {
+        let mut keys = self.keys.lock().map(|k| k.clone()).unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        keys.retain(|(_, k)| seen.insert(k.clone()));
+        let mounts = self.mounts.lock().map(|m| m.clone()).unwrap_or_default();
+        (keys, mounts)
+    }
+
+    pub fn mount(&self, id: &str) {
+        if let Ok(mut mounts) = self.mounts.lock() {
+            if !mounts.iter().any(|m| m == id) {
+                mounts.push(id.to_string());
+            }
+        }
+    }
+}
+
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Copies a blob into the cache dir unless it is already there (an unchanged cache exports
+/// nothing new).
+fn put_blob(dir: &Path, digest: &str, source: &Path) -> Result<bool, CacheError> {
+    let target = blob_path(dir, digest);
+    if target.exists() {
+        return Ok(false);
+    }
+    let parent = target.parent().unwrap_or(dir);
+    let temp = tempfile::NamedTempFile::new_in(parent).map_err(io("write", parent))?;
+    std::fs::copy(source, temp.path()).map_err(io("write", &target))?;
+    temp.persist(&target).map_err(|e| CacheError::Io {
+        what: "write",
+        path: target.clone(),
+        source: e.error,
+    })?;
+    Ok(true)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<Vec<u8>, CacheError> {
+    let bytes = crate::image::canonical_json(value).map_err(|e| CacheError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(bytes)
+}
+
+fn store_bytes(dir: &Path, bytes: &[u8]) -> Result<(String, u64), CacheError> {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let target = blob_path(dir, &digest);
+    if !target.exists() {
+        crate::store::write_atomic(&target, bytes)?;
+    }
+    Ok((digest, bytes.len() as u64))
+}
+
+/// Writes the records of `keys` (and the cache mounts `mount_ids`) to `to.dest`.
+/// Returns how many blobs were newly written.
+pub fn export(
+    store: &Store,
+    to: &CacheTo,
+    keys: &[String],
+    mount_ids: &[String],
+) -> Result<usize, CacheError> {
+    let dir = &to.dest;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io("create", dir))?;
+    let mut config = read_config(dir).unwrap_or_default();
+    let mut written = 0;
+    for key in keys {
+        let Some(record) = store.cache_peek(key) else {
+            continue;
+        };
+        let blob = match &record.diff_id {
+            Some(diff_id) => {
+                let (blob, path) = crate::archive::layer_blob(store, diff_id)?;
+                if put_blob(dir, &blob.digest, &path)? {
+                    written += 1;
+                }
+                Some(blob)
+            }
+            None => None,
+        };
+        config
+            .records
+            .insert(key.clone(), TravelRecord { record, blob });
+    }
+    if to.mounts {
+        for id in mount_ids {
+            let mount_dir = store.cache_mount_dir(id);
+            if !mount_dir.is_dir() {
+                continue;
+            }
+            let temp = store.blob_temp_file()?;
+            let (file, temp_path) = temp.into_parts();
+            let counted = crate::snapshot::DigestWriter::new(std::io::BufWriter::new(file));
+            let encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(counted, flate2::Compression::fast());
+            let mut tar = tar::Builder::new(encoder);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &mount_dir)
+                .map_err(io("archive cache mount", &mount_dir))?;
+            let encoder = tar
+                .into_inner()
+                .map_err(io("archive cache mount", &mount_dir))?;
+            let counted = encoder
+                .finish()
+                .map_err(io("archive cache mount", &mount_dir))?;
+            let (_, digest) = counted.finish();
+            if put_blob(dir, &digest.as_oci(), &temp_path)? {
+                written += 1;
+            }
+            config.mounts.insert(
+                id.clone(),
+                LayerBlob {
+                    media_type: MOUNT_MEDIA_TYPE.into(),
+                    digest: digest.as_oci(),
+                    size: digest.size,
+                },
+            );
+        }
+    }
+    // The records as a manifest's config, the blobs as its layers: an OCI layout.
+    let config_bytes = write_json(dir, &config)?;
+    let (config_digest, config_size) = store_bytes(dir, &config_bytes)?;
+    let mut layers: Vec<serde_json::Value> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for blob in config
+        .records
+        .values()
+        .filter_map(|r| r.blob.as_ref())
+        .chain(config.mounts.values())
+    {
+        if seen.insert(blob.digest.clone()) {
+            layers.push(serde_json::json!({"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}));
+        }
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config_size},
+        "layers": layers,
+    });
+    let manifest_bytes = write_json(dir, &manifest)?;
+    let (manifest_digest, manifest_size) = store_bytes(dir, &manifest_bytes)?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "rbuild-cache"},
+        }],
+    });
+    crate::store::write_atomic(&dir.join("index.json"), &write_json(dir, &index)?)?;
+    crate::store::write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    Ok(written)
+}
+
+/// The cache config of a layout written by `export`.
+pub fn read_config(dir: &Path) -> Result<CacheConfig, CacheError> {
+    let invalid = |message: String| CacheError::Invalid {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).map_err(io("read", dir))?)
+            .map_err(|e| invalid(e.to_string()))?;
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .ok_or_else(|| invalid("index.json has no manifest".into()))?;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob_path(dir, manifest_digest)).map_err(io("read", dir))?,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| invalid("manifest has no config".into()))?;
+    serde_json::from_slice(&std::fs::read(blob_path(dir, config_digest)).map_err(io("read", dir))?)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// Imported caches, consulted when the store misses.
+#[derive(Debug, Default)]
+pub struct Imported {
+    sources: Vec<(PathBuf, CacheConfig)>,
+}
+
+impl Imported {
+    pub fn open(from: &[CacheFrom]) -> Imported {
+        // A cache that is not there yet (the first CI run) is no error.
+        let sources = from
+            .iter()
+            .filter_map(|f| read_config(&f.src).ok().map(|c| (f.src.clone(), c)))
+            .collect();
+        Imported { sources }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// The record for `key`, with its layer imported into the store (only now: blobs of
+    /// steps that miss are never read).
+    pub fn lookup(&self, store: &Store, key: &str) -> Option<CacheRecord> {
+        for (dir, config) in &self.sources {
+            let Some(travel) = config.records.get(key) else {
+                continue;
+            };
+            if let (Some(diff_id), Some(blob)) = (&travel.record.diff_id, &travel.blob) {
+                let path = blob_path(dir, &blob.digest);
+                if crate::archive::import_layer_blob(store, &path, blob.clone(), diff_id).is_err() {
+                    continue;
+                }
+            }
+            let _ = store.cache_store(key, &travel.record);
+            return Some(travel.record.clone());
+        }
+        None
+    }
+
+    /// Seeds a cache mount from an imported one when the store has none yet.
+    pub fn seed_mount(&self, id: &str, dir: &Path) -> bool {
+        for (src, config) in &self.sources {
+            let Some(blob) = config.mounts.get(id) else {
+                continue;
+            };
+            let Ok(file) = std::fs::File::open(blob_path(src, &blob.digest)) else {
+                continue;
+            };
+            let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+            archive.set_preserve_permissions(true);
+            archive.set_preserve_ownerships(true);
+            if std::fs::create_dir_all(dir).is_ok() && archive.unpack(dir).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+}
