@@ -10,7 +10,7 @@ use super::error::{io_error, BuildError, Location};
 use super::history::{go_plain_list, go_port_map, go_quoted_list};
 use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
 use super::{created_time, BuildOptions, Stage, StageResult};
-use crate::context::{hash_selection, BuildContext};
+use crate::context::{hash_selection_with, BuildContext};
 use crate::dockerfile::{self, Command, CopyArgs, Flag, Healthcheck, Instruction, InstructionKind};
 use crate::image::{ImageConfig, DEFAULT_PATH};
 use crate::plan::{resolve_source, Base, Plan, Source, StagePlan};
@@ -19,6 +19,8 @@ use crate::snapshot;
 use crate::store::{CacheRecord, LayerInfo, Store};
 
 pub(crate) struct StepContext<'a> {
+    /// Digests of context files, by stat, kept between builds.
+    pub hashes: crate::context::HashCache,
     /// Caches given with --cache-from, consulted when the store misses.
     pub imported: crate::cache::Imported,
     /// Keys and cache mounts this build used, for --cache-to.
@@ -824,7 +826,8 @@ fn copy(
     }
     created_by.push_str(&format!(" {dest_raw} # buildkit"));
 
-    let content = hash_selection(&selected).map_err(|e| loc.error(keyword, e.to_string()))?;
+    let content = hash_selection_with(&selected, &ctx.hashes)
+        .map_err(|e| loc.error(keyword, e.to_string()))?;
     let from_key = match &source {
         CopySource::Context => "context",
         CopySource::Layers(layers) => layers.key.as_str(),

@@ -264,7 +264,15 @@ pub fn build(
         });
     }
 
+    let hash_file = {
+        let root = context.root().to_string_lossy().into_owned();
+        store.root().join("context-hashes").join(format!(
+            "{}.json",
+            hex::encode(Sha256::digest(root.as_bytes()))
+        ))
+    };
     let ctx = instructions::StepContext {
+        hashes: crate::context::HashCache::load(hash_file),
         imported: crate::cache::Imported::open(&options.cache_from),
         used: crate::cache::UsedCache::default(),
         store,
@@ -274,7 +282,9 @@ pub fn build(
         plan: &plan,
         cancelled: AtomicBool::new(false),
     };
-    let results = run_stages(&ctx, &plan, progress, &locate)?;
+    let results = run_stages(&ctx, &plan, progress, &locate);
+    ctx.hashes.save();
+    let results = results?;
     let Some(target) = results.get(&plan.target) else {
         return Err(BuildError::Io {
             action: "build the target stage".into(),

@@ -17,7 +17,7 @@ use super::instructions::{
 use super::rootfs::StepDirs;
 use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
 use super::{Stage, StageResult};
-use crate::context::hash_selection;
+use crate::context::hash_selection_with;
 use crate::dockerfile::{Command, Flag, Heredoc};
 use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
 use crate::progress::StageProgress;
@@ -419,7 +419,8 @@ fn bind_mount(
             .context
             .select(if source.is_empty() { "." } else { &source })
             .map_err(|e| loc.error("RUN", e.to_string()))?;
-        let content = hash_selection(&selected).map_err(|e| loc.error("RUN", e.to_string()))?;
+        let content = hash_selection_with(&selected, &ctx.hashes)
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
         let path = selected
             .first()
             .and_then(|s| s.entries.first())

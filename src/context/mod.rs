@@ -1,10 +1,15 @@
 //! The build context: `.dockerignore`, selection of COPY sources inside the context root,
 //! and content hashing of exactly what was selected.
 
+mod hashcache;
 pub mod ignore;
 pub mod pattern;
 pub mod remote;
 mod select;
 
+pub use hashcache::HashCache;
 pub use ignore::{clean_relative, IgnoreRules};
-pub use select::{hash_selection, BuildContext, ContextError, Selected, SourceEntry, SourceKind};
+pub use select::{
+    hash_selection, hash_selection_with, BuildContext, ContextError, Selected, SourceEntry,
+    SourceKind,
+};

@@ -1,6 +1,5 @@
 //! Selecting COPY sources inside the context root, honouring `.dockerignore`, and hashing them.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -337,8 +336,15 @@ fn escapes_root(source: &str) -> bool {
 /// Content digest of selected sources for the cache key: path, type, mode, content, link
 /// target; never mtime (a touched file must still hit).
 pub fn hash_selection(selected: &[Selected]) -> Result<String, ContextError> {
+    hash_selection_with(selected, &super::HashCache::default())
+}
+
+/// `hash_selection` with file digests from (and into) `cache`.
+pub fn hash_selection_with(
+    selected: &[Selected],
+    cache: &super::HashCache,
+) -> Result<String, ContextError> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
     for sel in selected {
         hasher.update(format!("source {}\0", sel.name).as_bytes());
         for entry in &sel.entries {
@@ -355,16 +361,10 @@ pub fn hash_selection(selected: &[Selected]) -> Result<String, ContextError> {
                     hasher.update(format!("link\0{target}\0").as_bytes())
                 }
                 SourceKind::File { size } => {
-                    hasher.update(format!("file\0{size}\0").as_bytes());
-                    let mut file =
-                        std::fs::File::open(&entry.host_path).map_err(io(&entry.host_path))?;
-                    loop {
-                        let n = file.read(&mut buf).map_err(io(&entry.host_path))?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                    }
+                    let digest = cache
+                        .digest(&entry.host_path)
+                        .map_err(io(&entry.host_path))?;
+                    hasher.update(format!("file\0{size}\0{digest}\0").as_bytes());
                 }
             }
         }

@@ -1,0 +1,123 @@
+//! Content digests of context files, remembered by (device, inode, size, mtime, ctime): an
+//! unchanged file is not read again on the next build. Saved per context in the store.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    digest: String,
+}
+
+/// The remembered digests; a miss reads and hashes the file.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    entries: Mutex<BTreeMap<PathBuf, Stamp>>,
+    /// Where it is saved; None keeps it in memory only.
+    file: Option<PathBuf>,
+}
+
+impl HashCache {
+    /// Loads the cache kept at `file` (a missing or unreadable file is an empty cache).
+    pub fn load(file: PathBuf) -> HashCache {
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        HashCache {
+            entries: Mutex::new(entries),
+            file: Some(file),
+        }
+    }
+
+    /// Writes the cache back (best effort: a cache that cannot be saved is only slower).
+    pub fn save(&self) {
+        let (Some(file), Ok(entries)) = (&self.file, self.entries.lock()) else {
+            return;
+        };
+        if let Ok(bytes) = serde_json::to_vec(&*entries) {
+            let Some(dir) = file.parent() else { return };
+            let _ = std::fs::create_dir_all(dir);
+            // A temp file of its own: two builds of one context may save at once.
+            if let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir) {
+                if std::io::Write::write_all(&mut temp, &bytes).is_ok() {
+                    let _ = temp.persist(file);
+                }
+            }
+        }
+    }
+
+    /// The sha256 (hex) of the file's content.
+    pub fn digest(&self, path: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        let stamp = |digest: String| Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            digest,
+        };
+        if let Ok(entries) = self.entries.lock() {
+            if let Some(known) = entries.get(path) {
+                if *known == stamp(known.digest.clone()) {
+                    return Ok(known.digest.clone());
+                }
+            }
+        }
+        let mut hasher = Sha256::new();
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest = hex::encode(hasher.finalize());
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(path.to_path_buf(), stamp(digest.clone()));
+        }
+        Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_reread_and_changes_are_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "one").expect("write");
+        let store = dir.path().join("cache.json");
+        let cache = HashCache::load(store.clone());
+        let first = cache.digest(&file).expect("digest");
+        cache.save();
+        // A poisoned entry proves the second read came from the cache, not the file.
+        let reloaded = HashCache::load(store.clone());
+        if let Ok(mut entries) = reloaded.entries.lock() {
+            if let Some(e) = entries.get_mut(&file) {
+                e.digest = "remembered".into();
+            }
+        }
+        assert_eq!(reloaded.digest(&file).expect("digest"), "remembered");
+        std::fs::write(&file, "two").expect("write");
+        let changed = reloaded.digest(&file).expect("digest");
+        assert_ne!(changed, first);
+        assert_ne!(changed, "remembered");
+    }
+}
