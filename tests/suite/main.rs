@@ -13,6 +13,8 @@ mod df_copy;
 mod df_heredoc;
 mod df_mounts;
 mod df_multistage;
+mod df_onbuild;
+mod df_workdir;
 mod failures;
 mod filesystem;
 mod fixtures_test;
