@@ -12,6 +12,7 @@ mod df_args;
 mod df_cmd;
 mod df_copy;
 mod df_dockerignore;
+mod df_errors;
 mod df_heredoc;
 mod df_mounts;
 mod df_multistage;
