@@ -130,10 +130,10 @@ fn copy_ownership_modes_and_symlinked_destinations() {
     assert_eq!(tree.node("kept/exec.sh").owner(), (0, 0));
 }
 
-/// One build covering: testCopyFromStageSymlink-like inner symlinks kept in a copied
-/// directory (reference "COPY": symlinks inside a directory source are copied as symlinks),
-/// hard links between copied files (testCopyHardlink? reference keeps file content), a dot
-/// source `COPY . /ctx/` copying the whole context, and a source directory `dir/.`.
+/// One build covering: testCopySymlinks (a symlink inside a directory source is copied as a
+/// symlink, even an absolute one), testCopyHardlinks (hard-linked context files both arrive with
+/// their content), testCopyWholeContext (`COPY . /ctx/`), and a `dir/.` source copying the
+/// directory's contents (reference "COPY").
 #[test]
 fn copy_whole_context_and_links() {
     let Some(env) = TestEnv::with_busybox() else {
