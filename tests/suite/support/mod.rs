@@ -17,12 +17,15 @@
 #![allow(dead_code)]
 
 pub mod craft;
+pub mod df;
 pub mod oci;
 pub mod tools;
 
 // Re-exported for the test modules; each uses a different part.
 #[allow(unused_imports)]
 pub use craft::{ImageBuilder, TarEntry};
+#[allow(unused_imports)]
+pub use df::{build_df, build_df_err, config_field, created_by, df_context, env_value, path_str};
 #[allow(unused_imports)]
 pub use oci::{Compression, Layer, Node, NodeKind, OciImage, Tree};
 #[allow(unused_imports)]
