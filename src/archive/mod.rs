@@ -1,11 +1,13 @@
 //! Image archives: writing OCI and Docker archives from the store (`save`, `--output`), and
 //! loading OCI layouts, OCI archives and Docker archives into it (`load`).
 
+mod import;
 mod load;
 mod save;
 
-pub use load::{load, LoadedImage};
-pub use save::{save, ArchiveFormat};
+pub use import::{import_image, import_layer, LoadedImage};
+pub use load::load;
+pub use save::{gzip_blob, save, ArchiveFormat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

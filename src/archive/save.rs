@@ -22,8 +22,9 @@ pub enum ArchiveFormat {
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
-/// A compressed blob for the layer: the one it came with, else one made now (and cached).
-fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
+/// A compressed blob for the layer: the one it came with, else one made now (and cached in
+/// the store, so a later save or push reuses it). Shared by `save` and registry push.
+pub fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
     let mut info = store.layer_info(diff_id)?;
     // The blob a layer came with is used as it is, compressed or not.
     let present = |b: &&LayerBlob| store.has_blob(&b.digest);

@@ -68,8 +68,11 @@ impl Store {
     /// Finds an image by tag (`app`, `app:1`), full id (`sha256:...`) or unique id prefix.
     pub fn resolve_image(&self, name: &str) -> Result<String, StoreError> {
         let tags = self.tags()?;
-        if let Ok(tag) = crate::image::parse_tag(name) {
-            if let Some(id) = tags.get(&tag.to_string()) {
+        // `busybox`, `docker.io/library/busybox:latest` and `busybox:latest` are one key;
+        // a digest reference is found under `REPO@sha256:...` (recorded by pull).
+        if let Ok(reference) = crate::image::parse_reference(name) {
+            let key = reference.digest_key().or_else(|| reference.tag_key());
+            if let Some(id) = key.and_then(|k| tags.get(&k)) {
                 return Ok(id.clone());
             }
         }
