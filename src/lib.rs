@@ -8,5 +8,6 @@ pub mod context;
 pub mod dockerfile;
 pub mod image;
 pub mod progress;
+pub mod registry;
 pub mod snapshot;
 pub mod store;

@@ -62,8 +62,15 @@ fn flag_value<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
         .map(|f| f.value.as_deref().unwrap_or(""))
 }
 
+/// Where a FROM image comes from: the store, pulling when it is missing (or always).
+pub(crate) struct BaseSource<'a> {
+    pub store: &'a Store,
+    /// `--pull`: re-resolve the tag in the registry even when the store has the image.
+    pub pull: bool,
+}
+
 pub(crate) fn dispatch_from(
-    store: &Store,
+    source: BaseSource,
     ins: &Instruction,
     loc: &Location,
     escape: char,
@@ -71,6 +78,7 @@ pub(crate) fn dispatch_from(
     progress: &mut Progress,
     total: usize,
 ) -> Result<Stage, BuildError> {
+    let BaseSource { store, pull } = source;
     let InstructionKind::From {
         flags,
         image,
@@ -91,9 +99,7 @@ pub(crate) fn dispatch_from(
     let (config, cache_key) = if name == "scratch" {
         (ImageConfig::scratch(), "scratch".to_string())
     } else {
-        let image_id = store.resolve_image(&name).map_err(|e| {
-            loc.error("FROM", format!("{e} (pulling from registries is not supported yet: load it with `rbuild load -i ARCHIVE`)"))
-        })?;
+        let image_id = base_image(store, &name, pull, loc, progress)?;
         let bytes = store.read_blob(&image_id)?;
         let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
             loc.error(
@@ -118,6 +124,40 @@ pub(crate) fn dispatch_from(
         args: Vec::new(),
         cmd_set: false,
     })
+}
+
+/// The image id of a FROM image: from the store, else (or always with `--pull`) pulled from
+/// its registry.
+fn base_image(
+    store: &Store,
+    name: &str,
+    pull: bool,
+    loc: &Location,
+    progress: &mut Progress,
+) -> Result<String, BuildError> {
+    if !pull {
+        match store.resolve_image(name) {
+            Ok(id) => return Ok(id),
+            Err(crate::store::StoreError::NoSuchImage { .. }) => {}
+            Err(e) => return Err(loc.error("FROM", e.to_string())),
+        }
+    }
+    let reference =
+        crate::image::parse_reference(name).map_err(|e| loc.error("FROM", e.to_string()))?;
+    let quiet = progress.is_quiet();
+    let log = move |line: &str| {
+        if !quiet {
+            eprintln!("  {line}");
+        }
+    };
+    crate::registry::pull(
+        store,
+        &reference,
+        &crate::registry::PullOptions::default(),
+        &log,
+    )
+    .map(|pulled| pulled.image_id)
+    .map_err(|e| loc.error("FROM", format!("cannot pull {name}: {e}")))
 }
 
 pub(crate) fn dispatch(

@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// Pull the FROM image even when the store has it (re-resolve the tag).
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +193,10 @@ pub fn build(
     }
     let total = stage_instructions.len();
     let mut stage = instructions::dispatch_from(
-        store,
+        instructions::BaseSource {
+            store,
+            pull: options.pull,
+        },
         from,
         &locate(from),
         escape,

@@ -28,6 +28,12 @@ pub struct BuildArgs {
     /// Do not use the cache: run every step
     #[arg(long)]
     pub no_cache: bool,
+    /// Pull the FROM image even when the store has it (re-resolve its tag)
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to its registry under every -t name after the build
+    #[arg(long)]
+    pub push: bool,
     /// Progress output
     #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
     pub progress: String,
@@ -126,7 +132,11 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         build_args: parse_key_values("--build-arg", &args.build_args, true)?,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
+        pull: args.pull,
     };
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs at least one -t NAME[:TAG] to push to");
+    }
     let store = super::open_store(root)?;
     let mut progress = Progress::new(mode);
     let outcome = build::build(&store, &options, &mut progress)?;
@@ -140,6 +150,12 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
         )
         .with_context(|| format!("cannot write {}", output.dest.display()))?;
         progress.notice(&format!("exported to {}", output.dest.display()));
+    }
+    if args.push {
+        // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
+        for tag in &args.tags {
+            super::registry::push_image(&store, &outcome.image_id, tag, args.quiet)?;
+        }
     }
     if let Some(iidfile) = &args.iidfile {
         std::fs::write(iidfile, &outcome.image_id)

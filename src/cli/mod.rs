@@ -4,6 +4,7 @@
 mod build;
 mod images;
 mod manage;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,14 @@ pub enum Commands {
     Load(manage::LoadArgs),
     /// Write an image to a Docker archive (default) or an OCI archive
     Save(manage::SaveArgs),
+    /// Pull an image from a registry
+    Pull(registry::PullArgs),
+    /// Push an image to a registry
+    Push(registry::PushArgs),
+    /// Save credentials for a registry (in docker's config.json or $REGISTRY_AUTH_FILE)
+    Login(registry::LoginArgs),
+    /// Remove saved credentials for a registry
+    Logout(registry::LogoutArgs),
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -52,8 +61,9 @@ pub enum Commands {
 }
 
 /// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
-pub const SUBCOMMANDS: [&str; 10] = [
-    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "system", "help",
+pub const SUBCOMMANDS: [&str; 14] = [
+    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "pull", "push", "login",
+    "logout", "system", "help",
 ];
 
 impl Commands {
@@ -64,6 +74,8 @@ impl Commands {
             Commands::Build(_)
                 | Commands::Load(_)
                 | Commands::Save(_)
+                | Commands::Pull(_)
+                | Commands::Push(_)
                 | Commands::Rmi(_)
                 | Commands::System { .. }
         )
@@ -95,6 +107,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Rmi(args) => manage::rmi(&root, args),
         Commands::Load(args) => manage::load(&root, args),
         Commands::Save(args) => manage::save(&root, args),
+        Commands::Pull(args) => registry::pull(&root, args),
+        Commands::Push(args) => registry::push(&root, args),
+        Commands::Login(args) => registry::login(args),
+        Commands::Logout(args) => registry::logout(args),
         Commands::System { command } => manage::system(&root, command),
     }
 }

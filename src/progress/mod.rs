@@ -70,6 +70,10 @@ impl Progress {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.mode == ProgressMode::Quiet
+    }
+
     pub fn notice(&mut self, text: &str) {
         if self.mode != ProgressMode::Quiet {
             eprintln!("{text}");

@@ -10,4 +10,5 @@ mod filesystem;
 mod fixtures_test;
 mod interop;
 mod layers;
+mod registry;
 mod sandbox;

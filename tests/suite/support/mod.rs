@@ -18,6 +18,7 @@
 
 pub mod craft;
 pub mod oci;
+pub mod registry;
 pub mod tools;
 
 // Re-exported for the test modules; each uses a different part.
