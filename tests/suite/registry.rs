@@ -259,3 +259,117 @@ fn pipe_stdin(mut command: Command, input: &[u8]) -> Output {
     }
     child.wait_with_output().expect("wait")
 }
+
+/// Writes `bytes` as a blob of the OCI layout at `dir`; returns its descriptor.
+fn put_layout_blob(dir: &std::path::Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+fn read_layout_blob(dir: &std::path::Path, digest: &str) -> serde_json::Value {
+    let path = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    serde_json::from_slice(&std::fs::read(path).expect("read blob")).expect("json blob")
+}
+
+#[test]
+fn a_multi_platform_index_resolves_to_the_requested_platform() {
+    let Some(fixtures) = crate::support::fixtures_dir() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    // An index made by hand from the busybox layout: the real amd64 image plus an "arm64"
+    // entry with its own config (same layer), copied to the registry by skopeo --all.
+    let layout = tempfile::tempdir().expect("temp dir");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(fixtures.join("busybox-layout/."))
+        .arg(layout.path())
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    let dir = layout.path();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index"))
+            .expect("json");
+    let amd64_desc = index["manifests"][0].clone();
+    let amd64_digest = amd64_desc["digest"].as_str().expect("digest");
+    let amd64_manifest = read_layout_blob(dir, amd64_digest);
+    let amd64_config_digest = amd64_manifest["config"]["digest"].as_str().expect("config");
+    let mut arm_config = read_layout_blob(dir, amd64_config_digest);
+    arm_config["architecture"] = "arm64".into();
+    arm_config["variant"] = "v8".into();
+    let arm_config_desc = put_layout_blob(
+        dir,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&arm_config).expect("json"),
+    );
+    let mut arm_manifest = amd64_manifest.clone();
+    arm_manifest["config"] = arm_config_desc.clone();
+    let arm_desc = put_layout_blob(
+        dir,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&arm_manifest).expect("json"),
+    );
+    let mut entries = Vec::new();
+    for (desc, arch, variant) in [
+        (amd64_desc.clone(), "amd64", None),
+        (arm_desc, "arm64", Some("v8")),
+    ] {
+        let mut entry = serde_json::json!({
+            "mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+            "platform": {"os": "linux", "architecture": arch},
+        });
+        if let Some(variant) = variant {
+            entry["platform"]["variant"] = variant.into();
+        }
+        entries.push(entry);
+    }
+    let inner = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    let mut inner_desc = put_layout_blob(
+        dir,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&inner).expect("json"),
+    );
+    inner_desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "multi"});
+    let outer = serde_json::json!({"schemaVersion": 2, "manifests": [inner_desc]});
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&outer).expect("json"),
+    )
+    .expect("write");
+    let target = format!("{}/multi/busybox:latest", registry.host);
+    crate::support::run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", dir.display()),
+        &format!("docker://{target}"),
+    ]));
+
+    let env = TestEnv::new();
+    let arm = ok(&env, &["pull", "--platform", "linux/arm64", &target]);
+    assert_eq!(
+        stdout(&arm),
+        arm_config_desc["digest"].as_str().expect("digest")
+    );
+    let env2 = TestEnv::new();
+    let host = ok(&env2, &["pull", &target]);
+    let host_config = match std::env::consts::ARCH {
+        "aarch64" => arm_config_desc["digest"].as_str().expect("digest"),
+        _ => amd64_config_digest,
+    };
+    assert_eq!(stdout(&host), host_config, "{}", all_output(&host));
+    let stderr = fails(&env2, &["pull", "--platform", "linux/s390x", &target]);
+    assert!(
+        stderr.contains("no image for platform linux/s390x"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("linux/arm64/v8"), "{stderr}");
+}
