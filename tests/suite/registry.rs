@@ -202,6 +202,7 @@ fn basic_auth_over_tls_with_login_and_docker_config() {
     let Some(registry) = Registry::start_with(RegistryOptions {
         basic_auth: Some(("tester".into(), password.into())),
         tls: true,
+        token: None,
     }) else {
         return;
     };
@@ -372,4 +373,71 @@ fn a_multi_platform_index_resolves_to_the_requested_platform() {
         "{stderr}"
     );
     assert!(stderr.contains("linux/arm64/v8"), "{stderr}");
+}
+
+#[test]
+fn bearer_tokens_anonymous_for_pull_and_credentials_from_an_auth_file_for_push() {
+    use crate::support::registry::TokenIssuer;
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let password = "t0ken-Pa55word";
+    let Some(issuer) = TokenIssuer::start("tester", password) else {
+        return;
+    };
+    let Some(registry) = Registry::start_with(RegistryOptions {
+        token: Some((issuer.realm.clone(), issuer.certificate())),
+        ..RegistryOptions::default()
+    }) else {
+        return;
+    };
+    let host = registry.host.clone();
+    registry.seed_busybox(
+        &fixture,
+        "library/busybox:latest",
+        Some(&format!("tester:{password}")),
+    );
+    let env = TestEnv::new();
+    let image = format!("{host}/library/busybox:latest");
+    // Anonymous token flow: pull access only.
+    let pulled = ok(&env, &["pull", &image]);
+    let copy = format!("{host}/team/copy:1");
+    let stderr = fails(&env, &["push", &image, &copy]);
+    assert!(stderr.contains("requires authentication"), "{stderr}");
+
+    // Credentials from a containers auth file ($REGISTRY_AUTH_FILE).
+    let auth_file = env.path("auth.json");
+    let encoded = base64_encode(format!("tester:{password}").as_bytes());
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {host.clone(): {"auth": encoded}}}).to_string(),
+    )
+    .expect("write auth.json");
+    let mut push = rbuild_cmd(&env, &["push", &image, &copy]);
+    push.env("REGISTRY_AUTH_FILE", &auth_file);
+    let (command, pushed) = run(push);
+    assert!(
+        pushed.status.success(),
+        "{} failed:\n{}",
+        describe_command(&command),
+        describe_output(&pushed)
+    );
+    let inspect = skopeo_inspect_with(
+        &format!("docker://{copy}"),
+        &["--tls-verify=false", &format!("--creds=tester:{password}")],
+    )
+    .expect("skopeo");
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(1));
+
+    let tokens = issuer.tokens();
+    assert!(tokens.len() >= 3, "the issuer was not used: {tokens:?}");
+    let everything = format!("{}{}{}", all_output(&pulled), stderr, all_output(&pushed));
+    for secret in tokens.iter().map(String::as_str).chain([password]) {
+        assert!(!everything.contains(secret), "a secret was printed");
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -23,6 +23,8 @@ pub struct RegistryOptions {
     pub basic_auth: Option<(String, String)>,
     /// Serve https with a self-signed certificate for 127.0.0.1.
     pub tls: bool,
+    /// Bearer tokens from this issuer (`auth: token`).
+    pub token: Option<(String, PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -96,6 +98,13 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        if let Some((realm, certificate)) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                certificate.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write the registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("create log");
@@ -160,6 +169,153 @@ impl Registry {
 }
 
 impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small bearer-token issuer (Python with python3-jwt) on loopback, as Docker Hub's auth
+/// service: anonymous requests get pull access, `user:password` gets what it asks for, wrong
+/// credentials get 401. Every token it issues is logged so tests can grep for leaks.
+pub struct TokenIssuer {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub realm: String,
+}
+
+pub const TOKEN_SERVICE: &str = "rbuild-test-registry";
+pub const TOKEN_ISSUER: &str = "rbuild-test-issuer";
+
+const ISSUER_PY: &str = r#"
+import base64, json, sys, time, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse, parse_qs
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+port, key_path, cert_path, user, password, log_path = sys.argv[1:7]
+key = open(key_path, 'rb').read()
+cert = x509.load_pem_x509_certificate(open(cert_path, 'rb').read())
+x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        query = parse_qs(urlparse(self.path).query)
+        authorized = False
+        header = self.headers.get('Authorization', '')
+        if header.startswith('Basic '):
+            given = base64.b64decode(header[6:]).decode()
+            if given != user + ':' + password:
+                self.send_response(401)
+                self.end_headers()
+                return
+            authorized = True
+        access = []
+        for scope in query.get('scope', []):
+            for part in scope.split(' '):
+                kind, name, actions = part.split(':')[0], ':'.join(part.split(':')[1:-1]), part.split(':')[-1]
+                granted = actions.split(',') if authorized else [a for a in actions.split(',') if a == 'pull']
+                access.append({'type': kind, 'name': name, 'actions': granted})
+        now = int(time.time())
+        claims = {'iss': sys.argv[7], 'sub': user if authorized else '', 'aud': query.get('service', [''])[0],
+                  'exp': now + 600, 'nbf': now - 10, 'iat': now, 'jti': str(uuid.uuid4()), 'access': access}
+        token = jwt.encode(claims, key, algorithm='RS256', headers={'x5c': [x5c]})
+        with open(log_path, 'a') as log:
+            log.write(token + '\n')
+        body = json.dumps({'token': token, 'access_token': token}).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+ThreadingHTTPServer(('127.0.0.1', int(port)), Handler).serve_forever()
+"#;
+
+impl TokenIssuer {
+    /// None (after the gate) without /usr/bin/python3 with jwt and cryptography, or openssl.
+    pub fn start(user: &str, password: &str) -> Option<TokenIssuer> {
+        if !require_commands(&["openssl"]) {
+            return None;
+        }
+        let python = Path::new("/usr/bin/python3");
+        let has_modules = Command::new(python)
+            .args(["-c", "import jwt, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !super::gate(
+            "/usr/bin/python3 with python3-jwt and python3-cryptography",
+            has_modules,
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("create the issuer's temp dir");
+        let key = dir.path().join("token-key.pem");
+        let cert = dir.path().join("token-cert.pem");
+        run_ok(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rbuild-test-issuer",
+            "-keyout",
+            key.to_str().expect("utf-8"),
+            "-out",
+            cert.to_str().expect("utf-8"),
+        ]));
+        let script = dir.path().join("issuer.py");
+        std::fs::write(&script, ISSUER_PY).expect("write the issuer");
+        let port = free_port();
+        let child = Command::new(python)
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(&key)
+            .arg(&cert)
+            .arg(user)
+            .arg(password)
+            .arg(dir.path().join("tokens.log"))
+            .arg(TOKEN_ISSUER)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the token issuer");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the token issuer did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(TokenIssuer {
+            child,
+            dir,
+            realm: format!("http://127.0.0.1:{port}/token"),
+        })
+    }
+
+    /// The certificate whose key signs the tokens (the registry's rootcertbundle).
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("token-cert.pem")
+    }
+
+    /// Every token issued so far.
+    pub fn tokens(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("tokens.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TokenIssuer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
