@@ -441,3 +441,121 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Bytes that gzip cannot shrink (xorshift), so the layer blob is as big as the file.
+fn incompressible(size: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(size);
+    while out.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+#[test]
+fn an_interrupted_pull_resumes_with_a_range_request() {
+    use crate::support::registry::ThrottlingProxy;
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    // An image with one big layer, pushed by rbuild.
+    let env = TestEnv::new();
+    let size = 6 * 1024 * 1024;
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file(format!(
+                "FROM {}/library/busybox\nCOPY big /big\n",
+                registry.host
+            )),
+        ),
+        ("big", file(incompressible(size))),
+    ]);
+    let image = format!("{}/team/big:1", registry.host);
+    ok(
+        &env,
+        &[
+            "build",
+            "--push",
+            "-t",
+            &image,
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    let inspect =
+        skopeo_inspect_with(&format!("docker://{image}"), &["--tls-verify=false"]).expect("skopeo");
+    let big_digest = inspect["Layers"][1]
+        .as_str()
+        .expect("layer digest")
+        .to_string();
+
+    let Some(proxy) = ThrottlingProxy::start(&registry.host) else {
+        return;
+    };
+    let through_proxy = format!("{}/team/big:1", proxy.host);
+    let env2 = TestEnv::new();
+    let partial = env2.store().join("tmp").join(format!(
+        "pull-{}.partial",
+        big_digest.trim_start_matches("sha256:")
+    ));
+    let mut first = rbuild_cmd(&env2, &["pull", &through_proxy]);
+    std::os::unix::process::CommandExt::process_group(&mut first, 0);
+    let mut child = first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rbuild pull");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let cut_at = 1024 * 1024;
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < cut_at {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never reached {cut_at} bytes"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "rbuild pull ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    let kept = std::fs::metadata(&partial).map_or(0, |m| m.len());
+    assert!(
+        kept >= cut_at && kept < size as u64,
+        "partial file: {kept} bytes"
+    );
+
+    let second = ok(&env2, &["pull", &through_proxy]);
+    assert!(
+        all_output(&second).contains("resuming at"),
+        "{}",
+        all_output(&second)
+    );
+    let requests = proxy.blob_requests();
+    let resumed = requests
+        .iter()
+        .find(|(path, range, _, _)| path.contains(&big_digest) && range != "-")
+        .unwrap_or_else(|| panic!("no Range request for the big layer: {requests:?}"));
+    assert_eq!(resumed.2, 206, "{requests:?}");
+    assert!(
+        resumed.3 < size as u64,
+        "the whole blob was sent again: {requests:?}"
+    );
+    assert!(!partial.exists(), "the partial file was left behind");
+    // The pulled image is complete: a build on it reads the big file.
+    let ctx = env2.context(&[(
+        "Dockerfile",
+        file(format!("FROM {through_proxy}\nRUN test -s /big\n")),
+    )]);
+    ok(&env2, &["build", ctx.to_str().expect("utf-8")]);
+}

@@ -321,3 +321,117 @@ impl Drop for TokenIssuer {
         let _ = self.child.wait();
     }
 }
+
+/// A throttling pull proxy (Python) in front of a registry: blob GETs trickle out in 64 KiB
+/// chunks, and each one is logged as `PATH RANGE STATUS BYTES_SENT`, so a test can interrupt a
+/// pull half-way and check that the next one asks for the rest only.
+pub struct ThrottlingProxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub host: String,
+}
+
+const PROXY_PY: &str = r#"
+import http.client, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, upstream, log_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *args):
+        pass
+    def forward(self, method):
+        conn = http.client.HTTPConnection(upstream)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ('host', 'connection')}
+        conn.request(method, self.path, headers=headers)
+        resp = conn.getresponse()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() in ('connection', 'transfer-encoding'):
+                continue
+            self.send_header(k, v)
+        self.end_headers()
+        blob = method == 'GET' and '/blobs/sha256:' in self.path
+        sent = 0
+        while True:
+            chunk = resp.read(65536)
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            sent += len(chunk)
+            if blob:
+                with open(log_path + '.progress', 'w') as progress:
+                    progress.write(str(sent))
+                time.sleep(0.02)
+        if blob:
+            with open(log_path, 'a') as log:
+                log.write('%s %s %d %d\n' % (self.path, self.headers.get('Range', '-'), resp.status, sent))
+    def do_GET(self):
+        self.forward('GET')
+    def do_HEAD(self):
+        self.forward('HEAD')
+
+ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
+"#;
+
+impl ThrottlingProxy {
+    pub fn start(upstream: &str) -> Option<ThrottlingProxy> {
+        let python = Path::new("/usr/bin/python3");
+        if !super::gate("/usr/bin/python3", python.exists()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("create the proxy's temp dir");
+        let script = dir.path().join("proxy.py");
+        std::fs::write(&script, PROXY_PY).expect("write the proxy");
+        let port = free_port();
+        let child = Command::new(python)
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(upstream)
+            .arg(dir.path().join("blobs.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the proxy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(ThrottlingProxy {
+            child,
+            dir,
+            host: format!("127.0.0.1:{port}"),
+        })
+    }
+
+    /// Completed blob GETs: (path, Range header or `-`, status, bytes sent).
+    pub fn blob_requests(&self) -> Vec<(String, String, u16, u64)> {
+        std::fs::read_to_string(self.dir.path().join("blobs.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let parts: Vec<&str> = line.split(' ').collect();
+                match parts.as_slice() {
+                    [path, range, status, sent] => Some((
+                        path.to_string(),
+                        range.to_string(),
+                        status.parse().ok()?,
+                        sent.parse().ok()?,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for ThrottlingProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
