@@ -62,10 +62,7 @@ fn agent(insecure: bool, ca_pems: &[Vec<u8>]) -> ureq::Agent {
 fn is_transient(error: &ureq::Error) -> bool {
     matches!(
         error,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
     )
 }
 
@@ -197,8 +194,9 @@ impl Client {
             authorization: Mutex::new(None),
         };
         let ping = match client.send_once("GET", &client.url("/v2/"), &[], &RequestBody::Empty) {
-            Err(RegistryError::Http { source, .. }) if insecure && is_transient(&source) => {
-                // An insecure registry may speak plain http only.
+            Err(RegistryError::Http { .. }) if insecure => {
+                // An insecure registry may speak plain http only (a TLS handshake with it
+                // fails in one of several ways).
                 client.base = format!("http://{host}");
                 client.send_once("GET", &client.url("/v2/"), &[], &RequestBody::Empty)?
             }

@@ -196,18 +196,19 @@ pub fn pull(
     log: Log,
 ) -> Result<PulledImage, RegistryError> {
     let settings = RegistrySettings::load()?;
-    let mirrors = settings.mirrors(&reference.registry);
-    for mirror in &mirrors {
-        // A mirror may carry a path prefix: `mirror:5000/dockerhub`.
-        let (host, prefix) = match mirror.split_once('/') {
-            Some((host, prefix)) => (host, format!("{prefix}/")),
-            None => (mirror.as_str(), String::new()),
-        };
-        let repository = format!("{prefix}{}", reference.repository);
-        match pull_from(store, &settings, host, &repository, reference, options, log) {
+    for (host, repository) in settings.mirrors(&reference.registry, &reference.repository) {
+        match pull_from(
+            store,
+            &settings,
+            &host,
+            &repository,
+            reference,
+            options,
+            log,
+        ) {
             Ok(pulled) => return Ok(pulled),
             Err(error) => log(&format!(
-                "mirror {mirror} failed ({error}); trying the next"
+                "mirror {host}/{repository} failed ({error}); trying the next"
             )),
         }
     }
@@ -232,7 +233,13 @@ fn pull_from(
     log: Log,
 ) -> Result<PulledImage, RegistryError> {
     let display = reference.to_string();
-    log(&format!("pulling {display}"));
+    if registry == reference.registry {
+        log(&format!("pulling {display}"));
+    } else {
+        log(&format!(
+            "pulling {display} from mirror {registry}/{repository}"
+        ));
+    }
     let client = Client::connect(settings, registry, repository, "pull", &[])?;
     let (mut bytes, mut media_type, mut digest) =
         fetch_manifest(&client, reference.manifest_ref(), &display)?;
@@ -344,7 +351,10 @@ fn pull_from(
                 .unwrap_or("application/vnd.oci.image.layer.v1.tar+gzip")
                 .to_string(),
             digest: digest.to_string(),
-            size: layer["size"].as_u64().unwrap_or(0),
+            // The size bounds the download: a registry cannot stream forever.
+            size: layer["size"]
+                .as_u64()
+                .ok_or_else(|| bad_manifest("a layer without a size"))?,
         });
     }
     if layers.len() != config.rootfs.diff_ids.len() {
@@ -499,7 +509,7 @@ fn download_blob(
     }
     let mut hasher = Sha256::new();
     let mut have = file.metadata().map_err(io_err("stat", &partial))?.len();
-    if blob.size > 0 && have > blob.size {
+    if have > blob.size {
         have = 0;
     }
     if have > 0 {
@@ -557,14 +567,14 @@ fn download_blob(
                 .map_err(io_err("write", &partial))?;
             hasher.update(&buffer[..n]);
             have += n as u64;
-            if blob.size > 0 && have > blob.size {
+            if have > blob.size {
                 break Err(std::io::Error::other(
                     "the registry sent more than the blob's size",
                 ));
             }
         };
         match outcome {
-            Ok(()) if blob.size == 0 || have == blob.size => break,
+            Ok(()) if have == blob.size => break,
             Ok(()) | Err(_) if attempt < 5 => {
                 log(&format!(
                     "{short}: download interrupted at {}; retrying",

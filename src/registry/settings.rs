@@ -10,6 +10,11 @@
 //!     "registry.lan:5000": { "insecure": true } } }
 //! ```
 //!
+//! A mirror may carry a path prefix (`mirror:5000/dockerhub`): the repository is appended.
+//! The containers `registries.conf` (v2 TOML: `$CONTAINERS_REGISTRIES_CONF`, else
+//! `~/.config/containers/registries.conf`, else `/etc/containers/registries.conf`) is read too:
+//! its `[[registry]]` `prefix`/`location`, `insecure` and `[[registry.mirror]]` entries.
+//!
 //! Loopback registries (`localhost`, `127.0.0.0/8`, `::1`) are insecure without configuration,
 //! as docker treats them. CA certificates are read from `certs.d/HOST/*.crt` under
 //! `~/.config/rbuild`, `/etc/containers` and `/etc/docker`, as podman and docker do.
@@ -37,6 +42,49 @@ pub struct RegistryEntry {
 pub struct RegistrySettings {
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryEntry>,
+    /// From registries.conf: (prefix, mirror locations), longest prefix first.
+    #[serde(skip)]
+    pub conf_mirrors: Vec<(String, Vec<String>)>,
+    /// From registries.conf: hosts marked insecure (registries and mirrors).
+    #[serde(skip)]
+    pub conf_insecure: Vec<String>,
+}
+
+/// The subset of containers registries.conf v2 that rbuild uses.
+#[derive(Debug, Default, Deserialize)]
+struct RegistriesConf {
+    #[serde(default)]
+    registry: Vec<ConfRegistry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfRegistry {
+    prefix: Option<String>,
+    location: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    mirror: Vec<ConfMirror>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfMirror {
+    location: String,
+    #[serde(default)]
+    insecure: bool,
+}
+
+fn host_of(location: &str) -> &str {
+    location.split('/').next().unwrap_or(location)
+}
+
+fn registries_conf_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CONTAINERS_REGISTRIES_CONF").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let user = config_home().map(|c| c.join("containers/registries.conf"));
+    user.filter(|p| p.exists())
+        .or_else(|| Some(PathBuf::from("/etc/containers/registries.conf")))
 }
 
 fn config_home() -> Option<PathBuf> {
@@ -56,10 +104,57 @@ impl RegistrySettings {
     }
 
     pub fn load() -> Result<RegistrySettings, RegistryError> {
-        match Self::path() {
-            Some(path) => Self::load_from(&path),
-            None => Ok(RegistrySettings::default()),
+        let mut settings = match Self::path() {
+            Some(path) => Self::load_from(&path)?,
+            None => RegistrySettings::default(),
+        };
+        if let Some(path) = registries_conf_path() {
+            settings.add_registries_conf(&path)?;
         }
+        Ok(settings)
+    }
+
+    /// Adds the mirrors and insecure registries of a registries.conf (v2) file, if it exists.
+    pub fn add_registries_conf(&mut self, path: &Path) -> Result<(), RegistryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(RegistryError::Io {
+                    action: "read",
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
+        };
+        let conf: RegistriesConf = toml::from_str(&text).map_err(|e| RegistryError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        for registry in conf.registry {
+            let Some(prefix) = registry.prefix.or(registry.location.clone()) else {
+                continue;
+            };
+            if registry.insecure {
+                if let Some(location) = &registry.location {
+                    self.conf_insecure.push(host_of(location).to_string());
+                }
+            }
+            let mut mirrors = Vec::new();
+            for mirror in registry.mirror {
+                if mirror.insecure {
+                    self.conf_insecure
+                        .push(host_of(&mirror.location).to_string());
+                }
+                mirrors.push(mirror.location);
+            }
+            if !mirrors.is_empty() {
+                self.conf_mirrors.push((prefix, mirrors));
+            }
+        }
+        self.conf_mirrors
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Ok(())
     }
 
     pub fn load_from(path: &Path) -> Result<RegistrySettings, RegistryError> {
@@ -78,15 +173,48 @@ impl RegistrySettings {
     }
 
     pub fn is_insecure(&self, registry: &str) -> bool {
-        is_loopback(registry) || self.registries.get(registry).is_some_and(|r| r.insecure)
+        is_loopback(registry)
+            || self.registries.get(registry).is_some_and(|r| r.insecure)
+            || self.conf_insecure.iter().any(|h| h == registry)
     }
 
-    /// Mirrors to try, in order, before `registry` itself.
-    pub fn mirrors(&self, registry: &str) -> Vec<String> {
-        self.registries
+    /// Where to try pulling `registry/repository` from before the registry itself:
+    /// (host, repository) pairs, rbuild's settings first, then registries.conf.
+    pub fn mirrors(&self, registry: &str, repository: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for mirror in self
+            .registries
             .get(registry)
             .map(|r| r.mirrors.clone())
             .unwrap_or_default()
+        {
+            out.push(match mirror.split_once('/') {
+                Some((host, path)) => (host.to_string(), format!("{path}/{repository}")),
+                None => (mirror, repository.to_string()),
+            });
+        }
+        let name = format!("{registry}/{repository}");
+        let matching = self.conf_mirrors.iter().find(|(prefix, _)| {
+            name == *prefix || name.starts_with(&format!("{prefix}/")) || registry == prefix
+        });
+        if let Some((prefix, mirrors)) = matching {
+            // The part of the name after the prefix goes after the mirror's location.
+            let rest = name
+                .strip_prefix(prefix.as_str())
+                .unwrap_or(&name)
+                .trim_start_matches('/');
+            for location in mirrors {
+                let full = if rest.is_empty() {
+                    location.clone()
+                } else {
+                    format!("{}/{rest}", location.trim_end_matches('/'))
+                };
+                if let Some((host, path)) = full.split_once('/') {
+                    out.push((host.to_string(), path.to_string()));
+                }
+            }
+        }
+        out
     }
 
     /// PEM files with CA certificates to trust for `registry`.
@@ -161,9 +289,56 @@ mod tests {
                 "reg.lan:5000": {"insecure": true}}}"#,
         )
         .unwrap();
-        assert_eq!(settings.mirrors("docker.io"), vec!["m1:5000", "m2"]);
-        assert!(settings.mirrors("ghcr.io").is_empty());
+        assert_eq!(
+            settings.mirrors("docker.io", "library/busybox"),
+            vec![
+                ("m1:5000".to_string(), "library/busybox".to_string()),
+                ("m2".to_string(), "library/busybox".to_string())
+            ]
+        );
+        assert!(settings.mirrors("ghcr.io", "a/b").is_empty());
         assert!(settings.is_insecure("reg.lan:5000"));
         assert!(!settings.is_insecure("docker.io"));
+    }
+
+    #[test]
+    fn registries_conf_mirrors_and_insecure_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("registries.conf");
+        std::fs::write(
+            &conf,
+            r#"
+unqualified-search-registries = ["docker.io"]
+
+[[registry]]
+location = "docker.io"
+[[registry.mirror]]
+location = "cache.lan:5000/hub"
+insecure = true
+
+[[registry]]
+prefix = "quay.io/team"
+location = "quay.io/team"
+[[registry.mirror]]
+location = "mirror.lan/quay-team"
+"#,
+        )
+        .unwrap();
+        let mut settings = RegistrySettings::default();
+        settings.add_registries_conf(&conf).unwrap();
+        assert_eq!(
+            settings.mirrors("docker.io", "library/busybox"),
+            vec![(
+                "cache.lan:5000".to_string(),
+                "hub/library/busybox".to_string()
+            )]
+        );
+        assert_eq!(
+            settings.mirrors("quay.io", "team/app"),
+            vec![("mirror.lan".to_string(), "quay-team/app".to_string())]
+        );
+        assert!(settings.mirrors("quay.io", "other/app").is_empty());
+        assert!(settings.is_insecure("cache.lan:5000"));
+        assert!(!settings.is_insecure("mirror.lan"));
     }
 }
