@@ -166,6 +166,12 @@ fn pull_by_tag_and_digest_build_from_it_and_push_the_result() {
     );
     assert_eq!(registry.requests("PUT /v2/team/app/blobs/"), 2);
 
+    // podman reads it back from the registry and runs it.
+    if let Some(output) = crate::support::tools::podman_pull_and_run(&target, &["cat", "/built"]) {
+        assert!(output.status.success(), "{}", describe_output(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "built");
+    }
+
     // Another store pulls the pushed image and runs a step on it.
     let env4 = TestEnv::new();
     let ctx = env4.context(&[(
@@ -558,4 +564,61 @@ fn an_interrupted_pull_resumes_with_a_range_request() {
         file(format!("FROM {through_proxy}\nRUN test -s /big\n")),
     )]);
     ok(&env2, &["build", ctx.to_str().expect("utf-8")]);
+}
+
+#[test]
+fn pulls_go_through_configured_mirrors() {
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let host = &registry.host;
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    registry.seed_busybox(&fixture, "hub/library/busybox:latest", None);
+    let env = TestEnv::new();
+
+    // rbuild's own settings: a Docker Hub mirror, so `busybox` never reaches docker.io.
+    let settings = env.path("registries.json");
+    std::fs::write(
+        &settings,
+        serde_json::json!({"registries": {"docker.io": {"mirrors": [host]}}}).to_string(),
+    )
+    .expect("write settings");
+    let mut pull = rbuild_cmd(&env, &["pull", "busybox"]);
+    pull.env("RBUILD_REGISTRIES_CONFIG", &settings);
+    let (command, output) = run(pull);
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}",
+        describe_command(&command),
+        describe_output(&output)
+    );
+    assert!(all_output(&output).contains(&format!("from mirror {host}/library/busybox")));
+    // The familiar name finds it, as a loaded busybox:latest would be.
+    ok(&env, &["inspect", "busybox:latest"]);
+    ok(&env, &["inspect", "docker.io/library/busybox"]);
+
+    // containers registries.conf (v2): a mirror with a path for an unreachable registry.
+    let conf = env.path("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"unreachable.invalid\"\n\
+             [[registry.mirror]]\nlocation = \"{host}/hub\"\n"
+        ),
+    )
+    .expect("write registries.conf");
+    let env2 = TestEnv::new();
+    let mut pull = rbuild_cmd(&env2, &["pull", "unreachable.invalid/library/busybox"]);
+    pull.env("CONTAINERS_REGISTRIES_CONF", &conf);
+    let (command, output) = run(pull);
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}",
+        describe_command(&command),
+        describe_output(&output)
+    );
+    assert!(all_output(&output).contains(&format!("from mirror {host}/hub/library/busybox")));
 }
