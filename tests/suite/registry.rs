@@ -622,3 +622,199 @@ fn pulls_go_through_configured_mirrors() {
     );
     assert!(all_output(&output).contains(&format!("from mirror {host}/hub/library/busybox")));
 }
+
+/// A one-file tar whose name is written raw, bypassing the tar crate's `..` and `/` guards.
+fn raw_tar_with_name(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_ustar();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(content);
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    bytes.extend_from_slice(&[0u8; 1024]);
+    bytes
+}
+
+#[test]
+fn hostile_pulled_layers_never_write_outside_the_store() {
+    use crate::support::{Compression, ImageBuilder, TarEntry};
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    // A canary the test user could write to, were a layer to reach it.
+    let canary = tempfile::Builder::new()
+        .prefix("rbuild-canary.")
+        .tempdir_in("/var/tmp")
+        .expect("canary dir");
+    let canary_dir = canary.path().to_str().expect("utf-8").to_string();
+    std::fs::set_permissions(canary.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let victim = canary.path().join("victim");
+    std::fs::write(&victim, "original").expect("victim");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+
+    let climb = "../".repeat(12);
+    let attacks: Vec<(&str, ImageBuilder, bool)> = vec![
+        (
+            "symlink-write-through",
+            ImageBuilder::new().layer(&[
+                TarEntry::symlink("escape", &canary_dir),
+                TarEntry::file("escape/pwned", "x"),
+            ]),
+            false,
+        ),
+        (
+            "dotdot",
+            ImageBuilder::new().raw_layer(
+                raw_tar_with_name(&format!("{climb}{}/pwned", &canary_dir[1..]), b"x"),
+                Compression::Gzip,
+            ),
+            true,
+        ),
+        (
+            "absolute",
+            ImageBuilder::new().raw_layer(
+                raw_tar_with_name(&format!("{canary_dir}/pwned"), b"x"),
+                Compression::None,
+            ),
+            false,
+        ),
+        (
+            "hardlink-outside",
+            ImageBuilder::new()
+                .layer(&[TarEntry::hardlink("link", &format!("{canary_dir}/victim"))]),
+            false,
+        ),
+        (
+            "whiteout-device",
+            ImageBuilder::new().layer(&[TarEntry::char_dev("fake-whiteout", 0, 0)]),
+            true,
+        ),
+        (
+            "overlay-xattr",
+            ImageBuilder::new().layer(&[
+                TarEntry::dir("d"),
+                TarEntry::file("d/f", "x").xattr("user.overlay.opaque", "y"),
+            ]),
+            false,
+        ),
+    ];
+    let env = TestEnv::new();
+    for (name, image, must_fail) in attacks {
+        let layout = tempfile::tempdir().expect("layout dir");
+        image.tag("evil").write_layout(layout.path());
+        let target = format!("{}/evil/{name}:1", registry.host);
+        crate::support::run_ok(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:evil", layout.path().display()),
+            &format!("docker://{target}"),
+        ]));
+        let (_, output) = run(rbuild_cmd(&env, &["pull", &target]));
+        if must_fail {
+            assert!(
+                !output.status.success(),
+                "{name}: the pull should be refused:\n{}",
+                describe_output(&output)
+            );
+        }
+        let mut names: Vec<String> = std::fs::read_dir(canary.path())
+            .expect("list canary")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["victim".to_string()],
+            "{name} wrote into the canary"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "original"
+        );
+        assert_eq!(
+            std::fs::metadata(&victim).expect("victim").nlink(),
+            1,
+            "{name} linked to the canary"
+        );
+    }
+}
+
+#[test]
+fn build_pull_re_resolves_the_base_tag() {
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let host = &registry.host;
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let base = format!("{host}/library/busybox:latest");
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!("FROM {base}\nRUN echo v2 > /version\n")),
+    )]);
+    let first = ok(
+        &env,
+        &[
+            "build",
+            "--progress=plain",
+            "-t",
+            "v2",
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        all_output(&first).contains("pulling"),
+        "{}",
+        all_output(&first)
+    );
+    // The tag moves in the registry: the base is now the v2 image.
+    ok(&env, &["push", "v2", &base]);
+    let again = ok(
+        &env,
+        &["build", "--progress=plain", ctx.to_str().expect("utf-8")],
+    );
+    assert!(
+        !all_output(&again).contains("pulling"),
+        "{}",
+        all_output(&again)
+    );
+    let pulled = ok(
+        &env,
+        &[
+            "build",
+            "--progress=plain",
+            "--pull",
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        all_output(&pulled).contains("pulling"),
+        "{}",
+        all_output(&pulled)
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(&env, &["inspect", &base]))).expect("inspect JSON");
+    let v2: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(&env, &["inspect", "v2"]))).expect("inspect JSON");
+    let id = |v: &serde_json::Value| {
+        let v = if v.is_array() {
+            v[0].clone()
+        } else {
+            v.clone()
+        };
+        v["Id"]
+            .as_str()
+            .or(v["id"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(id(&inspect), id(&v2), "--pull did not move the base tag");
+}
