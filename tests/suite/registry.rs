@@ -818,3 +818,92 @@ fn build_pull_re_resolves_the_base_tag() {
     };
     assert_eq!(id(&inspect), id(&v2), "--pull did not move the base tag");
 }
+
+#[test]
+fn credential_helpers_from_docker_config_are_used_for_pull_and_login() {
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let password = "h3lper-Pa55word";
+    let Some(registry) = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("tester".into(), password.into())),
+        tls: true,
+        token: None,
+    }) else {
+        return;
+    };
+    let host = registry.host.clone();
+    registry.seed_busybox(
+        &fixture,
+        "library/busybox:latest",
+        Some(&format!("tester:{password}")),
+    );
+    let env = TestEnv::new();
+    // A docker-credential helper that answers from (and stores into) a file.
+    let secrets = env.path("helper-secrets.json");
+    std::fs::write(
+        &secrets,
+        serde_json::json!({"ServerURL": host, "Username": "tester", "Secret": password})
+            .to_string(),
+    )
+    .expect("write secrets");
+    let helper = format!(
+        "#!/bin/sh\nset -e\ncase \"$1\" in\n\
+         get) read -r server || true; [ \"$server\" = \"{host}\" ] || {{ echo 'credentials not found' >&2; exit 1; }}; cat {s} ;;\n\
+         store) cat > {s} ;;\n\
+         erase) rm -f {s} ;;\n\
+         esac\n",
+        s = secrets.display()
+    );
+    env.write_tree(
+        "bin",
+        &[(
+            "docker-credential-rbuildtest",
+            crate::support::executable(helper),
+        )],
+    );
+    std::fs::create_dir_all(env.path("docker")).expect("docker config dir");
+    let config = env.path("docker/config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {host.clone(): "rbuildtest"}}).to_string(),
+    )
+    .expect("write config.json");
+    let with_helper = |args: &[&str]| {
+        let mut command = rbuild_cmd(&env, args);
+        command.env(
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                env.path("bin").display()
+            ),
+        );
+        command
+    };
+    let (command, pulled) = run(with_helper(&["pull", &format!("{host}/library/busybox")]));
+    assert!(
+        pulled.status.success(),
+        "{} failed:\n{}",
+        describe_command(&command),
+        describe_output(&pulled)
+    );
+    assert!(!all_output(&pulled).contains(password));
+
+    // login stores through the helper: config.json never holds the password.
+    std::fs::write(
+        &config,
+        serde_json::json!({"credsStore": "rbuildtest"}).to_string(),
+    )
+    .expect("write config.json");
+    std::fs::remove_file(&secrets).expect("forget the secret");
+    let mut login = with_helper(&["login", &host, "-u", "tester", "--password-stdin"]);
+    login.stdin(std::process::Stdio::piped());
+    let output = pipe_stdin(login, format!("{password}\n").as_bytes());
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let stored = std::fs::read_to_string(&secrets).expect("the helper stored the secret");
+    assert!(stored.contains(password), "{stored}");
+    let config_text = std::fs::read_to_string(&config).expect("config.json");
+    assert!(!config_text.contains(password), "{config_text}");
+    let (_, pulled) = run(with_helper(&["pull", &format!("{host}/library/busybox")]));
+    assert!(pulled.status.success(), "{}", describe_output(&pulled));
+}
