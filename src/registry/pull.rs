@@ -365,12 +365,6 @@ fn pull_from(
         )));
     }
     for layer in &layers {
-        if layer.media_type.contains("zstd") {
-            return Err(RegistryError::Invalid {
-                what: format!("layer {} of {display}", layer.digest),
-                message: "zstd layers are not supported yet".to_string(),
-            });
-        }
         if layer.media_type.contains("foreign") || layer.media_type.contains("nondistributable") {
             return Err(RegistryError::Invalid {
                 what: format!("layer {} of {display}", layer.digest),

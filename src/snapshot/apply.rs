@@ -33,8 +33,8 @@ const COPY_BUF: usize = 128 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-/// Wrap `r` in a gzip decoder when it starts with the gzip magic; pass it through otherwise.
-/// zstd input is refused with a clear error.
+/// Wrap `r` in a gzip or zstd decoder when it starts with their magic; pass it through
+/// otherwise.
 pub fn decompressing_reader<R: Read + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
     let mut head = [0u8; 4];
     let mut n = 0;
@@ -47,14 +47,12 @@ pub fn decompressing_reader<R: Read + 'static>(mut r: R) -> io::Result<Box<dyn R
         }
     }
     let head = head[..n].to_vec();
-    if head.starts_with(&ZSTD_MAGIC) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "zstd layers are not supported yet",
-        ));
-    }
+    let zstd = head.starts_with(&ZSTD_MAGIC);
     let gzip = head.starts_with(&GZIP_MAGIC);
     let whole = io::Cursor::new(head).chain(r);
+    if zstd {
+        return Ok(Box::new(zstd::stream::read::Decoder::new(whole)?));
+    }
     if gzip {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(whole)))
     } else {

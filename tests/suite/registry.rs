@@ -907,3 +907,85 @@ fn credential_helpers_from_docker_config_are_used_for_pull_and_login() {
     let (_, pulled) = run(with_helper(&["pull", &format!("{host}/library/busybox")]));
     assert!(pulled.status.success(), "{}", describe_output(&pulled));
 }
+
+#[test]
+fn zstd_gzip_and_plain_layers_pull_and_push_back_unchanged() {
+    use crate::support::{Compression, ImageBuilder, TarEntry};
+    let Some(fixtures) = crate::support::fixtures_dir() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let layout = tempfile::tempdir().expect("layout dir");
+    ImageBuilder::from_layout(&fixtures.join("busybox-layout"), "latest")
+        .tag("mixed")
+        .layer_with(
+            &[TarEntry::file("zstd.txt", "from zstd\n")],
+            Compression::Zstd,
+        )
+        .layer_with(
+            &[TarEntry::file("plain.txt", "from plain\n")],
+            Compression::None,
+        )
+        .layer_with(
+            &[TarEntry::file("gzip.txt", "from gzip\n")],
+            Compression::Gzip,
+        )
+        .write_layout(layout.path());
+    let source = format!("{}/mixed/app:1", registry.host);
+    crate::support::run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:mixed", layout.path().display()),
+        &format!("docker://{source}"),
+    ]));
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM {source}\nRUN cat /zstd.txt /plain.txt /gzip.txt > /all.txt\n"
+        )),
+    )]);
+    let target = format!("{}/mixed/out:1", registry.host);
+    ok(
+        &env,
+        &[
+            "build",
+            "--push",
+            "-t",
+            &target,
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    // The pulled blobs went back as they came: same digests and media types.
+    let raw = |reference: &str| {
+        skopeo_inspect_with(
+            &format!("docker://{reference}"),
+            &["--tls-verify=false", "--raw"],
+        )
+        .expect("skopeo")
+    };
+    let before = raw(&source);
+    let after = raw(&target);
+    for i in 0..4 {
+        assert_eq!(
+            after["layers"][i]["digest"], before["layers"][i]["digest"],
+            "layer {i}"
+        );
+        assert_eq!(
+            after["layers"][i]["mediaType"], before["layers"][i]["mediaType"],
+            "layer {i}"
+        );
+    }
+    assert_eq!(after["layers"].as_array().map(Vec::len), Some(5));
+    if let Some(output) = crate::support::tools::podman_pull_and_run(&target, &["cat", "/all.txt"])
+    {
+        assert!(output.status.success(), "{}", describe_output(&output));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "from zstd\nfrom plain\nfrom gzip\n"
+        );
+    }
+}
