@@ -989,3 +989,28 @@ fn zstd_gzip_and_plain_layers_pull_and_push_back_unchanged() {
         );
     }
 }
+
+#[test]
+fn transient_registry_failures_are_retried() {
+    use crate::support::registry::ThrottlingProxy;
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let Some(proxy) = ThrottlingProxy::start_failing(&registry.host, 2) else {
+        return;
+    };
+    let env = TestEnv::new();
+    ok(&env, &["pull", &format!("{}/library/busybox", proxy.host)]);
+    let requests = proxy.blob_requests();
+    let failed = requests.iter().filter(|r| r.2 == 503).count();
+    let served = requests.iter().filter(|r| r.2 == 200).count();
+    assert_eq!(failed, 2, "{requests:?}");
+    assert!(
+        served >= 2,
+        "config and layer were fetched after the failures: {requests:?}"
+    );
+}

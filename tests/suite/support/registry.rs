@@ -335,13 +335,22 @@ const PROXY_PY: &str = r#"
 import http.client, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-port, upstream, log_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, upstream, log_path, failures = int(sys.argv[1]), sys.argv[2], sys.argv[3], [int(sys.argv[4])]
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def log_message(self, *args):
         pass
     def forward(self, method):
+        if method == 'GET' and '/blobs/sha256:' in self.path and failures[0] > 0:
+            # A transient failure: the client should retry.
+            failures[0] -= 1
+            self.send_response(503)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            with open(log_path, 'a') as log:
+                log.write('%s %s 503 0\n' % (self.path, self.headers.get('Range', '-')))
+            return
         conn = http.client.HTTPConnection(upstream)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ('host', 'connection')}
         conn.request(method, self.path, headers=headers)
@@ -378,6 +387,11 @@ ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
 
 impl ThrottlingProxy {
     pub fn start(upstream: &str) -> Option<ThrottlingProxy> {
+        Self::start_failing(upstream, 0)
+    }
+
+    /// Like `start`, but the first `failures` blob GETs are answered 503.
+    pub fn start_failing(upstream: &str, failures: u32) -> Option<ThrottlingProxy> {
         let python = Path::new("/usr/bin/python3");
         if !super::gate("/usr/bin/python3", python.exists()) {
             return None;
@@ -391,6 +405,7 @@ impl ThrottlingProxy {
             .arg(port.to_string())
             .arg(upstream)
             .arg(dir.path().join("blobs.log"))
+            .arg(failures.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
