@@ -144,17 +144,19 @@ fn base_image(
     }
     let reference =
         crate::image::parse_reference(name).map_err(|e| loc.error("FROM", e.to_string()))?;
-    let quiet = progress.is_quiet();
-    let log = move |line: &str| {
-        if !quiet {
-            eprintln!("  {line}");
-        }
+    let plain = |line: &str| eprintln!("  {line}");
+    let quiet = |_: &str| {};
+    let terminal = crate::progress::TerminalTransfers::default();
+    let log: &dyn crate::progress::Reporter = match progress.mode() {
+        crate::progress::ProgressMode::Plain => &plain,
+        crate::progress::ProgressMode::Tty => &terminal,
+        crate::progress::ProgressMode::Quiet => &quiet,
     };
     crate::registry::pull(
         store,
         &reference,
         &crate::registry::PullOptions::default(),
-        &log,
+        log,
     )
     .map(|pulled| pulled.image_id)
     .map_err(|e| loc.error("FROM", format!("cannot pull {name}: {e}")))

@@ -1,12 +1,13 @@
 //! `rbuild pull`, `push`, `login`, `logout`.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 
 use rbuild::image::parse_reference;
+use rbuild::progress::{Reporter, TerminalTransfers};
 use rbuild::registry::{self, Credentials, Platform, PullOptions, RegistrySettings};
 
 #[derive(Debug, Args)]
@@ -19,6 +20,9 @@ pub struct PullArgs {
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
+    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
+    pub progress: String,
 }
 
 #[derive(Debug, Args)]
@@ -64,13 +68,21 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     let reference = parse_reference(&args.image)?;
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
     let store = super::open_store(root)?;
-    let pulled = registry::pull(
-        &store,
-        &reference,
-        &PullOptions { platform },
-        &stderr_log(args.quiet),
-    )
-    .with_context(|| format!("cannot pull {reference}"))?;
+    let plain = stderr_log(args.quiet);
+    let terminal = TerminalTransfers::default();
+    let tty = match args.progress.as_str() {
+        "plain" => false,
+        "tty" => true,
+        "auto" => std::io::stderr().is_terminal(),
+        other => bail!("--progress {other}: expected plain, tty or auto"),
+    };
+    let log: &dyn Reporter = if tty && !args.quiet {
+        &terminal
+    } else {
+        &plain
+    };
+    let pulled = registry::pull(&store, &reference, &PullOptions { platform }, log)
+        .with_context(|| format!("cannot pull {reference}"))?;
     println!("{}", pulled.image_id);
     Ok(0)
 }

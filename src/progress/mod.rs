@@ -1,8 +1,12 @@
 //! What the user sees while a build runs: each step (`[2/5] RUN ...`), its output, its
 //! duration, and notices. `plain` writes lines to stderr; `quiet` keeps only errors.
 
+mod transfer;
+
 use std::io::Write;
 use std::time::Duration;
+
+pub use transfer::{Reporter, TerminalTransfers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -70,8 +74,8 @@ impl Progress {
         }
     }
 
-    pub fn is_quiet(&self) -> bool {
-        self.mode == ProgressMode::Quiet
+    pub fn mode(&self) -> ProgressMode {
+        self.mode
     }
 
     pub fn notice(&mut self, text: &str) {

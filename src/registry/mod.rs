@@ -90,8 +90,8 @@ pub(crate) fn io_err<'p>(
     }
 }
 
-/// Where progress lines go (stderr in the CLI); called from download threads.
-pub type Log<'a> = &'a (dyn Fn(&str) + Sync);
+/// Where progress goes (stderr in the CLI); called from download threads.
+pub type Log<'a> = &'a dyn crate::progress::Reporter;
 
 /// `sha256:0123456789ab` for progress lines.
 pub(crate) fn short_digest(digest: &str) -> &str {

@@ -207,7 +207,7 @@ pub fn pull(
             log,
         ) {
             Ok(pulled) => return Ok(pulled),
-            Err(error) => log(&format!(
+            Err(error) => log.line(&format!(
                 "mirror {host}/{repository} failed ({error}); trying the next"
             )),
         }
@@ -234,9 +234,9 @@ fn pull_from(
 ) -> Result<PulledImage, RegistryError> {
     let display = reference.to_string();
     if registry == reference.registry {
-        log(&format!("pulling {display}"));
+        log.line(&format!("pulling {display}"));
     } else {
-        log(&format!(
+        log.line(&format!(
             "pulling {display} from mirror {registry}/{repository}"
         ));
     }
@@ -279,11 +279,11 @@ fn pull_from(
             })?
             .to_string();
         crate::store::digest_hex(&entry_digest)?;
-        log(&format!("platform {platform}: manifest {entry_digest}"));
+        log.line(&format!("platform {platform}: manifest {entry_digest}"));
         (bytes, media_type, digest) = fetch_manifest(&client, &entry_digest, &display)?;
     } else if let Some(platform) = &options.platform {
         // A single-platform image is used as it is; the config says what it is.
-        log(&format!(
+        log.line(&format!(
             "{display} is a single-platform image; --platform {platform} is checked against its config"
         ));
     }
@@ -403,7 +403,7 @@ fn pull_from(
         tags.clone(),
         Path::new(&display),
     )?;
-    log(&format!("pulled {display}: {digest}"));
+    log.line(&format!("pulled {display}: {digest}"));
     Ok(PulledImage {
         image_id: imported.image_id,
         manifest_digest: digest,
@@ -457,11 +457,11 @@ fn fetch_layer(
     let short = short_digest(&blob.digest);
     store.add_blob_source(&blob.digest, source);
     if store.has_layer(diff_id) {
-        log(&format!("{short}: already present"));
+        log.line(&format!("{short}: already present"));
         return Ok(());
     }
     let path = if store.has_blob(&blob.digest) {
-        log(&format!("{short}: blob already present"));
+        log.line(&format!("{short}: blob already present"));
         store.blob_path(&blob.digest)?
     } else {
         download_blob(store, client, blob, log)?
@@ -473,7 +473,7 @@ fn fetch_layer(
         diff_id,
         Path::new(&blob.digest),
     )?;
-    log(&format!("{short}: applied"));
+    log.line(&format!("{short}: applied"));
     Ok(())
 }
 
@@ -499,6 +499,8 @@ fn download_blob(
     file.lock().map_err(io_err("lock", &partial))?;
     let final_path = store.blob_path(&blob.digest)?;
     if final_path.exists() {
+        // Another rbuild finished it; whoever opens this name now finds the blob too.
+        let _ = std::fs::remove_file(&partial);
         return Ok(final_path);
     }
     let mut hasher = Sha256::new();
@@ -524,7 +526,7 @@ fn download_blob(
         let mut headers = Vec::new();
         if have > 0 {
             headers.push(("range", format!("bytes={have}-")));
-            log(&format!("{short}: resuming at {}", human_size(have)));
+            log.line(&format!("{short}: resuming at {}", human_size(have)));
         }
         let response = client.send("GET", &url, &headers, &RequestBody::Empty)?;
         match response.status().as_u16() {
@@ -561,6 +563,7 @@ fn download_blob(
                 .map_err(io_err("write", &partial))?;
             hasher.update(&buffer[..n]);
             have += n as u64;
+            log.transfer(short, have, blob.size);
             if have > blob.size {
                 break Err(std::io::Error::other(
                     "the registry sent more than the blob's size",
@@ -570,7 +573,7 @@ fn download_blob(
         match outcome {
             Ok(()) if have == blob.size => break,
             Ok(()) | Err(_) if attempt < 5 => {
-                log(&format!(
+                log.line(&format!(
                     "{short}: download interrupted at {}; retrying",
                     human_size(have)
                 ));
@@ -604,7 +607,7 @@ fn download_blob(
     std::fs::rename(&partial, &final_path).map_err(io_err("store blob", &final_path))?;
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let fetched = have - resumed_at;
-    log(&format!(
+    log.line(&format!(
         "{short}: downloaded {} in {secs:.1}s ({}/s)",
         human_size(have),
         human_size((fetched as f64 / secs) as u64)

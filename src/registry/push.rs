@@ -40,7 +40,7 @@ pub fn push(
 ) -> Result<PushedImage, RegistryError> {
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = dest.with_tag(&tag).to_string();
-    log(&format!("pushing {display}"));
+    log.line(&format!("pushing {display}"));
     let config_bytes = store.read_blob(image_id)?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Invalid {
@@ -140,7 +140,7 @@ pub fn push(
         &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
         &[200, 201],
     )?;
-    log(&format!("pushed {display}: {manifest_digest}"));
+    log.line(&format!("pushed {display}: {manifest_digest}"));
     Ok(PushedImage {
         manifest_digest,
         uploaded,
@@ -161,7 +161,7 @@ fn push_blob(
     let head_url = client.repo_url(&format!("blobs/{digest}"));
     let head = client.send("HEAD", &head_url, &[], &RequestBody::Empty)?;
     if head.status().as_u16() == 200 {
-        log(&format!("{kind} {short}: already in the registry"));
+        log.line(&format!("{kind} {short}: already in the registry"));
         return Ok(false);
     }
     let mut start_url = client.repo_url("blobs/uploads/");
@@ -176,7 +176,7 @@ fn push_blob(
         &[201, 202],
     )?;
     if started.status().as_u16() == 201 {
-        log(&format!(
+        log.line(&format!(
             "{kind} {short}: mounted from {}",
             mount_from.unwrap_or_default()
         ));
@@ -202,7 +202,7 @@ fn push_blob(
         &[201, 204],
     )?;
     let secs = timer.elapsed().as_secs_f64().max(0.001);
-    log(&format!(
+    log.line(&format!(
         "{kind} {short}: uploaded {} in {secs:.1}s ({}/s)",
         human_size(size),
         human_size((size as f64 / secs) as u64)

@@ -541,12 +541,12 @@ fn an_interrupted_pull_resumes_with_a_range_request() {
         "partial file: {kept} bytes"
     );
 
-    let second = ok(&env2, &["pull", &through_proxy]);
-    assert!(
-        all_output(&second).contains("resuming at"),
-        "{}",
-        all_output(&second)
-    );
+    // On a terminal (forced here), per-layer bytes and rates are redrawn in place.
+    let second = ok(&env2, &["pull", "--progress", "tty", &through_proxy]);
+    let shown = all_output(&second);
+    assert!(shown.contains("resuming at"), "{shown}");
+    assert!(shown.contains(" MB / 6.3 MB ("), "{shown}");
+    assert!(shown.contains("\x1b[1A\x1b[J"), "{shown}");
     let requests = proxy.blob_requests();
     let resumed = requests
         .iter()
