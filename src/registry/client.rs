@@ -256,7 +256,12 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
-        if let Some(value) = authorization {
+        // Credentials go to the registry only: a Location pointing elsewhere (a storage
+        // backend) gets none.
+        let same_origin = url
+            .strip_prefix(self.base.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if let Some(value) = authorization.filter(|_| same_origin) {
             builder = builder.header("authorization", value);
         }
         let result = match body {
