@@ -154,7 +154,13 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<i32> {
     if args.push {
         // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
         for tag in &args.tags {
-            super::registry::push_image(&store, &outcome.image_id, tag, args.quiet)?;
+            super::registry::push_image(
+                &store,
+                &outcome.image_id,
+                tag,
+                args.quiet,
+                mode == ProgressMode::Tty,
+            )?;
         }
     }
     if let Some(iidfile) = &args.iidfile {

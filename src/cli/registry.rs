@@ -34,6 +34,9 @@ pub struct PushArgs {
     /// Print only the manifest digest
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
+    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
+    pub progress: String,
 }
 
 #[derive(Debug, Args)]
@@ -70,13 +73,7 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let plain = stderr_log(args.quiet);
     let terminal = TerminalTransfers::default();
-    let tty = match args.progress.as_str() {
-        "plain" => false,
-        "tty" => true,
-        "auto" => std::io::stderr().is_terminal(),
-        other => bail!("--progress {other}: expected plain, tty or auto"),
-    };
-    let log: &dyn Reporter = if tty && !args.quiet {
+    let log: &dyn Reporter = if use_terminal(&args.progress)? && !args.quiet {
         &terminal
     } else {
         &plain
@@ -87,18 +84,32 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `--progress plain|tty|auto`: whether to draw live transfers (auto: stderr is a terminal).
+pub fn use_terminal(progress: &str) -> anyhow::Result<bool> {
+    Ok(match progress {
+        "plain" => false,
+        "tty" => true,
+        "auto" => std::io::stderr().is_terminal(),
+        other => bail!("--progress {other}: expected plain, tty or auto"),
+    })
+}
+
 /// Pushes `image_id` to `dest` (a reference typed by the user).
 pub fn push_image(
     store: &rbuild::store::Store,
     image_id: &str,
     dest: &str,
     quiet: bool,
+    terminal: bool,
 ) -> anyhow::Result<String> {
     let reference = parse_reference(dest)?;
     if reference.digest.is_some() {
         bail!("cannot push to {dest}: a digest names content, give a tag instead");
     }
-    let pushed = registry::push(store, image_id, &reference, &stderr_log(quiet))
+    let plain = stderr_log(quiet);
+    let live = TerminalTransfers::default();
+    let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
+    let pushed = registry::push(store, image_id, &reference, log)
         .with_context(|| format!("cannot push {reference}"))?;
     Ok(pushed.manifest_digest)
 }
@@ -107,7 +118,8 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.image)?;
     let dest = args.destination.as_deref().unwrap_or(&args.image);
-    let digest = push_image(&store, &image_id, dest, args.quiet)?;
+    let terminal = use_terminal(&args.progress)?;
+    let digest = push_image(&store, &image_id, dest, args.quiet, terminal)?;
     if args.quiet {
         println!("{digest}");
     }

@@ -95,22 +95,29 @@ impl Reporter for TerminalTransfers {
         let Ok(mut block) = self.block.lock() else {
             return;
         };
-        match block.rows.iter_mut().find(|r| r.name == name) {
-            Some(row) => row.done = done,
-            None => block.rows.push(Row {
-                name: name.to_string(),
-                done,
-                total,
-                started: Instant::now(),
-            }),
-        }
+        let new_row = match block.rows.iter_mut().find(|r| r.name == name) {
+            Some(row) => {
+                row.done = done;
+                false
+            }
+            None => {
+                block.rows.push(Row {
+                    name: name.to_string(),
+                    done,
+                    total,
+                    started: Instant::now(),
+                });
+                true
+            }
+        };
         if done >= total {
             block.rows.retain(|r| r.done < r.total);
         }
         let due = block
             .last_draw
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-        if due || done >= total {
+        // A new transfer is shown at once, however recent the last redraw.
+        if new_row || due || done >= total {
             let mut out = String::new();
             block.erase(&mut out);
             block.draw(&mut out);

@@ -18,7 +18,27 @@ const ATTEMPTS: u32 = 4;
 pub enum RequestBody<'a> {
     Empty,
     Bytes(&'a [u8], &'a str),
-    File(&'a std::path::Path, u64),
+    /// A blob file of the given size, reporting upload progress under a name.
+    File(&'a std::path::Path, u64, Option<(&'a str, super::Log<'a>)>),
+}
+
+/// Counts bytes read for upload progress.
+struct Counted<'a, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    report: Option<(&'a str, super::Log<'a>)>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if let Some((name, log)) = self.report {
+            log.transfer(name, self.done, self.total);
+        }
+        Ok(n)
+    }
 }
 
 pub struct Client {
@@ -278,14 +298,18 @@ impl Client {
                     .map_err(|e| http_err(ureq::Error::Http(e)))?;
                 self.agent.run(request)
             }
-            RequestBody::File(path, size) => {
+            RequestBody::File(path, size, report) => {
                 let file = std::fs::File::open(path).map_err(super::io_err("read", path))?;
+                let mut reader = Counted {
+                    inner: std::io::BufReader::with_capacity(256 * 1024, file),
+                    done: 0,
+                    total: *size,
+                    report: *report,
+                };
                 let request = builder
                     .header("content-type", "application/octet-stream")
                     .header("content-length", size.to_string())
-                    .body(ureq::SendBody::from_owned_reader(
-                        std::io::BufReader::with_capacity(256 * 1024, file),
-                    ))
+                    .body(ureq::SendBody::from_reader(&mut reader))
                     .map_err(|e| http_err(ureq::Error::Http(e)))?;
                 self.agent.run(request)
             }

@@ -198,7 +198,7 @@ fn push_blob(
         "PUT",
         &upload_url,
         &[],
-        &RequestBody::File(path, size),
+        &RequestBody::File(path, size, Some((short, log))),
         &[201, 204],
     )?;
     let secs = timer.elapsed().as_secs_f64().max(0.001);

@@ -486,16 +486,22 @@ fn an_interrupted_pull_resumes_with_a_range_request() {
         ("big", file(incompressible(size))),
     ]);
     let image = format!("{}/team/big:1", registry.host);
-    ok(
+    // Uploads show live per-layer progress on a terminal (forced here).
+    let pushed = ok(
         &env,
         &[
             "build",
+            "--progress",
+            "tty",
             "--push",
             "-t",
             &image,
             ctx.to_str().expect("utf-8"),
         ],
     );
+    let shown = all_output(&pushed);
+    assert!(shown.contains(" / 6.3 MB ("), "{shown}");
+    assert!(shown.contains("uploaded 6.3 MB"), "{shown}");
     let inspect =
         skopeo_inspect_with(&format!("docker://{image}"), &["--tls-verify=false"]).expect("skopeo");
     let big_digest = inspect["Layers"][1]
@@ -545,7 +551,7 @@ fn an_interrupted_pull_resumes_with_a_range_request() {
     let second = ok(&env2, &["pull", "--progress", "tty", &through_proxy]);
     let shown = all_output(&second);
     assert!(shown.contains("resuming at"), "{shown}");
-    assert!(shown.contains(" MB / 6.3 MB ("), "{shown}");
+    assert!(shown.contains(" / 6.3 MB ("), "{shown}");
     assert!(shown.contains("\x1b[1A\x1b[J"), "{shown}");
     let requests = proxy.blob_requests();
     let resumed = requests
