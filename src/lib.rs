@@ -10,5 +10,6 @@ pub mod dockerfile;
 pub mod image;
 pub mod plan;
 pub mod progress;
+pub mod registry;
 pub mod snapshot;
 pub mod store;

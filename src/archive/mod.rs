@@ -1,16 +1,18 @@
 //! Image archives: writing OCI and Docker archives from the store (`save`, `--output`), and
 //! loading OCI layouts, OCI archives and Docker archives into it (`load`).
 
+mod import;
 mod load;
 mod rootfs;
 mod save;
 
-pub use load::{import_layer_blob, load, LoadedImage};
+pub use import::{import_image, import_layer, import_layer_blob, LoadedImage};
+pub use load::load;
 pub use rootfs::{export_local, export_tar, LocalReport};
 pub use save::{
-    describe, layer_blob, save, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression,
-    ExportOptions, ExportedImage, MediaTypes, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
-    ANNOTATION_CREATED,
+    describe, gzip_blob, layer_blob, save, save_with, ArchiveDest, ArchiveFormat, BaseImage,
+    Compression, ExportOptions, ExportedImage, MediaTypes, ANNOTATION_BASE_DIGEST,
+    ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]

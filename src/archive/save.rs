@@ -711,6 +711,12 @@ pub fn save_with(
 
 /// The layer's uncompressed tar as a reader: the original blob decompressed, or the layer dir
 /// streamed through a pipe from a writer thread. Either way nothing is held in memory.
+/// The blob push sends for a layer: the one it came with (compressed or not), else a gzip
+/// blob made now and cached in the store, so a later save or push reuses it.
+pub fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError> {
+    layer_blob(store, diff_id).map(|(blob, _)| blob)
+}
+
 /// The blob an export uses for a layer by default (its original blob, else a gzip blob made
 /// now and cached in the store), with its path in the store.
 pub fn layer_blob(store: &Store, diff_id: &str) -> Result<(LayerBlob, PathBuf), ArchiveError> {

@@ -19,6 +19,8 @@ use crate::snapshot;
 use crate::store::{CacheRecord, LayerInfo, Store};
 
 pub(crate) struct StepContext<'a> {
+    /// How progress is shown (pull progress follows it).
+    pub progress_mode: crate::progress::ProgressMode,
     /// Digests of context files, by stat, kept between builds.
     pub hashes: crate::context::HashCache,
     /// Caches given with --cache-from, consulted when the store misses.
@@ -92,16 +94,22 @@ pub(crate) fn build_stage(
     })
 }
 
-/// Reads an image of the store: its config, after checking every layer is there.
+/// Reads an image's config, after checking every layer is there; an image the store does not
+/// have (or any, with `--pull` for FROM) is pulled from its registry first.
 pub(super) fn image_config(
     ctx: &StepContext,
     loc: &Location,
     keyword: &'static str,
     name: &str,
 ) -> Result<(ImageConfig, String), BuildError> {
-    let image_id = ctx.store.resolve_image(name).map_err(|e| {
-        loc.error(keyword, format!("{e} (pulling from registries is not supported yet: load it with `rbuild load -i ARCHIVE`)"))
-    })?;
+    let pull = keyword == "FROM" && ctx.options.pull;
+    let image_id = match (pull, ctx.store.resolve_image(name)) {
+        (false, Ok(id)) => id,
+        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => {
+            pull_image(ctx, loc, keyword, name)?
+        }
+        (false, Err(e)) => return Err(loc.error(keyword, e.to_string())),
+    };
     let bytes = ctx.store.read_blob(&image_id)?;
     let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
         loc.error(
@@ -118,6 +126,32 @@ pub(super) fn image_config(
         }
     }
     Ok((config, image_id))
+}
+
+fn pull_image(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+) -> Result<String, BuildError> {
+    let reference =
+        crate::image::parse_reference(name).map_err(|e| loc.error(keyword, e.to_string()))?;
+    let plain = |line: &str| eprintln!("  {line}");
+    let quiet = |_: &str| {};
+    let terminal = crate::progress::TerminalTransfers::default();
+    let log: &dyn crate::progress::Reporter = match ctx.progress_mode {
+        crate::progress::ProgressMode::Plain => &plain,
+        crate::progress::ProgressMode::Tty => &terminal,
+        crate::progress::ProgressMode::Quiet => &quiet,
+    };
+    crate::registry::pull(
+        ctx.store,
+        &reference,
+        &crate::registry::PullOptions::default(),
+        log,
+    )
+    .map(|pulled| pulled.image_id)
+    .map_err(|e| loc.error(keyword, format!("cannot pull {name}: {e}")))
 }
 
 fn start_stage(

@@ -67,6 +67,8 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
     /// images; None means now.
     pub source_date_epoch: Option<i64>,
+    /// Pull the FROM image even when the store has it (re-resolve the tag).
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +274,7 @@ pub fn build(
         ))
     };
     let ctx = instructions::StepContext {
+        progress_mode: progress.mode(),
         hashes: crate::context::HashCache::load(hash_file),
         imported: crate::cache::Imported::open(&options.cache_from),
         used: crate::cache::UsedCache::default(),

@@ -31,6 +31,12 @@ pub struct BuildArgs {
     /// Do not use the cache: run every step
     #[arg(long)]
     pub no_cache: bool,
+    /// Pull the FROM image even when the store has it (re-resolve its tag)
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to its registry under every -t name after the build
+    #[arg(long)]
+    pub push: bool,
     /// Progress output
     #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
     pub progress: String,
@@ -90,9 +96,6 @@ pub struct BuildArgs {
     #[arg(long, value_name = "podman|docker", num_args = 0..=1, require_equals = true,
           default_missing_value = "auto")]
     pub load: Option<String>,
-    /// Push the image to its registry (not supported yet)
-    #[arg(long)]
-    pub push: bool,
     /// Write the image digest, config digest, descriptor and names as JSON (as buildx does)
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -121,6 +124,10 @@ enum OutputKind {
     },
     Local(PathBuf),
     Tar(PathBuf),
+    /// `type=image` (names in the store, pushed with push=true) and `type=registry`.
+    Image {
+        push: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +170,7 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
     let mut kind = None;
     let mut dest = None;
     let mut tar = true;
+    let mut push = false;
     for part in spec.split(',') {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         match key {
@@ -196,10 +204,7 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
                 })
             }
             "rewrite-timestamp" => output.rewrite_timestamp = parse_bool(spec, key, value)?,
-            "push" if parse_bool(spec, key, value)? => {
-                bail!("--output {spec:?}: push=true is not supported yet (the registry module is not ready)")
-            }
-            "push" => {}
+            "push" => push = parse_bool(spec, key, value)?,
             k if k.starts_with("annotation.") || k.starts_with("annotation-manifest.") => {
                 let (_, name) = k.split_once('.').unwrap_or((k, ""));
                 output
@@ -227,7 +232,12 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
         Some("local") => OutputKind::Local(dest("DIR")?),
         Some("tar") => OutputKind::Tar(dest("FILE")?),
         Some("image") | Some("registry") => {
-            bail!("--output {spec:?}: type=image and type=registry are not supported yet (the registry module is not ready)")
+            if output.names.is_empty() {
+                bail!("--output {spec:?}: missing name=NAME[:TAG]");
+            }
+            OutputKind::Image {
+                push: push || kind.as_deref() == Some("registry"),
+            }
         }
         Some(other) => {
             bail!("--output type={other} is not supported (supported: oci, docker, local, tar)")
@@ -669,9 +679,6 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                 .to_string(),
         );
     }
-    if args.push {
-        bail!("--push is not supported yet (the registry module is not ready)");
-    }
     let outputs = args
         .outputs
         .iter()
@@ -679,7 +686,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         .collect::<anyhow::Result<Vec<_>>>()?;
     let to_stdout = |o: &Output| match &o.kind {
         OutputKind::Tar(dest) | OutputKind::Archive { dest, .. } => dest.as_os_str() == "-",
-        OutputKind::Local(_) => false,
+        OutputKind::Local(_) | OutputKind::Image { .. } => false,
     };
     if outputs.iter().filter(|o| to_stdout(o)).count() > 1 {
         bail!("--output: only one output can go to stdout");
@@ -757,7 +764,11 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
+        pull: args.pull,
     };
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs at least one -t NAME[:TAG] to push to");
+    }
     // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
     // otherwise it is no build arg (and no "not consumed" warning).
     if let Some(epoch) = epoch {
@@ -854,6 +865,21 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                         .with_context(|| format!("cannot write {}", dest.display()))?;
                 exported.get_or_insert(written);
             }
+            OutputKind::Image { push } => {
+                for name in &output.names {
+                    let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
+                    store.add_image(&outcome.image_id, &[tag.to_string()])?;
+                    if *push {
+                        super::registry::push_image(
+                            &store,
+                            &outcome.image_id,
+                            name,
+                            args.quiet,
+                            mode == ProgressMode::Tty,
+                        )?;
+                    }
+                }
+            }
             OutputKind::Local(dest) => {
                 let report = archive::export_local(&store, &outcome.image_id, dest, clamp)
                     .with_context(|| format!("cannot write {}", dest.display()))?;
@@ -893,10 +919,11 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         }
         let dest = match &output.kind {
             OutputKind::Archive { dest, .. } | OutputKind::Local(dest) | OutputKind::Tar(dest) => {
-                dest
+                dest.display().to_string()
             }
+            OutputKind::Image { .. } => output.names.join(", "),
         };
-        progress.notice(&format!("exported to {}", dest.display()));
+        progress.notice(&format!("exported to {dest}"));
     }
     if let Some(loader) = loader {
         let program = loader.program.clone();
@@ -924,6 +951,18 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.push {
+        // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
+        for tag in &args.tags {
+            super::registry::push_image(
+                &store,
+                &outcome.image_id,
+                tag,
+                args.quiet,
+                mode == ProgressMode::Tty,
+            )?;
+        }
     }
     if let Some(iidfile) = &args.iidfile {
         std::fs::write(iidfile, &outcome.image_id)
@@ -982,8 +1021,7 @@ mod tests {
     #[test]
     fn unsupported_outputs_say_so() {
         let error = |spec: &str| format!("{:#}", parse_output(spec).expect_err("an error"));
-        assert!(error("type=image,name=r/app,push=true").contains("not supported yet"));
-        assert!(error("type=registry").contains("not supported yet"));
+        assert!(error("type=registry").contains("missing name="));
         assert!(error("type=docker,dest=x,tar=false").contains("only for type=oci"));
         assert!(error("type=oci").contains("missing dest="));
         assert!(error("type=oci,dest=x,bogus=1").contains("unknown option"));

@@ -90,7 +90,8 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         let created = config.created.clone().unwrap_or_default();
         let names: Vec<&String> = tags
             .iter()
-            .filter(|(_, id)| **id == image_id)
+            // `REPO@sha256:...` keys (images pulled by digest) are not tags.
+            .filter(|(t, id)| **id == image_id && !t.contains('@'))
             .map(|(t, _)| t)
             .collect();
         if names.is_empty() {

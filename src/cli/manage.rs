@@ -213,6 +213,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<i32> {
             }
         }
         if store.tags_of(&image_id)?.is_empty() {
+            store.untag_digests(&image_id)?;
             store.remove_image_record(&image_id)?;
             println!("Deleted: {image_id}");
         }

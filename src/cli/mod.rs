@@ -4,6 +4,7 @@
 mod build;
 mod images;
 mod manage;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,14 @@ pub enum Commands {
     Prune(manage::PruneArgs),
     /// Show the space images, layers, build cache and cache mounts use
     Df,
+    /// Pull an image from a registry
+    Pull(registry::PullArgs),
+    /// Push an image to a registry
+    Push(registry::PushArgs),
+    /// Save credentials for a registry (in docker's config.json or $REGISTRY_AUTH_FILE)
+    Login(registry::LoginArgs),
+    /// Remove saved credentials for a registry
+    Logout(registry::LogoutArgs),
     /// Manage the store
     System {
         #[command(subcommand)]
@@ -56,9 +65,9 @@ pub enum Commands {
 }
 
 /// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
-pub const SUBCOMMANDS: [&str; 12] = [
-    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "prune", "df", "system",
-    "help",
+pub const SUBCOMMANDS: [&str; 16] = [
+    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "pull", "push", "login",
+    "logout", "prune", "df", "system", "help",
 ];
 
 impl Commands {
@@ -69,6 +78,8 @@ impl Commands {
             Commands::Build(_)
                 | Commands::Load(_)
                 | Commands::Save(_)
+                | Commands::Pull(_)
+                | Commands::Push(_)
                 | Commands::Rmi(_)
                 | Commands::Prune(_)
                 | Commands::System { .. }
@@ -114,6 +125,10 @@ pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
         Commands::Save(args) => manage::save(&root, args),
         Commands::Prune(args) => manage::prune(&root, args),
         Commands::Df => manage::df(&root),
+        Commands::Pull(args) => registry::pull(&root, args),
+        Commands::Push(args) => registry::push(&root, args),
+        Commands::Login(args) => registry::login(args),
+        Commands::Logout(args) => registry::logout(args),
         Commands::System { command } => manage::system(&root, command),
     }
 }

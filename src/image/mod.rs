@@ -7,4 +7,4 @@ pub mod reference;
 pub use config::{
     canonical_json, host_architecture, ContainerConfig, History, ImageConfig, RootFs, DEFAULT_PATH,
 };
-pub use reference::{parse_tag, ReferenceError, TagRef};
+pub use reference::{parse_reference, parse_tag, Reference, ReferenceError, TagRef};

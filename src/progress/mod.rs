@@ -2,9 +2,13 @@
 //! several stages build), its output, its duration, and notices. Stages running in parallel
 //! share one `Progress`; each writes whole lines.
 
+mod transfer;
+
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
+
+pub use transfer::{Reporter, TerminalTransfers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -37,6 +41,10 @@ impl Progress {
         if self.mode != ProgressMode::Quiet {
             self.write(format!("{text}\n").as_bytes());
         }
+    }
+
+    pub fn mode(&self) -> ProgressMode {
+        self.mode
     }
 
     /// The reporter of one stage; `label` is None when the build has a single stage.

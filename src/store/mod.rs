@@ -3,6 +3,7 @@
 //!
 //! Layout under the root:
 //!   blobs/sha256/HEX     configs, and compressed layer blobs (pulled, loaded or made for an output)
+//!   blobs/sources/HEX    registry repositories known to hold the blob (cross-repo mount hints)
 //!   layers/HEX/diff/     a layer's files in overlay upper-dir format (HEX = its diff_id)
 //!   layers/HEX/layer.json  what is known of it: tar size, blobs that carry it
 //!   images/HEX           one file per image in the store (HEX = config digest = image id)
@@ -17,6 +18,7 @@ mod cache;
 mod gc;
 mod layers;
 mod refs;
+mod sources;
 
 use std::path::{Path, PathBuf};
 

@@ -68,8 +68,11 @@ impl Store {
     /// Finds an image by tag (`app`, `app:1`), full id (`sha256:...`) or unique id prefix.
     pub fn resolve_image(&self, name: &str) -> Result<String, StoreError> {
         let tags = self.tags()?;
-        if let Ok(tag) = crate::image::parse_tag(name) {
-            if let Some(id) = tags.get(&tag.to_string()) {
+        // `busybox`, `docker.io/library/busybox:latest` and `busybox:latest` are one key;
+        // a digest reference is found under `REPO@sha256:...` (recorded by pull).
+        if let Ok(reference) = crate::image::parse_reference(name) {
+            let key = reference.digest_key().or_else(|| reference.tag_key());
+            if let Some(id) = key.and_then(|k| tags.get(&k)) {
                 return Ok(id.clone());
             }
         }
@@ -95,14 +98,26 @@ impl Store {
         })
     }
 
-    /// Tags pointing at `image_id`.
+    /// Tags pointing at `image_id` (not the `REPO@sha256:...` keys of digest pulls).
     pub fn tags_of(&self, image_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
             .tags()?
             .into_iter()
-            .filter(|(_, id)| id == image_id)
+            .filter(|(tag, id)| id == image_id && !tag.contains('@'))
             .map(|(tag, _)| tag)
             .collect())
+    }
+
+    /// Removes the `REPO@sha256:...` keys pointing at `image_id` (when its last tag goes).
+    pub fn untag_digests(&self, image_id: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let mut all = self.tags()?;
+        let before = all.len();
+        all.retain(|key, id| !(id == image_id && key.contains('@')));
+        if all.len() != before {
+            self.write_tags(&all)?;
+        }
+        Ok(())
     }
 
     /// Removes a tag; returns the image id it pointed at, if it existed.

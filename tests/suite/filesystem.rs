@@ -258,8 +258,8 @@ fn copy_errors_name_the_line_and_the_problem() {
             2,
         ),
         (
-            "FROM busybox:latest\nCOPY --from=other a.txt /x\n",
-            "not supported yet",
+            "FROM busybox:latest\nCOPY --from=127.0.0.1:1/none/such a.txt /x\n",
+            "cannot pull",
             2,
         ),
     ];

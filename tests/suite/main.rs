@@ -27,5 +27,6 @@ mod interop;
 mod layers;
 mod multistage;
 mod outputs;
+mod registry;
 mod runmounts;
 mod sandbox;

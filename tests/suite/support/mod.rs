@@ -19,6 +19,7 @@
 pub mod craft;
 pub mod df;
 pub mod oci;
+pub mod registry;
 pub mod tools;
 
 // Re-exported for the test modules; each uses a different part.

@@ -114,6 +114,47 @@ pub fn podman_load_and_run_with(
     run_options: &[&str],
     args: &[&str],
 ) -> Option<Output> {
+    podman_run_in_private_store(
+        |podman| {
+            let mut load = podman();
+            load.arg("load").arg("-i").arg(archive);
+            let loaded = run_ok(&mut load);
+            // "Loaded image: NAME" or "Loaded image(s): NAME,NAME".
+            loaded
+                .lines()
+                .find_map(|line| line.split_once("Loaded image").map(|(_, rest)| rest))
+                .and_then(|rest| rest.split_once(':').map(|(_, names)| names.trim()))
+                .and_then(|names| names.split(',').next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("podman load printed no image name: {loaded}"))
+        },
+        run_options,
+        args,
+    )
+}
+
+/// `podman pull --tls-verify=false REFERENCE` (a loopback registry) then `podman run --rm
+/// IMAGE ARGS...`, as root in a private podman store. Returns the run's output.
+pub fn podman_pull_and_run(reference: &str, args: &[&str]) -> Option<Output> {
+    podman_run_in_private_store(
+        |podman| {
+            let mut pull = podman();
+            pull.args(["pull", "-q", "--tls-verify=false", reference]);
+            run_ok(&mut pull);
+            reference.to_string()
+        },
+        &[],
+        args,
+    )
+}
+
+/// Runs `get_image` (which puts an image in a fresh podman store and names it) then
+/// `podman run --rm`; the store is removed afterwards.
+fn podman_run_in_private_store(
+    get_image: impl FnOnce(&dyn Fn() -> Command) -> String,
+    run_options: &[&str],
+    args: &[&str],
+) -> Option<Output> {
     if !require_root() || !require_command("podman") || !require_command("runc") {
         return None;
     }
@@ -131,17 +172,7 @@ pub fn podman_load_and_run_with(
             .stdin(Stdio::null());
         command
     };
-    let mut load = podman();
-    load.arg("load").arg("-i").arg(archive);
-    let loaded = run_ok(&mut load);
-    // "Loaded image: NAME" or "Loaded image(s): NAME,NAME".
-    let image = loaded
-        .lines()
-        .find_map(|line| line.split_once("Loaded image").map(|(_, rest)| rest))
-        .and_then(|rest| rest.split_once(':').map(|(_, names)| names.trim()))
-        .and_then(|names| names.split(',').next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("podman load printed no image name: {loaded}"));
+    let image = get_image(&podman);
     let mut run = podman();
     run.arg("run")
         .arg("--rm")

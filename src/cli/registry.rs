@@ -1,0 +1,185 @@
+//! `rbuild pull`, `push`, `login`, `logout`.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use rbuild::image::parse_reference;
+use rbuild::progress::{Reporter, TerminalTransfers};
+use rbuild::registry::{self, Credentials, Platform, PullOptions, RegistrySettings};
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// `NAME[:TAG]`, `NAME@sha256:...` (`busybox` means `docker.io/library/busybox:latest`)
+    pub image: String,
+    /// Platform to pick from a multi-platform image [default: the host's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
+    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
+    pub progress: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// An image of the store (name or id)
+    pub image: String,
+    /// Where to push it [default: IMAGE's name]
+    pub destination: Option<String>,
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
+    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
+    pub progress: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host (`registry.example.com`, `localhost:5000`) [default: docker.io]
+    pub registry: Option<String>,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (visible to other users in the process list: prefer --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host [default: docker.io]
+    pub registry: Option<String>,
+}
+
+fn stderr_log(quiet: bool) -> impl Fn(&str) + Sync {
+    move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
+pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
+    let reference = parse_reference(&args.image)?;
+    let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
+    let store = super::open_store(root)?;
+    let plain = stderr_log(args.quiet);
+    let terminal = TerminalTransfers::default();
+    let log: &dyn Reporter = if use_terminal(&args.progress)? && !args.quiet {
+        &terminal
+    } else {
+        &plain
+    };
+    let pulled = registry::pull(&store, &reference, &PullOptions { platform }, log)
+        .with_context(|| format!("cannot pull {reference}"))?;
+    println!("{}", pulled.image_id);
+    Ok(0)
+}
+
+/// `--progress plain|tty|auto`: whether to draw live transfers (auto: stderr is a terminal).
+pub fn use_terminal(progress: &str) -> anyhow::Result<bool> {
+    Ok(match progress {
+        "plain" => false,
+        "tty" => true,
+        "auto" => std::io::stderr().is_terminal(),
+        other => bail!("--progress {other}: expected plain, tty or auto"),
+    })
+}
+
+/// Pushes `image_id` to `dest` (a reference typed by the user).
+pub fn push_image(
+    store: &rbuild::store::Store,
+    image_id: &str,
+    dest: &str,
+    quiet: bool,
+    terminal: bool,
+) -> anyhow::Result<String> {
+    let reference = parse_reference(dest)?;
+    if reference.digest.is_some() {
+        bail!("cannot push to {dest}: a digest names content, give a tag instead");
+    }
+    let plain = stderr_log(quiet);
+    let live = TerminalTransfers::default();
+    let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
+    let pushed = registry::push(store, image_id, &reference, log)
+        .with_context(|| format!("cannot push {reference}"))?;
+    Ok(pushed.manifest_digest)
+}
+
+pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let image_id = store.resolve_image(&args.image)?;
+    let dest = args.destination.as_deref().unwrap_or(&args.image);
+    let terminal = use_terminal(&args.progress)?;
+    let digest = push_image(&store, &image_id, dest, args.quiet, terminal)?;
+    if args.quiet {
+        println!("{digest}");
+    }
+    Ok(0)
+}
+
+fn registry_host(registry: Option<&str>) -> anyhow::Result<String> {
+    let Some(registry) = registry else {
+        return Ok("docker.io".to_string());
+    };
+    let host = registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let host = host.split('/').next().unwrap_or(host);
+    if host.is_empty() {
+        bail!("{registry:?} is not a registry host");
+    }
+    Ok(match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        other => other.to_string(),
+    })
+}
+
+pub fn login(args: LoginArgs) -> anyhow::Result<i32> {
+    let registry = registry_host(args.registry.as_deref())?;
+    let Some(username) = args.username else {
+        bail!("login needs --username (and --password-stdin or --password)");
+    };
+    let secret = match (args.password, args.password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
+        (Some(password), false) => password,
+        (None, true) => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read the password from standard input")?;
+            input.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("login needs --password-stdin (or --password)"),
+    };
+    if secret.is_empty() {
+        bail!("the password is empty");
+    }
+    let credentials = Credentials { username, secret };
+    let settings = RegistrySettings::load()?;
+    registry::Client::check_login(&settings, &registry, credentials.clone())
+        .with_context(|| format!("cannot log in to {registry}"))?;
+    let place = registry::login(&registry, &credentials)?;
+    eprintln!("credentials for {registry} saved in {place}");
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
+    let registry = registry_host(args.registry.as_deref())?;
+    if registry::logout(&registry)? {
+        println!("Removed login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,656 @@
+//! `rbuild pull`: manifest (or index -> platform manifest), config, then the missing layers in
+//! parallel, each streamed to a partial file (resumed with Range after an interruption),
+//! digest-checked, kept as the original blob and applied safely to a layer dir.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest as _, Sha256};
+
+use super::client::{Client, RequestBody};
+use super::{human_size, io_err, short_digest, Log, RegistryError, RegistrySettings};
+use crate::archive;
+use crate::image::{host_architecture, ImageConfig, Reference};
+use crate::store::{LayerBlob, Store};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Layers downloaded at the same time.
+const PARALLEL_LAYERS: usize = 3;
+/// Manifests and configs are small; anything bigger is refused rather than buffered.
+const MAX_METADATA: u64 = 8 * 1024 * 1024;
+
+/// `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Platform {
+    pub fn host() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: host_architecture().into(),
+            variant: None,
+        }
+    }
+
+    /// Parses `linux/arm64`, `linux/arm/v7`, `arm64` (os linux).
+    pub fn parse(spec: &str) -> Result<Platform, RegistryError> {
+        let parts: Vec<&str> = spec.split('/').collect();
+        let bad = || RegistryError::Invalid {
+            what: format!("platform {spec:?}"),
+            message: "expected os/architecture[/variant], e.g. linux/arm64".to_string(),
+        };
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        let normalise = |arch: &str| match arch {
+            "x86_64" | "x86-64" => "amd64".to_string(),
+            "aarch64" => "arm64".to_string(),
+            other => other.to_string(),
+        };
+        match parts.as_slice() {
+            [arch] => Ok(Platform {
+                os: "linux".into(),
+                architecture: normalise(arch),
+                variant: None,
+            }),
+            [os, arch] => Ok(Platform {
+                os: os.to_string(),
+                architecture: normalise(arch),
+                variant: None,
+            }),
+            [os, arch, variant] => Ok(Platform {
+                os: os.to_string(),
+                architecture: normalise(arch),
+                variant: Some(variant.to_string()),
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Does an index entry's platform object match? A missing variant matches any, except
+    /// that arm64 entries with variant v8 and without one are the same.
+    fn matches(&self, platform: &serde_json::Value) -> bool {
+        let os = platform["os"].as_str().unwrap_or("");
+        let arch = platform["architecture"].as_str().unwrap_or("");
+        if os != self.os || arch != self.architecture {
+            return false;
+        }
+        match (&self.variant, platform["variant"].as_str()) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            (Some(want), None) => arch == "arm64" && want == "v8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Default: the host's.
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    pub image_id: String,
+    /// Digest of the image manifest that was pulled (for an index, the platform's entry).
+    pub manifest_digest: String,
+    pub tags: Vec<String>,
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn read_limited(
+    response: ureq::http::Response<ureq::Body>,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let mut response = response;
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_METADATA)
+        .read_to_vec()
+        .map_err(|e| RegistryError::Invalid {
+            what: what.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Fetches a manifest by tag or digest: (bytes, media type, digest of the bytes).
+pub(crate) fn fetch_manifest(
+    client: &Client,
+    reference: &str,
+    display: &str,
+) -> Result<(Vec<u8>, String, String), RegistryError> {
+    let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
+    let url = client.repo_url(&format!("manifests/{reference}"));
+    let response = client.send("GET", &url, &[("accept", accept)], &RequestBody::Empty)?;
+    match response.status().as_u16() {
+        200 => {}
+        404 => {
+            return Err(RegistryError::NotFound {
+                reference: display.to_string(),
+            })
+        }
+        status => {
+            return Err(RegistryError::Status {
+                url,
+                status,
+                message: String::new(),
+            })
+        }
+    }
+    let header_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+    let bytes = read_limited(response, &format!("manifest of {display}"))?;
+    let digest = sha256_of(&bytes);
+    if reference.starts_with("sha256:") && reference != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("manifest of {display}"),
+            expected: reference.to_string(),
+            actual: digest,
+        });
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("manifest of {display}"),
+            message: e.to_string(),
+        })?;
+    let media_type = json["mediaType"]
+        .as_str()
+        .map(str::to_string)
+        .or(header_type)
+        .unwrap_or_default();
+    Ok((bytes, media_type, digest))
+}
+
+/// Pulls `reference` (trying configured mirrors first) into the store and tags it.
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    log: Log,
+) -> Result<PulledImage, RegistryError> {
+    let settings = RegistrySettings::load()?;
+    for (host, repository) in settings.mirrors(&reference.registry, &reference.repository) {
+        match pull_from(
+            store,
+            &settings,
+            &host,
+            &repository,
+            reference,
+            options,
+            log,
+        ) {
+            Ok(pulled) => return Ok(pulled),
+            Err(error) => log.line(&format!(
+                "mirror {host}/{repository} failed ({error}); trying the next"
+            )),
+        }
+    }
+    pull_from(
+        store,
+        &settings,
+        &reference.registry,
+        &reference.repository,
+        reference,
+        options,
+        log,
+    )
+}
+
+fn pull_from(
+    store: &Store,
+    settings: &RegistrySettings,
+    registry: &str,
+    repository: &str,
+    reference: &Reference,
+    options: &PullOptions,
+    log: Log,
+) -> Result<PulledImage, RegistryError> {
+    let display = reference.to_string();
+    if registry == reference.registry {
+        log.line(&format!("pulling {display}"));
+    } else {
+        log.line(&format!(
+            "pulling {display} from mirror {registry}/{repository}"
+        ));
+    }
+    let client = Client::connect(settings, registry, repository, "pull", &[])?;
+    let (mut bytes, mut media_type, mut digest) =
+        fetch_manifest(&client, reference.manifest_ref(), &display)?;
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        let platform = options.platform.clone().unwrap_or_else(Platform::host);
+        let index: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+                what: format!("index of {display}"),
+                message: e.to_string(),
+            })?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let chosen = entries
+            .iter()
+            .find(|m| platform.matches(&m["platform"]))
+            .ok_or_else(|| RegistryError::NoPlatform {
+                reference: display.clone(),
+                platform: platform.to_string(),
+                available: entries
+                    .iter()
+                    .filter_map(|m| {
+                        let p = &m["platform"];
+                        let mut s =
+                            format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?);
+                        if let Some(v) = p["variant"].as_str() {
+                            s = format!("{s}/{v}");
+                        }
+                        Some(s)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let entry_digest = chosen["digest"]
+            .as_str()
+            .ok_or_else(|| RegistryError::Invalid {
+                what: format!("index of {display}"),
+                message: "an entry without a digest".to_string(),
+            })?
+            .to_string();
+        crate::store::digest_hex(&entry_digest)?;
+        log.line(&format!("platform {platform}: manifest {entry_digest}"));
+        (bytes, media_type, digest) = fetch_manifest(&client, &entry_digest, &display)?;
+    } else if let Some(platform) = &options.platform {
+        // A single-platform image is used as it is; the config says what it is.
+        log.line(&format!(
+            "{display} is a single-platform image; --platform {platform} is checked against its config"
+        ));
+    }
+    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+        return Err(RegistryError::Invalid {
+            what: format!("manifest of {display}"),
+            message: format!(
+                "unsupported media type {media_type:?} (docker schema 1 images are not supported)"
+            ),
+        });
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("manifest of {display}"),
+            message: e.to_string(),
+        })?;
+    let bad_manifest = |message: &str| RegistryError::Invalid {
+        what: format!("manifest of {display}"),
+        message: message.to_string(),
+    };
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| bad_manifest("no config digest"))?
+        .to_string();
+    crate::store::digest_hex(&config_digest)?;
+    let config_bytes = if store.has_blob(&config_digest) {
+        store.read_blob(&config_digest)?
+    } else {
+        let url = client.repo_url(&format!("blobs/{config_digest}"));
+        let response = client.expect("GET", &url, &[], &RequestBody::Empty, &[200])?;
+        let bytes = read_limited(response, &format!("config of {display}"))?;
+        let actual = sha256_of(&bytes);
+        if actual != config_digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("config of {display}"),
+                expected: config_digest,
+                actual,
+            });
+        }
+        bytes
+    };
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("config of {display}"),
+            message: e.to_string(),
+        })?;
+    if let Some(platform) = &options.platform {
+        if config.architecture != platform.architecture {
+            return Err(RegistryError::NoPlatform {
+                reference: display.clone(),
+                platform: platform.to_string(),
+                available: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+    }
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let digest = layer["digest"]
+            .as_str()
+            .ok_or_else(|| bad_manifest("a layer without a digest"))?;
+        crate::store::digest_hex(digest)?;
+        layers.push(LayerBlob {
+            media_type: layer["mediaType"]
+                .as_str()
+                .unwrap_or("application/vnd.oci.image.layer.v1.tar+gzip")
+                .to_string(),
+            digest: digest.to_string(),
+            // The size bounds the download: a registry cannot stream forever.
+            size: layer["size"]
+                .as_u64()
+                .ok_or_else(|| bad_manifest("a layer without a size"))?,
+        });
+    }
+    if layers.len() != config.rootfs.diff_ids.len() {
+        return Err(bad_manifest(&format!(
+            "{} layers but the config lists {} diff_ids",
+            layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    for layer in &layers {
+        if layer.media_type.contains("foreign") || layer.media_type.contains("nondistributable") {
+            return Err(RegistryError::Invalid {
+                what: format!("layer {} of {display}", layer.digest),
+                message: "foreign (non-distributable) layers are not supported".to_string(),
+            });
+        }
+    }
+
+    let source = format!("{registry}/{repository}");
+    fetch_layers(
+        store,
+        &client,
+        &layers,
+        &config.rootfs.diff_ids,
+        &source,
+        log,
+    )?;
+
+    let mut tags = Vec::new();
+    if let Some(key) = reference.tag_key() {
+        tags.push(key);
+    }
+    if let Some(key) = reference.digest_key() {
+        tags.push(key);
+    }
+    tags.push(format!("{}@{digest}", reference.familiar_name()));
+    tags.dedup();
+    let blob_paths = layers
+        .iter()
+        .map(|l| Ok((store.blob_path(&l.digest)?, Some(l.clone()))))
+        .collect::<Result<Vec<_>, RegistryError>>()?;
+    let imported = archive::import_image(
+        store,
+        &config_bytes,
+        blob_paths,
+        tags.clone(),
+        Path::new(&display),
+    )?;
+    log.line(&format!("pulled {display}: {digest}"));
+    Ok(PulledImage {
+        image_id: imported.image_id,
+        manifest_digest: digest,
+        tags,
+    })
+}
+
+/// Downloads and applies the layers not yet in the store, `PARALLEL_LAYERS` at a time.
+fn fetch_layers(
+    store: &Store,
+    client: &Client,
+    layers: &[LayerBlob],
+    diff_ids: &[String],
+    source: &str,
+    log: Log,
+) -> Result<(), RegistryError> {
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+    let failed = || first_error.lock().map(|e| e.is_some()).unwrap_or(true);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_LAYERS.min(layers.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= layers.len() || failed() {
+                    break;
+                }
+                let result = fetch_layer(store, client, &layers[i], &diff_ids[i], source, log);
+                if let Err(error) = result {
+                    if let Ok(mut slot) = first_error.lock() {
+                        slot.get_or_insert(error);
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(error)) => Err(error),
+        _ => Ok(()),
+    }
+}
+
+fn fetch_layer(
+    store: &Store,
+    client: &Client,
+    blob: &LayerBlob,
+    diff_id: &str,
+    source: &str,
+    log: Log,
+) -> Result<(), RegistryError> {
+    let short = short_digest(&blob.digest);
+    store.add_blob_source(&blob.digest, source);
+    if store.has_layer(diff_id) {
+        log.line(&format!("{short}: already present"));
+        return Ok(());
+    }
+    let path = if store.has_blob(&blob.digest) {
+        log.line(&format!("{short}: blob already present"));
+        store.blob_path(&blob.digest)?
+    } else {
+        download_blob(store, client, blob, log)?
+    };
+    archive::import_layer(
+        store,
+        &path,
+        Some(blob.clone()),
+        diff_id,
+        Path::new(&blob.digest),
+    )?;
+    log.line(&format!("{short}: applied"));
+    Ok(())
+}
+
+/// Streams a blob into the store: into `tmp/pull-HEX.partial` first (kept across runs, so an
+/// interrupted download resumes with a Range request), then renamed once its digest checks.
+fn download_blob(
+    store: &Store,
+    client: &Client,
+    blob: &LayerBlob,
+    log: Log,
+) -> Result<PathBuf, RegistryError> {
+    let short = short_digest(&blob.digest);
+    let hex = crate::store::digest_hex(&blob.digest)?;
+    let partial = store.root().join("tmp").join(format!("pull-{hex}.partial"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&partial)
+        .map_err(io_err("create", &partial))?;
+    // Another rbuild pulling the same blob: wait for it, then use its result.
+    file.lock().map_err(io_err("lock", &partial))?;
+    let final_path = store.blob_path(&blob.digest)?;
+    if final_path.exists() {
+        // Another rbuild finished it; whoever opens this name now finds the blob too.
+        let _ = std::fs::remove_file(&partial);
+        return Ok(final_path);
+    }
+    let mut hasher = Sha256::new();
+    let mut have = file.metadata().map_err(io_err("stat", &partial))?.len();
+    if have > blob.size {
+        have = 0;
+    }
+    if have > 0 {
+        // Hash what an earlier run already wrote.
+        file.rewind().map_err(io_err("read", &partial))?;
+        let mut reader = (&file).take(have);
+        let copied = std::io::copy(&mut reader, &mut HashWriter(&mut hasher))
+            .map_err(io_err("read", &partial))?;
+        have = copied;
+    }
+    file.set_len(have).map_err(io_err("truncate", &partial))?;
+    let url = client.repo_url(&format!("blobs/{}", blob.digest));
+    let started = std::time::Instant::now();
+    let resumed_at = have;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut headers = Vec::new();
+        if have > 0 {
+            headers.push(("range", format!("bytes={have}-")));
+            log.line(&format!("{short}: resuming at {}", human_size(have)));
+        }
+        let response = client.send("GET", &url, &headers, &RequestBody::Empty)?;
+        match response.status().as_u16() {
+            206 => {}
+            200 | 416 => {
+                // The registry ignored the range (or it is stale): start over.
+                have = 0;
+                hasher = Sha256::new();
+                file.set_len(0).map_err(io_err("truncate", &partial))?;
+                if response.status().as_u16() == 416 {
+                    continue;
+                }
+            }
+            status => {
+                return Err(RegistryError::Status {
+                    url,
+                    status,
+                    message: String::new(),
+                })
+            }
+        }
+        file.seek(std::io::SeekFrom::Start(have))
+            .map_err(io_err("write", &partial))?;
+        let mut body = response.into_body().into_reader();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let outcome = loop {
+            let n = match body.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            file.write_all(&buffer[..n])
+                .map_err(io_err("write", &partial))?;
+            hasher.update(&buffer[..n]);
+            have += n as u64;
+            log.transfer(short, have, blob.size);
+            if have > blob.size {
+                break Err(std::io::Error::other(
+                    "the registry sent more than the blob's size",
+                ));
+            }
+        };
+        match outcome {
+            Ok(()) if have == blob.size => break,
+            Ok(()) | Err(_) if attempt < 5 => {
+                log.line(&format!(
+                    "{short}: download interrupted at {}; retrying",
+                    human_size(have)
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+            }
+            Ok(()) => {
+                return Err(RegistryError::Invalid {
+                    what: format!("blob {}", blob.digest),
+                    message: format!("the registry sent {have} of {} bytes", blob.size),
+                })
+            }
+            Err(e) => {
+                return Err(RegistryError::Io {
+                    action: "download",
+                    path: PathBuf::from(&url),
+                    source: e,
+                })
+            }
+        }
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != blob.digest {
+        let _ = std::fs::remove_file(&partial);
+        return Err(RegistryError::DigestMismatch {
+            what: format!("blob {}", blob.digest),
+            expected: blob.digest.clone(),
+            actual,
+        });
+    }
+    file.sync_all().map_err(io_err("sync", &partial))?;
+    std::fs::rename(&partial, &final_path).map_err(io_err("store blob", &final_path))?;
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let fetched = have - resumed_at;
+    log.line(&format!(
+        "{short}: downloaded {} in {secs:.1}s ({}/s)",
+        human_size(have),
+        human_size((fetched as f64 / secs) as u64)
+    ));
+    Ok(final_path)
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_and_match_index_entries() {
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert!(arm.matches(
+            &serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"})
+        ));
+        assert!(!arm.matches(&serde_json::json!({"os": "linux", "architecture": "amd64"})));
+        let v7 = Platform::parse("linux/arm/v7").unwrap();
+        assert!(
+            v7.matches(&serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v7"}))
+        );
+        assert!(!v7
+            .matches(&serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v6"})));
+        let v8 = Platform::parse("linux/arm64/v8").unwrap();
+        assert!(v8.matches(&serde_json::json!({"os": "linux", "architecture": "arm64"})));
+        assert_eq!(
+            Platform::parse("x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert!(Platform::parse("linux//v7").is_err());
+        assert!(Platform::parse("a/b/c/d").is_err());
+    }
+}

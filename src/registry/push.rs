@@ -1,0 +1,211 @@
+//! `rbuild push`: gzip blobs for the layers (the original blob when the layer came with one,
+//! else made once and cached), then per blob: HEAD (skip when present), cross-repository
+//! mount when the blob is known to live in another repository of the same registry, else a
+//! monolithic upload streamed from the file; the manifest goes last.
+
+use oci_spec::image::MediaType;
+
+use super::client::{Client, RequestBody};
+use super::pull::OCI_MANIFEST;
+use super::{human_size, short_digest, Log, RegistryError, RegistrySettings};
+use crate::archive;
+use crate::image::manifest::{descriptor, image_manifest, to_bytes};
+use crate::image::{ImageConfig, Reference};
+use crate::store::{LayerBlob, Store};
+
+#[derive(Debug, Clone)]
+pub struct PushedImage {
+    pub manifest_digest: String,
+    /// Blobs actually uploaded (not skipped or mounted).
+    pub uploaded: usize,
+}
+
+/// The OCI media type of a layer blob (docker's names carry the same bytes).
+fn oci_layer_type(media_type: &str) -> &'static str {
+    if media_type.ends_with("gzip") {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else if media_type.ends_with("zstd") {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    }
+}
+
+/// Pushes `image_id` from the store to `dest` (which must carry a tag).
+pub fn push(
+    store: &Store,
+    image_id: &str,
+    dest: &Reference,
+    log: Log,
+) -> Result<PushedImage, RegistryError> {
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
+    let display = dest.with_tag(&tag).to_string();
+    log.line(&format!("pushing {display}"));
+    let config_bytes = store.read_blob(image_id)?;
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("config of {image_id}"),
+            message: e.to_string(),
+        })?;
+    let blobs: Vec<LayerBlob> = std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| scope.spawn(move || archive::gzip_blob(store, d)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(archive::ArchiveError::Invalid {
+                        path: store.root().to_path_buf(),
+                        message: "layer compression panicked".into(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+
+    // Repositories of the same registry to mount from (their pull scope is asked up front).
+    let dest_source = format!("{}/{}", dest.registry, dest.repository);
+    let registry_prefix = format!("{}/", dest.registry);
+    let mount_from = |digest: &str| -> Option<String> {
+        store
+            .blob_sources(digest)
+            .into_iter()
+            .filter(|s| *s != dest_source)
+            .find_map(|s| s.strip_prefix(&registry_prefix).map(str::to_string))
+    };
+    let mut extra_pull: Vec<String> = blobs.iter().filter_map(|b| mount_from(&b.digest)).collect();
+    extra_pull.sort();
+    extra_pull.dedup();
+    let settings = RegistrySettings::load()?;
+    let client = Client::connect(
+        &settings,
+        &dest.registry,
+        &dest.repository,
+        "pull,push",
+        &extra_pull,
+    )?;
+
+    let mut uploaded = 0;
+    let config_path = store.blob_path(image_id)?;
+    let all: Vec<(String, u64, std::path::PathBuf, &str)> = blobs
+        .iter()
+        .map(|b| {
+            Ok((
+                b.digest.clone(),
+                b.size,
+                store.blob_path(&b.digest)?,
+                "layer",
+            ))
+        })
+        .chain(std::iter::once(Ok((
+            image_id.to_string(),
+            config_bytes.len() as u64,
+            config_path,
+            "config",
+        ))))
+        .collect::<Result<_, RegistryError>>()?;
+    for (digest, size, path, kind) in &all {
+        if push_blob(&client, digest, *size, path, mount_from(digest), kind, log)? {
+            uploaded += 1;
+        }
+        store.add_blob_source(digest, &dest_source);
+    }
+
+    let config_desc = descriptor(MediaType::ImageConfig, image_id, config_bytes.len() as u64)?;
+    let layer_descs = blobs
+        .iter()
+        .map(|b| {
+            descriptor(
+                MediaType::from(oci_layer_type(&b.media_type)),
+                &b.digest,
+                b.size,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = image_manifest(config_desc, layer_descs)?;
+    let manifest_bytes = to_bytes("manifest", &manifest)?;
+    let manifest_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes))
+    );
+    let url = client.repo_url(&format!("manifests/{tag}"));
+    client.expect(
+        "PUT",
+        &url,
+        &[],
+        &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
+        &[200, 201],
+    )?;
+    log.line(&format!("pushed {display}: {manifest_digest}"));
+    Ok(PushedImage {
+        manifest_digest,
+        uploaded,
+    })
+}
+
+/// Puts one blob in the registry unless it is there; returns whether bytes were uploaded.
+fn push_blob(
+    client: &Client,
+    digest: &str,
+    size: u64,
+    path: &std::path::Path,
+    mount_from: Option<String>,
+    kind: &str,
+    log: Log,
+) -> Result<bool, RegistryError> {
+    let short = short_digest(digest);
+    let head_url = client.repo_url(&format!("blobs/{digest}"));
+    let head = client.send("HEAD", &head_url, &[], &RequestBody::Empty)?;
+    if head.status().as_u16() == 200 {
+        log.line(&format!("{kind} {short}: already in the registry"));
+        return Ok(false);
+    }
+    let mut start_url = client.repo_url("blobs/uploads/");
+    if let Some(source) = &mount_from {
+        start_url = format!("{start_url}?mount={digest}&from={source}");
+    }
+    let started = client.expect(
+        "POST",
+        &start_url,
+        &[("content-length", "0".to_string())],
+        &RequestBody::Empty,
+        &[201, 202],
+    )?;
+    if started.status().as_u16() == 201 {
+        log.line(&format!(
+            "{kind} {short}: mounted from {}",
+            mount_from.unwrap_or_default()
+        ));
+        return Ok(false);
+    }
+    let location = started
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| RegistryError::Invalid {
+            what: format!("upload of {digest}"),
+            message: "the registry gave no upload location".to_string(),
+        })?;
+    let mut upload_url = client.absolute(location);
+    upload_url.push(if upload_url.contains('?') { '&' } else { '?' });
+    upload_url.push_str(&format!("digest={digest}"));
+    let timer = std::time::Instant::now();
+    client.expect(
+        "PUT",
+        &upload_url,
+        &[],
+        &RequestBody::File(path, size, Some((short, log))),
+        &[201, 204],
+    )?;
+    let secs = timer.elapsed().as_secs_f64().max(0.001);
+    log.line(&format!(
+        "{kind} {short}: uploaded {} in {secs:.1}s ({}/s)",
+        human_size(size),
+        human_size((size as f64 / secs) as u64)
+    ));
+    Ok(true)
+}
