@@ -20,32 +20,64 @@ pub enum ArchiveKind {
     Zstd,
 }
 
-/// What the first bytes of `path` say it is, if an archive ADD extracts.
+/// What `path` is, if it is an archive ADD extracts: its compression told by magic bytes,
+/// and a tar inside (checked by the first header's checksum, so gzipped text is copied as it
+/// is, and old v7 tars without the `ustar` magic are still archives).
 pub fn archive_kind(path: &Path) -> Option<ArchiveKind> {
-    let mut head = [0u8; 512];
+    let mut head = [0u8; 6];
     let mut file = std::fs::File::open(path).ok()?;
+    let n = read_full(&mut file, &mut head);
+    let head = &head[..n];
+    let kind = if head.starts_with(&[0x1f, 0x8b]) {
+        ArchiveKind::Gzip
+    } else if head.starts_with(b"BZh") {
+        ArchiveKind::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        ArchiveKind::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ArchiveKind::Zstd
+    } else {
+        ArchiveKind::Tar
+    };
+    let mut stream = tar_stream(path, kind).ok()?;
+    let mut block = [0u8; 512];
+    (read_full(&mut stream, &mut block) == 512 && is_tar_header(&block)).then_some(kind)
+}
+
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> usize {
     let mut filled = 0;
-    while filled < head.len() {
-        match file.read(&mut head[filled..]) {
-            Ok(0) => break,
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => break,
             Ok(n) => filled += n,
-            Err(_) => return None,
         }
     }
-    let head = &head[..filled];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Some(ArchiveKind::Gzip)
-    } else if head.starts_with(b"BZh") {
-        Some(ArchiveKind::Bzip2)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Some(ArchiveKind::Xz)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(ArchiveKind::Zstd)
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Some(ArchiveKind::Tar)
-    } else {
-        None
+    filled
+}
+
+/// A tar header block: a name, and a checksum (bytes 148..156, octal) equal to the sum of the
+/// block's bytes with the checksum field counted as spaces.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    if block[0] == 0 {
+        return false;
     }
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == stored
 }
 
 /// The archive's tar stream, decompressed as it is read (xz through a pipe from a thread, as
@@ -230,39 +262,52 @@ mod tests {
 
     #[test]
     fn archives_are_told_by_content() {
+        use std::io::Write;
         let dir = tempfile::tempdir().expect("tempdir");
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).expect("write");
             path
         };
-        let mut tar_bytes = vec![0u8; 1024];
-        tar_bytes[257..262].copy_from_slice(b"ustar");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "f", &b"hi"[..])
+            .expect("append");
+        let tar_bytes = builder.into_inner().expect("tar");
+        let gzip = |bytes: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(bytes).expect("gzip");
+            e.finish().expect("gzip")
+        };
         assert_eq!(
             archive_kind(&write("plain.bin", &tar_bytes)),
             Some(ArchiveKind::Tar)
         );
         assert_eq!(
-            archive_kind(&write("x.tar.gz", &[0x1f, 0x8b, 8, 0])),
+            archive_kind(&write("x", &gzip(&tar_bytes))),
             Some(ArchiveKind::Gzip)
         );
         assert_eq!(
-            archive_kind(&write("x", b"BZh91AY")),
-            Some(ArchiveKind::Bzip2)
-        );
-        assert_eq!(
-            archive_kind(&write("y", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0])),
-            Some(ArchiveKind::Xz)
-        );
-        assert_eq!(
-            archive_kind(&write("z", &[0x28, 0xb5, 0x2f, 0xfd, 1])),
+            archive_kind(&write(
+                "z",
+                &zstd::encode_all(&tar_bytes[..], 3).expect("zstd")
+            )),
             Some(ArchiveKind::Zstd)
+        );
+        assert_eq!(
+            archive_kind(&write("notes.txt.gz", &gzip(b"plain text, not a tar"))),
+            None,
+            "gzipped text is a file"
         );
         assert_eq!(
             archive_kind(&write("named.tar.gz", b"just text")),
             None,
             "names do not count"
         );
+        assert_eq!(archive_kind(&write("empty", b"")), None);
     }
 
     #[test]

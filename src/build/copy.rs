@@ -169,12 +169,9 @@ pub fn copy_sources(
                 // The destination is `/` itself: only its contents are copied.
                 continue;
             }
-            let parent_fd = mkdir_all_in_root(
-                root,
-                parent,
-                0o755,
-                if entry.rel.is_empty() { (0, 0) } else { owner },
-            )?;
+            // Directories COPY has to create belong to the --chown owner (root without it),
+            // as BuildKit creates them.
+            let parent_fd = mkdir_all_in_root(root, parent, 0o755, attrs.owner.unwrap_or((0, 0)))?;
             match &entry.kind {
                 SourceKind::Dir => {
                     let existing =
@@ -262,7 +259,7 @@ pub(super) fn timestamps(sec: i64, nsec: i64) -> Timestamps {
     }
 }
 
-fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String {
+pub(super) fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String {
     if e == rustix::io::Errno::INVAL {
         format!(
             "chown {target} to {}:{}: the id is not mapped in the user namespace (add a subordinate \

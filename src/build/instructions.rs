@@ -598,7 +598,8 @@ fn copy_source(
         super::lookup_args(&ctx.plan.global_args, n)
     })?;
     let (layers, key) = match resolve_source(
-        &ctx.plan.stages[..plan.index],
+        &ctx.plan.stages,
+        plan.index,
         &ctx.plan.named_contexts,
         &from,
     ) {

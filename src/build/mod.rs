@@ -197,10 +197,11 @@ pub fn build(
             warning.line, warning.message
         ));
     }
-    let context = BuildContext::open(&options.context_dir).map_err(|e| BuildError::Io {
-        action: format!("open build context {}", options.context_dir.display()),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let context = BuildContext::open_for(&options.context_dir, options.dockerfile.as_deref())
+        .map_err(|e| BuildError::Io {
+            action: format!("open build context {}", options.context_dir.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let locate = |ins: &dockerfile::Instruction| Location {
         file: file.clone(),
         line: ins.span.line,

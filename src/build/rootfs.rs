@@ -175,7 +175,7 @@ pub fn mkdir_all_in_root(
                     Some(rustix::fs::Uid::from_raw(owner.0)),
                     Some(rustix::fs::Gid::from_raw(owner.1)),
                 )
-                .map_err(|e| format!("chown {so_far}: {e}"))?;
+                .map_err(|e| super::copy::chown_error(&so_far, owner, e))?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
                     .map_err(|e| format!("chmod {so_far}: {e}"))?;
                 dir = fd;

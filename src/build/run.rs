@@ -106,8 +106,16 @@ pub(super) fn run(
     let mut mount_keys = Vec::new();
     let mut hidden_env = Vec::new();
     for mount in &mount_specs {
-        let (step_mount, key) =
-            resolve_mount(ctx, plan, deps, loc, mount, &mut guards, &mut hidden_env)?;
+        let (step_mount, key) = resolve_mount(
+            ctx,
+            plan,
+            deps,
+            loc,
+            mount,
+            &cwd,
+            &mut guards,
+            &mut hidden_env,
+        )?;
         mount_keys.push(key);
         extra_mounts.extend(step_mount);
     }
@@ -230,16 +238,19 @@ fn heredoc_command(
 
 /// Turns one `--mount` into what the sandbox mounts, and the part of the cache key it adds
 /// (never a secret's value).
+#[allow(clippy::too_many_arguments)]
 fn resolve_mount(
     ctx: &StepContext,
     plan: &StagePlan,
     deps: &BTreeMap<usize, StageResult>,
     loc: &Location,
     mount: &RunMount,
+    cwd: &str,
     guards: &mut MountGuards,
     hidden_env: &mut Vec<String>,
 ) -> Result<(Option<StepMount>, String), BuildError> {
-    let target = super::copy::join_image_path("/", &mount.target);
+    // A relative target is under WORKDIR, as in BuildKit.
+    let target = super::copy::join_image_path(cwd, &mount.target);
     match mount.kind {
         MountKind::Tmpfs => Ok((
             Some(StepMount {
@@ -430,7 +441,33 @@ fn bind_mount(
             "bind context {source} {target} {} {content}",
             mount.read_only
         );
-        let step_mount = if mount.read_only || !path.is_dir() {
+        // What .dockerignore excludes is not in the context a build sees, mounts included: a
+        // layer of whiteouts over the dir hides it.
+        let excluded = if path.is_dir() {
+            ctx.context.excluded_below(&source)
+        } else {
+            Vec::new()
+        };
+        let step_mount = if !excluded.is_empty() {
+            let mask = whiteout_layer(ctx, &excluded, guards)?;
+            if mount.read_only {
+                let temp = ctx.store.temp_dir("bind")?;
+                let empty = temp.path().join("empty");
+                std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
+                guards.temp_dirs.push(temp);
+                StepMount {
+                    target: target.to_string(),
+                    source: MountSource::Overlay(RootfsSpec {
+                        lower_dirs: vec![mask, path, empty],
+                        upper_dir: PathBuf::new(),
+                        work_dir: PathBuf::new(),
+                        merged_dir: PathBuf::new(),
+                    }),
+                }
+            } else {
+                scratch_overlay(ctx, vec![mask, path], target, guards)?
+            }
+        } else if mount.read_only || !path.is_dir() {
             StepMount {
                 target: target.to_string(),
                 source: MountSource::Bind {
@@ -447,7 +484,8 @@ fn bind_mount(
         super::lookup_args(&ctx.plan.global_args, n)
     })?;
     let (layers, from_key) = match resolve_source(
-        &ctx.plan.stages[..plan.index],
+        &ctx.plan.stages,
+        plan.index,
         &ctx.plan.named_contexts,
         &from,
     ) {
@@ -484,10 +522,37 @@ fn bind_mount(
     };
     let mut lowers: Vec<PathBuf> = Vec::new();
     for diff_id in layers.iter().rev() {
-        let dir = ctx.store.layer_dir(diff_id)?.join(&source);
-        if dir.is_dir() {
-            lowers.push(dir);
+        let path = ctx.store.layer_dir(diff_id)?.join(&source);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            lowers.push(path);
+            continue;
         }
+        if lowers.is_empty() {
+            // A single file: the topmost layer that has it decides (a whiteout means deleted).
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_char_device() {
+                break;
+            }
+            let key = format!("bind {from_key} {source} {target} file");
+            let step_mount = StepMount {
+                target: target.to_string(),
+                source: MountSource::Bind {
+                    path,
+                    read_only: true,
+                },
+            };
+            return Ok((Some(step_mount), key));
+        }
+        break;
+    }
+    if lowers.is_empty() {
+        return Err(loc.error(
+            "RUN",
+            format!("--mount from={from}: {source:?} not found in {from}"),
+        ));
     }
     let key = format!("bind {from_key} {source} {target} {}", mount.read_only);
     let step_mount = if mount.read_only {
@@ -509,6 +574,36 @@ fn bind_mount(
         scratch_overlay(ctx, lowers, target, guards)?
     };
     Ok((Some(step_mount), key))
+}
+
+/// A layer dir holding an overlay whiteout (a 0/0 character device) for each path.
+fn whiteout_layer(
+    ctx: &StepContext,
+    paths: &[String],
+    guards: &mut MountGuards,
+) -> Result<PathBuf, BuildError> {
+    let temp = ctx.store.temp_dir("mask")?;
+    let mask = temp.path().join("mask");
+    for path in paths {
+        let target = mask.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error("create whiteout dir"))?;
+        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &target,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(|e| BuildError::Io {
+            action: format!("create a whiteout for {path}"),
+            source: e.into(),
+        })?;
+    }
+    std::fs::create_dir_all(&mask).map_err(io_error("create whiteout dir"))?;
+    guards.temp_dirs.push(temp);
+    Ok(mask)
 }
 
 /// A writable overlay over `lowers` whose writes go to a temp dir dropped after the step.

@@ -88,22 +88,88 @@ pub struct BuildContext {
 impl BuildContext {
     /// Opens the context dir and reads its `.dockerignore`.
     pub fn open(root: &Path) -> Result<BuildContext, ContextError> {
+        BuildContext::open_for(root, None)
+    }
+
+    /// Opens the context for a Dockerfile: `<Dockerfile>.dockerignore` beside it wins over the
+    /// context's `.dockerignore`, as in BuildKit.
+    pub fn open_for(root: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
         let root = root.canonicalize().map_err(io(root))?;
         if !root.is_dir() {
             return Err(ContextError::NotADirectory { path: root });
         }
-        let ignore_path = root.join(".dockerignore");
-        let ignore = match std::fs::read_to_string(&ignore_path) {
-            Ok(text) => IgnoreRules::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
-            Err(e) => {
-                return Err(ContextError::Io {
-                    path: ignore_path,
-                    source: e,
-                })
+        let specific = dockerfile.map(|d| {
+            let mut name = d.as_os_str().to_os_string();
+            name.push(".dockerignore");
+            PathBuf::from(name)
+        });
+        let candidates = specific
+            .into_iter()
+            .chain(std::iter::once(root.join(".dockerignore")));
+        let mut ignore = IgnoreRules::default();
+        for ignore_path in candidates {
+            match std::fs::read_to_string(&ignore_path) {
+                Ok(text) => {
+                    ignore = IgnoreRules::parse(&text);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ContextError::Io {
+                        path: ignore_path,
+                        source: e,
+                    })
+                }
             }
-        };
+        }
         Ok(BuildContext { root, ignore })
+    }
+
+    /// Paths below `rel` that `.dockerignore` excludes (a whole excluded dir once, unless an
+    /// exception may bring back something inside it), relative to `rel`.
+    pub fn excluded_below(&self, rel: &str) -> Vec<String> {
+        let mut excluded = Vec::new();
+        if !self.ignore.is_empty() {
+            let start = self.root.join(rel);
+            self.collect_excluded(&start, rel, rel, &mut excluded);
+        }
+        excluded
+    }
+
+    fn collect_excluded(&self, dir: &Path, rel: &str, base: &str, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut names: Vec<_> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let full = dir.join(&name);
+            let is_dir = std::fs::symlink_metadata(&full)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            let below_base = path
+                .strip_prefix(base)
+                .map(|p| p.trim_start_matches('/'))
+                .unwrap_or(&path)
+                .to_string();
+            if self.ignore.is_excluded(&path) {
+                if is_dir && self.ignore.may_reinclude_below(&path) {
+                    self.collect_excluded(&full, &path, base, out);
+                } else {
+                    out.push(below_base);
+                }
+            } else if is_dir {
+                self.collect_excluded(&full, &path, base, out);
+            }
+        }
     }
 
     /// A stage's or image's filesystem as a COPY source: no `.dockerignore` applies.

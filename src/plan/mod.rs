@@ -245,7 +245,8 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
         ));
     }
 
-    // Sources named by --from, resolved against the stages before each one.
+    // Sources named by --from: any other stage, even a later one (BuildKit allows that for
+    // --from; only FROM must name an earlier stage); cycles are refused below.
     for i in 0..stages.len() {
         let mut deps = stages[i].deps.clone();
         for ins in stages[i].instructions.clone() {
@@ -260,8 +261,7 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
             };
             for from in froms {
                 let from = expand(ins, ins.kind.keyword(), &from, &global_args)?;
-                if let Source::Stage(j) = resolve_source(&stages[..i], input.named_contexts, &from)
-                {
+                if let Source::Stage(j) = resolve_source(&stages, i, input.named_contexts, &from) {
                     if !deps.contains(&j) {
                         deps.push(j);
                     }
@@ -282,7 +282,15 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
         })?,
     };
     let mut order = Vec::new();
-    visit(&stages, target, &mut order);
+    let mut visiting = Vec::new();
+    if let Err(cycle) = visit(&stages, target, &mut order, &mut visiting) {
+        let stage = &stages[cycle];
+        return Err(error(
+            Some(stage.from),
+            "FROM",
+            format!("circular dependency detected on stage: {}", stage.label()),
+        ));
+    }
     Ok(Plan {
         global_args,
         stages,
@@ -301,9 +309,11 @@ fn find_stage(stages: &[StagePlan], name: &str) -> Option<usize> {
         .position(|s| s.name.as_deref() == Some(lower.as_str()))
 }
 
-/// `--from=X`: an earlier stage's name or index, else an image reference.
+/// `--from=X`: a named context, another stage's name or index (not `current` itself), else
+/// an image reference.
 pub fn resolve_source(
-    earlier: &[StagePlan],
+    stages: &[StagePlan],
+    current: usize,
     named: &BTreeMap<String, NamedContext>,
     from: &str,
 ) -> Source {
@@ -312,23 +322,36 @@ pub fn resolve_source(
         Some(NamedContext::Image(reference)) => return Source::Image(reference.clone()),
         None => {}
     }
-    if let Some(i) = find_stage(earlier, from) {
+    if let Some(i) = find_stage(stages, from).filter(|i| *i != current) {
         return Source::Stage(i);
     }
     match from.parse::<usize>() {
-        Ok(i) if i < earlier.len() => Source::Stage(i),
+        Ok(i) if i < stages.len() && i != current => Source::Stage(i),
         _ => Source::Image(from.to_string()),
     }
 }
 
-fn visit(stages: &[StagePlan], index: usize, order: &mut Vec<usize>) {
+/// Depth-first: dependencies before the stage. Err(stage) when a stage depends on itself
+/// through others.
+fn visit(
+    stages: &[StagePlan],
+    index: usize,
+    order: &mut Vec<usize>,
+    visiting: &mut Vec<usize>,
+) -> Result<(), usize> {
     if order.contains(&index) {
-        return;
+        return Ok(());
     }
+    if visiting.contains(&index) {
+        return Err(index);
+    }
+    visiting.push(index);
     for dep in &stages[index].deps {
-        visit(stages, *dep, order);
+        visit(stages, *dep, order, visiting)?;
     }
+    visiting.pop();
     order.push(index);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -144,7 +144,6 @@ fn add_flags() {
 /// local tar archive in a recognized compression format" is unpacked; any other file, even a
 /// gzip stream, is copied unchanged.
 #[test]
-#[ignore = "rbuild bug: ADD of a gzip-compressed non-tar file fails (\"failed to read entire block\") instead of copying it"]
 fn add_copies_a_compressed_file_that_is_not_a_tar() {
     let Some(env) = TestEnv::with_busybox() else {
         return;

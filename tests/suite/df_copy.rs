@@ -168,7 +168,6 @@ fn copy_whole_context_and_links() {
 /// created with a UID and GID of 0, unless the optional --chown flag specifies" otherwise, so
 /// the destination directory COPY creates belongs to the --chown owner too.
 #[test]
-#[ignore = "rbuild bug: a destination dir created by COPY --chown belongs to root, not the --chown owner"]
 fn copy_chown_owns_the_destination_dir_it_creates() {
     let Some(env) = TestEnv::with_busybox() else {
         return;

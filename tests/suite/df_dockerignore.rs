@@ -85,7 +85,6 @@ fn dockerignore_patterns() {
 /// The build-context docs: "<Dockerfile>.dockerignore" next to a Dockerfile given with -f takes
 /// precedence over the context's .dockerignore (testDockerfileDockerignore).
 #[test]
-#[ignore = "rbuild bug: <Dockerfile>.dockerignore is not used; the context's .dockerignore applies"]
 fn dockerfile_specific_ignore_file_wins() {
     let Some(env) = TestEnv::with_busybox() else {
         return;
@@ -114,7 +113,6 @@ fn dockerfile_specific_ignore_file_wins() {
 /// testDockerignore / reference "RUN --mount=type=bind": the .dockerignore filters the build
 /// context itself, so a bind mount of the context does not see ignored files either.
 #[test]
-#[ignore = "rbuild bug: RUN --mount of the context shows files .dockerignore excludes"]
 fn dockerignore_applies_to_context_mounts() {
     let Some(env) = TestEnv::with_busybox() else {
         return;

@@ -115,7 +115,6 @@ fn build_check_warnings_do_not_stop_the_build() {
 /// Dockerfile, also a later one, and a cycle fails with "circular dependency detected on
 /// stage".
 #[test]
-#[ignore = "rbuild bug: COPY --from naming a later stage is taken as an image name, so a stage cycle is not detected"]
 fn circular_stage_dependency_is_detected() {
     let Some(env) = TestEnv::with_busybox() else {
         return;

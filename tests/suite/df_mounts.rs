@@ -106,7 +106,6 @@ fn secret_options_and_tmpfs_size() {
 /// reference "RUN --mount=type=bind": `source` is a "source path in the `from`", which may be a
 /// single file of an image (as BuildKit's testMountFromImage-style cases bind /etc/passwd).
 #[test]
-#[ignore = "rbuild bug: a bind mount of a single file from an image fails with EINVAL (overlay mount on a file)"]
 fn bind_mount_of_a_single_file_from_an_image() {
     let Some(env) = TestEnv::with_busybox() else {
         return;
@@ -124,7 +123,6 @@ fn bind_mount_of_a_single_file_from_an_image() {
 
 /// BuildKit's convert_runmount.go: a relative mount `target` is joined to the WORKDIR.
 #[test]
-#[ignore = "rbuild bug: a relative RUN --mount target is not resolved against WORKDIR"]
 fn relative_mount_target_is_under_workdir() {
     let Some(env) = TestEnv::with_busybox() else {
         return;

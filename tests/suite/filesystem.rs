@@ -134,8 +134,8 @@ fn files_owned_by_a_user_from_run_and_copy_chown() {
     assert_eq!(tree.node("srv/by-name.txt").owner(), (1000, 2000));
     assert_eq!(
         tree.node("srv").owner(),
-        (0, 0),
-        "created parents belong to root"
+        (1000, 1000),
+        "created parents belong to the --chown owner"
     );
     assert_eq!(tree.node("home/app/mine").owner(), (1000, 1000));
     let id = tree.text("home/app/id");
