@@ -705,15 +705,31 @@ fn copy(
                 "link",
                 "exclude",
                 "keep-git-dir",
+                "checksum",
             ],
         )?;
+        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
         if let Some(remote) = args.sources.iter().find(|s| {
-            (s.contains("://") || s.starts_with("git@")) && !crate::context::remote::is_git_url(s)
+            (s.contains("://") || s.starts_with("git@"))
+                && !crate::context::remote::is_git_url(s)
+                && !is_url(s)
         }) {
             return Err(not_supported(
                 loc,
                 keyword,
                 &format!("a remote source ({remote})"),
+            ));
+        }
+        if flag_value(&args.flags, "checksum").is_some()
+            && (args.sources.len() != 1
+                || !args
+                    .sources
+                    .iter()
+                    .all(|s| is_url(s) && !crate::context::remote::is_git_url(s)))
+        {
+            return Err(loc.error(
+                keyword,
+                "--checksum can only be used with a single http(s) source",
             ));
         }
     } else {
@@ -764,6 +780,7 @@ fn copy(
     let mut sources = Vec::new();
     let mut selected = Vec::new();
     let mut git_dirs: Vec<tempfile::TempDir> = Vec::new();
+    let mut downloads_kept_whole: Vec<std::path::PathBuf> = Vec::new();
     for raw in &args.sources {
         if let Some(name) = raw.strip_prefix("<<") {
             let Some((_, root)) = &heredocs else { continue };
@@ -775,6 +792,41 @@ fn copy(
             continue;
         }
         let word = expand(loc, keyword, raw, escape, &|n| stage.lookup(n))?;
+        if is_add
+            && (word.starts_with("http://") || word.starts_with("https://"))
+            && !crate::context::remote::is_git_url(&word)
+        {
+            // ADD of a URL: downloaded (mode 0600, mtime from Last-Modified), not extracted
+            // unless --unpack=true says so.
+            let temp = ctx.store.temp_dir("add-url")?;
+            let checksum = flag_value(&args.flags, "checksum");
+            let download = crate::context::http::download(&word, temp.path(), checksum)
+                .map_err(|e| loc.error(keyword, e.to_string()))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&download.path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io_error("chmod download"))?;
+                if let Some(modified) = download.modified {
+                    if let Ok(file) = std::fs::File::options().write(true).open(&download.path) {
+                        let _ = file.set_modified(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(modified.max(0) as u64),
+                        );
+                    }
+                }
+            }
+            let root = BuildContext::image_root(temp.path());
+            selected.extend(
+                root.select(&download.name)
+                    .map_err(|e| loc.error(keyword, e.to_string()))?,
+            );
+            if flag_value(&args.flags, "unpack") != Some("true") {
+                downloads_kept_whole.push(download.path.clone());
+            }
+            git_dirs.push(temp);
+            sources.push(word);
+            continue;
+        }
         if is_add && crate::context::remote::is_git_url(&word) {
             // ADD of a git repository: its files (one commit) land in dest.
             let keep_git_dir = bool_flag("keep-git-dir", false)?;
@@ -923,6 +975,10 @@ fn copy(
         let (archives, plain): (Vec<_>, Vec<_>) = selected.iter().cloned().partition(|sel| {
             unpack
                 && !sel.is_dir()
+                && !sel
+                    .entries
+                    .first()
+                    .is_some_and(|e| downloads_kept_whole.contains(&e.host_path))
                 && sel
                     .entries
                     .first()

@@ -406,7 +406,7 @@ fn acquire_context(
     spec: &str,
     stdin_dockerfile: bool,
 ) -> anyhow::Result<Context> {
-    use rbuild::context::remote;
+    use rbuild::context::{http as remote_http, remote};
     if spec == "-" {
         if stdin_dockerfile {
             bail!("-f - and a context from stdin cannot both read stdin");
@@ -445,7 +445,23 @@ fn acquire_context(
         });
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        bail!("a tarball URL as build context is not supported yet ({spec}): download it and pass it with `rbuild build - < file.tar.gz`");
+        // A tarball URL: downloaded, then unpacked (plain or gzip) as the context.
+        let temp = store.temp_dir("url-context")?;
+        let downloads = temp.path().join("download");
+        let dir = temp.path().join("context");
+        std::fs::create_dir_all(&downloads).context("cannot create a temp dir")?;
+        std::fs::create_dir_all(&dir).context("cannot create a temp dir")?;
+        let download = remote_http::download(spec, &downloads, None)
+            .with_context(|| format!("cannot fetch the context {spec}"))?;
+        let file = std::fs::File::open(&download.path)
+            .with_context(|| format!("cannot read {}", download.path.display()))?;
+        remote::unpack_tar(file, &dir)
+            .with_context(|| format!("the context {spec} is not a tar"))?;
+        return Ok(Context {
+            dir,
+            dockerfile_text: None,
+            _temp: Some(temp),
+        });
     }
     let dir = PathBuf::from(spec);
     if !dir.is_dir() {

@@ -2,6 +2,7 @@
 //! and content hashing of exactly what was selected.
 
 mod hashcache;
+pub mod http;
 pub mod ignore;
 pub mod pattern;
 pub mod remote;

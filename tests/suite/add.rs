@@ -132,7 +132,7 @@ fn add_of_a_remote_url_says_not_supported_yet() {
     let env = TestEnv::new();
     let ctx = env.context(&[(
         "Dockerfile",
-        file("FROM scratch\nADD https://example.invalid/x.tar.gz /x\n"),
+        file("FROM scratch\nADD ftp://example.invalid/x.tar.gz /x\n"),
     )]);
     let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
     assert!(

@@ -28,5 +28,6 @@ mod layers;
 mod multistage;
 mod outputs;
 mod registry;
+mod remote;
 mod runmounts;
 mod sandbox;
