@@ -19,6 +19,8 @@ use crate::snapshot;
 use crate::store::{CacheRecord, LayerInfo, Store};
 
 pub(crate) struct StepContext<'a> {
+    /// Where the time goes (printed with RBUILD_TIMINGS=1).
+    pub timings: super::Timings,
     /// How progress is shown (pull progress follows it).
     pub progress_mode: crate::progress::ProgressMode,
     /// Digests of context files, by stat, kept between builds.
@@ -40,10 +42,13 @@ impl StepContext<'_> {
     /// A cache record from the store, else from an imported cache (its layer is imported
     /// now); the key counts as used by this stage.
     pub fn lookup(&self, stage: &Stage, key: &str) -> Option<CacheRecord> {
+        let started = Instant::now();
         let record = self
             .store
             .cache_lookup(key)
-            .or_else(|| self.imported.lookup(self.store, key))?;
+            .or_else(|| self.imported.lookup(self.store, key));
+        self.timings.add(&self.timings.lookup_ns, started);
+        let record = record?;
         self.used.key(stage.index, key);
         Some(record)
     }
@@ -913,8 +918,10 @@ fn copy(
     }
     created_by.push_str(&format!(" {dest_raw} # buildkit"));
 
-    let content = hash_selection_with(&selected, &ctx.hashes)
-        .map_err(|e| loc.error(keyword, e.to_string()))?;
+    let hashing = Instant::now();
+    let content = hash_selection_with(&selected, &ctx.hashes);
+    ctx.timings.add(&ctx.timings.hash_ns, hashing);
+    let content = content.map_err(|e| loc.error(keyword, e.to_string()))?;
     let from_key = match &source {
         CopySource::Context => "context",
         CopySource::Layers(layers) => layers.key.as_str(),

@@ -77,6 +77,23 @@ pub struct BuildOutcome {
     pub config: ImageConfig,
 }
 
+/// Time spent in the parts of a build, for RBUILD_TIMINGS=1.
+#[derive(Debug, Default)]
+pub(crate) struct Timings {
+    pub hash_ns: std::sync::atomic::AtomicU64,
+    pub lookup_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Timings {
+    pub fn add(&self, counter: &std::sync::atomic::AtomicU64, since: std::time::Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn ms(counter: &std::sync::atomic::AtomicU64) -> f64 {
+        counter.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
 /// What a finished stage hands to the stages that use it.
 #[derive(Debug, Clone)]
 pub(crate) struct StageResult {
@@ -274,7 +291,9 @@ pub fn build(
             hex::encode(Sha256::digest(root.as_bytes()))
         ))
     };
+    let started = std::time::Instant::now();
     let ctx = instructions::StepContext {
+        timings: Timings::default(),
         progress_mode: progress.mode(),
         hashes: crate::context::HashCache::load(hash_file),
         imported: crate::cache::Imported::open(&options.cache_from),
@@ -337,8 +356,19 @@ pub fn build(
         action: "serialize image config".into(),
         source: std::io::Error::other(e),
     })?;
+    let steps_done = started.elapsed();
+    let writing = std::time::Instant::now();
     let image_id = store.put_blob(&config_bytes)?;
     store.add_image(&image_id, &options.tags)?;
+    if std::env::var_os("RBUILD_TIMINGS").is_some() {
+        progress.notice(&format!(
+            "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms",
+            steps_done.as_secs_f64() * 1e3,
+            Timings::ms(&ctx.timings.hash_ns),
+            Timings::ms(&ctx.timings.lookup_ns),
+            writing.elapsed().as_secs_f64() * 1e3
+        ));
+    }
     export_cache(&ctx, &plan, progress)?;
     Ok(BuildOutcome { image_id, config })
 }
@@ -445,17 +475,24 @@ fn export_cache(
             .collect();
         let written = crate::cache::export(ctx.store, to, &selected, &mounts).map_err(|e| {
             BuildError::Io {
-                action: format!("export the build cache to {}", to.dest.display()),
+                action: format!("export the build cache to {}", cache_location(&to.location)),
                 source: std::io::Error::other(e.to_string()),
             }
         })?;
         progress.notice(&format!(
             "exported build cache to {} ({} records, {written} new blobs)",
-            to.dest.display(),
+            cache_location(&to.location),
             selected.len()
         ));
     }
     Ok(())
+}
+
+fn cache_location(location: &crate::cache::CacheLocation) -> String {
+    match location {
+        crate::cache::CacheLocation::Dir(dir) => dir.display().to_string(),
+        crate::cache::CacheLocation::Registry(reference) => reference.clone(),
+    }
 }
 
 pub(crate) fn lookup_args(args: &[(String, Option<String>)], name: &str) -> Option<String> {

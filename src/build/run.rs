@@ -365,7 +365,7 @@ fn cache_mount_dir(
     ctx.used.mount(&mount.id);
     // A cache exported with mounts=true seeds an empty cache mount.
     if !dir.exists() && !ctx.imported.is_empty() {
-        ctx.imported.seed_mount(&mount.id, &dir);
+        ctx.imported.seed_mount(ctx.store, &mount.id, &dir);
     }
     let lock_path = root.join(format!("{name}.lock"));
     let lock = std::fs::OpenOptions::new()

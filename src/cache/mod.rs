@@ -48,19 +48,26 @@ fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`.
+/// Where a cache lives: a directory, or a registry reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLocation {
+    Dir(PathBuf),
+    Registry(String),
+}
+
+/// `--cache-to type=local,dest=DIR|type=registry,ref=REF [,mode=min|max][,mounts=true]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheTo {
-    pub dest: PathBuf,
+    pub location: CacheLocation,
     /// max: every step of every stage built; min: the target stage's steps only.
     pub max: bool,
     pub mounts: bool,
 }
 
-/// `--cache-from type=local,src=DIR`.
+/// `--cache-from type=local,src=DIR|type=registry,ref=REF`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheFrom {
-    pub src: PathBuf,
+    pub location: CacheLocation,
 }
 
 fn parse_fields(
@@ -77,11 +84,11 @@ fn parse_fields(
         fields.insert(k.to_string(), v.to_string());
     }
     match fields.get("type").map(String::as_str) {
-        Some("local") => Ok(fields),
+        Some("local") | Some("registry") => Ok(fields),
         Some(other) => Err(CacheError::Spec {
             direction,
             spec: spec.to_string(),
-            message: format!("type={other} is not supported yet (supported: local)"),
+            message: format!("type={other} is not supported yet (supported: local, registry)"),
         }),
         None => Err(CacheError::Spec {
             direction,
@@ -91,6 +98,30 @@ fn parse_fields(
     }
 }
 
+fn location(
+    direction: &'static str,
+    spec: &str,
+    fields: &BTreeMap<String, String>,
+    dir_key: &str,
+) -> Result<CacheLocation, CacheError> {
+    let err = |message: String| CacheError::Spec {
+        direction,
+        spec: spec.to_string(),
+        message,
+    };
+    if fields.get("type").map(String::as_str) == Some("registry") {
+        let reference = fields
+            .get("ref")
+            .ok_or_else(|| err("missing ref=NAME[:TAG]".into()))?;
+        crate::image::parse_reference(reference).map_err(|e| err(e.to_string()))?;
+        return Ok(CacheLocation::Registry(reference.clone()));
+    }
+    let dir = fields
+        .get(dir_key)
+        .ok_or_else(|| err(format!("missing {dir_key}=DIR")))?;
+    Ok(CacheLocation::Dir(PathBuf::from(dir)))
+}
+
 pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
     let fields = parse_fields("to", spec)?;
     let err = |message: String| CacheError::Spec {
@@ -98,9 +129,7 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
         spec: spec.to_string(),
         message,
     };
-    let dest = fields
-        .get("dest")
-        .ok_or_else(|| err("missing dest=DIR".into()))?;
+    let location = location("to", spec, &fields, "dest")?;
     let max = match fields.get("mode").map(String::as_str) {
         None | Some("min") => false,
         Some("max") => true,
@@ -108,7 +137,7 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
     };
     let mounts = matches!(fields.get("mounts").map(String::as_str), Some("true"));
     Ok(CacheTo {
-        dest: PathBuf::from(dest),
+        location,
         max,
         mounts,
     })
@@ -116,13 +145,8 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
 
 pub fn parse_cache_from(spec: &str) -> Result<CacheFrom, CacheError> {
     let fields = parse_fields("from", spec)?;
-    let src = fields.get("src").ok_or_else(|| CacheError::Spec {
-        direction: "from",
-        spec: spec.to_string(),
-        message: "missing src=DIR".into(),
-    })?;
     Ok(CacheFrom {
-        src: PathBuf::from(src),
+        location: location("from", spec, &fields, "src")?,
     })
 }
 
@@ -186,6 +210,10 @@ fn put_blob(dir: &Path, digest: &str, source: &Path) -> Result<bool, CacheError>
     if target.exists() {
         return Ok(false);
     }
+    // Same filesystem (a layout staged in the store): a hard link, no copy.
+    if std::fs::hard_link(source, &target).is_ok() {
+        return Ok(true);
+    }
     let parent = target.parent().unwrap_or(dir);
     let temp = tempfile::NamedTempFile::new_in(parent).map_err(io("write", parent))?;
     std::fs::copy(source, temp.path()).map_err(io("write", &target))?;
@@ -214,15 +242,63 @@ fn store_bytes(dir: &Path, bytes: &[u8]) -> Result<(String, u64), CacheError> {
     Ok((digest, bytes.len() as u64))
 }
 
-/// Writes the records of `keys` (and the cache mounts `mount_ids`) to `to.dest`.
-/// Returns how many blobs were newly written.
+/// Writes the records of `keys` (and the cache mounts `mount_ids`) where `to` says: a
+/// directory, or a registry (through a layout staged in the store). Returns how many blobs
+/// were newly written or uploaded.
 pub fn export(
     store: &Store,
     to: &CacheTo,
     keys: &[String],
     mount_ids: &[String],
 ) -> Result<usize, CacheError> {
-    let dir = &to.dest;
+    match &to.location {
+        CacheLocation::Dir(dir) => export_dir(store, dir, to.mounts, keys, mount_ids),
+        CacheLocation::Registry(reference) => {
+            let parsed =
+                crate::image::parse_reference(reference).map_err(|e| CacheError::Invalid {
+                    path: PathBuf::from(reference),
+                    message: e.to_string(),
+                })?;
+            let staging = store.temp_dir("cache-push")?;
+            // Start from the records already in the registry, so other builds' steps stay.
+            if let Ok(remote) = crate::registry::cache::RemoteCache::open(&parsed) {
+                if let Ok(config) = serde_json::from_slice::<CacheConfig>(&remote.config_bytes) {
+                    seed_config(staging.path(), &config)?;
+                }
+            }
+            export_dir(store, staging.path(), to.mounts, keys, mount_ids)?;
+            let quiet = |_: &str| {};
+            crate::registry::cache::push_cache(staging.path(), &parsed, &quiet).map_err(|e| {
+                CacheError::Invalid {
+                    path: PathBuf::from(reference),
+                    message: e.to_string(),
+                }
+            })
+        }
+    }
+}
+
+/// A staging layout holding only `config` (its blobs stay in the registry: a push finds them
+/// there and skips them).
+fn seed_config(dir: &Path, config: &CacheConfig) -> Result<(), CacheError> {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io("create", dir))?;
+    let bytes = write_json(dir, config)?;
+    let (config_digest, config_size) = store_bytes(dir, &bytes)?;
+    let manifest = serde_json::json!({"schemaVersion": 2, "config": {"digest": config_digest, "size": config_size}, "layers": []});
+    let (digest, size) = store_bytes(dir, &write_json(dir, &manifest)?)?;
+    let index =
+        serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": digest, "size": size}]});
+    crate::store::write_atomic(&dir.join("index.json"), &write_json(dir, &index)?)?;
+    Ok(())
+}
+
+fn export_dir(
+    store: &Store,
+    dir: &Path,
+    mounts: bool,
+    keys: &[String],
+    mount_ids: &[String],
+) -> Result<usize, CacheError> {
     std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io("create", dir))?;
     let mut config = read_config(dir).unwrap_or_default();
     let mut written = 0;
@@ -244,7 +320,7 @@ pub fn export(
             .records
             .insert(key.clone(), TravelRecord { record, blob });
     }
-    if to.mounts {
+    if mounts {
         for id in mount_ids {
             let mount_dir = store.cache_mount_dir(id);
             if !mount_dir.is_dir() {
@@ -344,10 +420,27 @@ pub fn read_config(dir: &Path) -> Result<CacheConfig, CacheError> {
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// Where an imported cache's blobs come from.
+#[derive(Debug)]
+enum BlobSource {
+    Dir(PathBuf),
+    Registry(crate::registry::cache::RemoteCache),
+}
+
+impl BlobSource {
+    /// A local path for `blob` (downloaded into the store from a registry).
+    fn path(&self, store: &Store, blob: &LayerBlob) -> Option<PathBuf> {
+        match self {
+            BlobSource::Dir(dir) => Some(blob_path(dir, &blob.digest)),
+            BlobSource::Registry(remote) => remote.fetch(store, blob).ok(),
+        }
+    }
+}
+
 /// Imported caches, consulted when the store misses.
 #[derive(Debug, Default)]
 pub struct Imported {
-    sources: Vec<(PathBuf, CacheConfig)>,
+    sources: Vec<(BlobSource, CacheConfig)>,
 }
 
 impl Imported {
@@ -355,7 +448,17 @@ impl Imported {
         // A cache that is not there yet (the first CI run) is no error.
         let sources = from
             .iter()
-            .filter_map(|f| read_config(&f.src).ok().map(|c| (f.src.clone(), c)))
+            .filter_map(|f| match &f.location {
+                CacheLocation::Dir(dir) => read_config(dir)
+                    .ok()
+                    .map(|c| (BlobSource::Dir(dir.clone()), c)),
+                CacheLocation::Registry(reference) => {
+                    let parsed = crate::image::parse_reference(reference).ok()?;
+                    let remote = crate::registry::cache::RemoteCache::open(&parsed).ok()?;
+                    let config = serde_json::from_slice(&remote.config_bytes).ok()?;
+                    Some((BlobSource::Registry(remote), config))
+                }
+            })
             .collect();
         Imported { sources }
     }
@@ -367,14 +470,20 @@ impl Imported {
     /// The record for `key`, with its layer imported into the store (only now: blobs of
     /// steps that miss are never read).
     pub fn lookup(&self, store: &Store, key: &str) -> Option<CacheRecord> {
-        for (dir, config) in &self.sources {
+        for (source, config) in &self.sources {
             let Some(travel) = config.records.get(key) else {
                 continue;
             };
             if let (Some(diff_id), Some(blob)) = (&travel.record.diff_id, &travel.blob) {
-                let path = blob_path(dir, &blob.digest);
-                if crate::archive::import_layer_blob(store, &path, blob.clone(), diff_id).is_err() {
-                    continue;
+                if !store.has_layer(diff_id) {
+                    let Some(path) = source.path(store, blob) else {
+                        continue;
+                    };
+                    if crate::archive::import_layer_blob(store, &path, blob.clone(), diff_id)
+                        .is_err()
+                    {
+                        continue;
+                    }
                 }
             }
             let _ = store.cache_store(key, &travel.record);
@@ -384,12 +493,15 @@ impl Imported {
     }
 
     /// Seeds a cache mount from an imported one when the store has none yet.
-    pub fn seed_mount(&self, id: &str, dir: &Path) -> bool {
-        for (src, config) in &self.sources {
+    pub fn seed_mount(&self, store: &Store, id: &str, dir: &Path) -> bool {
+        for (source, config) in &self.sources {
             let Some(blob) = config.mounts.get(id) else {
                 continue;
             };
-            let Ok(file) = std::fs::File::open(blob_path(src, &blob.digest)) else {
+            let Some(path) = source.path(store, blob) else {
+                continue;
+            };
+            let Ok(file) = std::fs::File::open(path) else {
                 continue;
             };
             let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));

@@ -69,11 +69,18 @@ pub struct BuildArgs {
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
-    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`
-    #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+    /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=NAME[:TAG]`, with
+    /// `mode=min|max` and `mounts=true`
+    #[arg(
+        long = "cache-to",
+        value_name = "type=local,dest=DIR|type=registry,ref=REF"
+    )]
     pub cache_to: Vec<String>,
-    /// Import a build cache: `type=local,src=DIR`
-    #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+    /// Import a build cache: `type=local,src=DIR` or `type=registry,ref=NAME[:TAG]`
+    #[arg(
+        long = "cache-from",
+        value_name = "type=local,src=DIR|type=registry,ref=REF"
+    )]
     pub cache_from: Vec<String>,
     /// Do not use the cache for these stages (comma-separated names)
     #[arg(

@@ -5,6 +5,7 @@
 //! its async API needs a tokio runtime; the distribution calls we need (manifest GET/PUT, blob
 //! GET with Range, HEAD, upload with mount) are few, so they are written here over `ureq`.
 
+pub mod cache;
 mod client;
 mod credentials;
 mod pull;

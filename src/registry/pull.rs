@@ -479,7 +479,7 @@ fn fetch_layer(
 
 /// Streams a blob into the store: into `tmp/pull-HEX.partial` first (kept across runs, so an
 /// interrupted download resumes with a Range request), then renamed once its digest checks.
-fn download_blob(
+pub(crate) fn download_blob(
     store: &Store,
     client: &Client,
     blob: &LayerBlob,

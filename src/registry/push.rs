@@ -148,7 +148,7 @@ pub fn push(
 }
 
 /// Puts one blob in the registry unless it is there; returns whether bytes were uploaded.
-fn push_blob(
+pub(crate) fn push_blob(
     client: &Client,
     digest: &str,
     size: u64,

@@ -367,3 +367,59 @@ fn cache_travels_between_stores_through_a_directory() {
         "{stderr}"
     );
 }
+
+/// The same through a registry on loopback: `--cache-to type=registry,ref=...` from store A,
+/// `--cache-from` in a fresh store B hits every step with the same image id; exporting the
+/// unchanged cache again uploads no blob.
+#[test]
+fn cache_travels_through_a_registry() {
+    let Some(a) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(b) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest\nCOPY in.txt /in.txt\nRUN echo $RANDOM$RANDOM > /random\nLABEL via=registry\n";
+    let reference = format!("{}/team/cache:main", registry.host);
+    let ctx_a = a.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+    let to = format!("type=registry,ref={reference},mode=max");
+    let id_a = a.rbuild_ok([
+        "build",
+        "-q",
+        "--cache-to",
+        &to,
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+
+    let ctx_b = b.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+    let from = format!("type=registry,ref={reference}");
+    let output = b.rbuild([
+        "build",
+        "--progress",
+        "plain",
+        "--iidfile",
+        b.path("iid").to_str().expect("utf-8"),
+        "--cache-from",
+        &from,
+        ctx_b.to_str().expect("utf-8"),
+    ]);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{stderr}");
+    let id_b = b
+        .command_as_user("cat")
+        .arg(b.path("iid"))
+        .output()
+        .expect("cat");
+    assert_eq!(String::from_utf8_lossy(&id_b.stdout), id_a.trim());
+
+    let output = a.rbuild(["build", "--cache-to", &to, ctx_a.to_str().expect("utf-8")]);
+    let stderr = stderr_of(&output);
+    assert!(
+        output.status.success() && stderr.contains("0 new blobs"),
+        "nothing uploaded again: {stderr}"
+    );
+}
