@@ -424,7 +424,7 @@ pub fn read_config(dir: &Path) -> Result<CacheConfig, CacheError> {
 #[derive(Debug)]
 enum BlobSource {
     Dir(PathBuf),
-    Registry(crate::registry::cache::RemoteCache),
+    Registry(Box<crate::registry::cache::RemoteCache>),
 }
 
 impl BlobSource {
@@ -456,7 +456,7 @@ impl Imported {
                     let parsed = crate::image::parse_reference(reference).ok()?;
                     let remote = crate::registry::cache::RemoteCache::open(&parsed).ok()?;
                     let config = serde_json::from_slice(&remote.config_bytes).ok()?;
-                    Some((BlobSource::Registry(remote), config))
+                    Some((BlobSource::Registry(Box::new(remote)), config))
                 }
             })
             .collect();
