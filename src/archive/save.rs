@@ -720,7 +720,21 @@ pub fn gzip_blob(store: &Store, diff_id: &str) -> Result<LayerBlob, ArchiveError
 /// The blob an export uses for a layer by default (its original blob, else a gzip blob made
 /// now and cached in the store), with its path in the store.
 pub fn layer_blob(store: &Store, diff_id: &str) -> Result<(LayerBlob, PathBuf), ArchiveError> {
-    let layer = export_layer(store, diff_id, &ExportOptions::default(), false, false)?;
+    layer_blob_with(store, diff_id, None)
+}
+
+/// The layer's blob in `compression` (made and cached when the store has none; None keeps the
+/// blob the layer came with, else gzip).
+pub fn layer_blob_with(
+    store: &Store,
+    diff_id: &str,
+    compression: Option<Compression>,
+) -> Result<(LayerBlob, PathBuf), ArchiveError> {
+    let options = ExportOptions {
+        compression,
+        ..ExportOptions::default()
+    };
+    let layer = export_layer(store, diff_id, &options, false, false)?;
     match layer.source {
         Source::Blob(path) => Ok((
             LayerBlob {

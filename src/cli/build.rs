@@ -893,10 +893,11 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                     let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
                     store.add_image(&outcome.image_id, &[tag.to_string()])?;
                     if *push {
-                        super::registry::push_image(
+                        super::registry::push_image_with(
                             &store,
                             &outcome.image_id,
                             name,
+                            output.compression,
                             args.quiet,
                             mode == ProgressMode::Tty,
                         )?;

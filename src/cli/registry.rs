@@ -102,6 +102,18 @@ pub fn push_image(
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
+    push_image_with(store, image_id, dest, None, quiet, terminal)
+}
+
+/// `push_image` with the layers in `compression` (`-o type=registry,compression=zstd`).
+pub fn push_image_with(
+    store: &rbuild::store::Store,
+    image_id: &str,
+    dest: &str,
+    compression: Option<rbuild::archive::Compression>,
+    quiet: bool,
+    terminal: bool,
+) -> anyhow::Result<String> {
     let reference = parse_reference(dest)?;
     if reference.digest.is_some() {
         bail!("cannot push to {dest}: a digest names content, give a tag instead");
@@ -109,7 +121,7 @@ pub fn push_image(
     let plain = stderr_log(quiet);
     let live = TerminalTransfers::default();
     let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
-    let pushed = registry::push(store, image_id, &reference, log)
+    let pushed = registry::push_with(store, image_id, &reference, compression, log)
         .with_context(|| format!("cannot push {reference}"))?;
     Ok(pushed.manifest_digest)
 }

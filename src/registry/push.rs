@@ -38,6 +38,17 @@ pub fn push(
     dest: &Reference,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
+    push_with(store, image_id, dest, None, log)
+}
+
+/// `push`, with the layers in `compression` (e.g. zstd; made and cached when needed).
+pub fn push_with(
+    store: &Store,
+    image_id: &str,
+    dest: &Reference,
+    compression: Option<archive::Compression>,
+    log: Log,
+) -> Result<PushedImage, RegistryError> {
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = dest.with_tag(&tag).to_string();
     log.line(&format!("pushing {display}"));
@@ -52,7 +63,12 @@ pub fn push(
             .rootfs
             .diff_ids
             .iter()
-            .map(|d| scope.spawn(move || archive::gzip_blob(store, d)))
+            .map(|d| {
+                scope.spawn(move || match compression {
+                    None => archive::gzip_blob(store, d),
+                    Some(c) => archive::layer_blob_with(store, d, Some(c)).map(|(blob, _)| blob),
+                })
+            })
             .collect();
         handles
             .into_iter()

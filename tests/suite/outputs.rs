@@ -283,6 +283,41 @@ fn image_and_registry_outputs() {
     let Some(registry) = crate::support::registry::Registry::start() else {
         return;
     };
+    // zstd output pushed and read back by skopeo, with zstd media types.
+    let zstd_target = format!("{}/outputs/zstd:1", registry.host);
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "-o",
+        &format!("type=registry,name={zstd_target},compression=zstd"),
+        text(&ctx),
+    ]);
+    let raw = tools::skopeo_inspect_with(
+        &format!("docker://{zstd_target}"),
+        &["--tls-verify=false", "--raw"],
+    )
+    .expect("skopeo --raw");
+    let layers = raw["layers"].as_array().cloned().unwrap_or_default();
+    assert!(
+        layers
+            .iter()
+            .skip(1)
+            .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{raw}"
+    );
+    let copied = env.path("zstd-copy");
+    let copy = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{zstd_target}"),
+            &format!("oci:{}:x", copied.display()),
+        ])
+        .output()
+        .expect("skopeo copy");
+    assert!(copy.status.success(), "{}", describe_output(&copy));
+    let pulled = OciImage::open_ref(&copied, "x");
+    assert_eq!(pulled.tree().text("app/a"), "hi\n");
     let target = format!("{}/outputs/app:1", registry.host);
     env.rbuild_ok([
         "build",
