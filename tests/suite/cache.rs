@@ -126,6 +126,25 @@ fn hit_and_miss_matrix() {
     let (stderr, _) = build(&env, &ctx, &[]);
     assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{stderr}");
 
+    // Its owner (root can change it; rbuild sees the new owner): a miss as well.
+    if is_root() {
+        // Readable again (mode 644, as in the first builds), but owned by someone else.
+        let _ = std::process::Command::new("chmod")
+            .arg("644")
+            .arg(ctx.join("b.txt"))
+            .status();
+        let _ = std::process::Command::new("chown")
+            .arg("4242")
+            .arg(ctx.join("b.txt"))
+            .status();
+        let (stderr, _) = build(&env, &ctx, &[]);
+        assert_eq!(
+            cached_steps(&stderr),
+            vec![2, 3, 4],
+            "an owner change misses: {stderr}"
+        );
+    }
+
     // ENV value: the RUN after it misses.
     let edited = DOCKERFILE.replace("MODE=fast", "MODE=slow");
     let ctx2 = env.context(&[
