@@ -545,17 +545,31 @@ pub(super) fn finish_step(
     diff_id: Option<String>,
     created_by: String,
 ) -> Result<(), BuildError> {
+    let next = key.clone();
+    finish_step_chained(ctx, stage, &key, next, diff_id, created_by)
+}
+
+/// Records what a step produced under `key` and moves the stage's chain to `next` (the key
+/// itself, except for COPY --link whose key does not depend on the chain).
+fn finish_step_chained(
+    ctx: &StepContext,
+    stage: &mut Stage,
+    key: &str,
+    next: String,
+    diff_id: Option<String>,
+    created_by: String,
+) -> Result<(), BuildError> {
     let created = created_time(ctx.options);
     ctx.remember(
         stage,
-        &key,
+        key,
         CacheRecord {
             diff_id: diff_id.clone(),
             created: created.clone(),
         },
     )?;
     record_layer(stage, diff_id, created_by, created);
-    stage.cache_key = key;
+    stage.cache_key = next;
     Ok(())
 }
 
@@ -1026,17 +1040,7 @@ fn copy(
     drop(source);
     let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
     let next = chained(stage);
-    let created = created_time(ctx.options);
-    ctx.remember(
-        stage,
-        &key,
-        CacheRecord {
-            diff_id: diff_id.clone(),
-            created: created.clone(),
-        },
-    )?;
-    record_layer(stage, diff_id, created_by, created);
-    stage.cache_key = next;
+    finish_step_chained(ctx, stage, &key, next, diff_id, created_by)?;
     Ok(false)
 }
 
