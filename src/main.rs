@@ -52,6 +52,11 @@ fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
     if let Some(notice) = &userns.notice {
         eprintln!("notice: {notice}");
     }
+    // Root too gets a user namespace (mapping ids to themselves) when foreign platforms need a
+    // binfmt_misc instance of rbuild's own: the host's registrations are never touched.
+    if userns.mapping == rbuild_runtime::IdMapping::HostRoot && parsed.command.needs_emulation() {
+        rbuild_runtime::enter_identity_user_namespace()?;
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| anyhow::anyhow!("cannot create a mount namespace: {e}"))?;
     rbuild_runtime::mounts::make_mounts_private().map_err(|e| anyhow::anyhow!("cannot {e}"))?;

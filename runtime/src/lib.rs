@@ -2,6 +2,7 @@
 //! the caller's subordinate ids and runs one process over an overlay rootfs in fresh mount, pid,
 //! ipc and uts namespaces. It knows nothing of Dockerfiles or images.
 
+pub mod binfmt;
 pub mod caps;
 pub mod error;
 pub mod idmap;
@@ -16,4 +17,4 @@ pub use error::RuntimeError;
 pub use init::{step_init_main, STEP_INIT_ARG};
 pub use spec::{EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, StepMount, StepSpec};
 pub use step::{remove_stubs, run_step, OutputStream, StepOutcome};
-pub use userns::{enter_user_namespace, IdMapping, UserNamespace};
+pub use userns::{enter_identity_user_namespace, enter_user_namespace, IdMapping, UserNamespace};

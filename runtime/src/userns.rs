@@ -169,12 +169,34 @@ fn unshare_newuser() -> Result<(), RuntimeError> {
 }
 
 /// Forks the map-writing helper, unshares, lets the helper map us, and waits for it.
+/// Who writes the id maps of the unshared process, from outside its namespace.
+enum MapWriter<'a> {
+    /// newuidmap/newgidmap with the caller's subordinate ranges.
+    Helpers {
+        newuidmap: &'a Path,
+        newgidmap: &'a Path,
+        uid_map: &'a [IdMapEntry],
+        gid_map: &'a [IdMapEntry],
+    },
+    /// Root writing an identity map itself (only a process outside the namespace may).
+    Identity,
+}
+
 fn unshare_with_helpers(
     newuidmap: &Path,
     newgidmap: &Path,
     uid_map: &[IdMapEntry],
     gid_map: &[IdMapEntry],
 ) -> Result<(), RuntimeError> {
+    unshare_with_writer(&MapWriter::Helpers {
+        newuidmap,
+        newgidmap,
+        uid_map,
+        gid_map,
+    })
+}
+
+fn unshare_with_writer(writer: &MapWriter) -> Result<(), RuntimeError> {
     let (go_read, go_write) = nix::unistd::pipe().map_err(|e| RuntimeError::Channel(e.into()))?;
     let (result_read, result_write) =
         nix::unistd::pipe().map_err(|e| RuntimeError::Channel(e.into()))?;
@@ -185,14 +207,7 @@ fn unshare_with_helpers(
         ForkResult::Child => {
             drop(go_write);
             drop(result_read);
-            let code = map_helper_child(
-                go_read,
-                result_write,
-                newuidmap,
-                newgidmap,
-                uid_map,
-                gid_map,
-            );
+            let code = map_helper_child(go_read, result_write, writer);
             // SAFETY: leave without running the parent's atexit handlers or destructors.
             unsafe { libc::_exit(code) }
         }
@@ -222,20 +237,31 @@ fn unshare_with_helpers(
     }
 }
 
-fn map_helper_child(
-    go_read: OwnedFd,
-    result_write: OwnedFd,
-    newuidmap: &Path,
-    newgidmap: &Path,
-    uid_map: &[IdMapEntry],
-    gid_map: &[IdMapEntry],
-) -> i32 {
+fn map_helper_child(go_read: OwnedFd, result_write: OwnedFd, writer: &MapWriter) -> i32 {
     let mut go = [0u8; 1];
     let mut result = std::fs::File::from(result_write);
     if std::fs::File::from(go_read).read_exact(&mut go).is_err() {
         return 1; // the parent could not unshare; it reports why
     }
     let target = getppid().to_string();
+    let (newuidmap, newgidmap, uid_map, gid_map) = match writer {
+        MapWriter::Helpers {
+            newuidmap,
+            newgidmap,
+            uid_map,
+            gid_map,
+        } => (*newuidmap, *newgidmap, *uid_map, *gid_map),
+        MapWriter::Identity => {
+            for map in ["uid_map", "gid_map"] {
+                if let Err(e) = std::fs::write(format!("/proc/{target}/{map}"), "0 0 4294967295\n")
+                {
+                    let _ = write!(result, "{map}\n{e}");
+                    return 1;
+                }
+            }
+            return 0;
+        }
+    };
     for (program, map) in [(newuidmap, uid_map), (newgidmap, gid_map)] {
         let outcome = Command::new(program)
             .arg(&target)
@@ -261,6 +287,13 @@ fn write_proc(path: &str, content: &str) -> Result<(), RuntimeError> {
         path: PathBuf::from(path),
         source,
     })
+}
+
+/// For root in the initial namespace: a user namespace mapping every id to itself, so that
+/// rbuild gets binfmt_misc and mount namespaces of its own (foreign platforms) without
+/// touching the host's.
+pub fn enter_identity_user_namespace() -> Result<(), RuntimeError> {
+    unshare_with_writer(&MapWriter::Identity)
 }
 
 fn unshare_single(uid: u32, gid: u32) -> Result<(), RuntimeError> {

@@ -42,6 +42,8 @@ pub enum BuildError {
         count: usize,
         check_only: bool,
     },
+    #[error(transparent)]
+    Emulation(#[from] rbuild_runtime::binfmt::EmulationError),
     /// Another stage failed; this one stopped before its next step.
     #[error("cancelled because another stage failed")]
     Cancelled,

@@ -107,12 +107,27 @@ pub(super) fn image_config(
     keyword: &'static str,
     name: &str,
 ) -> Result<(ImageConfig, String), BuildError> {
+    image_config_for(ctx, loc, keyword, name, None)
+}
+
+/// `image_config`, pulling the variant for `platform` (default: the build's) when it pulls.
+fn image_config_for(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+    platform: Option<&crate::plan::Platform>,
+) -> Result<(ImageConfig, String), BuildError> {
     let pull = keyword == "FROM" && ctx.options.pull;
     let image_id = match (pull, ctx.store.resolve_image(name)) {
         (false, Ok(id)) => id,
-        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => {
-            pull_image(ctx, loc, keyword, name)?
-        }
+        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => pull_image(
+            ctx,
+            loc,
+            keyword,
+            name,
+            platform.unwrap_or(&ctx.plan.platform),
+        )?,
         (false, Err(e)) => return Err(loc.error(keyword, e.to_string())),
     };
     let bytes = ctx.store.read_blob(&image_id)?;
@@ -138,6 +153,7 @@ fn pull_image(
     loc: &Location,
     keyword: &'static str,
     name: &str,
+    platform: &crate::plan::Platform,
 ) -> Result<String, BuildError> {
     let reference =
         crate::image::parse_reference(name).map_err(|e| loc.error(keyword, e.to_string()))?;
@@ -152,7 +168,13 @@ fn pull_image(
     crate::registry::pull(
         ctx.store,
         &reference,
-        &crate::registry::PullOptions::default(),
+        &crate::registry::PullOptions {
+            platform: Some(crate::registry::Platform {
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
+            }),
+        },
         log,
     )
     .map(|pulled| pulled.image_id)
@@ -169,10 +191,30 @@ fn start_stage(
 ) -> Result<Stage, BuildError> {
     let started = Instant::now();
     progress.step_started(1, total, &plan.from.original);
+    // The stage's platform: FROM --platform, else the build's.
+    let platform = plan
+        .platform
+        .clone()
+        .unwrap_or_else(|| ctx.plan.platform.clone());
     let (mut config, cache_key, args) = match &plan.base {
-        Base::Scratch => (ImageConfig::scratch(), "scratch".to_string(), Vec::new()),
+        Base::Scratch => {
+            let mut config = ImageConfig::scratch();
+            config.architecture = platform.architecture.clone();
+            config.variant = (!platform.variant.is_empty()).then(|| platform.variant.clone());
+            (config, format!("scratch {}", platform.text()), Vec::new())
+        }
         Base::Image(name) => {
-            let (config, image_id) = image_config(ctx, loc, "FROM", name)?;
+            let (config, image_id) = image_config_for(ctx, loc, "FROM", name, Some(&platform))?;
+            if config.architecture != platform.architecture {
+                progress.notice(&format!(
+                    "warning: {}:{}: image {name} is for {}/{}, not {}",
+                    loc.file,
+                    loc.line,
+                    config.os,
+                    config.architecture,
+                    platform.text()
+                ));
+            }
             (config, image_id, Vec::new())
         }
         Base::Stage(index) => {

@@ -4,6 +4,7 @@
 
 mod add;
 pub mod copy;
+pub mod emulation;
 mod error;
 mod history;
 mod instructions;
@@ -58,6 +59,8 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, crate::plan::NamedContext>,
     /// `--add-host HOST:IP`, added to the steps' /etc/hosts.
     pub extra_hosts: Vec<(String, String)>,
+    /// `--platform`: the platform to build for (default: this host's).
+    pub platform: Option<crate::plan::Platform>,
     /// `--cache-to`: where to export the build cache afterwards.
     pub cache_to: Vec<crate::cache::CacheTo>,
     /// `--cache-from`: caches to import from.
@@ -225,7 +228,7 @@ pub fn build(
         end_line: ins.span.end_line,
         excerpt: excerpt(&source, ins.span.line, ins.span.end_line),
     };
-    let platform = Platform::host();
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let plan_input = PlanInput {
         instructions: &parsed.instructions,
         escape: parsed.directives.escape,
@@ -292,6 +295,13 @@ pub fn build(
         ))
     };
     let started = std::time::Instant::now();
+    let mut platforms = vec![plan.platform.clone()];
+    platforms.extend(
+        plan.order
+            .iter()
+            .filter_map(|i| plan.stages[*i].platform.clone()),
+    );
+    emulation::prepare(store, &platforms, progress)?;
     let ctx = instructions::StepContext {
         timings: Timings::default(),
         progress_mode: progress.mode(),

@@ -53,6 +53,10 @@ pub struct BuildArgs {
     /// `annotation.KEY=VALUE`
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
     pub outputs: Vec<String>,
+    /// The platform to build for: `os/arch[/variant]` (e.g. linux/arm64) or `local`;
+    /// foreign platforms run under QEMU in rbuild's own binfmt_misc
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Build only up to this stage (by name or index)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -760,6 +764,13 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         network: args.network.clone(),
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
+        platform: match args.platform.as_deref() {
+            None => None,
+            Some(list) if list.contains(',') => {
+                bail!("--platform {list}: several platforms in one build are not supported yet; build each with its own --platform")
+            }
+            Some(one) => Some(rbuild::plan::Platform::parse(one).map_err(anyhow::Error::msg)?),
+        },
         cache_to: args
             .cache_to
             .iter()

@@ -170,6 +170,42 @@ pub fn df(root: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `rbuild info`: what this machine gives rbuild, and how each platform would run.
+pub fn info(root: &Path) -> anyhow::Result<i32> {
+    let store = super::open_store(root)?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("kernel: {}", kernel.trim());
+    println!(
+        "host platform: linux/{}",
+        rbuild::image::host_architecture()
+    );
+    println!(
+        "uid map: {}",
+        std::fs::read_to_string("/proc/self/uid_map")
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("store: {}", store.root().display());
+    for text in [
+        "linux/amd64",
+        "linux/386",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/riscv64",
+        "linux/ppc64le",
+        "linux/s390x",
+    ] {
+        let platform = rbuild::plan::Platform::parse(text).map_err(anyhow::Error::msg)?;
+        match rbuild::build::emulation::emulation_for(&store, &platform) {
+            Ok(how) => println!("{text}: {how}"),
+            Err(e) => println!("{text}: unavailable: {e}"),
+        }
+    }
+    Ok(0)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Delete the whole store (its files belong to subordinate ids, so plain rm cannot)

@@ -49,6 +49,8 @@ pub enum Commands {
     Prune(manage::PruneArgs),
     /// Show the space images, layers, build cache and cache mounts use
     Df,
+    /// Show this machine's setup: user namespace, kernel, and how each platform would run
+    Info,
     /// Pull an image from a registry
     Pull(registry::PullArgs),
     /// Push an image to a registry
@@ -65,12 +67,27 @@ pub enum Commands {
 }
 
 /// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
-pub const SUBCOMMANDS: [&str; 16] = [
+pub const SUBCOMMANDS: [&str; 17] = [
     "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "pull", "push", "login",
-    "logout", "prune", "df", "system", "help",
+    "logout", "prune", "df", "info", "system", "help",
 ];
 
 impl Commands {
+    /// A build for a platform this machine does not run natively, or `rbuild info` (which
+    /// tries the emulation paths).
+    pub fn needs_emulation(&self) -> bool {
+        let host = rbuild::image::host_architecture();
+        match self {
+            Commands::Build(args) => args
+                .platform
+                .as_deref()
+                .and_then(|p| rbuild::plan::Platform::parse(p).ok())
+                .is_some_and(|p| !rbuild_runtime::binfmt::is_native(&p.architecture, host)),
+            Commands::Info => true,
+            _ => false,
+        }
+    }
+
     /// Commands that touch files owned by subordinate ids work inside the user namespace.
     pub fn needs_user_namespace(&self) -> bool {
         matches!(
@@ -82,6 +99,7 @@ impl Commands {
                 | Commands::Push(_)
                 | Commands::Rmi(_)
                 | Commands::Prune(_)
+                | Commands::Info
                 | Commands::System { .. }
         )
     }
@@ -125,6 +143,7 @@ pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
         Commands::Save(args) => manage::save(&root, args),
         Commands::Prune(args) => manage::prune(&root, args),
         Commands::Df => manage::df(&root),
+        Commands::Info => manage::info(&root),
         Commands::Pull(args) => registry::pull(&root, args),
         Commands::Push(args) => registry::push(&root, args),
         Commands::Login(args) => registry::login(args),

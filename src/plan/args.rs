@@ -20,6 +20,43 @@ impl Platform {
         }
     }
 
+    /// `os/arch[/variant]`, or `local` for this host.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        if text == "local" {
+            return Ok(Platform::host());
+        }
+        let parts: Vec<&str> = text.split('/').collect();
+        let (os, architecture, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, ""),
+            [os, arch, variant] => (*os, *arch, *variant),
+            _ => {
+                return Err(format!(
+                    "invalid platform {text:?}: expected OS/ARCH[/VARIANT], e.g. linux/arm64"
+                ))
+            }
+        };
+        if os != "linux" {
+            return Err(format!(
+                "invalid platform {text:?}: only linux images are built"
+            ));
+        }
+        let architecture = match architecture {
+            "x86_64" | "x86-64" => "amd64",
+            "aarch64" => "arm64",
+            "armhf" => "arm",
+            "i386" => "386",
+            other => other,
+        };
+        if architecture.is_empty() {
+            return Err(format!("invalid platform {text:?}: no architecture"));
+        }
+        Ok(Platform {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.to_string(),
+        })
+    }
+
     pub fn text(&self) -> String {
         if self.variant.is_empty() {
             format!("{}/{}", self.os, self.architecture)
@@ -60,4 +97,27 @@ pub const PROXY_ARGS: [&str; 10] = [
 
 pub fn is_proxy_arg(name: &str) -> bool {
     PROXY_ARGS.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn platforms_parse() {
+        let p = Platform::parse("linux/arm/v7").expect("parse");
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_str()),
+            ("linux", "arm", "v7")
+        );
+        assert_eq!(
+            Platform::parse("linux/aarch64")
+                .expect("parse")
+                .architecture,
+            "arm64"
+        );
+        assert_eq!(Platform::parse("local").expect("parse"), Platform::host());
+        assert!(Platform::parse("windows/amd64").is_err());
+        assert!(Platform::parse("arm64").is_err());
+    }
 }

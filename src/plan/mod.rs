@@ -49,6 +49,8 @@ pub struct StagePlan<'a> {
     pub instructions: Vec<&'a Instruction>,
     /// Stages this one needs finished first (its base and every `--from`).
     pub deps: Vec<usize>,
+    /// `FROM --platform=...`; None means the build's target platform.
+    pub platform: Option<Platform>,
 }
 
 impl StagePlan<'_> {
@@ -72,6 +74,8 @@ pub struct Plan<'a> {
     /// Build args that some ARG declared (the others were not consumed).
     pub declared_args: Vec<String>,
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// The platform the image is built for.
+    pub platform: Platform,
 }
 
 /// What went wrong while planning, with the instruction it concerns.
@@ -182,9 +186,18 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
                     format!("unknown flag: --{}", flag.name),
                 ));
             }
-            if flags.iter().any(|f| f.name == "platform") {
-                return Err(error(Some(ins), "FROM", "--platform is not supported yet"));
-            }
+            // FROM --platform=$BUILDPLATFORM (the cross-compilation idiom) or any platform.
+            let stage_platform = match flags
+                .iter()
+                .find(|f| f.name == "platform")
+                .and_then(|f| f.value.as_deref())
+            {
+                Some(value) => {
+                    let text = expand(ins, "FROM", value, &global_args)?;
+                    Some(Platform::parse(&text).map_err(|m| error(Some(ins), "FROM", m))?)
+                }
+                None => None,
+            };
             let index = stages.len();
             let image = expand(ins, "FROM", image, &global_args)?;
             let name = alias.as_ref().map(|a| a.to_ascii_lowercase());
@@ -229,6 +242,7 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
                 base,
                 instructions: Vec::new(),
                 deps,
+                platform: stage_platform,
             });
             continue;
         }
@@ -298,6 +312,7 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
         order,
         declared_args,
         named_contexts: input.named_contexts.clone(),
+        platform: input.platform.clone(),
     })
 }
 

@@ -27,6 +27,7 @@ mod interop;
 mod layers;
 mod multistage;
 mod outputs;
+mod platforms;
 mod registry;
 mod remote;
 mod runmounts;

@@ -1,0 +1,157 @@
+//! Foreign-platform builds with no root and no host setup: QEMU registered in rbuild's own
+//! binfmt_misc instance (Linux >= 6.7), from an arm64 busybox made by
+//! scripts/make-fixture-arm64 (Debian's arm64 busybox-static via apt-get download).
+
+use crate::support::*;
+
+fn arm64_fixture() -> Option<std::path::PathBuf> {
+    let path = fixtures_dir()?.join("busybox-arm64-oci.tar");
+    gate(
+        "the arm64 busybox fixture (scripts/make-fixture-arm64)",
+        path.exists(),
+    )
+    .then_some(path)
+}
+
+/// ELF e_machine of a file's bytes (0xB7 = aarch64).
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    (bytes.len() > 20 && bytes.starts_with(b"\x7fELF"))
+        .then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+const DOCKERFILE: &str = "FROM busybox-arm64:latest\nRUN uname -m > /arch && cp /bin/busybox /bb && sh -c 'sh -c \"echo nested > /nested\"'\n";
+
+#[test]
+fn arm64_build_runs_under_sandboxed_qemu_as_an_unprivileged_user() {
+    let Some(fixture) = arm64_fixture() else {
+        return;
+    };
+    if !require_command("qemu-aarch64-static") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.rbuild_ok(["load", "-i", fixture.to_str().expect("utf-8")]);
+    let ctx = env.context(&[("Dockerfile", file(DOCKERFILE))]);
+    let out = env.path("arm64.tar");
+    let output = env.rbuild([
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        "arm:1",
+        "-o",
+        &format!("type=oci,dest={}", out.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64 steps run under sandboxed binfmt_misc"),
+        "the log names the path: {stderr}"
+    );
+    let image = OciImage::open(&out);
+    assert_eq!(image.config()["architecture"], "arm64");
+    assert_eq!(image.tree().text("arch"), "aarch64\n");
+    if let Some(bundle) = umoci_unpack(&out) {
+        let bb = std::fs::read(bundle.rootfs().join("bb")).expect("read /bb unpacked by umoci");
+        assert_eq!(elf_machine(&bb), Some(0xB7), "/bb is an aarch64 ELF");
+    }
+    assert_eq!(
+        image.tree().text("nested"),
+        "nested\n",
+        "children of emulated processes are emulated too"
+    );
+
+    let info = env.rbuild_ok(["info"]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("linux/arm64: sandboxed binfmt_misc")),
+        "{info}"
+    );
+
+    // No qemu where rbuild may look: the documented error.
+    let mut command = env.command([
+        "build",
+        "--no-cache",
+        "--platform",
+        "linux/arm64",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    command.env("RBUILD_QEMU_PATH", "/nonexistent");
+    let output = command.output().expect("run rbuild");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("qemu-aarch64-static")
+            && stderr.contains("apt-get install qemu-user-static"),
+        "{stderr}"
+    );
+}
+
+/// Root uses an identity-mapped user namespace for its binfmt_misc: the host's registrations
+/// are the same before and after.
+#[test]
+fn root_builds_foreign_platforms_without_touching_host_binfmt() {
+    if !require_root() || !require_command("qemu-aarch64-static") {
+        return;
+    }
+    let Some(fixture) = arm64_fixture() else {
+        return;
+    };
+    let host = std::path::Path::new("/proc/sys/fs/binfmt_misc");
+    let mounted_here = !host.join("status").exists()
+        && std::process::Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc"])
+            .arg(host)
+            .status()
+            .is_ok_and(|s| s.success());
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(host)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let before = entries();
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-root-arm64.")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).expect("write");
+    let run = |args: &[&str]| {
+        std::process::Command::new(rbuild_binary())
+            .arg("--root")
+            .arg(dir.path().join("store"))
+            .args(args)
+            .output()
+            .expect("run rbuild")
+    };
+    let loaded = run(&["load", "-i", fixture.to_str().expect("utf-8")]);
+    assert!(loaded.status.success(), "{}", describe_output(&loaded));
+    let out = dir.path().join("root-arm64.tar");
+    let built = run(&[
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        &format!("type=oci,dest={}", out.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(built.status.success(), "{}", describe_output(&built));
+    assert_eq!(OciImage::open(&out).tree().text("arch"), "aarch64\n");
+    assert_eq!(
+        entries(),
+        before,
+        "the host's binfmt_misc registrations are untouched"
+    );
+    let _ = run(&["system", "reset"]);
+    if mounted_here {
+        let _ = std::process::Command::new("umount").arg(host).status();
+    }
+}
