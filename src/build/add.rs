@@ -100,19 +100,10 @@ fn tar_stream(path: &Path, kind: ArchiveKind) -> std::io::Result<Box<dyn Read + 
     })
 }
 
-/// Tar entry names, cleaned: no leading `/` or `./`, `..` clamped at the destination.
+/// Tar entry names, cleaned: no leading `/` or `./`, `..` clamped at the destination (the
+/// same lexical cleaning as context paths).
 fn clean_entry_name(name: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
+    crate::context::clean_relative(name)
 }
 
 /// Extracts the archive at `archive` into `dest` (a directory in the image). Owners come from
