@@ -115,7 +115,6 @@ fn unsupported_instructions_fail_instead_of_being_ignored() {
     let env = TestEnv::new();
     for (dockerfile, line) in [
         ("FROM scratch\nADD ftp://example.invalid/x.tgz /x\n", 2),
-        ("FROM --platform=linux/arm64 scratch\n", 1),
         ("FROM scratch\nRUN --security=insecure true\n", 2),
     ] {
         let ctx = env.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
@@ -129,6 +128,24 @@ fn unsupported_instructions_fail_instead_of_being_ignored() {
             "{dockerfile:?} -> {stderr}"
         );
     }
+}
+
+#[test]
+fn several_platforms_in_one_build_are_refused_until_supported() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[
+        ("Dockerfile", file("FROM scratch\nCOPY a /a\n")),
+        ("a", file("a")),
+    ]);
+    let stderr = env.rbuild_err([
+        "build",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+    assert!(stderr.contains("linux/arm64,linux/amd64"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
