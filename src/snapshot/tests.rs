@@ -312,13 +312,43 @@ fn set_umask_022() {
     rustix::process::umask(Mode::from_raw_mode(0o022));
 }
 
+/// GNU tar is what most people would use to look inside a layer: it must read ours back with
+/// every name intact (long names through PAX and the ustar prefix, unicode, whiteouts).
 #[test]
-#[ignore = "writes the test tree's tar to $SNAP_DUMP for inspection with other tools"]
-fn dump_tree_tar() {
+fn gnu_tar_lists_every_entry_of_the_layer() {
     set_umask_022();
     let dir = tempfile::tempdir().unwrap();
     build_tree(dir.path(), false);
-    fs::write(std::env::var("SNAP_DUMP").unwrap(), tar_of(dir.path())).unwrap();
+    let tar_path = dir.path().join("..").join(format!(
+        "{}.layer.tar",
+        dir.path().file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&tar_path, tar_of(dir.path())).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("--list")
+        .arg("--file")
+        .arg(&tar_path)
+        .output();
+    let _ = fs::remove_file(&tar_path);
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("running GNU tar: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    let want: Vec<String> = expected_tree_entries()
+        .into_iter()
+        .map(|e| e.path.trim_end_matches('/').to_string())
+        .collect();
+    assert_eq!(listed, want);
 }
 
 #[test]
