@@ -635,51 +635,9 @@ pub fn save_with(
 ) -> Result<ExportedImage, ArchiveError> {
     let label = dest.label();
     let prepared = prepare(store, image_id, options, format, &label)?;
-
-    let mut temp_file = None;
-    let mut sink = match dest {
-        ArchiveDest::File(path) => {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
-            let temp = tempfile::NamedTempFile::new_in(&parent)
-                .map_err(io_err("create temp file in", &parent))?;
-            let file = temp.reopen().map_err(io_err("open", temp.path()))?;
-            temp_file = Some((temp, path));
-            Sink::Tar(tar::Builder::new(Box::new(std::io::BufWriter::new(file))))
-        }
-        ArchiveDest::Stream(out) => Sink::Tar(tar::Builder::new(out)),
-        ArchiveDest::Dir(path) => {
-            std::fs::create_dir_all(&path).map_err(io_err("create", &path))?;
-            Sink::Dir(path)
-        }
-    };
-
+    let (mut sink, temp_file) = open_sink(dest, &label)?;
     sink.put_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, &label)?;
-    sink.put_bytes(
-        &blob_name(&prepared.config_digest),
-        &prepared.config_bytes,
-        &label,
-    )?;
-    for layer in &prepared.layers {
-        let mut reader: Box<dyn Read> = match &layer.source {
-            Source::Blob(path) => {
-                Box::new(std::fs::File::open(path).map_err(io_err("read", path))?)
-            }
-            Source::LayerTar {
-                diff_id,
-                compressed,
-            } => layer_tar_reader(store, diff_id, compressed.as_deref())?,
-        };
-        sink.put(&blob_name(&layer.digest), layer.size, &mut reader, &label)?;
-    }
-    sink.put_bytes(
-        &blob_name(&prepared.manifest_digest),
-        &prepared.manifest_bytes,
-        &label,
-    )?;
+    put_image(&mut sink, store, &prepared, &label)?;
     if format == ArchiveFormat::Docker {
         let docker_manifest = serde_json::json!([{
             "Config": blob_name(&prepared.config_digest),
@@ -693,9 +651,168 @@ pub fn save_with(
         )?;
     }
     sink.put_bytes("index.json", &prepared.index_bytes, &label)?;
+    finish_sink(sink, temp_file, &label)?;
+    Ok(exported(&prepared))
+}
+
+/// One platform's image of a multi-platform build, and its base (for annotations and
+/// `rewrite-timestamp`).
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub image_id: String,
+    pub base: Option<BaseImage>,
+}
+
+/// Writes the images of one build for several platforms as one OCI archive or layout:
+/// index.json names (with `options.tags`) an image index whose manifests carry the platform
+/// of their config, as `docker buildx --output type=oci` writes it. Returns the index's digest.
+pub fn save_platforms(
+    store: &Store,
+    images: &[PlatformImage],
+    options: &ExportOptions,
+    dest: ArchiveDest,
+) -> Result<String, ArchiveError> {
+    let label = dest.label();
+    let mut prepared = Vec::with_capacity(images.len());
+    for image in images {
+        let image_options = ExportOptions {
+            tags: Vec::new(),
+            base: image.base.clone(),
+            ..options.clone()
+        };
+        prepared.push(prepare(
+            store,
+            &image.image_id,
+            &image_options,
+            ArchiveFormat::Oci,
+            &label,
+        )?);
+    }
+    let mut manifests = Vec::with_capacity(prepared.len());
+    for image in &prepared {
+        let config: serde_json::Value =
+            serde_json::from_slice(&image.config_bytes).map_err(|e| ArchiveError::Invalid {
+                path: label.clone(),
+                message: format!("image config {}: {e}", image.config_digest),
+            })?;
+        let mut desc = descriptor(
+            MediaType::from(image.manifest_media_type.as_str()),
+            &image.manifest_digest,
+            image.manifest_bytes.len() as u64,
+        )?;
+        desc.set_platform(Some(config_platform(&config, &label)?));
+        if !options.descriptor_annotations.is_empty() {
+            desc.set_annotations(Some(
+                options.descriptor_annotations.clone().into_iter().collect(),
+            ));
+        }
+        manifests.push(desc);
+    }
+    let mut index = crate::image::manifest::image_index(manifests)?;
+    if !options.index_annotations.is_empty() {
+        index.set_annotations(Some(
+            options.index_annotations.clone().into_iter().collect(),
+        ));
+    }
+    let index_bytes = to_bytes("index", &index)?;
+    let index_digest = sha256_oci(&index_bytes);
+    let index_desc = descriptor(
+        MediaType::ImageIndex,
+        &index_digest,
+        index_bytes.len() as u64,
+    )?;
+    let layout_index = to_bytes("index", &tagged_index(&index_desc, &options.tags)?)?;
+
+    let (mut sink, temp_file) = open_sink(dest, &label)?;
+    sink.put_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, &label)?;
+    for image in &prepared {
+        put_image(&mut sink, store, image, &label)?;
+    }
+    sink.put_bytes(&blob_name(&index_digest), &index_bytes, &label)?;
+    sink.put_bytes("index.json", &layout_index, &label)?;
+    finish_sink(sink, temp_file, &label)?;
+    Ok(index_digest)
+}
+
+/// The `platform` of an index entry, from the image config it points at (they must agree).
+fn config_platform(
+    config: &serde_json::Value,
+    label: &Path,
+) -> Result<oci_spec::image::Platform, ArchiveError> {
+    let field = |name: &str| config[name].as_str().unwrap_or_default().to_string();
+    let mut builder = oci_spec::image::PlatformBuilder::default()
+        .os(oci_spec::image::Os::from(field("os").as_str()))
+        .architecture(oci_spec::image::Arch::from(field("architecture").as_str()));
+    let variant = field("variant");
+    if !variant.is_empty() {
+        builder = builder.variant(variant);
+    }
+    builder.build().map_err(|e| ArchiveError::Invalid {
+        path: label.to_path_buf(),
+        message: format!("image platform: {e}"),
+    })
+}
+
+/// A temp file renamed into place by [`finish_sink`]: a failed write leaves no partial archive.
+type PendingFile = Option<(tempfile::NamedTempFile, PathBuf)>;
+
+fn open_sink(dest: ArchiveDest, label: &Path) -> Result<(Sink, PendingFile), ArchiveError> {
+    Ok(match dest {
+        ArchiveDest::File(path) => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let temp = tempfile::NamedTempFile::new_in(&parent)
+                .map_err(io_err("create temp file in", &parent))?;
+            let file = temp.reopen().map_err(io_err("open", temp.path()))?;
+            let sink = Sink::Tar(tar::Builder::new(Box::new(std::io::BufWriter::new(file))));
+            (sink, Some((temp, path)))
+        }
+        ArchiveDest::Stream(out) => (Sink::Tar(tar::Builder::new(out)), None),
+        ArchiveDest::Dir(path) => {
+            std::fs::create_dir_all(&path).map_err(io_err("create", label))?;
+            (Sink::Dir(path), None)
+        }
+    })
+}
+
+/// The config, layer and manifest blobs of one image.
+fn put_image(
+    sink: &mut Sink,
+    store: &Store,
+    prepared: &PreparedImage,
+    label: &Path,
+) -> Result<(), ArchiveError> {
+    sink.put_bytes(
+        &blob_name(&prepared.config_digest),
+        &prepared.config_bytes,
+        label,
+    )?;
+    for layer in &prepared.layers {
+        let mut reader: Box<dyn Read> = match &layer.source {
+            Source::Blob(path) => {
+                Box::new(std::fs::File::open(path).map_err(io_err("read", path))?)
+            }
+            Source::LayerTar {
+                diff_id,
+                compressed,
+            } => layer_tar_reader(store, diff_id, compressed.as_deref())?,
+        };
+        sink.put(&blob_name(&layer.digest), layer.size, &mut reader, label)?;
+    }
+    sink.put_bytes(
+        &blob_name(&prepared.manifest_digest),
+        &prepared.manifest_bytes,
+        label,
+    )
+}
+
+fn finish_sink(sink: Sink, temp_file: PendingFile, label: &Path) -> Result<(), ArchiveError> {
     if let Sink::Tar(out) = sink {
-        let mut writer = out.into_inner().map_err(io_err("write", &label))?;
-        writer.flush().map_err(io_err("write", &label))?;
+        let mut writer = out.into_inner().map_err(io_err("write", label))?;
+        writer.flush().map_err(io_err("write", label))?;
         drop(writer);
     }
     if let Some((temp, path)) = temp_file {
@@ -706,7 +823,7 @@ pub fn save_with(
             source: e.error,
         })?;
     }
-    Ok(exported(&prepared))
+    Ok(())
 }
 
 /// The layer's uncompressed tar as a reader: the original blob decompressed, or the layer dir

@@ -61,6 +61,9 @@ pub struct BuildOptions {
     pub extra_hosts: Vec<(String, String)>,
     /// `--platform`: the platform to build for (default: this host's).
     pub platform: Option<crate::plan::Platform>,
+    /// Put the platform in every step's header (`[linux/arm64 2/5]`): one of several
+    /// platforms building at once.
+    pub label_platform: bool,
     /// `--cache-to`: where to export the build cache afterwards.
     pub cache_to: Vec<crate::cache::CacheTo>,
     /// `--cache-from`: caches to import from.
@@ -383,6 +386,20 @@ pub fn build(
     Ok(BuildOutcome { image_id, config })
 }
 
+/// The label of a stage's step headers: the stage's (when several build) after the
+/// platform's (when several platforms build), as BuildKit writes `[linux/arm64 builder 2/5]`.
+fn step_label(options: &BuildOptions, stage: Option<String>) -> Option<String> {
+    let platform = options
+        .platform
+        .as_ref()
+        .filter(|_| options.label_platform)
+        .map(|p| p.text());
+    match (platform, stage) {
+        (Some(platform), Some(stage)) => Some(format!("{platform} {stage}")),
+        (platform, stage) => platform.or(stage),
+    }
+}
+
 /// Runs the planned stages: each starts once the stages it needs are done, up to `jobs` at a
 /// time. After a failure no new stage starts; running ones stop at their next step.
 fn run_stages(
@@ -422,7 +439,7 @@ fn run_stages(
                         .filter_map(|d| results.get(d).map(|r| (*d, r.clone())))
                         .collect();
                     let done_tx = done_tx.clone();
-                    let label = labelled.then(|| stage.label());
+                    let label = step_label(ctx.options, labelled.then(|| stage.label()));
                     started.push(index);
                     running += 1;
                     scope.spawn(move || {

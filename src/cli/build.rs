@@ -697,6 +697,161 @@ fn lookup_arg(args: &[(String, Option<String>)], name: &str) -> Option<String> {
         .and_then(|(_, v)| v.clone())
 }
 
+/// `--platform a,b,...`: each platform once, in the order given (`local` is this host).
+fn parse_platforms(list: Option<&str>) -> anyhow::Result<Vec<rbuild::plan::Platform>> {
+    let mut platforms: Vec<rbuild::plan::Platform> = Vec::new();
+    for text in list.into_iter().flat_map(|l| l.split(',')) {
+        let platform = rbuild::plan::Platform::parse(text.trim())
+            .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}
+
+/// The refusal, before anything is built, of what a multi-platform build cannot do yet.
+fn refuse_for_several_platforms(
+    args: &BuildArgs,
+    loader: Option<&Loader>,
+    outputs: &[Output],
+) -> anyhow::Result<()> {
+    let list = args.platform.as_deref().unwrap_or_default();
+    let what = if !args.tags.is_empty() || args.push {
+        Some("-t/--push (tagging or pushing an image index)")
+    } else if loader.is_some() {
+        Some("--load")
+    } else if args.metadata_file.is_some() {
+        Some("--metadata-file")
+    } else if args.check {
+        Some("--check")
+    } else {
+        outputs.iter().find_map(|o| match &o.kind {
+            OutputKind::Image { .. } => Some("--output type=image"),
+            OutputKind::Tar(_) => Some("--output type=tar"),
+            OutputKind::Archive {
+                format: ArchiveFormat::Docker,
+                ..
+            } => Some("--output type=docker (a Docker archive holds one platform)"),
+            OutputKind::Archive { .. } | OutputKind::Local(_) => None,
+        })
+    };
+    match what {
+        Some(what) => bail!(
+            "--platform {list}: {what} is not supported yet with several platforms; write the \
+             image index with --output type=oci,dest=FILE (or type=local,dest=DIR for one \
+             directory per platform), or build each platform with its own --platform"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A build for several platforms: each platform's image is built (in parallel), then written
+/// as one OCI image index (`type=oci`) or one directory per platform (`type=local`).
+struct MultiPlatform<'a> {
+    store: &'a Store,
+    options: &'a BuildOptions,
+    platforms: &'a [rbuild::plan::Platform],
+    outputs: &'a [Output],
+    index_options: ExportOptions,
+    reproducible: bool,
+    epoch: Option<i64>,
+}
+
+impl MultiPlatform<'_> {
+    fn run(&self, progress: &Progress) -> anyhow::Result<i32> {
+        let results: Vec<anyhow::Result<archive::PlatformImage>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .platforms
+                .iter()
+                .map(|platform| {
+                    let mut options = self.options.clone();
+                    options.platform = Some(platform.clone());
+                    options.label_platform = true;
+                    scope.spawn(move || -> anyhow::Result<archive::PlatformImage> {
+                        let outcome = build::build(self.store, &options, progress)
+                            .with_context(|| format!("building for {}", platform.text()))?;
+                        Ok(archive::PlatformImage {
+                            base: base_image(self.store, &options, &outcome.image_id),
+                            image_id: outcome.image_id,
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a platform's build panicked")))
+                })
+                .collect()
+        });
+        let images = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        if self.outputs.is_empty() {
+            progress.notice(
+                "warning: no --output: the images are in the store untagged; write them as \
+                 one image index with --output type=oci,dest=FILE",
+            );
+        }
+        for output in self.outputs {
+            let rewrite = self.reproducible || output.rewrite_timestamp;
+            let clamp = if rewrite { self.epoch } else { None };
+            match &output.kind {
+                OutputKind::Archive { dest, tar, .. } => {
+                    let mut options = self.index_options.clone();
+                    options.tags = output
+                        .names
+                        .iter()
+                        .filter_map(|n| parse_tag(n).ok().map(|t| t.to_string()))
+                        .collect();
+                    options
+                        .manifest_annotations
+                        .extend(output.annotations.clone());
+                    options.compression = output.compression;
+                    options.compression_level = output.compression_level;
+                    if let Some(media_types) = output.media_types {
+                        options.media_types = media_types;
+                    }
+                    options.rewrite_timestamp = clamp;
+                    let sink = if dest.as_os_str() == "-" {
+                        ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
+                    } else if *tar {
+                        ArchiveDest::File(dest.clone())
+                    } else {
+                        ArchiveDest::Dir(dest.clone())
+                    };
+                    let index = archive::save_platforms(self.store, &images, &options, sink)
+                        .with_context(|| format!("cannot write {}", dest.display()))?;
+                    progress.notice(&format!(
+                        "exported the image index {index} to {}",
+                        dest.display()
+                    ));
+                }
+                OutputKind::Local(dest) => {
+                    for (platform, image) in self.platforms.iter().zip(&images) {
+                        // As BuildKit names them: linux_arm64, linux_arm_v7.
+                        let subdir = dest.join(platform.text().replace('/', "_"));
+                        let report =
+                            archive::export_local(self.store, &image.image_id, &subdir, clamp)
+                                .with_context(|| format!("cannot write {}", subdir.display()))?;
+                        if !report.skipped_devices.is_empty() {
+                            progress.notice(&format!(
+                                "warning: device nodes not created (an unprivileged user \
+                                 cannot): {}",
+                                report.skipped_devices.join(" ")
+                            ));
+                        }
+                    }
+                    progress.notice(&format!("exported to {}", dest.display()));
+                }
+                // Refused before building.
+                OutputKind::Image { .. } | OutputKind::Tar(_) => {}
+            }
+        }
+        Ok(0)
+    }
+}
+
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
     let mut tags = Vec::new();
     for tag in &args.tags {
@@ -748,6 +903,10 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             bail!("--network {network}: expected default, none or host");
         }
     }
+    let platforms = parse_platforms(args.platform.as_deref())?;
+    if platforms.len() > 1 {
+        refuse_for_several_platforms(&args, loader.as_ref(), &outputs)?;
+    }
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
     let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
     let mut options = BuildOptions {
@@ -764,12 +923,9 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         network: args.network.clone(),
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
-        platform: match args.platform.as_deref() {
-            None => None,
-            Some(list) if list.contains(',') => {
-                bail!("--platform {list}: several platforms in one build are not supported yet; build each with its own --platform")
-            }
-            Some(one) => Some(rbuild::plan::Platform::parse(one).map_err(anyhow::Error::msg)?),
+        platform: match platforms.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
         },
         cache_to: args
             .cache_to
@@ -799,6 +955,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         no_cache: args.no_cache,
         source_date_epoch: epoch,
         pull: args.pull,
+        label_platform: false,
     };
     if args.push && args.tags.is_empty() {
         bail!("--push needs at least one -t NAME[:TAG] to push to");
@@ -813,6 +970,25 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         }
     }
     let progress = Progress::new(mode);
+    if platforms.len() > 1 {
+        let index_options = ExportOptions {
+            media_types,
+            manifest_annotations: annotations.manifest.clone(),
+            descriptor_annotations: annotations.manifest_descriptor.clone(),
+            index_annotations: annotations.index.clone(),
+            ..ExportOptions::default()
+        };
+        let multi = MultiPlatform {
+            store: &store,
+            options: &options,
+            platforms: &platforms,
+            outputs: &outputs,
+            index_options,
+            reproducible: args.reproducible,
+            epoch,
+        };
+        return multi.run(&progress);
+    }
     let outcome = match build::build(&store, &options, &progress) {
         Ok(outcome) => outcome,
         Err(build::BuildError::Checks {

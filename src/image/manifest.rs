@@ -80,6 +80,11 @@ pub fn tagged_index(manifest: &Descriptor, tags: &[String]) -> Result<ImageIndex
             })
             .collect()
     };
+    image_index(manifests)
+}
+
+/// An image index over `manifests` (one per platform, each with its `platform`).
+pub fn image_index(manifests: Vec<Descriptor>) -> Result<ImageIndex, ManifestError> {
     ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)

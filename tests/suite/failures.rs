@@ -131,24 +131,6 @@ fn unsupported_instructions_fail_instead_of_being_ignored() {
 }
 
 #[test]
-fn several_platforms_in_one_build_are_refused_until_supported() {
-    let env = TestEnv::new();
-    let ctx = env.context(&[
-        ("Dockerfile", file("FROM scratch\nCOPY a /a\n")),
-        ("a", file("a")),
-    ]);
-    let stderr = env.rbuild_err([
-        "build",
-        "--platform",
-        "linux/arm64,linux/amd64",
-        ctx.to_str().expect("utf-8"),
-    ]);
-    assert!(stderr.contains("not supported yet"), "{stderr}");
-    assert!(stderr.contains("linux/arm64,linux/amd64"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-#[test]
 fn bad_flags_and_missing_things_are_refused_clearly() {
     let env = TestEnv::new();
     let ctx = env.context(&[("Dockerfile", file("FROM no-such-image:1\n"))]);

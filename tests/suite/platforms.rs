@@ -2,6 +2,7 @@
 //! binfmt_misc instance (Linux >= 6.7), from an arm64 busybox made by
 //! scripts/make-fixture-arm64 (Debian's arm64 busybox-static via apt-get download).
 
+use crate::support::tools::{require_commands, skopeo_inspect_with};
 use crate::support::*;
 
 fn arm64_fixture() -> Option<std::path::PathBuf> {
@@ -154,4 +155,134 @@ fn root_builds_foreign_platforms_without_touching_host_binfmt() {
     if mounted_here {
         let _ = std::process::Command::new("umount").arg(host).status();
     }
+}
+
+/// `--platform linux/arm64,linux/amd64`: both built (the arm64 one emulated), written as one
+/// OCI image index whose entries carry the platform of their config and the right binaries;
+/// `type=local` writes one directory per platform.
+#[test]
+fn two_platforms_make_one_index_with_the_right_binaries() {
+    let Some(arm64) = arm64_fixture() else {
+        return;
+    };
+    let Some(amd64) = busybox_oci_archive() else {
+        return;
+    };
+    if !require_commands(&["qemu-aarch64-static", "skopeo"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nARG TARGETPLATFORM\n\
+             RUN uname -m > /arch && echo $TARGETPLATFORM > /tp && cp /bin/busybox /bb\n",
+        ),
+    )]);
+    let out = env.path("multi.tar");
+    let local = env.path("multi-local");
+    let output = env.rbuild([
+        "build",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-o",
+        &format!("type=oci,dest={},name=multi:1", out.display()),
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64 steps run under sandboxed binfmt_misc"),
+        "the log names the emulation path: {stderr}"
+    );
+    for platform in ["linux/arm64", "linux/amd64"] {
+        assert!(
+            stderr.contains(&format!("[{platform} 3/3] RUN uname -m")),
+            "step headers name the platform: {stderr}"
+        );
+    }
+
+    let archive_ref = format!("oci-archive:{}:multi:1", out.display());
+    let raw = skopeo_inspect_with(&archive_ref, &["--raw"]).expect("skopeo is there");
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let platforms: Vec<(String, String)> = raw["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["os"].as_str().unwrap_or_default().to_string(),
+                m["platform"]["architecture"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        [
+            ("linux".into(), "arm64".into()),
+            ("linux".into(), "amd64".into())
+        ]
+    );
+
+    for (arch, uname, machine) in [("arm64", "aarch64", 0xB7), ("amd64", "x86_64", 0x3E)] {
+        // The test's own reader picks the platform from the index...
+        let image = OciImage::open_with(&out, Some("multi:1"), Some(&format!("linux/{arch}")));
+        assert_eq!(image.config()["architecture"], arch);
+        assert_eq!(image.config()["os"], "linux");
+        assert_eq!(image.tree().text("arch"), format!("{uname}\n"));
+        assert_eq!(image.tree().text("tp"), format!("linux/{arch}\n"));
+        assert!(image.tree().contains("bb"), "/bb of linux/{arch}");
+        // ...and so does skopeo.
+        let skopeo = std::process::Command::new("skopeo")
+            .args(["--override-arch", arch, "inspect", "--config", &archive_ref])
+            .output()
+            .expect("run skopeo");
+        assert!(
+            skopeo.status.success(),
+            "{}",
+            String::from_utf8_lossy(&skopeo.stderr)
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&skopeo.stdout).expect("skopeo prints the config as JSON");
+        assert_eq!(config["architecture"], arch);
+        // type=local: linux_arm64/, linux_amd64/
+        let dir = local.join(format!("linux_{arch}"));
+        let text = std::fs::read_to_string(dir.join("arch")).expect("read arch of local output");
+        assert_eq!(text, format!("{uname}\n"));
+        assert_dir_matches_tree(&dir, image.tree());
+        let bb = std::fs::read(dir.join("bb")).expect("read bb of local output");
+        assert_eq!(elf_machine(&bb), Some(machine), "/bb of linux/{arch}");
+    }
+}
+
+#[test]
+fn several_platforms_refuse_what_needs_an_index_in_the_store() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[
+        ("Dockerfile", file("FROM scratch\nCOPY a /a\n")),
+        ("a", file("a")),
+    ]);
+    for extra in [
+        ["-t", "app:1"],
+        ["-o", "type=docker,dest=x.tar"],
+        ["-o", "type=tar,dest=x.tar"],
+    ] {
+        let mut args = vec!["build", "--platform", "linux/arm64,linux/amd64"];
+        args.extend(extra);
+        args.push(ctx.to_str().expect("utf-8"));
+        let stderr = env.rbuild_err(args);
+        assert!(stderr.contains("not supported yet"), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--output type=oci"), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Nothing was built: the refusal comes first.
+    assert!(env.rbuild_ok(["images", "-q"]).trim().is_empty());
 }

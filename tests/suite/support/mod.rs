@@ -18,6 +18,7 @@
 
 pub mod craft;
 pub mod df;
+pub mod local;
 pub mod oci;
 pub mod registry;
 pub mod tools;
@@ -27,6 +28,7 @@ pub mod tools;
 pub use craft::{ImageBuilder, TarEntry};
 #[allow(unused_imports)]
 pub use df::{build_df, build_df_err, config_field, created_by, df_context, env_value, path_str};
+pub use local::assert_dir_matches_tree;
 #[allow(unused_imports)]
 pub use oci::{Compression, Layer, Node, NodeKind, OciImage, Tree};
 #[allow(unused_imports)]
