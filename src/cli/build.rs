@@ -717,9 +717,7 @@ fn refuse_for_several_platforms(
     outputs: &[Output],
 ) -> anyhow::Result<()> {
     let list = args.platform.as_deref().unwrap_or_default();
-    let what = if !args.tags.is_empty() || args.push {
-        Some("-t/--push (tagging or pushing an image index)")
-    } else if loader.is_some() {
+    let what = if loader.is_some() {
         Some("--load")
     } else if args.metadata_file.is_some() {
         Some("--metadata-file")
@@ -738,9 +736,10 @@ fn refuse_for_several_platforms(
     };
     match what {
         Some(what) => bail!(
-            "--platform {list}: {what} is not supported yet with several platforms; write the \
-             image index with --output type=oci,dest=FILE (or type=local,dest=DIR for one \
-             directory per platform), or build each platform with its own --platform"
+            "--platform {list}: {what} is not supported yet with several platforms; name the \
+             image index with -t NAME (and --push it), write it with --output \
+             type=oci,dest=FILE (or type=local,dest=DIR for one directory per platform), or \
+             build each platform with its own --platform"
         ),
         None => Ok(()),
     }
@@ -756,6 +755,10 @@ struct MultiPlatform<'a> {
     index_options: ExportOptions,
     reproducible: bool,
     epoch: Option<i64>,
+    /// `--push`: the names (as typed) the image index goes to.
+    push_to: Vec<String>,
+    quiet: bool,
+    terminal: bool,
 }
 
 impl MultiPlatform<'_> {
@@ -768,6 +771,8 @@ impl MultiPlatform<'_> {
                     let mut options = self.options.clone();
                     options.platform = Some(platform.clone());
                     options.label_platform = true;
+                    // The tags go to the platform list, after every platform is built.
+                    options.tags.clear();
                     scope.spawn(move || -> anyhow::Result<archive::PlatformImage> {
                         let outcome = build::build(self.store, &options, progress)
                             .with_context(|| format!("building for {}", platform.text()))?;
@@ -787,10 +792,28 @@ impl MultiPlatform<'_> {
                 .collect()
         });
         let images = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-        if self.outputs.is_empty() {
+        let image_ids: Vec<String> = images.iter().map(|i| i.image_id.clone()).collect();
+        if !self.options.tags.is_empty() {
+            // The tag itself names the host's image (else the first), for every command that
+            // reads one image; push and save see the whole list.
+            let host = rbuild::plan::Platform::host();
+            let default = self.platforms.iter().position(|p| *p == host).unwrap_or(0);
+            self.store
+                .add_platform_list(&image_ids, &image_ids[default], &self.options.tags)?;
+        }
+        for name in &self.push_to {
+            super::registry::push_platform_list(
+                self.store,
+                &image_ids,
+                name,
+                self.quiet,
+                self.terminal,
+            )?;
+        }
+        if self.outputs.is_empty() && self.options.tags.is_empty() {
             progress.notice(
-                "warning: no --output: the images are in the store untagged; write them as \
-                 one image index with --output type=oci,dest=FILE",
+                "warning: no -t and no --output: the images are in the store untagged; name \
+                 them with -t, or write them as one image index with --output type=oci,dest=FILE",
             );
         }
         for output in self.outputs {
@@ -907,6 +930,9 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     if platforms.len() > 1 {
         refuse_for_several_platforms(&args, loader.as_ref(), &outputs)?;
     }
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs at least one -t NAME[:TAG] to push to");
+    }
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
     let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
     let mut options = BuildOptions {
@@ -957,9 +983,6 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         pull: args.pull,
         label_platform: false,
     };
-    if args.push && args.tags.is_empty() {
-        bail!("--push needs at least one -t NAME[:TAG] to push to");
-    }
     // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
     // otherwise it is no build arg (and no "not consumed" warning).
     if let Some(epoch) = epoch {
@@ -986,6 +1009,13 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             index_options,
             reproducible: args.reproducible,
             epoch,
+            push_to: if args.push {
+                args.tags.clone()
+            } else {
+                Vec::new()
+            },
+            quiet: args.quiet,
+            terminal: mode == ProgressMode::Tty,
         };
         return multi.run(&progress);
     }

@@ -83,7 +83,22 @@ fn short_id(image_id: &str) -> &str {
 pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let tags = store.tags()?;
-    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    let lists = store.platform_lists()?;
+    // PLATFORM: the image's own, or every platform of a multi-platform tag.
+    let platforms_of = |tag: Option<&String>, config: &ImageConfig| -> anyhow::Result<String> {
+        if let Some(ids) = tag.and_then(|t| lists.get(t)).filter(|ids| {
+            tag.and_then(|t| tags.get(t))
+                .is_some_and(|id| ids.contains(id))
+        }) {
+            let mut all = Vec::new();
+            for id in ids {
+                all.push(config_platform(&read_config(&store, id)?));
+            }
+            return Ok(all.join(","));
+        }
+        Ok(config_platform(config))
+    };
+    let mut rows: Vec<[String; 6]> = Vec::new();
     for image_id in store.list_images()? {
         let config = read_config(&store, &image_id)?;
         let size = human_size(image_size(&store, &config));
@@ -95,28 +110,30 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
             .map(|(t, _)| t)
             .collect();
         if names.is_empty() {
-            rows.push((
+            rows.push([
                 "<none>".into(),
                 "<none>".into(),
                 short_id(&image_id).into(),
                 created,
                 size,
-            ));
+                platforms_of(None, &config)?,
+            ]);
         } else {
             for name in names {
                 let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-                rows.push((
+                rows.push([
                     repo.into(),
                     tag.into(),
                     short_id(&image_id).into(),
                     created.clone(),
                     size.clone(),
-                ));
+                    platforms_of(Some(name), &config)?,
+                ]);
             }
         }
     }
     if args.quiet {
-        let mut ids: Vec<&String> = rows.iter().map(|r| &r.2).collect();
+        let mut ids: Vec<&String> = rows.iter().map(|r| &r[2]).collect();
         ids.dedup();
         for id in ids {
             println!("{id}");
@@ -124,13 +141,21 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<40} {:<16} {:<14} {:<32} SIZE",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        "{:<40} {:<16} {:<14} {:<32} {:<9} PLATFORM",
+        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
     );
-    for (repo, tag, id, created, size) in rows {
-        println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size}");
+    for [repo, tag, id, created, size, platform] in rows {
+        println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
     }
     Ok(0)
+}
+
+/// `os/arch[/variant]` of an image config.
+fn config_platform(config: &ImageConfig) -> String {
+    match config.variant.as_deref().filter(|v| !v.is_empty()) {
+        Some(variant) => format!("{}/{}/{variant}", config.os, config.architecture),
+        None => format!("{}/{}", config.os, config.architecture),
+    }
 }
 
 pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
@@ -183,6 +208,12 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<i32> {
     for name in &args.images {
         let image_id = store.resolve_image(name)?;
         let config = read_config(&store, &image_id)?;
+        // A multi-platform tag: which image each platform has (the details are the host's).
+        let mut platforms = Vec::new();
+        for id in store.platform_list(name)?.unwrap_or_default() {
+            let platform = config_platform(&read_config(&store, &id)?);
+            platforms.push(serde_json::json!({"Platform": platform, "Id": id}));
+        }
         out.push(serde_json::json!({
             "Id": image_id,
             "RepoTags": store.tags_of(&image_id)?,
@@ -195,6 +226,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<i32> {
             "Config": config.config,
             "RootFS": {"Type": config.rootfs.kind, "Layers": config.rootfs.diff_ids},
             "History": config.history,
+            "Platforms": platforms,
         }));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);

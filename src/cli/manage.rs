@@ -220,7 +220,10 @@ pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.source)?;
     let target = parse_tag(&args.target)?.to_string();
-    store.add_image(&image_id, &[target])?;
+    match store.platform_list(&args.source)? {
+        Some(ids) => store.add_platform_list(&ids, &image_id, &[target])?,
+        None => store.add_image(&image_id, &[target])?,
+    }
     Ok(0)
 }
 
@@ -299,6 +302,31 @@ pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<i32> {
         compression,
         ..ExportOptions::default()
     };
+    if let Some(image_ids) = store.platform_list(&args.image)? {
+        if format == ArchiveFormat::Oci {
+            let images: Vec<archive::PlatformImage> = image_ids
+                .into_iter()
+                .map(|image_id| archive::PlatformImage {
+                    image_id,
+                    base: None,
+                })
+                .collect();
+            archive::save_platforms(
+                &store,
+                &images,
+                &options,
+                ArchiveDest::File(args.output.clone()),
+            )
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+            return Ok(0);
+        }
+        eprintln!(
+            "warning: {} holds {} platforms and a Docker archive holds one: saving this \
+             host's ({image_id}); --format oci saves them all as one image index",
+            args.image,
+            image_ids.len()
+        );
+    }
     archive::save_with(
         &store,
         &image_id,

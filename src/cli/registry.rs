@@ -126,12 +126,35 @@ pub fn push_image_with(
     Ok(pushed.manifest_digest)
 }
 
+/// Pushes the images of a multi-platform tag as one image index to `dest`.
+pub fn push_platform_list(
+    store: &rbuild::store::Store,
+    image_ids: &[String],
+    dest: &str,
+    quiet: bool,
+    terminal: bool,
+) -> anyhow::Result<String> {
+    let reference = parse_reference(dest)?;
+    if reference.digest.is_some() {
+        bail!("cannot push to {dest}: a digest names content, give a tag instead");
+    }
+    let plain = stderr_log(quiet);
+    let live = TerminalTransfers::default();
+    let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
+    let pushed = registry::push_index(store, image_ids, &reference, None, log)
+        .with_context(|| format!("cannot push {reference}"))?;
+    Ok(pushed.manifest_digest)
+}
+
 pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.image)?;
     let dest = args.destination.as_deref().unwrap_or(&args.image);
     let terminal = use_terminal(&args.progress)?;
-    let digest = push_image(&store, &image_id, dest, args.quiet, terminal)?;
+    let digest = match store.platform_list(&args.image)? {
+        Some(image_ids) => push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?,
+        None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
+    };
     if args.quiet {
         println!("{digest}");
     }

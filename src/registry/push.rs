@@ -6,16 +6,17 @@
 use oci_spec::image::MediaType;
 
 use super::client::{Client, RequestBody};
-use super::pull::OCI_MANIFEST;
+use super::pull::{OCI_INDEX, OCI_MANIFEST};
 use super::{human_size, short_digest, Log, RegistryError, RegistrySettings};
 use crate::archive;
-use crate::image::manifest::{descriptor, image_manifest, to_bytes};
+use crate::image::manifest::{descriptor, image_index, image_manifest, to_bytes};
 use crate::image::{ImageConfig, Reference};
 use crate::store::{LayerBlob, Store};
 
 #[derive(Debug, Clone)]
 pub struct PushedImage {
     pub manifest_digest: String,
+    pub manifest_size: u64,
     /// Blobs actually uploaded (not skipped or mounted).
     pub uploaded: usize,
 }
@@ -49,8 +50,104 @@ pub fn push_with(
     compression: Option<archive::Compression>,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
+    push_image(store, image_id, dest, compression, ManifestAt::Tag, log)
+}
+
+/// Where an image's manifest goes: under the tag, or (for an index's entries) its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ManifestAt {
+    Tag,
+    Digest,
+}
+
+/// Pushes the images of a multi-platform tag (their manifests by digest), then an OCI image
+/// index over them under `dest`'s tag; each entry carries the platform of its config.
+pub fn push_index(
+    store: &Store,
+    image_ids: &[String],
+    dest: &Reference,
+    compression: Option<archive::Compression>,
+    log: Log,
+) -> Result<PushedImage, RegistryError> {
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = dest.with_tag(&tag).to_string();
+    let mut uploaded = 0;
+    let mut manifests = Vec::with_capacity(image_ids.len());
+    for image_id in image_ids {
+        let pushed = push_image(store, image_id, dest, compression, ManifestAt::Digest, log)?;
+        uploaded += pushed.uploaded;
+        let config: ImageConfig =
+            serde_json::from_slice(&store.read_blob(image_id)?).map_err(|e| {
+                RegistryError::Invalid {
+                    what: format!("config of {image_id}"),
+                    message: e.to_string(),
+                }
+            })?;
+        let mut platform = oci_spec::image::PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(config.os.as_str()))
+            .architecture(oci_spec::image::Arch::from(config.architecture.as_str()));
+        if let Some(variant) = config.variant.as_deref().filter(|v| !v.is_empty()) {
+            platform = platform.variant(variant.to_string());
+        }
+        let platform = platform.build().map_err(|e| RegistryError::Invalid {
+            what: format!("platform of {image_id}"),
+            message: e.to_string(),
+        })?;
+        let mut desc = descriptor(
+            MediaType::ImageManifest,
+            &pushed.manifest_digest,
+            pushed.manifest_size,
+        )?;
+        desc.set_platform(Some(platform));
+        manifests.push(desc);
+    }
+    let index_bytes = to_bytes("index", &image_index(manifests)?)?;
+    let index_digest = sha256_digest(&index_bytes);
+    let client = Client::connect(
+        &RegistrySettings::load()?,
+        &dest.registry,
+        &dest.repository,
+        "pull,push",
+        &[],
+    )?;
+    client.expect(
+        "PUT",
+        &client.repo_url(&format!("manifests/{tag}")),
+        &[],
+        &RequestBody::Bytes(&index_bytes, OCI_INDEX),
+        &[200, 201],
+    )?;
+    log.line(&format!(
+        "pushed {display}: {index_digest} (an index of {} platforms)",
+        image_ids.len()
+    ));
+    Ok(PushedImage {
+        manifest_digest: index_digest,
+        manifest_size: index_bytes.len() as u64,
+        uploaded,
+    })
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+fn push_image(
+    store: &Store,
+    image_id: &str,
+    dest: &Reference,
+    compression: Option<archive::Compression>,
+    at: ManifestAt,
+    log: Log,
+) -> Result<PushedImage, RegistryError> {
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
+    let display = match at {
+        ManifestAt::Tag => dest.with_tag(&tag).to_string(),
+        ManifestAt::Digest => format!("{} ({image_id})", dest.with_tag(&tag)),
+    };
     log.line(&format!("pushing {display}"));
     let config_bytes = store.read_blob(image_id)?;
     let config: ImageConfig =
@@ -144,11 +241,11 @@ pub fn push_with(
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = image_manifest(config_desc, layer_descs)?;
     let manifest_bytes = to_bytes("manifest", &manifest)?;
-    let manifest_digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes))
-    );
-    let url = client.repo_url(&format!("manifests/{tag}"));
+    let manifest_digest = sha256_digest(&manifest_bytes);
+    let url = match at {
+        ManifestAt::Tag => client.repo_url(&format!("manifests/{tag}")),
+        ManifestAt::Digest => client.repo_url(&format!("manifests/{manifest_digest}")),
+    };
     client.expect(
         "PUT",
         &url,
@@ -159,6 +256,7 @@ pub fn push_with(
     log.line(&format!("pushed {display}: {manifest_digest}"));
     Ok(PushedImage {
         manifest_digest,
+        manifest_size: manifest_bytes.len() as u64,
         uploaded,
     })
 }

@@ -140,8 +140,9 @@ impl Store {
             None => true,
         };
         if options.all {
+            let listed = self.listed_images()?;
             for image_id in self.list_images()? {
-                if self.tags_of(&image_id)?.is_empty() {
+                if self.tags_of(&image_id)?.is_empty() && !listed.contains(&image_id) {
                     self.remove_image_record(&image_id)?;
                     report.images += 1;
                 }

@@ -8,6 +8,7 @@
 //!   layers/HEX/layer.json  what is known of it: tar size, blobs that carry it
 //!   images/HEX           one file per image in the store (HEX = config digest = image id)
 //!   refs.json            tag -> image id
+//!   platform-lists.json  tag -> image ids of a multi-platform build, one per platform
 //!   cache/KEY.json       step cache records
 //!   tmp/                 work dirs of running builds; reclaimed when their owner is gone
 //!   lock                 flock: held exclusively while refs/images change
@@ -17,6 +18,7 @@ mod blobs;
 mod cache;
 mod gc;
 mod layers;
+mod lists;
 mod refs;
 mod sources;
 

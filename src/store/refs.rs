@@ -43,6 +43,13 @@ impl Store {
                 all.insert(tag.clone(), image_id.to_string());
             }
             self.write_tags(&all)?;
+            // A tag given to one image is no longer a multi-platform tag.
+            let mut lists = self.platform_lists()?;
+            let before = lists.len();
+            lists.retain(|tag, _| !tags.contains(tag));
+            if lists.len() != before {
+                self.write_lists(&lists)?;
+            }
         }
         Ok(())
     }
@@ -120,13 +127,17 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a tag; returns the image id it pointed at, if it existed.
+    /// Removes a tag (and its platform list); returns the image id it pointed at, if any.
     pub fn untag(&self, tag: &str) -> Result<Option<String>, StoreError> {
         let _lock = self.lock()?;
         let mut all = self.tags()?;
         let removed = all.remove(tag);
         if removed.is_some() {
             self.write_tags(&all)?;
+        }
+        let mut lists = self.platform_lists()?;
+        if lists.remove(tag).is_some() {
+            self.write_lists(&lists)?;
         }
         Ok(removed)
     }

@@ -264,14 +264,14 @@ fn two_platforms_make_one_index_with_the_right_binaries() {
 }
 
 #[test]
-fn several_platforms_refuse_what_needs_an_index_in_the_store() {
+fn several_platforms_refuse_outputs_that_hold_one_image() {
     let env = TestEnv::new();
     let ctx = env.context(&[
         ("Dockerfile", file("FROM scratch\nCOPY a /a\n")),
         ("a", file("a")),
     ]);
     for extra in [
-        ["-t", "app:1"],
+        ["-o", "type=image,name=app:1"],
         ["-o", "type=docker,dest=x.tar"],
         ["-o", "type=tar,dest=x.tar"],
     ] {
@@ -285,4 +285,116 @@ fn several_platforms_refuse_what_needs_an_index_in_the_store() {
     }
     // Nothing was built: the refusal comes first.
     assert!(env.rbuild_ok(["images", "-q"]).trim().is_empty());
+}
+
+/// `-t NAME --push` with two platforms: the store keeps the tag's platform list (shown by
+/// `images` and `inspect`, written whole by `save --format oci`), and the registry gets one
+/// image index from which skopeo pulls each platform back.
+#[test]
+fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
+    let Some(arm64) = arm64_fixture() else {
+        return;
+    };
+    let Some(amd64) = busybox_oci_archive() else {
+        return;
+    };
+    if !require_commands(&["qemu-aarch64-static", "skopeo"]) {
+        return;
+    }
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nRUN uname -m > /arch\n"),
+    )]);
+    let target = format!("{}/multi/app:1", registry.host);
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-t",
+        &target,
+        "--push",
+        ctx.to_str().expect("utf-8"),
+    ]);
+
+    // The store: the tag lists both platforms; it names the host's image itself.
+    let images = env.rbuild_ok(["images"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.contains("multi/app") && l.ends_with("linux/arm64,linux/amd64")),
+        "{images}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", &target])).expect("inspect JSON");
+    assert_eq!(inspect[0]["Architecture"], "amd64", "the host's image");
+    let platforms: Vec<&str> = inspect[0]["Platforms"]
+        .as_array()
+        .expect("Platforms")
+        .iter()
+        .filter_map(|p| p["Platform"].as_str())
+        .collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/amd64"]);
+
+    // save --format oci writes the whole index.
+    let saved = env.path("saved.tar");
+    env.rbuild_ok([
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        saved.to_str().expect("utf-8"),
+        &target,
+    ]);
+    let arm = OciImage::open_with(&saved, None, Some("linux/arm64"));
+    assert_eq!(arm.tree().text("arch"), "aarch64\n");
+
+    // The registry: one index, each platform pulled back by skopeo.
+    let raw = skopeo_inspect_with(
+        &format!("docker://{target}"),
+        &["--raw", "--tls-verify=false"],
+    )
+    .expect("skopeo");
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let archs: Vec<&str> = raw["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .collect();
+    assert_eq!(archs, ["arm64", "amd64"]);
+    for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
+        let layout = env.path(&format!("pulled-{arch}"));
+        let copy = std::process::Command::new("skopeo")
+            .args([
+                "--override-arch",
+                arch,
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+            ])
+            .arg(format!("docker://{target}"))
+            .arg(format!("oci:{}:x", layout.display()))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            copy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        let image = OciImage::open(&layout);
+        assert_eq!(image.config()["architecture"], arch);
+        assert_eq!(image.tree().text("arch"), format!("{uname}\n"));
+    }
+
+    // Removing the tag ends the list.
+    env.rbuild_ok(["rmi", &target]);
+    assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
 }
