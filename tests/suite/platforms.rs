@@ -398,3 +398,52 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
     env.rbuild_ok(["rmi", &target]);
     assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
 }
+
+/// The cross-compilation idiom: a `FROM --platform=$BUILDPLATFORM` stage runs natively for
+/// every target (TARGETARCH says which), and `COPY --from` carries its output into each
+/// platform's own stage.
+#[test]
+fn buildplatform_stage_runs_natively_for_each_target() {
+    let Some(arm64) = arm64_fixture() else {
+        return;
+    };
+    let Some(amd64) = busybox_oci_archive() else {
+        return;
+    };
+    if !require_command("qemu-aarch64-static") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM --platform=$BUILDPLATFORM busybox:latest AS build\n\
+             ARG TARGETARCH\n\
+             RUN echo \"built on $(uname -m) for $TARGETARCH\" > /out\n\
+             FROM busybox-${TARGETARCH}:latest\n\
+             COPY --from=build /out /built\n\
+             RUN uname -m > /arch\n",
+        ),
+    )]);
+    let local = env.path("cross");
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let read = |platform: &str, file: &str| {
+        std::fs::read_to_string(local.join(platform).join(file))
+            .unwrap_or_else(|e| panic!("{platform}/{file}: {e}"))
+    };
+    assert_eq!(read("linux_arm64", "built"), "built on x86_64 for arm64\n");
+    assert_eq!(read("linux_arm64", "arch"), "aarch64\n");
+    assert_eq!(read("linux_amd64", "built"), "built on x86_64 for amd64\n");
+    assert_eq!(read("linux_amd64", "arch"), "x86_64\n");
+}
