@@ -394,6 +394,12 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         assert_eq!(image.tree().text("arch"), format!("{uname}\n"));
     }
 
+    // podman picks this host's platform from the index.
+    if let Some(run) = crate::support::tools::podman_pull_and_run(&target, &["cat", "/arch"]) {
+        assert!(run.status.success(), "{}", describe_output(&run));
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "x86_64\n");
+    }
+
     // Removing the tag ends the list.
     env.rbuild_ok(["rmi", &target]);
     assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
