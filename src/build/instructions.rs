@@ -130,6 +130,10 @@ fn image_config_for(
         )?,
         (false, Err(e)) => return Err(loc.error(keyword, e.to_string())),
     };
+    let image_id = match platform {
+        Some(platform) => platform_member(ctx, name, platform)?.unwrap_or(image_id),
+        None => image_id,
+    };
     let bytes = ctx.store.read_blob(&image_id)?;
     let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
         loc.error(
@@ -146,6 +150,28 @@ fn image_config_for(
         }
     }
     Ok((config, image_id))
+}
+
+/// The image of `platform` when `name` is a multi-platform tag of the store.
+fn platform_member(
+    ctx: &StepContext,
+    name: &str,
+    platform: &crate::plan::Platform,
+) -> Result<Option<String>, BuildError> {
+    for image_id in ctx.store.platform_list(name)?.unwrap_or_default() {
+        let config: ImageConfig = match serde_json::from_slice(&ctx.store.read_blob(&image_id)?) {
+            Ok(config) => config,
+            Err(_) => continue,
+        };
+        let variant = config.variant.unwrap_or_default();
+        if config.os == platform.os
+            && config.architecture == platform.architecture
+            && (platform.variant.is_empty() || variant == platform.variant)
+        {
+            return Ok(Some(image_id));
+        }
+    }
+    Ok(None)
 }
 
 fn pull_image(
@@ -207,11 +233,13 @@ fn start_stage(
             let (config, image_id) = image_config_for(ctx, loc, "FROM", name, Some(&platform))?;
             if config.architecture != platform.architecture {
                 progress.notice(&format!(
-                    "warning: {}:{}: image {name} is for {}/{}, not {}",
+                    "warning: {}:{}: image {name} is for {}/{}, not {} (--pull fetches the \
+                     image of {} from its registry)",
                     loc.file,
                     loc.line,
                     config.os,
                     config.architecture,
+                    platform.text(),
                     platform.text()
                 ));
             }

@@ -400,6 +400,26 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         assert_eq!(String::from_utf8_lossy(&run.stdout), "x86_64\n");
     }
 
+    // FROM a multi-platform tag takes each platform's own image.
+    let child = env.context(&[(
+        "Dockerfile",
+        file(format!("FROM {target}\nRUN cp /arch /base-arch\n")),
+    )]);
+    let local = env.path("child");
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        child.to_str().expect("utf-8"),
+    ]);
+    for (dir, uname) in [("linux_arm64", "aarch64"), ("linux_amd64", "x86_64")] {
+        let text = std::fs::read_to_string(local.join(dir).join("base-arch")).expect("base-arch");
+        assert_eq!(text, format!("{uname}\n"), "{dir}");
+    }
+
     // Removing the tag ends the list.
     env.rbuild_ok(["rmi", &target]);
     assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
