@@ -725,13 +725,12 @@ fn refuse_for_several_platforms(
         Some("--check")
     } else {
         outputs.iter().find_map(|o| match &o.kind {
-            OutputKind::Image { .. } => Some("--output type=image"),
             OutputKind::Tar(_) => Some("--output type=tar"),
             OutputKind::Archive {
                 format: ArchiveFormat::Docker,
                 ..
             } => Some("--output type=docker (a Docker archive holds one platform)"),
-            OutputKind::Archive { .. } | OutputKind::Local(_) => None,
+            OutputKind::Archive { .. } | OutputKind::Local(_) | OutputKind::Image { .. } => None,
         })
     };
     match what {
@@ -793,11 +792,11 @@ impl MultiPlatform<'_> {
         });
         let images = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
         let image_ids: Vec<String> = images.iter().map(|i| i.image_id.clone()).collect();
+        // A tag names the host's image (else the first), for every command that reads one
+        // image; push and save see the whole list.
+        let host = rbuild::plan::Platform::host();
+        let default = self.platforms.iter().position(|p| *p == host).unwrap_or(0);
         if !self.options.tags.is_empty() {
-            // The tag itself names the host's image (else the first), for every command that
-            // reads one image; push and save see the whole list.
-            let host = rbuild::plan::Platform::host();
-            let default = self.platforms.iter().position(|p| *p == host).unwrap_or(0);
             self.store
                 .add_platform_list(&image_ids, &image_ids[default], &self.options.tags)?;
         }
@@ -806,6 +805,7 @@ impl MultiPlatform<'_> {
                 self.store,
                 &image_ids,
                 name,
+                None,
                 self.quiet,
                 self.terminal,
             )?;
@@ -867,8 +867,30 @@ impl MultiPlatform<'_> {
                     }
                     progress.notice(&format!("exported to {}", dest.display()));
                 }
+                OutputKind::Image { push } => {
+                    for name in &output.names {
+                        let tag =
+                            parse_tag(name).with_context(|| format!("--output name={name}"))?;
+                        self.store.add_platform_list(
+                            &image_ids,
+                            &image_ids[default],
+                            &[tag.to_string()],
+                        )?;
+                        if *push {
+                            super::registry::push_platform_list(
+                                self.store,
+                                &image_ids,
+                                name,
+                                output.compression,
+                                self.quiet,
+                                self.terminal,
+                            )?;
+                        }
+                    }
+                    progress.notice(&format!("exported to {}", output.names.join(", ")));
+                }
                 // Refused before building.
-                OutputKind::Image { .. } | OutputKind::Tar(_) => {}
+                OutputKind::Tar(_) => {}
             }
         }
         Ok(0)

@@ -131,6 +131,7 @@ pub fn push_platform_list(
     store: &rbuild::store::Store,
     image_ids: &[String],
     dest: &str,
+    compression: Option<rbuild::archive::Compression>,
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
@@ -141,7 +142,7 @@ pub fn push_platform_list(
     let plain = stderr_log(quiet);
     let live = TerminalTransfers::default();
     let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
-    let pushed = registry::push_index(store, image_ids, &reference, None, log)
+    let pushed = registry::push_index(store, image_ids, &reference, compression, log)
         .with_context(|| format!("cannot push {reference}"))?;
     Ok(pushed.manifest_digest)
 }
@@ -152,7 +153,9 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let dest = args.destination.as_deref().unwrap_or(&args.image);
     let terminal = use_terminal(&args.progress)?;
     let digest = match store.platform_list(&args.image)? {
-        Some(image_ids) => push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?,
+        Some(image_ids) => {
+            push_platform_list(&store, &image_ids, dest, None, args.quiet, terminal)?
+        }
         None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
     };
     if args.quiet {

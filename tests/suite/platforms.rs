@@ -271,7 +271,7 @@ fn several_platforms_refuse_outputs_that_hold_one_image() {
         ("a", file("a")),
     ]);
     for extra in [
-        ["-o", "type=image,name=app:1"],
+        ["--metadata-file", "m.json"],
         ["-o", "type=docker,dest=x.tar"],
         ["-o", "type=tar,dest=x.tar"],
     ] {
@@ -399,6 +399,43 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         assert!(run.status.success(), "{}", describe_output(&run));
         assert_eq!(String::from_utf8_lossy(&run.stdout), "x86_64\n");
     }
+
+    // -o type=registry: the same index, here with zstd layers.
+    let zstd_target = format!("{}/multi/zstd:1", registry.host);
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-o",
+        &format!("type=registry,name={zstd_target},compression=zstd"),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let raw = skopeo_inspect_with(
+        &format!("docker://{zstd_target}"),
+        &["--raw", "--tls-verify=false"],
+    )
+    .expect("skopeo");
+    assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(2), "{raw}");
+    // The arm64 entry's manifest: the layer the build made is zstd (the base's keeps its blob).
+    let arm_digest = raw["manifests"][0]["digest"].as_str().expect("digest");
+    let repo = zstd_target.trim_end_matches(":1");
+    let arm = skopeo_inspect_with(
+        &format!("docker://{repo}@{arm_digest}"),
+        &["--raw", "--tls-verify=false"],
+    )
+    .expect("skopeo");
+    let layer_types: Vec<&str> = arm["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l["mediaType"].as_str())
+        .collect();
+    assert_eq!(
+        layer_types.last().copied(),
+        Some("application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{arm}"
+    );
 
     // FROM a multi-platform tag takes each platform's own image.
     let child = env.context(&[(
