@@ -181,12 +181,15 @@ impl SandboxedBinfmt {
             target.mask,
             interpreter.display()
         );
-        std::fs::write(self.mount_point.join("register"), line).map_err(|e| {
-            EmulationError::Register {
+        match std::fs::write(self.mount_point.join("register"), line) {
+            Ok(()) => Ok(()),
+            // Another platform's build in this process registered it first (EEXIST).
+            Err(_) if self.mount_point.join(&name).exists() => Ok(()),
+            Err(e) => Err(EmulationError::Register {
                 interpreter: interpreter.to_path_buf(),
                 detail: e.to_string(),
-            }
-        })
+            }),
+        }
     }
 }
 
