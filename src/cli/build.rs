@@ -721,6 +721,10 @@ fn refuse_for_several_platforms(
         Some("--load")
     } else if args.metadata_file.is_some() {
         Some("--metadata-file")
+    } else if args.iidfile.is_some() {
+        Some("--iidfile")
+    } else if !args.cache_to.is_empty() {
+        Some("--cache-to (one cache export for all platforms)")
     } else if args.check {
         Some("--check")
     } else {

@@ -272,6 +272,7 @@ fn several_platforms_refuse_outputs_that_hold_one_image() {
     ]);
     for extra in [
         ["--metadata-file", "m.json"],
+        ["--cache-to", "type=local,dest=cache"],
         ["-o", "type=docker,dest=x.tar"],
         ["-o", "type=tar,dest=x.tar"],
     ] {
