@@ -690,17 +690,18 @@ pub fn save_platforms(
     }
     let mut manifests = Vec::with_capacity(prepared.len());
     for image in &prepared {
-        let config: serde_json::Value =
-            serde_json::from_slice(&image.config_bytes).map_err(|e| ArchiveError::Invalid {
-                path: label.clone(),
-                message: format!("image config {}: {e}", image.config_digest),
-            })?;
+        let invalid = |e: &dyn std::fmt::Display| ArchiveError::Invalid {
+            path: label.clone(),
+            message: format!("image config {}: {e}", image.config_digest),
+        };
+        let config: crate::image::ImageConfig =
+            serde_json::from_slice(&image.config_bytes).map_err(|e| invalid(&e))?;
         let mut desc = descriptor(
             MediaType::from(image.manifest_media_type.as_str()),
             &image.manifest_digest,
             image.manifest_bytes.len() as u64,
         )?;
-        desc.set_platform(Some(config_platform(&config, &label)?));
+        desc.set_platform(Some(config.oci_platform().map_err(|e| invalid(&e))?));
         if !options.descriptor_annotations.is_empty() {
             desc.set_annotations(Some(
                 options.descriptor_annotations.clone().into_iter().collect(),
@@ -732,25 +733,6 @@ pub fn save_platforms(
     sink.put_bytes("index.json", &layout_index, &label)?;
     finish_sink(sink, temp_file, &label)?;
     Ok(index_digest)
-}
-
-/// The `platform` of an index entry, from the image config it points at (they must agree).
-fn config_platform(
-    config: &serde_json::Value,
-    label: &Path,
-) -> Result<oci_spec::image::Platform, ArchiveError> {
-    let field = |name: &str| config[name].as_str().unwrap_or_default().to_string();
-    let mut builder = oci_spec::image::PlatformBuilder::default()
-        .os(oci_spec::image::Os::from(field("os").as_str()))
-        .architecture(oci_spec::image::Arch::from(field("architecture").as_str()));
-    let variant = field("variant");
-    if !variant.is_empty() {
-        builder = builder.variant(variant);
-    }
-    builder.build().map_err(|e| ArchiveError::Invalid {
-        path: label.to_path_buf(),
-        message: format!("image platform: {e}"),
-    })
 }
 
 /// A temp file renamed into place by [`finish_sink`]: a failed write leaves no partial archive.

@@ -92,11 +92,11 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         }) {
             let mut all = Vec::new();
             for id in ids {
-                all.push(config_platform(&read_config(&store, id)?));
+                all.push(read_config(&store, id)?.platform_text());
             }
             return Ok(all.join(","));
         }
-        Ok(config_platform(config))
+        Ok(config.platform_text())
     };
     let mut rows: Vec<[String; 6]> = Vec::new();
     for image_id in store.list_images()? {
@@ -148,14 +148,6 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
     }
     Ok(0)
-}
-
-/// `os/arch[/variant]` of an image config.
-fn config_platform(config: &ImageConfig) -> String {
-    match config.variant.as_deref().filter(|v| !v.is_empty()) {
-        Some(variant) => format!("{}/{}/{variant}", config.os, config.architecture),
-        None => format!("{}/{}", config.os, config.architecture),
-    }
 }
 
 pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
@@ -211,7 +203,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<i32> {
         // A multi-platform tag: which image each platform has (the details are the host's).
         let mut platforms = Vec::new();
         for id in store.platform_list(name)?.unwrap_or_default() {
-            let platform = config_platform(&read_config(&store, &id)?);
+            let platform = read_config(&store, &id)?.platform_text();
             platforms.push(serde_json::json!({"Platform": platform, "Id": id}));
         }
         out.push(serde_json::json!({

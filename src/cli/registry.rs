@@ -114,16 +114,9 @@ pub fn push_image_with(
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
-    let reference = parse_reference(dest)?;
-    if reference.digest.is_some() {
-        bail!("cannot push to {dest}: a digest names content, give a tag instead");
-    }
-    let plain = stderr_log(quiet);
-    let live = TerminalTransfers::default();
-    let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
-    let pushed = registry::push_with(store, image_id, &reference, compression, log)
-        .with_context(|| format!("cannot push {reference}"))?;
-    Ok(pushed.manifest_digest)
+    push_reporting(dest, quiet, terminal, |reference, log| {
+        registry::push_with(store, image_id, reference, compression, log)
+    })
 }
 
 /// Pushes the images of a multi-platform tag as one image index to `dest`.
@@ -135,6 +128,22 @@ pub fn push_platform_list(
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
+    push_reporting(dest, quiet, terminal, |reference, log| {
+        registry::push_index(store, image_ids, reference, compression, log)
+    })
+}
+
+/// Parses `dest` (a tag, not a digest), runs `push` with the progress reporter the user
+/// asked for, and returns the digest pushed under the tag.
+fn push_reporting(
+    dest: &str,
+    quiet: bool,
+    terminal: bool,
+    push: impl FnOnce(
+        &rbuild::image::Reference,
+        &dyn Reporter,
+    ) -> Result<registry::PushedImage, registry::RegistryError>,
+) -> anyhow::Result<String> {
     let reference = parse_reference(dest)?;
     if reference.digest.is_some() {
         bail!("cannot push to {dest}: a digest names content, give a tag instead");
@@ -142,8 +151,7 @@ pub fn push_platform_list(
     let plain = stderr_log(quiet);
     let live = TerminalTransfers::default();
     let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
-    let pushed = registry::push_index(store, image_ids, &reference, compression, log)
-        .with_context(|| format!("cannot push {reference}"))?;
+    let pushed = push(&reference, log).with_context(|| format!("cannot push {reference}"))?;
     Ok(pushed.manifest_digest)
 }
 

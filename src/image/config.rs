@@ -86,6 +86,25 @@ pub struct History {
 }
 
 impl ImageConfig {
+    /// `os/arch[/variant]`, as `--platform` spells it.
+    pub fn platform_text(&self) -> String {
+        match self.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(variant) => format!("{}/{}/{variant}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+
+    /// The `platform` of an image index entry for this image (they must agree).
+    pub fn oci_platform(&self) -> Result<oci_spec::image::Platform, oci_spec::OciSpecError> {
+        let mut builder = oci_spec::image::PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(self.os.as_str()))
+            .architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
+        if let Some(variant) = self.variant.as_deref().filter(|v| !v.is_empty()) {
+            builder = builder.variant(variant.to_string());
+        }
+        builder.build()
+    }
+
     /// The config of `FROM scratch` on this host's platform.
     pub fn scratch() -> ImageConfig {
         ImageConfig {
@@ -151,6 +170,29 @@ pub fn host_architecture() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_of_a_config_as_text_and_as_an_index_entry() {
+        let mut config = ImageConfig {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: Some("v7".into()),
+            ..ImageConfig::default()
+        };
+        assert_eq!(config.platform_text(), "linux/arm/v7");
+        let entry = serde_json::to_value(config.oci_platform().expect("platform")).expect("json");
+        assert_eq!(
+            entry,
+            serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v7"})
+        );
+        config.variant = Some(String::new());
+        assert_eq!(config.platform_text(), "linux/arm");
+        let entry = serde_json::to_value(config.oci_platform().expect("platform")).expect("json");
+        assert_eq!(
+            entry,
+            serde_json::json!({"os": "linux", "architecture": "arm"})
+        );
+    }
 
     #[test]
     fn canonical_json_sorts_keys_and_round_trips_unknown_fields() {

@@ -83,13 +83,7 @@ pub fn push_index(
                     message: e.to_string(),
                 }
             })?;
-        let mut platform = oci_spec::image::PlatformBuilder::default()
-            .os(oci_spec::image::Os::from(config.os.as_str()))
-            .architecture(oci_spec::image::Arch::from(config.architecture.as_str()));
-        if let Some(variant) = config.variant.as_deref().filter(|v| !v.is_empty()) {
-            platform = platform.variant(variant.to_string());
-        }
-        let platform = platform.build().map_err(|e| RegistryError::Invalid {
+        let platform = config.oci_platform().map_err(|e| RegistryError::Invalid {
             what: format!("platform of {image_id}"),
             message: e.to_string(),
         })?;
