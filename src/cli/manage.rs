@@ -252,6 +252,11 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<i32> {
             }
         }
         if store.tags_of(&image_id)?.is_empty() {
+            // Another platform's image of a multi-platform tag stays until that tag goes.
+            if store.listed_images()?.contains(&image_id) {
+                println!("Kept: {image_id} (an image of a multi-platform tag)");
+                continue;
+            }
             store.untag_digests(&image_id)?;
             store.remove_image_record(&image_id)?;
             println!("Deleted: {image_id}");

@@ -14,6 +14,24 @@ fn arm64_fixture() -> Option<std::path::PathBuf> {
     .then_some(path)
 }
 
+/// A store with `busybox-arm64:latest` and `busybox-amd64:latest` (also `busybox:latest`), so
+/// that `ARG TARGETARCH` + `FROM busybox-${TARGETARCH}:latest` builds for both; None (the
+/// test skips, or fails on CI) when a fixture, qemu-aarch64-static or one of `tools` is missing.
+fn two_platform_env(tools: &[&str]) -> Option<TestEnv> {
+    let arm64 = arm64_fixture()?;
+    let amd64 = busybox_oci_archive()?;
+    let mut needed = vec!["qemu-aarch64-static"];
+    needed.extend_from_slice(tools);
+    if !require_commands(&needed) {
+        return None;
+    }
+    let env = TestEnv::new();
+    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
+    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
+    Some(env)
+}
+
 /// ELF e_machine of a file's bytes (0xB7 = aarch64).
 fn elf_machine(bytes: &[u8]) -> Option<u16> {
     (bytes.len() > 20 && bytes.starts_with(b"\x7fELF"))
@@ -162,19 +180,9 @@ fn root_builds_foreign_platforms_without_touching_host_binfmt() {
 /// `type=local` writes one directory per platform.
 #[test]
 fn two_platforms_make_one_index_with_the_right_binaries() {
-    let Some(arm64) = arm64_fixture() else {
+    let Some(env) = two_platform_env(&["skopeo"]) else {
         return;
     };
-    let Some(amd64) = busybox_oci_archive() else {
-        return;
-    };
-    if !require_commands(&["qemu-aarch64-static", "skopeo"]) {
-        return;
-    }
-    let env = TestEnv::new();
-    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
     let ctx = env.context(&[(
         "Dockerfile",
         file(
@@ -273,6 +281,7 @@ fn several_platforms_refuse_outputs_that_hold_one_image() {
     for extra in [
         ["--metadata-file", "m.json"],
         ["--cache-to", "type=local,dest=cache"],
+        ["--iidfile", "iid"],
         ["-o", "type=docker,dest=x.tar"],
         ["-o", "type=tar,dest=x.tar"],
     ] {
@@ -293,22 +302,12 @@ fn several_platforms_refuse_outputs_that_hold_one_image() {
 /// image index from which skopeo pulls each platform back.
 #[test]
 fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
-    let Some(arm64) = arm64_fixture() else {
+    let Some(env) = two_platform_env(&["skopeo"]) else {
         return;
     };
-    let Some(amd64) = busybox_oci_archive() else {
-        return;
-    };
-    if !require_commands(&["qemu-aarch64-static", "skopeo"]) {
-        return;
-    }
     let Some(registry) = crate::support::registry::Registry::start() else {
         return;
     };
-    let env = TestEnv::new();
-    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
     let ctx = env.context(&[(
         "Dockerfile",
         file("ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nRUN uname -m > /arch\n"),
@@ -458,6 +457,62 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         assert_eq!(text, format!("{uname}\n"), "{dir}");
     }
 
+    // `tag` copies the list, and `prune --all` keeps its untagged (arm64) image.
+    env.rbuild_ok(["tag", &target, "copy:1"]);
+    env.rbuild_ok(["prune", "--all"]);
+    let images = env.rbuild_ok(["images"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("copy ") && l.ends_with("linux/arm64,linux/amd64")),
+        "{images}"
+    );
+    let copied = env.path("copied.tar");
+    env.rbuild_ok([
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        copied.to_str().expect("utf-8"),
+        "copy:1",
+    ]);
+    let arm = OciImage::open_with(&copied, None, Some("linux/arm64"));
+    assert_eq!(arm.tree().text("arch"), "aarch64\n");
+    // A Docker archive holds one platform: the host's, and the user is told.
+    let docker = env.path("copied-docker.tar");
+    let output = env.rbuild(["save", "-o", docker.to_str().expect("utf-8"), "copy:1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds 2 platforms") && stderr.contains("--format oci"),
+        "{stderr}"
+    );
+    assert_eq!(OciImage::open(&docker).config()["architecture"], "amd64");
+    // rmi of an image a multi-platform tag needs keeps it.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.rbuild_ok(["inspect", "copy:1"])).expect("inspect JSON");
+    let arm_id = inspect[0]["Platforms"][0]["Id"]
+        .as_str()
+        .expect("arm64 id")
+        .to_string();
+    assert!(env.rbuild_ok(["rmi", &arm_id]).contains("Kept:"));
+    env.rbuild_ok([
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        copied.to_str().expect("utf-8"),
+        "copy:1",
+    ]);
+    // Giving the tag to one image ends its list.
+    env.rbuild_ok(["tag", "busybox:latest", "copy:1"]);
+    let images = env.rbuild_ok(["images"]);
+    let copy_line = images
+        .lines()
+        .find(|l| l.starts_with("copy "))
+        .expect("copy:1");
+    assert!(copy_line.ends_with(" linux/amd64"), "{images}");
+
     // Removing the tag ends the list.
     env.rbuild_ok(["rmi", &target]);
     assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
@@ -468,19 +523,9 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
 /// platform's own stage.
 #[test]
 fn buildplatform_stage_runs_natively_for_each_target() {
-    let Some(arm64) = arm64_fixture() else {
+    let Some(env) = two_platform_env(&[]) else {
         return;
     };
-    let Some(amd64) = busybox_oci_archive() else {
-        return;
-    };
-    if !require_command("qemu-aarch64-static") {
-        return;
-    }
-    let env = TestEnv::new();
-    env.rbuild_ok(["load", "-i", arm64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["load", "-i", amd64.to_str().expect("utf-8")]);
-    env.rbuild_ok(["tag", "busybox:latest", "busybox-amd64:latest"]);
     let ctx = env.context(&[(
         "Dockerfile",
         file(
