@@ -83,20 +83,17 @@ fn short_id(image_id: &str) -> &str {
 pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let tags = store.tags()?;
-    let lists = store.platform_lists()?;
+    let lists = store.current_platform_lists()?;
     // PLATFORM: the image's own, or every platform of a multi-platform tag.
     let platforms_of = |tag: Option<&String>, config: &ImageConfig| -> anyhow::Result<String> {
-        if let Some(ids) = tag.and_then(|t| lists.get(t)).filter(|ids| {
-            tag.and_then(|t| tags.get(t))
-                .is_some_and(|id| ids.contains(id))
-        }) {
-            let mut all = Vec::new();
-            for id in ids {
-                all.push(read_config(&store, id)?.platform_text());
-            }
-            return Ok(all.join(","));
+        let Some(ids) = tag.and_then(|t| lists.get(t)) else {
+            return Ok(config.platform_text());
+        };
+        let mut all = Vec::new();
+        for id in ids {
+            all.push(read_config(&store, id)?.platform_text());
         }
-        Ok(config.platform_text())
+        Ok(all.join(","))
     };
     let mut rows: Vec<[String; 6]> = Vec::new();
     for image_id in store.list_images()? {

@@ -52,6 +52,15 @@ impl Store {
         self.write_lists(&lists)
     }
 
+    /// tag -> image ids of the lists still in force: a list is only as current as its tag (a
+    /// tag moved to an image outside it ends it).
+    pub fn current_platform_lists(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let tags = self.tags()?;
+        let mut lists = self.platform_lists()?;
+        lists.retain(|tag, ids| tags.get(tag).is_some_and(|id| ids.contains(id)));
+        Ok(lists)
+    }
+
     /// The images of a multi-platform tag, when `name` (as typed) is one.
     pub fn platform_list(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
         let Ok(reference) = crate::image::parse_reference(name) else {
@@ -60,24 +69,15 @@ impl Store {
         let Some(key) = reference.tag_key() else {
             return Ok(None);
         };
-        let lists = self.platform_lists()?;
-        // A list is only as current as its tag: a later single-platform build of the same tag
-        // that moved the tag elsewhere ends it.
-        let tags = self.tags()?;
-        Ok(lists
-            .get(&key)
-            .filter(|ids| tags.get(&key).is_some_and(|id| ids.contains(id)))
-            .cloned())
+        Ok(self.current_platform_lists()?.remove(&key))
     }
 
     /// Every image some multi-platform tag still needs.
     pub fn listed_images(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let tags = self.tags()?;
         Ok(self
-            .platform_lists()?
-            .into_iter()
-            .filter(|(tag, ids)| tags.get(tag).is_some_and(|id| ids.contains(id)))
-            .flat_map(|(_, ids)| ids)
+            .current_platform_lists()?
+            .into_values()
+            .flatten()
             .collect())
     }
 }
