@@ -154,26 +154,15 @@ fn add_git_repository() {
     let repo = env.path("addrepo");
     std::fs::create_dir_all(repo.join("sub")).expect("mkdir");
     std::fs::write(repo.join("sub/file.txt"), "v1\n").expect("write");
-    let git = |args: &[&str]| {
-        let output = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .expect("git");
-        assert!(output.status.success(), "{}", describe_output(&output));
-    };
+    let git = |args: &[&str]| git_in(&repo, args);
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "v1"]);
     git(&["tag", "v1"]);
     std::fs::write(repo.join("sub/file.txt"), "v2\n").expect("write");
     git(&["commit", "-qam", "v2"]);
-    let _ = std::process::Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(&repo)
-        .status();
-    let url = format!("file://{}/.git", repo.display());
+    let server = GitServer::serve(&env.path(""));
+    let url = server.url("addrepo");
     let ctx = env.context(&[(
         "Dockerfile",
         file(format!("FROM busybox:latest\nADD {url}#v1:sub /at-tag/\nADD --keep-git-dir=true {url} /with-git/\n")),

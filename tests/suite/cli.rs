@@ -219,7 +219,7 @@ fn a_damaged_layer_is_never_exported() {
 }
 
 /// buildx's context forms: a tar on stdin, a Dockerfile on stdin, `-f -`, a git repository
-/// (here a local one through file://, fetched with the git binary).
+/// (served over git:// on loopback, fetched with the git binary).
 #[test]
 fn contexts_from_stdin_and_git() {
     let Some(env) = TestEnv::with_busybox() else {
@@ -303,27 +303,16 @@ fn contexts_from_stdin_and_git() {
     )
     .expect("write");
     std::fs::write(repo.join("app/version"), "v1\n").expect("write");
-    let git = |args: &[&str]| {
-        let output = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .expect("git");
-        assert!(output.status.success(), "{}", describe_output(&output));
-    };
+    let git = |args: &[&str]| git_in(&repo, args);
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "v1"]);
     git(&["tag", "v1"]);
     std::fs::write(repo.join("app/version"), "v2\n").expect("write");
     git(&["commit", "-qam", "v2"]);
-    let _ = std::process::Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(&repo)
-        .status();
+    let server = GitServer::serve(&env.path(""));
     let out = env.path("git.tar");
-    let url = format!("file://{}/.git#v1:app", repo.display());
+    let url = format!("{}#v1:app", server.url("repo"));
     env.rbuild_ok([
         "build",
         "-o",

@@ -18,6 +18,7 @@
 
 pub mod craft;
 pub mod df;
+pub mod git;
 pub mod local;
 pub mod oci;
 pub mod registry;
@@ -28,6 +29,8 @@ pub mod tools;
 pub use craft::{ImageBuilder, TarEntry};
 #[allow(unused_imports)]
 pub use df::{build_df, build_df_err, config_field, created_by, df_context, env_value, path_str};
+#[allow(unused_imports)]
+pub use git::{git_in, GitServer};
 pub use local::assert_dir_matches_tree;
 #[allow(unused_imports)]
 pub use oci::{Compression, Layer, Node, NodeKind, OciImage, Tree};
@@ -292,7 +295,8 @@ static BINARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// The rbuild binary under test, copied once per test process into a world-readable directory
 /// (`/var/tmp/rbuild-bin.<pid>.*`), removed at exit; copies of dead test processes (killed
-/// before exit) are removed on the way.
+/// before exit) are removed on the way. `RBUILD_TEST_BINARY=PATH` tests another build of rbuild
+/// (e.g. the commit before a fix, to see a regression test fail).
 pub fn rbuild_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         remove_stale_sandboxes();
@@ -303,7 +307,10 @@ pub fn rbuild_binary() -> &'static Path {
             .keep();
         set_mode(&dir, 0o755);
         let binary = dir.join("rbuild");
-        fs::copy(env!("CARGO_BIN_EXE_rbuild"), &binary).expect("copy the rbuild binary");
+        let tested = std::env::var_os("RBUILD_TEST_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rbuild")));
+        fs::copy(&tested, &binary).expect("copy the rbuild binary");
         set_mode(&binary, 0o755);
         // SAFETY: registers a plain function; libtest leaves through exit(), which runs it.
         unsafe { libc::atexit(remove_binary_copy) };
