@@ -28,10 +28,63 @@ pub fn split_git_url(spec: &str) -> (String, Option<String>, Option<String>) {
     (url.to_string(), non_empty(reference), non_empty(subdir))
 }
 
+/// Transports a build may fetch a git source over (BuildKit's list). `file://` would copy any
+/// repository of the host into the image, and `ext::` runs a host command.
+const GIT_TRANSPORTS: [&str; 4] = ["https", "http", "ssh", "git"];
+
+/// The git configuration every git process of a fetch reads. `protocol.allow=never` with an
+/// exception per allowed transport also covers what the URL does not show: redirects,
+/// submodules, `insteadOf` rewrites. The repository may belong to another user; we only
+/// read from it, and safe.directory counts only in "protected" config, which this is.
+fn git_config() -> String {
+    let mut config = String::from("[safe]\n\tdirectory = *\n[protocol]\n\tallow = never\n");
+    for transport in GIT_TRANSPORTS {
+        config.push_str(&format!("[protocol \"{transport}\"]\n\tallow = always\n"));
+    }
+    config
+}
+
+/// Refuses what git would take as something else than a remote repository and a ref: other
+/// transports, and any word that starts with `-` (git would read it as an option, such as
+/// `--upload-pack=COMMAND`).
+fn check_git_source(url: &str, reference: Option<&str>) -> Result<(), ContextError> {
+    let refuse = |why: String| ContextError::GitSourceRefused {
+        url: url.to_string(),
+        why,
+    };
+    let allowed = GIT_TRANSPORTS.join(", ");
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            if !GIT_TRANSPORTS.contains(&scheme.to_ascii_lowercase().as_str()) {
+                return Err(refuse(format!(
+                    "{scheme}:// is not a build source (allowed: {allowed})"
+                )));
+            }
+            if rest.starts_with('-') {
+                return Err(refuse("the host may not start with '-'".into()));
+            }
+        }
+        // scp-like `user@host:path`, which git fetches over ssh.
+        None => {
+            let scp_like = url
+                .split_once(':')
+                .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
+            if !scp_like || url.starts_with('-') || url.contains("::") {
+                return Err(refuse(format!(
+                    "only remote repositories can be fetched ({allowed}, or user@host:path)"
+                )));
+            }
+        }
+    }
+    if let Some(reference) = reference {
+        if reference.starts_with('-') || reference.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(refuse(format!("{reference:?} is not a git ref")));
+        }
+    }
+    Ok(())
+}
+
 fn git(dir: &Path, config: &Path, args: &[&str]) -> Result<(), ContextError> {
-    // The repository may belong to another user (a shared checkout); we only read from it.
-    // safe.directory counts only in "protected" config, which a global file is; every git
-    // process of the fetch (upload-pack too) reads it.
     let output = Command::new("git")
         .args(args)
         .env("GIT_CONFIG_GLOBAL", config)
@@ -65,27 +118,36 @@ pub fn fetch_git_keeping(
     keep_git_dir: bool,
 ) -> Result<PathBuf, ContextError> {
     let (url, reference, subdir) = split_git_url(spec);
+    check_git_source(&url, reference.as_deref())?;
     let config_dir =
         tempfile::tempdir_in(dir.parent().unwrap_or(dir)).map_err(|e| ContextError::Io {
             path: dir.to_path_buf(),
             source: e,
         })?;
     let config = config_dir.path().join("gitconfig");
-    std::fs::write(
-        &config,
-        "[safe]\n\tdirectory = *\n[protocol \"file\"]\n\tallow = always\n",
-    )
-    .map_err(|e| ContextError::Io {
+    std::fs::write(&config, git_config()).map_err(|e| ContextError::Io {
         path: config.clone(),
         source: e,
     })?;
     git(dir, &config, &["init", "-q"])?;
-    git(dir, &config, &["remote", "add", "origin", &url])?;
+    git(
+        dir,
+        &config,
+        &["remote", "add", "--end-of-options", "origin", &url],
+    )?;
     let wanted = reference.as_deref().unwrap_or("HEAD");
     git(
         dir,
         &config,
-        &["fetch", "-q", "--depth", "1", "origin", wanted],
+        &[
+            "fetch",
+            "-q",
+            "--depth",
+            "1",
+            "--end-of-options",
+            "origin",
+            wanted,
+        ],
     )?;
     git(dir, &config, &["checkout", "-q", "FETCH_HEAD"])?;
     if !keep_git_dir {
@@ -170,5 +232,41 @@ mod tests {
             split_git_url("https://h/r.git#:sub"),
             ("https://h/r.git".to_string(), None, Some("sub".to_string()))
         );
+    }
+
+    #[test]
+    fn git_sources_are_remote_repositories_and_refs_never_options() {
+        for ok in [
+            ("https://h/r.git", Some("v1.2")),
+            ("http://127.0.0.1:8080/r.git", None),
+            ("git://127.0.0.1:9418/repo", Some("main")),
+            ("ssh://git@h/r.git", Some("0123abcd")),
+            ("git@github.com:a/b.git", Some("refs/tags/v1")),
+        ] {
+            assert!(check_git_source(ok.0, ok.1).is_ok(), "{ok:?}");
+        }
+        for refused in [
+            ("file:///srv/repo.git", None),
+            ("FILE:///srv/repo.git", None),
+            ("ext::sh -c touch% /tmp/pwned", None),
+            ("/home/me/project/.git", None),
+            ("fd::3", None),
+            ("https://-oProxyCommand=x/r.git", None),
+            ("-u@h:x", None),
+            ("https://h/r.git", Some("--upload-pack=id>/tmp/pwned;false")),
+            ("https://h/r.git", Some("-b")),
+            ("https://h/r.git", Some("a b")),
+        ] {
+            assert!(
+                matches!(
+                    check_git_source(refused.0, refused.1),
+                    Err(ContextError::GitSourceRefused { .. })
+                ),
+                "{refused:?}"
+            );
+        }
+        let config = git_config();
+        assert!(config.contains("[protocol]\n\tallow = never"));
+        assert!(!config.contains("file"));
     }
 }

@@ -23,6 +23,8 @@ pub enum ContextError {
     NoMatch { pattern: String },
     #[error("{what} failed: {detail}")]
     Remote { what: String, detail: String },
+    #[error("git source {url:?} is not allowed: {why}")]
+    GitSourceRefused { url: String, why: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

@@ -23,6 +23,7 @@ mod df_workdir;
 mod failures;
 mod filesystem;
 mod fixtures_test;
+mod hostile;
 mod interop;
 mod layers;
 mod multistage;
