@@ -243,6 +243,7 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     };
     let argv = spec.args.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
+    reset_process_state()?;
     let errno = nix::unistd::execve(&executable, &argv, &envp).err();
     Err(format!(
         "exec {}: {}",
@@ -291,6 +292,60 @@ fn mount_one(
             let mut at_target = rootfs.clone();
             at_target.merged_dir = target;
             mounts::mount_overlay(&at_target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The command starts as `docker run` would start it: default signal dispositions and an
+/// empty signal mask (the Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
+/// across exec, so `yes | head` would never end), and no descriptor but 0-2. Descriptors are
+/// marked close-on-exec rather than closed, so a failed exec can still be reported.
+fn reset_process_state() -> Result<(), String> {
+    // The raw system call: the C library refuses the two real-time signals it reserves for
+    // itself, and those can be inherited as ignored too. An all-zero kernel sigaction is
+    // SIG_DFL with no flags and an empty mask, whatever the architecture's layout.
+    let default_action = [0u64; 4];
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads at most 32 bytes of the zeroed action; no old action.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(|e| format!("clear the signal mask: {e}"))?;
+    // SAFETY: close_range with the CLOEXEC flag only changes descriptor flags.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked != 0 {
+        // Kernels before 5.11: mark each open descriptor.
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| format!("list open descriptors: {e}"))?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in open {
+            // SAFETY: F_SETFD on a descriptor number; a stale one fails harmlessly.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
     Ok(())

@@ -115,3 +115,53 @@ fn git_sources_never_run_host_commands_or_read_host_repositories() {
     assert!(stderr.contains("file:// is not a build source"), "{stderr}");
     canary.assert_untouched();
 }
+
+/// A step starts as `docker run` starts a container: default signal dispositions, nothing
+/// blocked, and no descriptor but 0-2 even when rbuild inherited more (CI runners leak them).
+#[test]
+fn steps_start_with_default_signals_and_only_standard_descriptors() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(concat!(
+            "FROM busybox:latest\n",
+            // Not the last command, so busybox sh forks grep (as pid 1 it ignores SIGQUIT for
+            // itself and keeps that for a command it execs in its place).
+            "RUN grep -E '^Sig(Ign|Blk)' /proc/self/status > /signals && true\n",
+            // ls's own descriptors: the standard three and the one it reads the dir with.
+            "RUN ls /proc/self/fd > /fds\n",
+            // With SIGPIPE ignored, `yes` never ends: the timeout turns a hang into a failure.
+            "RUN timeout -s KILL 20 sh -c 'yes x | head -c 1000 > /y'\n",
+        )),
+    )]);
+    let archive = env.path("signals.tar");
+    let leaked = std::fs::File::open(ctx.join("Dockerfile")).expect("open a file to leak");
+    let leaked_fd = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    let mut command = env.command([
+        "build",
+        "-o",
+        &format!("type=oci,dest={}", archive.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    // SAFETY: dup2 is async-signal-safe; fd 9 stays open (no CLOEXEC) across the exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if libc::dup2(leaked_fd, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().expect("run rbuild");
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let image = OciImage::open(&archive);
+    let tree = image.tree();
+    assert_eq!(
+        tree.text("signals"),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+    assert_eq!(tree.text("fds"), "0\n1\n2\n3\n");
+    assert_eq!(tree.bytes("y").len(), 1000);
+}
