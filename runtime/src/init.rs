@@ -261,19 +261,20 @@ fn mount_one(
     stubs: &mut Vec<MountStub>,
 ) -> Result<(), String> {
     use crate::spec::MountSource;
-    let is_dir = match &step_mount.source {
-        MountSource::Bind { path, .. } => path.is_dir(),
-        _ => true,
-    };
-    let target = mounts::ensure_in_root(root, merged, &step_mount.target, is_dir, stubs)?;
     match &step_mount.source {
-        MountSource::Bind { path, read_only } => {
+        MountSource::Host { path, read_only } => {
+            let target =
+                mounts::ensure_in_root(root, merged, &step_mount.target, path.is_dir(), stubs)?;
             mounts::bind(path, &target, &step_mount.target, true)?;
             if *read_only {
                 mounts::remount_readonly(&target)?;
             }
         }
+        MountSource::InTree(tree) => {
+            mounts::mount_from_tree(root, merged, &step_mount.target, tree, stubs)?;
+        }
         MountSource::Tmpfs { size } => {
+            let target = mounts::ensure_in_root(root, merged, &step_mount.target, true, stubs)?;
             let options = if *size > 0 {
                 format!("size={size}")
             } else {
@@ -287,11 +288,6 @@ fn mount_one(
                 Some(options.as_str()),
             )
             .map_err(|e| format!("mount tmpfs on {}: {e}", step_mount.target))?;
-        }
-        MountSource::Overlay(rootfs) => {
-            let mut at_target = rootfs.clone();
-            at_target.merged_dir = target;
-            mounts::mount_overlay(&at_target)?;
         }
     }
     Ok(())

@@ -15,6 +15,8 @@ pub mod userns;
 
 pub use error::RuntimeError;
 pub use init::{step_init_main, STEP_INIT_ARG};
-pub use spec::{EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, StepMount, StepSpec};
+pub use spec::{
+    EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, StepMount, StepSpec, TreeMount,
+};
 pub use step::{remove_stubs, run_step, OutputStream, StepOutcome};
 pub use userns::{enter_identity_user_namespace, enter_user_namespace, IdMapping, UserNamespace};

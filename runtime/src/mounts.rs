@@ -8,7 +8,7 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::spec::{MountStub, RootfsSpec};
+use crate::spec::{MountStub, RootfsSpec, TreeMount};
 
 /// Longest option string passed to mount(2): the kernel copies one 4 KiB page.
 const MOUNT_DATA_LIMIT: usize = 4000;
@@ -182,6 +182,119 @@ pub fn ensure_in_root(
     }
     open_path(path).map_err(|e| refuse(e, path))?;
     Ok(merged.join(rel(path)))
+}
+
+/// Mounts a path of an untrusted tree at `target_path` in the rootfs. The path is resolved
+/// with every component inside the tree's root (`RESOLVE_IN_ROOT`: `..` and absolute symlinks
+/// stop at the tree's root, so `/leak -> /home/me/.ssh/id_ed25519` names the tree's own file),
+/// and the open descriptor, not a path, is what gets mounted. Writes of an `rw` mount land in
+/// the scratch dir: an overlay over a directory, a private copy of a file.
+pub fn mount_from_tree(
+    root: &OwnedFd,
+    merged: &Path,
+    target_path: &str,
+    tree: &TreeMount,
+    stubs: &mut Vec<MountStub>,
+) -> Result<(), String> {
+    let tree_root = open_tree_root(tree)?;
+    let rel = tree.path.trim_start_matches('/');
+    let source = rustix::fs::openat2(
+        &tree_root,
+        if rel.is_empty() { "." } else { rel },
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::NOENT => format!(
+            "mount source {:?} not found in {}",
+            tree.path, tree.describe
+        ),
+        e => format!(
+            "open mount source {:?} in {}: {e}",
+            tree.path, tree.describe
+        ),
+    })?;
+    let kind = rustix::fs::FileType::from_raw_mode(
+        rustix::fs::fstat(&source)
+            .map_err(|e| format!("stat mount source {:?}: {e}", tree.path))?
+            .st_mode,
+    );
+    let is_dir = kind == rustix::fs::FileType::Directory;
+    let target = ensure_in_root(root, merged, target_path, is_dir, stubs)?;
+    let source_path = std::path::PathBuf::from(fd_path(&source));
+    match &tree.scratch_dir {
+        Some(scratch) if is_dir => {
+            let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+            for dir in [&upper, &work] {
+                std::fs::create_dir(dir)
+                    .map_err(|e| format!("create scratch dir {}: {e}", dir.display()))?;
+            }
+            mount_overlay(&RootfsSpec {
+                lower_dirs: vec![source_path],
+                upper_dir: upper,
+                work_dir: work,
+                merged_dir: target,
+            })
+        }
+        Some(scratch) if kind == rustix::fs::FileType::RegularFile => {
+            let copy = copy_file_for_writes(&source, scratch)?;
+            bind(&copy, &target, target_path, false)
+        }
+        // Read-only; a special file has no content to write to, so `rw` changes nothing.
+        _ => {
+            bind(&source_path, &target, target_path, true)?;
+            remount_readonly(&target)
+        }
+    }
+}
+
+/// The tree's root, open: its one dir, or a read-only overlay of its layer dirs mounted at
+/// the staging dir (which vanishes from the step's view with the old root).
+fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, String> {
+    let dir = match tree.layers.as_slice() {
+        [] => return Err(format!("{} has no layers to mount", tree.describe)),
+        [one] => one,
+        layers => {
+            mount_overlay(&RootfsSpec {
+                lower_dirs: layers.to_vec(),
+                upper_dir: Default::default(),
+                work_dir: Default::default(),
+                merged_dir: tree.staging_dir.clone(),
+            })?;
+            &tree.staging_dir
+        }
+    };
+    rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {} ({}): {e}", tree.describe, dir.display()))
+}
+
+/// A private copy of a regular file for an `rw` bind mount, so that the step's writes never
+/// reach the original (a context file such as `.git/config`).
+fn copy_file_for_writes(source: &OwnedFd, scratch: &Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let stat = rustix::fs::fstat(source).map_err(|e| format!("stat mount source: {e}"))?;
+    // Reopened through the descriptor: the very file resolved in the tree, never a FIFO
+    // (checked by the caller), so the read cannot block.
+    let mut original = std::fs::File::open(fd_path(source))
+        .map_err(|e| format!("open mount source for a copy: {e}"))?;
+    let copy = scratch.join("file");
+    let mut file =
+        std::fs::File::create_new(&copy).map_err(|e| format!("create {}: {e}", copy.display()))?;
+    std::io::copy(&mut original, &mut file).map_err(|e| format!("copy the mount source: {e}"))?;
+    file.set_permissions(std::fs::Permissions::from_mode(stat.st_mode & 0o7777))
+        .map_err(|e| format!("chmod {}: {e}", copy.display()))?;
+    rustix::fs::fchown(
+        &file,
+        Some(rustix::fs::Uid::from_raw(stat.st_uid)),
+        Some(rustix::fs::Gid::from_raw(stat.st_gid)),
+    )
+    .map_err(|e| format!("chown {}: {e}", copy.display()))?;
+    Ok(copy)
 }
 
 /// The path through which mount(2) reaches an O_PATH fd's file.

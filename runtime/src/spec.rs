@@ -70,13 +70,34 @@ pub struct StepMount {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MountSource {
-    /// A host file or dir (context subdir, cache dir, secret file).
-    Bind { path: PathBuf, read_only: bool },
+    /// A host file or dir that rbuild made itself (cache-mount dir, secret file, agent
+    /// socket, heredoc script): trusted, mounted by path.
+    Host { path: PathBuf, read_only: bool },
+    /// A path inside an untrusted tree (the context, a named context, another stage or
+    /// image), resolved by the step process inside that tree's root.
+    InTree(TreeMount),
     /// A fresh tmpfs; `size` in bytes, 0 for the kernel default.
     Tmpfs { size: u64 },
-    /// An overlay of layer dirs (another stage), mounted at the target: read-only when its
-    /// upper dir is empty, else writes go to a scratch upper dir the caller discards.
-    Overlay(RootfsSpec),
+}
+
+/// A bind mount whose source lies inside a tree that the build was given. The step process
+/// resolves `path` with every component inside the tree's root (a symlink planted in the tree
+/// cannot lead to the host), keeps the result open and mounts that very object: nothing can
+/// swap it between resolution and mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeMount {
+    /// The tree: one dir, or several layer dirs (topmost first) seen through a read-only
+    /// overlay. Host paths of rbuild's own (the context root, store layer dirs).
+    pub layers: Vec<PathBuf>,
+    /// An empty dir where the step process mounts that overlay (unused for one dir).
+    pub staging_dir: PathBuf,
+    /// Path inside the tree, relative ("" = the tree's root).
+    pub path: String,
+    /// None: read-only. Some(dir): an empty dir that takes the writes (an overlay's upper
+    /// and work dirs for a directory, a copy for a file); the caller discards it.
+    pub scratch_dir: Option<PathBuf>,
+    /// What the tree is, for messages ("the build context", "stage builder").
+    pub describe: String,
 }
 
 /// A path the sandbox had to create in the rootfs so it could mount something there. It lands

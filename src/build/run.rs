@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_runtime::{
-    EtcFiles, MountSource, NetworkMode, OutputStream, RootfsSpec, StepMount, StepSpec,
+    EtcFiles, MountSource, NetworkMode, OutputStream, StepMount, StepSpec, TreeMount,
 };
 
 use super::error::{io_error, BuildError, Location};
@@ -214,7 +214,7 @@ fn heredoc_command(
             guards.temp_dirs.push(dir);
             let mount = StepMount {
                 target: target.clone(),
-                source: MountSource::Bind {
+                source: MountSource::Host {
                     path: script,
                     read_only: true,
                 },
@@ -292,7 +292,7 @@ fn resolve_mount(
             Ok((
                 Some(StepMount {
                     target: target.clone(),
-                    source: MountSource::Bind {
+                    source: MountSource::Host {
                         path: file,
                         read_only: true,
                     },
@@ -318,7 +318,7 @@ fn resolve_mount(
             Ok((
                 Some(StepMount {
                     target: target.clone(),
-                    source: MountSource::Bind {
+                    source: MountSource::Host {
                         path: socket.clone(),
                         read_only: false,
                     },
@@ -331,7 +331,7 @@ fn resolve_mount(
             Ok((
                 Some(StepMount {
                     target: target.clone(),
-                    source: MountSource::Bind {
+                    source: MountSource::Host {
                         path: dir,
                         read_only: mount.read_only,
                     },
@@ -413,8 +413,9 @@ fn create_cache_dir(dir: &Path, mount: &RunMount) -> Result<(), BuildError> {
     .map_err(io_error("chmod cache mount dir"))
 }
 
-/// `type=bind`: a path of the context, or of another stage or image (`from=`); read-only
-/// unless `rw`, and then writes land in a scratch dir that is thrown away.
+/// `type=bind`: a path of the context, or of another stage, image or named context (`from=`);
+/// read-only unless `rw`, and then writes land in a scratch dir that is thrown away. The
+/// source path is resolved by the step process inside its own tree, never on the host.
 fn bind_mount(
     ctx: &StepContext,
     plan: &StagePlan,
@@ -425,155 +426,143 @@ fn bind_mount(
     guards: &mut MountGuards,
 ) -> Result<(Option<StepMount>, String), BuildError> {
     let source = crate::context::clean_relative(&mount.source);
+    let bind = TreeBind {
+        source: &source,
+        target,
+        read_only: mount.read_only,
+    };
     let Some(from) = &mount.from else {
-        let selected = ctx
-            .context
-            .select(if source.is_empty() { "." } else { &source })
-            .map_err(|e| loc.error("RUN", e.to_string()))?;
-        let content = hash_selection_with(&selected, &ctx.hashes)
-            .map_err(|e| loc.error("RUN", e.to_string()))?;
-        let path = selected
-            .first()
-            .and_then(|s| s.entries.first())
-            .map(|e| e.host_path.clone())
-            .unwrap_or_else(|| ctx.context.root().to_path_buf());
-        let key = format!(
-            "bind context {source} {target} {} {content}",
-            mount.read_only
+        return bind.from_context(
+            ctx,
+            ctx.context,
+            "the build context",
+            "context",
+            loc,
+            guards,
         );
-        // What .dockerignore excludes is not in the context a build sees, mounts included: a
-        // layer of whiteouts over the dir hides it.
-        let excluded = if path.is_dir() {
-            ctx.context.excluded_below(&source)
-        } else {
-            Vec::new()
-        };
-        let step_mount = if !excluded.is_empty() {
-            let mask = whiteout_layer(ctx, &excluded, guards)?;
-            if mount.read_only {
-                let temp = ctx.store.temp_dir("bind")?;
-                let empty = temp.path().join("empty");
-                std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
-                guards.temp_dirs.push(temp);
-                StepMount {
-                    target: target.to_string(),
-                    source: MountSource::Overlay(RootfsSpec {
-                        lower_dirs: vec![mask, path, empty],
-                        upper_dir: PathBuf::new(),
-                        work_dir: PathBuf::new(),
-                        merged_dir: PathBuf::new(),
-                    }),
-                }
-            } else {
-                scratch_overlay(ctx, vec![mask, path], target, guards)?
-            }
-        } else if mount.read_only || !path.is_dir() {
-            StepMount {
-                target: target.to_string(),
-                source: MountSource::Bind {
-                    path,
-                    read_only: mount.read_only,
-                },
-            }
-        } else {
-            scratch_overlay(ctx, vec![path], target, guards)?
-        };
-        return Ok((Some(step_mount), key));
     };
     let from = super::instructions::expand(loc, "RUN", from, ctx.escape, &|n| {
         super::lookup_args(&ctx.plan.global_args, n)
     })?;
-    let (layers, from_key) = match resolve_source(
+    let (diff_ids, from_key, describe) = match resolve_source(
         &ctx.plan.stages,
         plan.index,
         &ctx.plan.named_contexts,
         &from,
     ) {
         Source::Dir(dir) => {
-            let path = dir.join(&source);
-            let key = format!(
-                "bind dir {} {source} {target} {}",
-                dir.display(),
-                mount.read_only
-            );
-            let step_mount = if mount.read_only || !path.is_dir() {
-                StepMount {
-                    target: target.to_string(),
-                    source: MountSource::Bind {
-                        path,
-                        read_only: mount.read_only,
-                    },
-                }
-            } else {
-                scratch_overlay(ctx, vec![path], target, guards)?
-            };
-            return Ok((Some(step_mount), key));
+            let named = crate::context::BuildContext::open(&dir)
+                .map_err(|e| loc.error("RUN", e.to_string()))?;
+            let describe = format!("build context {from}");
+            // Keyed by content, like the main context: the dir may change between builds.
+            let key_name = format!("named-context {from}");
+            return bind.from_context(ctx, &named, &describe, &key_name, loc, guards);
         }
         Source::Stage(index) => {
             let done = deps
                 .get(&index)
                 .ok_or_else(|| loc.error("RUN", format!("stage {from} has not been built")))?;
-            (done.config.rootfs.diff_ids.clone(), done.cache_key.clone())
+            let diff_ids = done.config.rootfs.diff_ids.clone();
+            (diff_ids, done.cache_key.clone(), format!("stage {from}"))
         }
         Source::Image(name) => {
             let (config, image_id) = image_config(ctx, loc, "RUN", &name)?;
-            (config.rootfs.diff_ids, image_id)
+            (config.rootfs.diff_ids, image_id, format!("image {from}"))
         }
     };
-    let mut lowers: Vec<PathBuf> = Vec::new();
-    for diff_id in layers.iter().rev() {
-        let path = ctx.store.layer_dir(diff_id)?.join(&source);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            lowers.push(path);
-            continue;
-        }
-        if lowers.is_empty() {
-            // A single file: the topmost layer that has it decides (a whiteout means deleted).
-            use std::os::unix::fs::FileTypeExt;
-            if meta.file_type().is_char_device() {
-                break;
-            }
-            let key = format!("bind {from_key} {source} {target} file");
-            let step_mount = StepMount {
-                target: target.to_string(),
-                source: MountSource::Bind {
-                    path,
-                    read_only: true,
-                },
-            };
-            return Ok((Some(step_mount), key));
-        }
-        break;
-    }
-    if lowers.is_empty() {
-        return Err(loc.error(
-            "RUN",
-            format!("--mount from={from}: {source:?} not found in {from}"),
-        ));
-    }
+    let layers = diff_ids
+        .iter()
+        .rev()
+        .map(|diff_id| ctx.store.layer_dir(diff_id))
+        .collect::<Result<Vec<_>, _>>()?;
     let key = format!("bind {from_key} {source} {target} {}", mount.read_only);
-    let step_mount = if mount.read_only {
-        let temp = ctx.store.temp_dir("bind")?;
-        let empty = temp.path().join("empty");
-        std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
-        lowers.push(empty);
-        guards.temp_dirs.push(temp);
-        StepMount {
-            target: target.to_string(),
-            source: MountSource::Overlay(RootfsSpec {
-                lower_dirs: lowers,
-                upper_dir: PathBuf::new(),
-                work_dir: PathBuf::new(),
-                merged_dir: PathBuf::new(),
-            }),
+    Ok((
+        Some(bind.step_mount(ctx, layers, true, describe, guards)?),
+        key,
+    ))
+}
+
+/// One bind mount of a path inside a tree the build was given.
+struct TreeBind<'a> {
+    /// Path inside the tree, cleaned and relative.
+    source: &'a str,
+    target: &'a str,
+    read_only: bool,
+}
+
+impl TreeBind<'_> {
+    /// A bind of the build context or a named context dir. Its cache key holds the content
+    /// of what the source selects; what `.dockerignore` excludes is hidden by a layer of
+    /// whiteouts over the whole context, so no symlink inside it can reach an excluded file.
+    fn from_context(
+        &self,
+        ctx: &StepContext,
+        context: &crate::context::BuildContext,
+        describe: &str,
+        key_name: &str,
+        loc: &Location,
+        guards: &mut MountGuards,
+    ) -> Result<(Option<StepMount>, String), BuildError> {
+        let selected = context
+            .select(if self.source.is_empty() {
+                "."
+            } else {
+                self.source
+            })
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
+        let content = hash_selection_with(&selected, &ctx.hashes)
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
+        let key = format!(
+            "bind {key_name} {} {} {} {content}",
+            self.source, self.target, self.read_only
+        );
+        let excluded = context.excluded_below("");
+        let mut layers = Vec::new();
+        if !excluded.is_empty() {
+            layers.push(whiteout_layer(ctx, &excluded, guards)?);
         }
-    } else {
-        scratch_overlay(ctx, lowers, target, guards)?
-    };
-    Ok((Some(step_mount), key))
+        layers.push(context.root().to_path_buf());
+        let step_mount = self.step_mount(ctx, layers, false, describe.to_string(), guards)?;
+        Ok((Some(step_mount), key))
+    }
+
+    /// The mount: `layers` topmost first. A single layer dir of an image still goes through
+    /// an overlay (with an empty dir below) so that its whiteouts mean what they mean.
+    fn step_mount(
+        &self,
+        ctx: &StepContext,
+        mut layers: Vec<PathBuf>,
+        image_layers: bool,
+        describe: String,
+        guards: &mut MountGuards,
+    ) -> Result<StepMount, BuildError> {
+        let temp = ctx.store.temp_dir("bind")?;
+        let staging_dir = temp.path().join("staging");
+        std::fs::create_dir(&staging_dir).map_err(io_error("create bind staging dir"))?;
+        if image_layers && layers.len() < 2 {
+            let empty = temp.path().join("empty");
+            std::fs::create_dir(&empty).map_err(io_error("create empty lower dir"))?;
+            layers.push(empty);
+        }
+        let scratch_dir = if self.read_only {
+            None
+        } else {
+            let scratch = temp.path().join("scratch");
+            std::fs::create_dir(&scratch).map_err(io_error("create bind scratch dir"))?;
+            Some(scratch)
+        };
+        guards.temp_dirs.push(temp);
+        Ok(StepMount {
+            target: self.target.to_string(),
+            source: MountSource::InTree(TreeMount {
+                layers,
+                staging_dir,
+                path: self.source.to_string(),
+                scratch_dir,
+                describe,
+            }),
+        })
+    }
 }
 
 /// A layer dir holding an overlay whiteout (a 0/0 character device) for each path.
@@ -604,35 +593,6 @@ fn whiteout_layer(
     std::fs::create_dir_all(&mask).map_err(io_error("create whiteout dir"))?;
     guards.temp_dirs.push(temp);
     Ok(mask)
-}
-
-/// A writable overlay over `lowers` whose writes go to a temp dir dropped after the step.
-fn scratch_overlay(
-    ctx: &StepContext,
-    mut lowers: Vec<PathBuf>,
-    target: &str,
-    guards: &mut MountGuards,
-) -> Result<StepMount, BuildError> {
-    let temp = ctx.store.temp_dir("bind-rw")?;
-    let (upper, work, empty) = (
-        temp.path().join("upper"),
-        temp.path().join("work"),
-        temp.path().join("empty"),
-    );
-    for dir in [&upper, &work, &empty] {
-        std::fs::create_dir(dir).map_err(io_error("create scratch overlay dir"))?;
-    }
-    lowers.push(empty);
-    guards.temp_dirs.push(temp);
-    Ok(StepMount {
-        target: target.to_string(),
-        source: MountSource::Overlay(RootfsSpec {
-            lower_dirs: lowers,
-            upper_dir: upper,
-            work_dir: work,
-            merged_dir: PathBuf::new(),
-        }),
-    })
 }
 
 /// /etc/hosts, /etc/resolv.conf and /etc/hostname for the step, bind-mounted from here so

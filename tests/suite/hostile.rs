@@ -116,6 +116,148 @@ fn git_sources_never_run_host_commands_or_read_host_repositories() {
     canary.assert_untouched();
 }
 
+/// `rw` bind mounts write into a throw-away copy, for a single file too: a step that appends
+/// to a context file (think `.git/config`) changes the step's view only.
+#[test]
+fn rw_bind_mounts_never_write_through_to_the_host() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let ctx = env.context(&[
+        ("Dockerfile", file(concat!(
+            "FROM busybox:latest\n",
+            "RUN --mount=type=bind,source=conf,target=/c,rw sh -c 'echo evil >> /c && cat /c > /seen'\n",
+            "RUN --mount=type=bind,from=extra,source=victim.txt,target=/v,rw sh -c 'echo evil >> /v && cat /v > /seen-named'\n",
+            "RUN --mount=type=bind,from=extra,target=/e,rw sh -c 'echo new > /e/new && rm /e/victim.txt /e/secret && rmdir /e/t && ls /e > /listing'\n",
+        ))),
+        ("conf", file("[core]\n")),
+    ]);
+    let canary_arg = format!("extra={}", canary.dir.display());
+    let (_, image) = env.build_oci("rw", &["--build-context", &canary_arg], &ctx);
+    let tree = image.tree();
+    assert_eq!(
+        tree.text("seen"),
+        "[core]\nevil\n",
+        "the step saw its write"
+    );
+    assert_eq!(tree.text("seen-named"), "untouched\nevil\n");
+    assert_eq!(tree.text("listing"), "empty\nnew\n");
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("conf")).expect("read"),
+        "[core]\n",
+        "the context file is unchanged"
+    );
+    canary.assert_untouched();
+}
+
+/// A bind mount `from=` a stage resolves its source inside that stage's filesystem: symlinks
+/// the stage planted (`/hostroot -> /`, `/leak -> <host file>`) name the stage's own files.
+#[test]
+fn bind_mounts_from_a_stage_resolve_symlinks_inside_the_stage() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let secret = canary.path("secret");
+    let stage = format!(
+        "FROM busybox:latest AS a\nRUN ln -s {secret} /leak && ln -s / /hostroot && mkdir /d && echo stage-a > /d/own && ln -s /d/own /abs-own\n"
+    );
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "{stage}FROM busybox:latest\n\
+             RUN --mount=type=bind,from=a,source=hostroot,target=/h sh -c 'ls /h > /listing; cat /h{secret} > /via-root 2>/dev/null || echo absent > /via-root'\n\
+             RUN --mount=type=bind,from=a,source=abs-own,target=/o cat /o > /own-through-link\n\
+             RUN --mount=type=bind,from=a,source=hostroot/d,target=/hd,rw sh -c 'cat /hd/own > /through-root && echo x > /hd/own'\n"
+        )),
+    )]);
+    let (_, image) = env.build_oci("from-stage", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(
+        tree.text("via-root"),
+        "absent\n",
+        "the host's / was mounted"
+    );
+    let listing = tree.text("listing");
+    assert!(
+        listing.contains("abs-own") && listing.contains("hostroot"),
+        "/ is the stage's root: {listing}"
+    );
+    assert_eq!(tree.text("own-through-link"), "stage-a\n");
+    assert_eq!(tree.text("through-root"), "stage-a\n");
+
+    // A link to a host file names a file the stage lacks: a clear error, no host content.
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "{stage}FROM busybox:latest\nRUN --mount=type=bind,from=a,source=leak,target=/l cat /l\n"
+        )),
+    )]);
+    let output = env.rbuild(["build", ctx.to_str().expect("utf-8")]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{all}");
+    assert!(
+        !all.contains("HOST SECRET"),
+        "the host file was mounted: {all}"
+    );
+    assert!(
+        all.contains("not found in stage a") && all.contains("Dockerfile:4:"),
+        "{all}"
+    );
+    canary.assert_untouched();
+}
+
+/// The same rule for a named context directory (`--build-context name=DIR`): a symlink in it
+/// stays inside it, even with `rw`; and the step's cache key follows the dir's content.
+#[test]
+fn bind_mounts_from_a_named_context_stay_inside_it_and_follow_its_content() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let named = env.write_tree(
+        "named",
+        &[
+            ("data", file("one\n")),
+            ("link", symlink_to(&canary.path("victim.txt"))),
+        ],
+    );
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=bind,from=extra,source=data,target=/d cat /d > /copy\n"),
+    )]);
+    let extra = format!("extra={}", named.display());
+    let build = |name: &str| env.build_oci(name, &["--build-context", &extra], &ctx).1;
+    assert_eq!(build("first").tree().text("copy"), "one\n");
+    std::fs::write(named.join("data"), "two\n").expect("write");
+    assert_eq!(
+        build("second").tree().text("copy"),
+        "two\n",
+        "a changed named context misses the cache"
+    );
+
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN --mount=type=bind,from=extra,source=link,target=/l,rw sh -c 'echo pwned > /l'\n"),
+    )]);
+    let stderr = env.rbuild_err([
+        "build",
+        "--build-context",
+        &extra,
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        stderr.contains("\"/link\": not found") && stderr.contains("Dockerfile:2:"),
+        "{stderr}"
+    );
+    canary.assert_untouched();
+}
+
 /// A step starts as `docker run` starts a container: default signal dispositions, nothing
 /// blocked, and no descriptor but 0-2 even when rbuild inherited more (CI runners leak them).
 #[test]
