@@ -2,7 +2,9 @@
 //! output, collect its reports and exit status.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -136,64 +138,101 @@ pub fn run_step(
 /// they never land in a layer. A stub the command replaced with real content is kept. A
 /// parent dir that overlay copied up only because a stub was created in it goes too, when
 /// it is still empty and identical to the lower dir it came from.
+///
+/// The upper dir holds what the step left, symlinks included (`mv /m /m.old && ln -s /home
+/// /m`): every path is resolved beneath its dir with no symlink followed, and removed by
+/// descriptor, so nothing outside the upper dir can be touched.
 pub fn remove_stubs(rootfs: &crate::spec::RootfsSpec, stubs: &[MountStub]) {
-    use std::os::unix::fs::MetadataExt;
-    let upper_dir = &rootfs.upper_dir;
+    let Ok(upper) = open_dir(&rootfs.upper_dir) else {
+        return;
+    };
     let mut parents: Vec<String> = Vec::new();
     for stub in stubs.iter().rev() {
         let rel = stub.path.trim_start_matches('/');
-        let path = upper_dir.join(rel);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let Ok(parent_fd) = open_beneath(&upper, parent, OFlags::DIRECTORY) else {
             continue;
         };
-        let removed = if stub.is_dir && meta.is_dir() {
-            std::fs::remove_dir(&path).is_ok() // fails, as it should, when not empty
-        } else if !stub.is_dir && meta.is_file() && meta.len() == 0 {
-            std::fs::remove_file(&path).is_ok()
+        let Ok(stat) = rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        let removed = if stub.is_dir && kind == FileType::Directory {
+            // Fails, as it should, when the step put something in it.
+            rustix::fs::unlinkat(&parent_fd, name, AtFlags::REMOVEDIR).is_ok()
+        } else if !stub.is_dir && kind == FileType::RegularFile && stat.st_size == 0 {
+            rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty()).is_ok()
         } else {
             false
         };
         if removed {
-            let mut parent = rel;
-            while let Some((p, _)) = parent.rsplit_once('/') {
+            let mut dir = rel;
+            while let Some((p, _)) = dir.rsplit_once('/') {
                 parents.push(p.to_string());
-                parent = p;
+                dir = p;
             }
         }
     }
     parents.sort_by_key(|p| std::cmp::Reverse(p.len()));
     parents.dedup();
     for parent in parents {
-        let upper = upper_dir.join(&parent);
-        let Ok(meta) = std::fs::symlink_metadata(&upper) else {
-            continue;
-        };
-        let empty = std::fs::read_dir(&upper)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        let opaque = xattr_present(&upper, "user.overlay.opaque");
-        let lower = rootfs
-            .lower_dirs
-            .iter()
-            .map(|l| l.join(&parent))
-            .find_map(|p| std::fs::symlink_metadata(p).ok());
-        let same = lower.is_some_and(|l| {
-            l.is_dir() && l.mode() == meta.mode() && l.uid() == meta.uid() && l.gid() == meta.gid()
+        remove_copied_up_parent(rootfs, &upper, &parent);
+    }
+}
+
+/// Removes `rel` from the upper dir when overlay copied it up only to hold a stub: an empty,
+/// non-opaque dir with the mode and owner of the same dir in the lower layers.
+fn remove_copied_up_parent(rootfs: &crate::spec::RootfsSpec, upper: &OwnedFd, rel: &str) {
+    let Ok(dir) = open_beneath(upper, rel, OFlags::DIRECTORY) else {
+        return;
+    };
+    let Ok(stat) = rustix::fs::fstat(&dir) else {
+        return;
+    };
+    let empty = rustix::fs::Dir::read_from(&dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+    });
+    let opaque = rustix::fs::fgetxattr(&dir, "user.overlay.opaque", &mut [0u8; 8][..]).is_ok();
+    let same_as_lower = rootfs
+        .lower_dirs
+        .iter()
+        .filter_map(|lower| open_dir(lower).ok())
+        .find_map(|lower| {
+            // O_PATH: a FIFO planted in a layer must not block the open.
+            let found = open_beneath(&lower, rel, OFlags::PATH).ok()?;
+            rustix::fs::fstat(&found).ok()
+        })
+        .is_some_and(|l| {
+            FileType::from_raw_mode(l.st_mode) == FileType::Directory
+                && l.st_mode == stat.st_mode
+                && l.st_uid == stat.st_uid
+                && l.st_gid == stat.st_gid
         });
-        if meta.is_dir() && empty && !opaque && same {
-            let _ = std::fs::remove_dir(&upper);
+    if empty && !opaque && same_as_lower {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if let Ok(parent_fd) = open_beneath(upper, parent, OFlags::DIRECTORY) {
+            let _ = rustix::fs::unlinkat(&parent_fd, name, AtFlags::REMOVEDIR);
         }
     }
 }
 
-fn xattr_present(path: &std::path::Path, name: &str) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let (Ok(c_path), Ok(c_name)) = (
-        std::ffi::CString::new(path.as_os_str().as_bytes()),
-        std::ffi::CString::new(name),
-    ) else {
-        return false;
-    };
-    // SAFETY: valid NUL-terminated strings; a null buffer asks only for the size.
-    unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+fn open_dir(path: &std::path::Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens `rel` beneath `dir` without following any symlink on the way or at the end.
+fn open_beneath(dir: &OwnedFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat2(
+        dir,
+        if rel.is_empty() { "." } else { rel },
+        flags | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
 }

@@ -258,6 +258,27 @@ fn bind_mounts_from_a_named_context_stay_inside_it_and_follow_its_content() {
     canary.assert_untouched();
 }
 
+/// Mount points the sandbox created are removed after the step by descriptor: a step that
+/// replaced their parent with a symlink to a host dir cannot make rbuild delete host files.
+#[test]
+fn stub_removal_never_follows_symlinks_the_step_planted() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM busybox:latest\nRUN --mount=type=tmpfs,target=/m/t sh -c 'mv /m /m.old && ln -s {} /m'\n",
+            canary.dir.display()
+        )),
+    )]);
+    let (_, image) = env.build_oci("stubs", &[], &ctx);
+    let tree = image.tree();
+    assert!(tree.contains("m.old"), "{:?}", tree.children(""));
+    canary.assert_untouched();
+}
+
 /// A step starts as `docker run` starts a container: default signal dispositions, nothing
 /// blocked, and no descriptor but 0-2 even when rbuild inherited more (CI runners leak them).
 #[test]
