@@ -93,11 +93,14 @@ pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
 
 impl Store {
     /// Opens (creating when needed) the store at `root`, and reclaims temp dirs of dead builds.
+    /// The store is private to its owner (0700): it holds every layer (setuid files
+    /// included), secrets while their step runs, and cached build state.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         for sub in ["blobs/sha256", "layers", "images", "cache", "tmp"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        make_private(root)?;
         let store = Store {
             root: root.to_path_buf(),
         };
@@ -145,6 +148,17 @@ impl Store {
             }
         }
     }
+}
+
+/// Gives `root` mode 0700 unless it has it already.
+fn make_private(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(root).map_err(io_err("stat", root))?;
+    if meta.permissions().mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("make private (chmod 0700)", root))?;
+    }
+    Ok(())
 }
 
 /// Removes a tree, first making dirs writable (overlay work dirs are left mode 000).

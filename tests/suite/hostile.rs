@@ -328,3 +328,43 @@ fn steps_start_with_default_signals_and_only_standard_descriptors() {
     assert_eq!(tree.text("fds"), "0\n1\n2\n3\n");
     assert_eq!(tree.bytes("y").len(), 1000);
 }
+
+/// The store is private (0700) whatever mode its directory had: it holds every layer, setuid
+/// files included, and secrets while their step runs. Another user can read none of it.
+#[test]
+fn the_store_is_private_to_its_owner() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[
+        ("Dockerfile", file("FROM busybox:latest\nCOPY --chmod=4755 tool /suid-tool\nRUN --mount=type=secret,id=token,mode=0444 cat /run/secrets/token > /dev/null\n")),
+        ("tool", executable("#!/bin/sh\n")),
+        ("token", file("s3cret\n")),
+    ]);
+    let token = format!("id=token,src={}", ctx.join("token").display());
+    env.rbuild_ok(["build", "--secret", &token, ctx.to_str().expect("utf-8")]);
+    let mode = std::fs::metadata(env.store())
+        .expect("stat the store")
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700, "store mode {mode:o}");
+    if !is_root() {
+        return;
+    }
+    let layer_file = walkdir::WalkDir::new(env.store().join("layers"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name() == "suid-tool")
+        .expect("the COPY layer holds suid-tool")
+        .into_path();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&layer_file)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        !output.status.success(),
+        "another user read {}",
+        layer_file.display()
+    );
+}
