@@ -220,6 +220,36 @@ pub fn copy_sources(
                     rustix::fs::futimens(&fd, &times)
                         .map_err(|e| format!("set times of {target}: {e}"))?;
                 }
+                SourceKind::Fifo => {
+                    replace_non_dir(&parent_fd, name, &target)?;
+                    rustix::fs::mknodat(
+                        &parent_fd,
+                        name,
+                        rustix::fs::FileType::Fifo,
+                        Mode::from_raw_mode(0o600),
+                        0,
+                    )
+                    .map_err(|e| format!("mkfifo {target}: {e}"))?;
+                    // Opening a FIFO blocks: owner, mode and times are set by name.
+                    rustix::fs::chownat(
+                        &parent_fd,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(owner.0)),
+                        Some(rustix::fs::Gid::from_raw(owner.1)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| chown_error(&target, owner, e))?;
+                    rustix::fs::chmodat(
+                        &parent_fd,
+                        name,
+                        Mode::from_raw_mode(mode),
+                        AtFlags::empty(),
+                    )
+                    .map_err(|e| format!("chmod {target}: {e}"))?;
+                    let times = timestamps(entry.mtime, entry.mtime_nsec);
+                    rustix::fs::utimensat(&parent_fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| format!("set times of {target}: {e}"))?;
+                }
                 SourceKind::Symlink { target: link } => {
                     replace_non_dir(&parent_fd, name, &target)?;
                     rustix::fs::symlinkat(link.as_str(), &parent_fd, name)

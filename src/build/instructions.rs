@@ -1070,10 +1070,11 @@ fn copy(
                     .entries
                     .first()
                     .is_some_and(|e| downloads_kept_whole.contains(&e.host_path))
-                && sel
-                    .entries
-                    .first()
-                    .is_some_and(|e| super::add::archive_kind(&e.host_path).is_some())
+                && sel.entries.first().is_some_and(|e| {
+                    // Only a regular file is opened to sniff it: a FIFO would block.
+                    matches!(e.kind, crate::context::SourceKind::File { .. })
+                        && super::add::archive_kind(&e.host_path).is_some()
+                })
         });
         for sel in &archives {
             let Some(entry) = sel.entries.first() else {

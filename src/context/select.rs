@@ -25,6 +25,10 @@ pub enum ContextError {
     Remote { what: String, detail: String },
     #[error("git source {url:?} is not allowed: {why}")]
     GitSourceRefused { url: String, why: String },
+    #[error(
+        "\"/{source_path}\" is a device node; device nodes cannot be copied from the build context"
+    )]
+    DeviceNode { source_path: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -42,9 +46,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
+    /// A named pipe, copied as one (as BuildKit does); never opened, which would block.
+    Fifo,
 }
 
 /// One file, dir or symlink to copy.
@@ -281,7 +291,14 @@ impl BuildContext {
         let resolved = self.resolve_in_root(rel)?;
         let name = rel.rsplit('/').next().unwrap_or("").to_string();
         let meta = std::fs::metadata(&resolved).map_err(io(&resolved))?;
-        let mut entries = vec![entry_for("", &resolved, &meta, None)];
+        let mut entries = Vec::new();
+        if !copyable(rel, &meta)? {
+            return Err(ContextError::NotFound {
+                source_path: rel.to_string(),
+                why: " (a socket cannot be copied)",
+            });
+        }
+        entries.push(entry_for("", &resolved, &meta, None));
         if meta.is_dir() {
             let base = rel.to_string();
             let mut found = Vec::new();
@@ -290,6 +307,9 @@ impl BuildContext {
             })?;
             for (path, full) in found {
                 let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+                if !copyable(&path, &meta)? {
+                    continue;
+                }
                 let link = if meta.file_type().is_symlink() {
                     Some(
                         std::fs::read_link(&full)
@@ -360,6 +380,19 @@ impl BuildContext {
     }
 }
 
+/// Whether an entry can be copied: sockets are left out (as Docker's archiver leaves them
+/// out), device nodes are refused (a rootless build cannot create them).
+fn copyable(path: &str, meta: &std::fs::Metadata) -> Result<bool, ContextError> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_char_device() || kind.is_block_device() {
+        return Err(ContextError::DeviceNode {
+            source_path: path.to_string(),
+        });
+    }
+    Ok(!kind.is_socket())
+}
+
 fn entry_for(
     rel: &str,
     host: &Path,
@@ -369,6 +402,7 @@ fn entry_for(
     let kind = match link {
         Some(target) => SourceKind::Symlink { target },
         None if meta.is_dir() => SourceKind::Dir,
+        None if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) => SourceKind::Fifo,
         None => SourceKind::File { size: meta.len() },
     };
     SourceEntry {
@@ -425,6 +459,7 @@ pub fn hash_selection_with(
             );
             match &entry.kind {
                 SourceKind::Dir => hasher.update(b"dir\0"),
+                SourceKind::Fifo => hasher.update(b"fifo\0"),
                 SourceKind::Symlink { target } => {
                     hasher.update(format!("link\0{target}\0").as_bytes())
                 }

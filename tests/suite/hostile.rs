@@ -368,3 +368,29 @@ fn the_store_is_private_to_its_owner() {
         layer_file.display()
     );
 }
+
+/// A FIFO in the context is copied as a FIFO (BuildKit does so) and a socket is left out;
+/// neither makes the build hang or fail.
+#[test]
+fn special_files_in_the_context_never_hang_a_build() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[
+        ("Dockerfile", file("FROM busybox:latest\nCOPY . /ctx/\nCOPY fifo /f\nRUN --mount=target=/m ls /m > /mounted\n")),
+        ("data", file("data\n")),
+    ]);
+    nix::unistd::mkfifo(
+        &ctx.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(ctx.join("sock")).expect("bind a socket");
+    let (_, image) = env.build_oci("special", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.node("f").kind, NodeKind::Fifo);
+    assert_eq!(tree.node("ctx/fifo").kind, NodeKind::Fifo);
+    assert_eq!(tree.text("ctx/data"), "data\n");
+    assert!(!tree.contains("ctx/sock"), "{:?}", tree.children("ctx"));
+    assert!(tree.text("mounted").contains("fifo"));
+}
