@@ -42,6 +42,7 @@ pub fn expand_word(
         lookup,
         referenced: Vec::new(),
         unset: Vec::new(),
+        depth: 0,
     };
     match lexer.process_stop_on(&[]) {
         Ok((pieces, _)) => Ok(Expansion {
@@ -74,7 +75,13 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     referenced: Vec<String>,
     unset: Vec<String>,
+    /// How deeply substitutions and quotes are nested here: each level recurses, so a
+    /// hostile word (`${a:-${a:-...}}` thousands deep) would overflow the stack.
+    depth: usize,
 }
+
+/// The deepest nesting a word may have; far beyond any real Dockerfile.
+const MAX_NESTING: usize = 128;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -110,6 +117,19 @@ impl Lexer<'_> {
     /// Processes until the end of input (`stops` empty) or an unquoted, unescaped character in
     /// `stops`, which is consumed and returned.
     fn process_stop_on(&mut self, stops: &[char]) -> Result<(Vec<Piece>, Option<char>), String> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
+        let result = self.process_stop_on_inner(stops);
+        self.depth -= 1;
+        result
+    }
+
+    fn process_stop_on_inner(
+        &mut self,
+        stops: &[char],
+    ) -> Result<(Vec<Piece>, Option<char>), String> {
         let mut out = Vec::new();
         while let Some(c) = self.peek() {
             if stops.contains(&c) {

@@ -394,3 +394,22 @@ fn special_files_in_the_context_never_hang_a_build() {
     assert!(!tree.contains("ctx/sock"), "{:?}", tree.children("ctx"));
     assert!(tree.text("mounted").contains("fifo"));
 }
+
+/// Limits give an error naming the line, never an abort: 4,000 nested substitutions.
+#[test]
+fn deeply_nested_substitutions_are_an_error_not_a_crash() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let word = format!("{}x{}", "${a:-".repeat(4000), "}".repeat(4000));
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!("FROM busybox:latest\nARG a\nENV b={word}\n")),
+    )]);
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("nested more than 128 deep") && stderr.contains("Dockerfile:3"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+}

@@ -553,3 +553,25 @@ fn no_panic_on_odd_input() {
         }
     }
 }
+
+/// A hostile word nested thousands deep is an error, never a stack overflow (exit 134).
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let depth = 4000;
+    let word = format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+    let quoted = format!("{}x{}", "${a:-\"".repeat(depth), "\"}".repeat(depth));
+    for w in [word, quoted] {
+        let error = expand_word(&w, '\\', &|_| None).expect_err("too deep");
+        assert!(
+            error.message.contains("nested more than 128 deep"),
+            "{}",
+            error.message
+        );
+    }
+    // Real nesting still works.
+    let word = format!("{}x{}", "${a:-".repeat(100), "}".repeat(100));
+    assert_eq!(
+        expand_word(&word, '\\', &|_| None).expect("100 deep").value,
+        "x"
+    );
+}
