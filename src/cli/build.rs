@@ -1237,7 +1237,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     }
     if args.quiet {
         if !outputs.iter().any(to_stdout) {
-            println!("{}", outcome.image_id);
+            outln!("{}", outcome.image_id);
         }
     } else {
         progress.notice(&format!("writing image {} done", outcome.image_id));

@@ -133,16 +133,20 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         let mut ids: Vec<&String> = rows.iter().map(|r| &r[2]).collect();
         ids.dedup();
         for id in ids {
-            println!("{id}");
+            outln!("{id}");
         }
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<40} {:<16} {:<14} {:<32} {:<9} PLATFORM",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED",
+        "SIZE"
     );
     for [repo, tag, id, created, size, platform] in rows {
-        println!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
+        outln!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
     }
     Ok(0)
 }
@@ -171,9 +175,12 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
             entry.comment.clone().unwrap_or_default(),
         ));
     }
-    println!(
+    outln!(
         "{:<14} {:<32} {:<60} {:<10} COMMENT",
-        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+        "IMAGE",
+        "CREATED",
+        "CREATED BY",
+        "SIZE"
     );
     for (i, (created, created_by, size, comment)) in rows.into_iter().rev().enumerate() {
         let id = if i == 0 {
@@ -186,7 +193,7 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
         } else {
             format!("{}…", created_by.chars().take(59).collect::<String>())
         };
-        println!("{id:<14} {created:<32} {created_by:<60} {size:<10} {comment}");
+        outln!("{id:<14} {created:<32} {created_by:<60} {size:<10} {comment}");
     }
     Ok(0)
 }
@@ -218,7 +225,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<i32> {
             "Platforms": platforms,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 

@@ -121,11 +121,15 @@ pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<i32> {
         older_than,
         keep_storage,
     })?;
-    println!(
+    outln!(
         "Deleted {} images, {} cache records, {} cache mounts, {} layers, {} blobs",
-        report.images, report.cache_records, report.cache_mounts, report.layers, report.blobs
+        report.images,
+        report.cache_records,
+        report.cache_mounts,
+        report.layers,
+        report.blobs
     );
-    println!(
+    outln!(
         "Total reclaimed space: {}",
         super::images::human_size(report.bytes)
     );
@@ -136,32 +140,32 @@ pub fn df(root: &Path) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let usage = store.disk_usage()?;
     let size = super::images::human_size;
-    println!("{:<14} {:>8} {:>12}", "TYPE", "TOTAL", "SIZE");
-    println!(
+    outln!("{:<14} {:>8} {:>12}", "TYPE", "TOTAL", "SIZE");
+    outln!(
         "{:<14} {:>8} {:>12}",
         "Images",
         usage.images,
         size(usage.image_bytes)
     );
-    println!(
+    outln!(
         "{:<14} {:>8} {:>12}",
         "Image layers",
         usage.image_layers,
         size(usage.image_bytes)
     );
-    println!(
+    outln!(
         "{:<14} {:>8} {:>12}",
         "Build cache",
         usage.cache_records,
         size(usage.cache_bytes)
     );
-    println!(
+    outln!(
         "{:<14} {:>8} {:>12}",
         "Cache layers",
         usage.cache_layers,
         size(usage.cache_bytes)
     );
-    println!(
+    outln!(
         "{:<14} {:>8} {:>12}",
         "Cache mounts",
         usage.cache_mounts,
@@ -174,12 +178,12 @@ pub fn df(root: &Path) -> anyhow::Result<i32> {
 pub fn info(root: &Path) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("kernel: {}", kernel.trim());
-    println!(
+    outln!("kernel: {}", kernel.trim());
+    outln!(
         "host platform: linux/{}",
         rbuild::image::host_architecture()
     );
-    println!(
+    outln!(
         "uid map: {}",
         std::fs::read_to_string("/proc/self/uid_map")
             .unwrap_or_default()
@@ -187,7 +191,7 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("store: {}", store.root().display());
+    outln!("store: {}", store.root().display());
     for text in [
         "linux/amd64",
         "linux/386",
@@ -199,8 +203,8 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
     ] {
         let platform = rbuild::plan::Platform::parse(text).map_err(anyhow::Error::msg)?;
         match rbuild::build::emulation::emulation_for(&store, &platform) {
-            Ok(how) => println!("{text}: {how}"),
-            Err(e) => println!("{text}: unavailable: {e}"),
+            Ok(how) => outln!("{text}: {how}"),
+            Err(e) => outln!("{text}: unavailable: {e}"),
         }
     }
     Ok(0)
@@ -238,7 +242,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<i32> {
         match tag {
             Some(tag) if !args.force => {
                 store.untag(&tag)?;
-                println!("Untagged: {tag}");
+                outln!("Untagged: {tag}");
             }
             _ => {
                 let names = store.tags_of(&image_id)?;
@@ -247,19 +251,19 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<i32> {
                 }
                 for t in names {
                     store.untag(&t)?;
-                    println!("Untagged: {t}");
+                    outln!("Untagged: {t}");
                 }
             }
         }
         if store.tags_of(&image_id)?.is_empty() {
             // Another platform's image of a multi-platform tag stays until that tag goes.
             if store.listed_images()?.contains(&image_id) {
-                println!("Kept: {image_id} (an image of a multi-platform tag)");
+                outln!("Kept: {image_id} (an image of a multi-platform tag)");
                 continue;
             }
             store.untag_digests(&image_id)?;
             store.remove_image_record(&image_id)?;
-            println!("Deleted: {image_id}");
+            outln!("Deleted: {image_id}");
         }
     }
     Ok(0)
@@ -271,10 +275,10 @@ pub fn load(root: &Path, args: LoadArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot load {}", args.input.display()))?;
     for image in loaded {
         if image.tags.is_empty() {
-            println!("Loaded image ID: {}", image.image_id);
+            outln!("Loaded image ID: {}", image.image_id);
         }
         for tag in image.tags {
-            println!("Loaded image: {tag}");
+            outln!("Loaded image: {tag}");
         }
     }
     Ok(0)

@@ -1,6 +1,9 @@
 //! The command line: clap definitions (what the user typed) and one module per subcommand
 //! turning them into library calls.
 
+#[macro_use]
+mod output;
+
 mod build;
 mod images;
 mod manage;

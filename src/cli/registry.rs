@@ -80,7 +80,7 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     };
     let pulled = registry::pull(&store, &reference, &PullOptions { platform }, log)
         .with_context(|| format!("cannot pull {reference}"))?;
-    println!("{}", pulled.image_id);
+    outln!("{}", pulled.image_id);
     Ok(0)
 }
 
@@ -167,7 +167,7 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
         None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
     };
     if args.quiet {
-        println!("{digest}");
+        outln!("{digest}");
     }
     Ok(0)
 }
@@ -216,16 +216,16 @@ pub fn login(args: LoginArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot log in to {registry}"))?;
     let place = registry::login(&registry, &credentials)?;
     eprintln!("credentials for {registry} saved in {place}");
-    println!("Login Succeeded");
+    outln!("Login Succeeded");
     Ok(0)
 }
 
 pub fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
     let registry = registry_host(args.registry.as_deref())?;
     if registry::logout(&registry)? {
-        println!("Removed login credentials for {registry}");
+        outln!("Removed login credentials for {registry}");
     } else {
-        println!("Not logged in to {registry}");
+        outln!("Not logged in to {registry}");
     }
     Ok(0)
 }

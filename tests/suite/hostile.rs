@@ -413,3 +413,25 @@ fn deeply_nested_substitutions_are_an_error_not_a_crash() {
         &stderr[..stderr.len().min(2000)]
     );
 }
+
+/// `rbuild history X | head -1`: a reader that went away ends a listing quietly, with the
+/// status of a process killed by SIGPIPE (as `ls` has), never a panic.
+#[test]
+fn a_closed_pipe_ends_listings_quietly() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    for args in [&["history", "busybox:latest"][..], &["images"], &["df"]] {
+        let (reader, writer) = nix::unistd::pipe().expect("pipe");
+        drop(reader);
+        let output = env
+            .command(args)
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run rbuild");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
