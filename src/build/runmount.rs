@@ -58,8 +58,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
     };
     digits
         .parse::<u64>()
-        .map(|n| n * scale)
-        .map_err(|_| format!("invalid size {text:?}"))
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("invalid size {text:?}"))
 }
 
 /// Parses one `--mount` value.
@@ -211,6 +212,8 @@ mod tests {
             "target=/x,sharing=sometimes",
             "target=/x,bogus=1",
             "type=tmpfs,target=/t,size=lots",
+            // would wrap around u64
+            "type=tmpfs,target=/t,size=99999999999999999g",
         ] {
             assert!(parse_mount(bad).is_err(), "{bad}");
         }

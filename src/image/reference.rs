@@ -71,6 +71,13 @@ pub fn parse_tag(reference: &str) -> Result<TagRef, ReferenceError> {
             "a tag is 1-128 characters of [A-Za-z0-9_.-], not starting with . or -",
         ));
     }
+    // The distribution spec's limit, which parse_reference applies too.
+    if repository.len() > 255 {
+        return Err(invalid(
+            reference,
+            "repository name is longer than 255 characters",
+        ));
+    }
     let components: Vec<&str> = repository.split('/').collect();
     for (i, component) in components.iter().enumerate() {
         let is_host = i == 0
@@ -504,5 +511,8 @@ mod tests {
         ] {
             assert!(parse_tag(bad).is_err(), "{bad} should be refused");
         }
+        let long = "a".repeat(300);
+        assert!(parse_tag(&long).is_err(), "a 300-character name");
+        assert!(parse_tag(&"a".repeat(255)).is_ok());
     }
 }
