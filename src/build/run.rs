@@ -432,7 +432,7 @@ fn bind_mount(
         read_only: mount.read_only,
     };
     let Some(from) = &mount.from else {
-        return bind.from_context(
+        return bind.of_context(
             ctx,
             ctx.context,
             "the build context",
@@ -456,7 +456,7 @@ fn bind_mount(
             let describe = format!("build context {from}");
             // Keyed by content, like the main context: the dir may change between builds.
             let key_name = format!("named-context {from}");
-            return bind.from_context(ctx, &named, &describe, &key_name, loc, guards);
+            return bind.of_context(ctx, &named, &describe, &key_name, loc, guards);
         }
         Source::Stage(index) => {
             let done = deps
@@ -494,7 +494,7 @@ impl TreeBind<'_> {
     /// A bind of the build context or a named context dir. Its cache key holds the content
     /// of what the source selects; what `.dockerignore` excludes is hidden by a layer of
     /// whiteouts over the whole context, so no symlink inside it can reach an excluded file.
-    fn from_context(
+    fn of_context(
         &self,
         ctx: &StepContext,
         context: &crate::context::BuildContext,
