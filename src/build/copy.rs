@@ -230,15 +230,9 @@ pub fn copy_sources(
                         0,
                     )
                     .map_err(|e| format!("mkfifo {target}: {e}"))?;
-                    // Opening a FIFO blocks: owner, mode and times are set by name.
-                    rustix::fs::chownat(
-                        &parent_fd,
-                        name,
-                        Some(rustix::fs::Uid::from_raw(owner.0)),
-                        Some(rustix::fs::Gid::from_raw(owner.1)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| chown_error(&target, owner, e))?;
+                    // Opening a FIFO blocks: owner, mode and times are set by name, the mode
+                    // after the owner (chown clears setuid and setgid bits).
+                    set_owner_times_at(&parent_fd, name, owner, entry, &target)?;
                     rustix::fs::chmodat(
                         &parent_fd,
                         name,
@@ -246,25 +240,12 @@ pub fn copy_sources(
                         AtFlags::empty(),
                     )
                     .map_err(|e| format!("chmod {target}: {e}"))?;
-                    let times = timestamps(entry.mtime, entry.mtime_nsec);
-                    rustix::fs::utimensat(&parent_fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| format!("set times of {target}: {e}"))?;
                 }
                 SourceKind::Symlink { target: link } => {
                     replace_non_dir(&parent_fd, name, &target)?;
                     rustix::fs::symlinkat(link.as_str(), &parent_fd, name)
                         .map_err(|e| format!("symlink {target}: {e}"))?;
-                    rustix::fs::chownat(
-                        &parent_fd,
-                        name,
-                        Some(rustix::fs::Uid::from_raw(owner.0)),
-                        Some(rustix::fs::Gid::from_raw(owner.1)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| chown_error(&target, owner, e))?;
-                    let times = timestamps(entry.mtime, entry.mtime_nsec);
-                    rustix::fs::utimensat(&parent_fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| format!("set times of {target}: {e}"))?;
+                    set_owner_times_at(&parent_fd, name, owner, entry, &target)?;
                 }
             }
         }
@@ -276,6 +257,28 @@ pub fn copy_sources(
         }
     }
     Ok(())
+}
+
+/// Owner and times of `name` in `parent`, set by name without following it: for entries that
+/// cannot be opened to set them (a symlink, a FIFO).
+fn set_owner_times_at(
+    parent: &OwnedFd,
+    name: &str,
+    owner: (u32, u32),
+    entry: &crate::context::SourceEntry,
+    target: &str,
+) -> Result<(), String> {
+    rustix::fs::chownat(
+        parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(owner.0)),
+        Some(rustix::fs::Gid::from_raw(owner.1)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| chown_error(target, owner, e))?;
+    let times = timestamps(entry.mtime, entry.mtime_nsec);
+    rustix::fs::utimensat(parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| format!("set times of {target}: {e}"))
 }
 
 pub(super) fn timestamps(sec: i64, nsec: i64) -> Timestamps {
