@@ -166,12 +166,24 @@ pub(crate) fn fetch_manifest(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+    let announced = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
     let bytes = read_limited(response, &format!("manifest of {display}"))?;
     let digest = sha256_of(&bytes);
-    if reference.starts_with("sha256:") && reference != digest {
+    // By digest, the bytes must be what was asked for; by tag, what the registry says they
+    // are (a manifest swapped on the way would otherwise be taken for the tag's).
+    let expected = if reference.starts_with("sha256:") {
+        Some(reference.to_string())
+    } else {
+        announced.filter(|d| d.starts_with("sha256:"))
+    };
+    if let Some(expected) = expected.filter(|e| *e != digest) {
         return Err(RegistryError::DigestMismatch {
             what: format!("manifest of {display}"),
-            expected: reference.to_string(),
+            expected,
             actual: digest,
         });
     }

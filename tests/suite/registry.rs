@@ -1020,3 +1020,41 @@ fn transient_registry_failures_are_retried() {
         "config and layer were fetched after the failures: {requests:?}"
     );
 }
+
+/// A manifest pulled by tag must be the one the registry names in `Docker-Content-Digest`
+/// (by digest that was already checked): one swapped on the way is refused, nothing stored.
+#[test]
+fn a_manifest_that_is_not_the_one_the_registry_names_is_refused() {
+    use crate::support::registry::ThrottlingProxy;
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let Some(proxy) = ThrottlingProxy::start_tampering(&registry.host) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let (_, output) = run(rbuild_cmd(
+        &env,
+        &["pull", &format!("{}/library/busybox:latest", proxy.host)],
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe_output(&output));
+    assert!(
+        stderr.contains("sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+        "names the digest the registry announced: {stderr}"
+    );
+    assert!(
+        env.rbuild_ok(["images"]).lines().count() <= 1,
+        "nothing tagged"
+    );
+    // The honest registry behind it still works.
+    let (_, output) = run(rbuild_cmd(
+        &env,
+        &["pull", &format!("{}/library/busybox:latest", registry.host)],
+    ));
+    assert!(output.status.success(), "{}", describe_output(&output));
+}

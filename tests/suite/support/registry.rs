@@ -336,6 +336,8 @@ import http.client, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, upstream, log_path, failures = int(sys.argv[1]), sys.argv[2], sys.argv[3], [int(sys.argv[4])]
+tamper = sys.argv[5] == 'tamper'
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
@@ -359,6 +361,9 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in resp.getheaders():
             if k.lower() in ('connection', 'transfer-encoding'):
                 continue
+            if tamper and k.lower() == 'docker-content-digest' and '/manifests/sha256:' not in self.path:
+                # A manifest by tag whose bytes are not the ones the registry names.
+                v = 'sha256:' + '0' * 64
             self.send_header(k, v)
         self.end_headers()
         blob = method == 'GET' and '/blobs/sha256:' in self.path
@@ -392,6 +397,16 @@ impl ThrottlingProxy {
 
     /// Like `start`, but the first `failures` blob GETs are answered 503.
     pub fn start_failing(upstream: &str, failures: u32) -> Option<ThrottlingProxy> {
+        Self::launch(upstream, failures, false)
+    }
+
+    /// Like `start`, but manifests fetched by tag carry a `Docker-Content-Digest` that is not
+    /// the digest of their bytes, as if they were swapped on the way.
+    pub fn start_tampering(upstream: &str) -> Option<ThrottlingProxy> {
+        Self::launch(upstream, 0, true)
+    }
+
+    fn launch(upstream: &str, failures: u32, tamper: bool) -> Option<ThrottlingProxy> {
         let python = Path::new("/usr/bin/python3");
         if !super::gate("/usr/bin/python3", python.exists()) {
             return None;
@@ -406,6 +421,7 @@ impl ThrottlingProxy {
             .arg(upstream)
             .arg(dir.path().join("blobs.log"))
             .arg(failures.to_string())
+            .arg(if tamper { "tamper" } else { "honest" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
