@@ -435,3 +435,76 @@ fn a_closed_pipe_ends_listings_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// What `.dockerignore` excludes stays out of a bind mount of the context, whichever path
+/// leads to it: a symlink to the excluded file (`alias -> .env`) or to the context itself
+/// (`self -> .`) resolves inside a context where the file does not exist.
+#[test]
+fn ignored_files_stay_out_of_context_mounts_through_symlinks() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let entries = |dockerfile: &str| {
+        env.context(&[
+            ("Dockerfile", file(dockerfile)),
+            (".dockerignore", file(".env\n")),
+            (".env", file("TOKEN=host-secret\n")),
+            ("alias", symlink_to(".env")),
+            ("self", symlink_to(".")),
+            ("data", file("data\n")),
+        ])
+    };
+    let ctx = entries("FROM busybox:latest\nRUN --mount=type=bind,source=self,target=/s sh -c 'ls -a /s > /listing; cat /s/.env > /leak 2>/dev/null || echo absent > /leak'\n");
+    let (_, image) = env.build_oci("ignored-self", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("leak"), "absent\n");
+    let listing = tree.text("listing");
+    assert!(
+        listing.contains("data") && !listing.contains(".env"),
+        "{listing}"
+    );
+
+    let ctx = entries("FROM busybox:latest\nRUN --mount=type=bind,source=alias,target=/a cat /a\n");
+    let output = env.rbuild(["build", ctx.to_str().expect("utf-8")]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{all}");
+    assert!(
+        !all.contains("host-secret"),
+        "the ignored file was mounted: {all}"
+    );
+    assert!(
+        all.contains("mount source \"alias\" not found in the build context")
+            && all.contains("Dockerfile:2:"),
+        "{all}"
+    );
+}
+
+/// A device node in the context cannot be created by a rootless build: a clear error naming
+/// it, not an attempt to read the device.
+#[test]
+fn device_nodes_in_the_context_are_refused_clearly() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let ctx = env.context(&[("Dockerfile", file("FROM busybox:latest\nCOPY . /ctx/\n"))]);
+    // The same device as /dev/zero: reading it would never end.
+    nix::sys::stat::mknod(
+        &ctx.join("zero"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 5),
+    )
+    .expect("mknod");
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("\"/zero\" is a device node") && stderr.contains("Dockerfile:2:"),
+        "{stderr}"
+    );
+}
