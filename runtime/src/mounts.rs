@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 
 use crate::spec::{MountStub, RootfsSpec, TreeMount};
 
@@ -111,7 +111,6 @@ pub fn ensure_in_root(
 ) -> Result<std::path::PathBuf, String> {
     // No symlink may be followed: the mount calls below use the plain path, which the host
     // would resolve, so a symlink in the image could otherwise send a mount outside it.
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let refuse = |e: rustix::io::Errno, p: &str| {
         if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::XDEV {
             format!("{p} is a symlink in the image; rbuild cannot mount over it")
@@ -120,16 +119,7 @@ pub fn ensure_in_root(
         }
     };
     let rel = |p: &str| p.trim_start_matches('/').to_string();
-    let open_path = |p: &str| {
-        let p = rel(p);
-        rustix::fs::openat2(
-            root,
-            if p.is_empty() { "." } else { p.as_str() },
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        )
-    };
+    let open_path = |p: &str| boundary::open_beneath(root, rel(p), OFlags::PATH);
     match open_path(path) {
         Ok(_) => return Ok(merged.join(rel(path))),
         Err(rustix::io::Errno::NOENT) => {}
@@ -150,19 +140,8 @@ pub fn ensure_in_root(
             Some(("", _)) | None => "/".to_string(),
             Some((p, _)) => p.to_string(),
         };
-        let parent_rel = rel(&parent);
-        let parent_fd = rustix::fs::openat2(
-            root,
-            if parent_rel.is_empty() {
-                "."
-            } else {
-                parent_rel.as_str()
-            },
-            OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        )
-        .map_err(|e| format!("open {parent} in the rootfs: {e}"))?;
+        let parent_fd = boundary::open_beneath(root, rel(&parent), OFlags::DIRECTORY)
+            .map_err(|e| format!("open {parent} in the rootfs: {e}"))?;
         if last && !is_dir {
             rustix::fs::openat(
                 &parent_fd,
@@ -189,6 +168,8 @@ pub fn ensure_in_root(
 /// stop at the tree's root, so `/leak -> /home/me/.ssh/id_ed25519` names the tree's own file),
 /// and the open descriptor, not a path, is what gets mounted. Writes of an `rw` mount land in
 /// the scratch dir: an overlay over a directory, a private copy of a file.
+// Boundary: scratch dirs rbuild made; the source itself is resolved by boundary::open_in_root.
+#[allow(clippy::disallowed_methods)]
 pub fn mount_from_tree(
     root: &OwnedFd,
     merged: &Path,
@@ -197,24 +178,17 @@ pub fn mount_from_tree(
     stubs: &mut Vec<MountStub>,
 ) -> Result<(), String> {
     let tree_root = open_tree_root(tree)?;
-    let rel = tree.path.trim_start_matches('/');
-    let source = rustix::fs::openat2(
-        &tree_root,
-        if rel.is_empty() { "." } else { rel },
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NOENT => format!(
-            "mount source {:?} not found in {}",
-            tree.path, tree.describe
-        ),
-        e => format!(
-            "open mount source {:?} in {}: {e}",
-            tree.path, tree.describe
-        ),
-    })?;
+    let source =
+        boundary::open_in_root(&tree_root, &tree.path, OFlags::PATH).map_err(|e| match e {
+            rustix::io::Errno::NOENT => format!(
+                "mount source {:?} not found in {}",
+                tree.path, tree.describe
+            ),
+            e => format!(
+                "open mount source {:?} in {}: {e}",
+                tree.path, tree.describe
+            ),
+        })?;
     let kind = rustix::fs::FileType::from_raw_mode(
         rustix::fs::fstat(&source)
             .map_err(|e| format!("stat mount source {:?}: {e}", tree.path))?
@@ -275,6 +249,8 @@ fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, String> {
 
 /// A private copy of a regular file for an `rw` bind mount, so that the step's writes never
 /// reach the original (a context file such as `.git/config`).
+// Boundary: the source is reopened through its fd (/proc/self/fd), the copy goes into rbuild's scratch dir.
+#[allow(clippy::disallowed_methods)]
 fn copy_file_for_writes(source: &OwnedFd, scratch: &Path) -> Result<std::path::PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     let stat = rustix::fs::fstat(source).map_err(|e| format!("stat mount source: {e}"))?;
@@ -480,6 +456,8 @@ pub fn loopback_up() -> Result<(), String> {
 }
 
 /// Resolves `name` against PATH entries of the step's environment, as execvp would.
+// Boundary: runs inside the step's own root after pivot_root.
+#[allow(clippy::disallowed_methods)]
 pub fn find_executable(name: &str, path_var: Option<&str>) -> Option<CString> {
     if name.contains('/') {
         return CString::new(name).ok();
@@ -502,6 +480,7 @@ pub fn find_executable(name: &str, path_var: Option<&str>) -> Option<CString> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures the tests create
 mod tests {
     use super::*;
     use std::path::PathBuf;

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -228,11 +228,5 @@ fn open_dir(path: &std::path::Path) -> rustix::io::Result<OwnedFd> {
 
 /// Opens `rel` beneath `dir` without following any symlink on the way or at the end.
 fn open_beneath(dir: &OwnedFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat2(
-        dir,
-        if rel.is_empty() { "." } else { rel },
-        flags | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
+    boundary::open_beneath(dir, rel, flags | OFlags::RDONLY | OFlags::NOFOLLOW)
 }

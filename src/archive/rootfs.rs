@@ -4,7 +4,6 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` and the entry created relative to that fd.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -12,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_runtime::RootfsSpec;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::{io_err, ArchiveError};
 use crate::snapshot;
@@ -32,6 +31,8 @@ struct MergedView {
 }
 
 impl MergedView {
+    // Boundary: dirs rbuild makes in its own store temp dir.
+    #[allow(clippy::disallowed_methods)]
     fn mount(store: &Store, image_id: &str) -> Result<MergedView, ArchiveError> {
         let config = store.read_blob(image_id)?;
         let config: serde_json::Value =
@@ -110,6 +111,8 @@ pub fn export_local(
 }
 
 /// True when the process is root of the initial user namespace (the identity map).
+// Boundary: a kernel interface.
+#[allow(clippy::disallowed_methods)]
 fn is_host_root() -> bool {
     let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
         return false;
@@ -128,19 +131,7 @@ fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno
 }
 
 fn open_beneath(root: &OwnedFd, rel: &Path, dest: &Path) -> Result<OwnedFd, ArchiveError> {
-    let rel_str: &OsStr = if rel.as_os_str().is_empty() {
-        OsStr::new(".")
-    } else {
-        rel.as_os_str()
-    };
-    rustix::fs::openat2(
-        root,
-        rel_str,
-        OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(errno_err(
+    boundary::open_beneath(root, rel, OFlags::DIRECTORY).map_err(errno_err(
         "open (without following symlinks)",
         &dest.join(rel),
     ))
@@ -158,6 +149,8 @@ fn timestamps(secs: i64) -> Timestamps {
 }
 
 /// Copies `src` (trusted: our own mount) into `dest` without following symlinks in `dest`.
+// Boundary: reads a read-only overlay view rbuild mounted (walked without following symlinks); writes go through fds opened beneath the destination.
+#[allow(clippy::disallowed_methods)]
 fn copy_tree(
     src: &Path,
     dest: &Path,

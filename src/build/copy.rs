@@ -132,6 +132,8 @@ pub fn join_image_path(base: &str, rel: &str) -> String {
 
 /// Copies every selected source to `dest` (absolute, in the image). `dest_is_dir` is the
 /// caller's reading of the trailing-slash and several-sources rules.
+// Boundary: sources are files the walker resolved inside their tree (select.rs); writes go through fds resolved in the image root.
+#[allow(clippy::disallowed_methods)]
 pub fn copy_sources(
     root: &OwnedFd,
     selected: &[Selected],
@@ -338,6 +340,7 @@ fn replace_non_dir(parent: &OwnedFd, name: &str, target: &str) -> Result<(), Str
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures the tests create
 mod tests {
     use super::join_image_path;
 

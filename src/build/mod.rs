@@ -185,6 +185,8 @@ impl Stage {
 
 /// Builds the Dockerfile into an image in `store` and tags it. Stages the target needs run in
 /// dependency order, independent ones in parallel (at most `options.jobs` at once).
+// Boundary: the Dockerfile the user named on the command line.
+#[allow(clippy::disallowed_methods)]
 pub fn build(
     store: &Store,
     options: &BuildOptions,

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use rbuild_runtime::RootfsSpec;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 
 use super::error::{io_error, BuildError};
 use crate::store::Store;
@@ -20,6 +20,8 @@ pub struct StepDirs {
 
 impl StepDirs {
     /// `layers` are diff_ids bottom first, as in the config.
+    // Boundary: dirs rbuild makes in its own store temp dir.
+    #[allow(clippy::disallowed_methods)]
     pub fn new(store: &Store, layers: &[String], purpose: &str) -> Result<StepDirs, BuildError> {
         let temp = store.temp_dir(purpose)?;
         let mut lower_dirs: Vec<PathBuf> = layers
@@ -52,6 +54,8 @@ impl StepDirs {
 
 impl StepDirs {
     /// A read-only view of `layers` (another stage, an image) for COPY --from and RUN mounts.
+    // Boundary: dirs rbuild makes in its own store temp dir.
+    #[allow(clippy::disallowed_methods)]
     pub fn read_only(
         store: &Store,
         layers: &[String],
@@ -134,59 +138,24 @@ impl Drop for MountedRootfs {
 /// Opens `path` (absolute, in image terms) inside `root`: symlinks resolve against the image's
 /// root, `..` cannot climb out, /proc magic links are refused.
 pub fn open_in_root(root: &OwnedFd, path: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat2(
-        root,
-        if path.is_empty() { "/" } else { path },
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    boundary::open_in_root(root, path, flags)
 }
 
 /// `mkdir -p` inside the image; created dirs get `mode` and `owner`. Returns a dirfd of `path`.
+/// A dangling symlink on the way is followed inside the image and its target made there.
 pub fn mkdir_all_in_root(
     root: &OwnedFd,
     path: &str,
     mode: u32,
     owner: (u32, u32),
 ) -> Result<OwnedFd, String> {
-    if let Ok(fd) = open_in_root(root, path, OFlags::DIRECTORY) {
-        return Ok(fd);
-    }
-    let mut dir = open_in_root(root, "/", OFlags::DIRECTORY).map_err(|e| format!("open /: {e}"))?;
-    let mut so_far = String::new();
-    for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        so_far.push('/');
-        so_far.push_str(component);
-        match open_in_root(root, &so_far, OFlags::DIRECTORY) {
-            Ok(fd) => dir = fd,
-            Err(rustix::io::Errno::NOENT) => {
-                rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(mode))
-                    .map_err(|e| format!("mkdir {so_far}: {e}"))?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    component,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| format!("open {so_far}: {e}"))?;
-                rustix::fs::fchown(
-                    &fd,
-                    Some(rustix::fs::Uid::from_raw(owner.0)),
-                    Some(rustix::fs::Gid::from_raw(owner.1)),
-                )
-                .map_err(|e| super::copy::chown_error(&so_far, owner, e))?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-                    .map_err(|e| format!("chmod {so_far}: {e}"))?;
-                dir = fd;
-            }
-            Err(rustix::io::Errno::NOTDIR) => {
-                return Err(format!(
-                    "{so_far} exists in the image and is not a directory"
-                ))
-            }
-            Err(e) => return Err(format!("open {so_far}: {e}")),
+    boundary::mkdir_all_in_root(root, path, mode, Some(owner)).map_err(|e| match e {
+        boundary::RootError::Io { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
+            super::copy::chown_error(path, owner, rustix::io::Errno::INVAL)
         }
-    }
-    Ok(dir)
+        boundary::RootError::NotADirectory { path } => {
+            format!("{path} exists in the image and is not a directory")
+        }
+        e => crate::error_chain(&e),
+    })
 }

@@ -182,6 +182,8 @@ pub(super) fn run(
 /// The argv of a RUN with heredocs. `RUN <<EOF` alone runs the body as the script (a `#!`
 /// body is executed as a file, mounted under /dev/pipes); otherwise the command line and the
 /// bodies go to the shell together, which reads the heredocs itself.
+// Boundary: a script file in a store temp dir rbuild made.
+#[allow(clippy::disallowed_methods)]
 fn heredoc_command(
     ctx: &StepContext,
     stage: &Stage,
@@ -239,6 +241,8 @@ fn heredoc_command(
 /// Turns one `--mount` into what the sandbox mounts, and the part of the cache key it adds
 /// (never a secret's value).
 #[allow(clippy::too_many_arguments)]
+// Boundary: secret files in a store temp dir rbuild made.
+#[allow(clippy::disallowed_methods)]
 fn resolve_mount(
     ctx: &StepContext,
     plan: &StagePlan,
@@ -347,6 +351,8 @@ fn resolve_mount(
 }
 
 /// `type=cache`: a dir of the store kept between builds, never part of a layer.
+// Boundary: the store's cache-mounts dir.
+#[allow(clippy::disallowed_methods)]
 fn cache_mount_dir(
     ctx: &StepContext,
     mount: &RunMount,
@@ -398,6 +404,8 @@ fn cache_mount_dir(
     Ok(dir)
 }
 
+// Boundary: the store's cache-mounts dir.
+#[allow(clippy::disallowed_methods)]
 fn create_cache_dir(dir: &Path, mount: &RunMount) -> Result<(), BuildError> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
@@ -528,6 +536,8 @@ impl TreeBind<'_> {
 
     /// The mount: `layers` topmost first. A single layer dir of an image still goes through
     /// an overlay (with an empty dir below) so that its whiteouts mean what they mean.
+    // Boundary: staging and scratch dirs rbuild makes in its own store temp dir.
+    #[allow(clippy::disallowed_methods)]
     fn step_mount(
         &self,
         ctx: &StepContext,
@@ -566,6 +576,8 @@ impl TreeBind<'_> {
 }
 
 /// A layer dir holding an overlay whiteout (a 0/0 character device) for each path.
+// Boundary: a fresh temp dir of whiteouts; names come from the context walk (no '..', no symlinks created).
+#[allow(clippy::disallowed_methods)]
 fn whiteout_layer(
     ctx: &StepContext,
     paths: &[String],
@@ -597,6 +609,8 @@ fn whiteout_layer(
 
 /// /etc/hosts, /etc/resolv.conf and /etc/hostname for the step, bind-mounted from here so
 /// they never land in a layer.
+// Boundary: /etc files rbuild writes into its own temp dir.
+#[allow(clippy::disallowed_methods)]
 pub(super) fn write_etc_files(
     dir: &Path,
     extra_hosts: &[(String, String)],

@@ -274,6 +274,9 @@ pub fn load(root: &Path, args: LoadArgs) -> anyhow::Result<i32> {
     let loaded = archive::load(&store, &args.input)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
     for image in loaded {
+        for notice in &image.notices {
+            eprintln!("notice: {notice}");
+        }
         if image.tags.is_empty() {
             outln!("Loaded image ID: {}", image.image_id);
         }

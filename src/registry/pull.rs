@@ -478,14 +478,17 @@ fn fetch_layer(
     } else {
         download_blob(store, client, blob, log)?
     };
-    archive::import_layer(
+    let notice = archive::import_layer(
         store,
         &path,
         Some(blob.clone()),
         diff_id,
         Path::new(&blob.digest),
     )?;
-    log.line(&format!("{short}: applied"));
+    match notice {
+        Some(notice) => log.line(&format!("{short}: applied; {notice}")),
+        None => log.line(&format!("{short}: applied")),
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tar::{EntryType, Header};
 use walkdir::WalkDir;
@@ -13,14 +13,8 @@ use walkdir::WalkDir;
 use super::digest::{Digest, DigestWriter};
 use super::error::SnapshotError;
 
-/// Prefix of whiteout names in a layer tar.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// Name of the opaque-dir marker in a layer tar.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
-/// The xattr overlayfs (mounted with `userxattr`) reads to find opaque directories.
-pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
-/// The same marker when overlayfs runs without `userxattr` (real root).
-pub const OPAQUE_XATTR_TRUSTED: &str = "trusted.overlay.opaque";
+use boundary::layer::keep_xattr;
+pub use boundary::layer::{OPAQUE_MARKER, OPAQUE_XATTR, OPAQUE_XATTR_TRUSTED, WHITEOUT_PREFIX};
 
 const BLOCK: usize = 512;
 const COPY_BUF: usize = 128 * 1024;
@@ -31,18 +25,6 @@ const MAX_OCTAL_12: u64 = 0o77777777777;
 
 /// Extended attributes as (name, value) pairs, sorted by name.
 pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// True for xattrs overlayfs interprets (`trusted.overlay.*`, `user.overlay.*`, ...).
-pub(super) fn is_overlay_xattr(name: &[u8]) -> bool {
-    let mut parts = name.splitn(3, |&b| b == b'.');
-    let _namespace = parts.next();
-    parts.next() == Some(b"overlay".as_slice()) && parts.next().is_some()
-}
-
-/// The xattrs a layer tar carries: `user.*` (minus overlay's) and `security.capability`.
-pub(super) fn keep_xattr(name: &[u8]) -> bool {
-    (name.starts_with(b"user.") && !is_overlay_xattr(name)) || name == b"security.capability"
-}
 
 /// Everything that goes into one tar header.
 struct EntryMeta<'a> {
@@ -277,6 +259,8 @@ fn is_opaque(path: &Path) -> Result<bool, SnapshotError> {
 }
 
 /// Stream exactly `size` bytes of the regular file at `path` into `out`, then pad the block.
+// Boundary: opens a layer dir's entry with O_NOFOLLOW, found by a walk that follows no symlink.
+#[allow(clippy::disallowed_methods)]
 fn write_file_data<W: Write>(
     out: &mut W,
     path: &Path,
@@ -333,6 +317,8 @@ pub fn write_layer_tar<W: Write>(layer_dir: &Path, out: W) -> Result<W, Snapshot
 /// [`write_layer_tar`] with every mtime newer than `clamp_mtime` set to it (BuildKit's
 /// `rewrite-timestamp` with `SOURCE_DATE_EPOCH`): files a build just made then carry no trace
 /// of when it ran.
+// Boundary: walks a layer dir without following symlinks; read_link only reads a link's own target.
+#[allow(clippy::disallowed_methods)]
 pub fn write_layer_tar_clamped<W: Write>(
     layer_dir: &Path,
     mut out: W,
@@ -478,12 +464,8 @@ pub fn layer_diff_id(layer_dir: &Path) -> Result<Digest, SnapshotError> {
     Ok(w.finish().1)
 }
 
-/// For messages: a tar name as a path.
-pub(super) fn name_path(name: &[u8]) -> PathBuf {
-    PathBuf::from(std::ffi::OsStr::from_bytes(name))
-}
-
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures the tests create
 pub(super) mod tests_support {
     pub fn split_ustar_for_test(name: &[u8]) -> Option<(&[u8], &[u8])> {
         super::split_ustar(name)

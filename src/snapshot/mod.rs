@@ -7,7 +7,14 @@ pub mod digest;
 pub mod error;
 pub mod layer_tar;
 
-pub use apply::{apply_layer_tar, decompressing_reader, ApplyReport};
+pub use apply::{apply_layer_tar, report_notice};
+
+/// A reader decompressed by its magic bytes (gzip, zstd, bzip2, xz; plain passes through).
+pub fn decompressing_reader<R: std::io::Read + Send + 'static>(
+    reader: R,
+) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    boundary::decompress::decompressing_reader(reader).map(|(_, stream)| stream)
+}
 pub use compress::gzip_stream;
 pub use digest::{Digest, DigestReader, DigestWriter};
 pub use error::SnapshotError;

@@ -508,3 +508,103 @@ fn device_nodes_in_the_context_are_refused_clearly() {
         "{stderr}"
     );
 }
+
+/// An archive added to a subdirectory is extracted with that directory as its root: its
+/// symlinks (`up -> ..`, `abs -> /etc`, one to a host dir) cannot carry writes into the
+/// image's `/etc` or `/`, nor to the host.
+#[test]
+fn add_archives_resolve_their_symlinks_inside_the_destination() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let mut archive = tar::Builder::new(Vec::new());
+    let entries: [(&str, tar::EntryType, &str); 6] = [
+        ("up", tar::EntryType::Symlink, ".."),
+        ("up/x.txt", tar::EntryType::Regular, "through up\n"),
+        ("abs", tar::EntryType::Symlink, "/etc"),
+        ("abs/passwd", tar::EntryType::Regular, "through abs\n"),
+        ("host", tar::EntryType::Symlink, &canary.path("t")),
+        ("host/pwned", tar::EntryType::Regular, "through host\n"),
+    ];
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        let body: &[u8] = if kind == tar::EntryType::Symlink {
+            header.set_link_name(data).expect("link name");
+            b""
+        } else {
+            data.as_bytes()
+        };
+        header.set_size(body.len() as u64);
+        header.set_path(name).expect("name");
+        header.set_cksum();
+        archive.append(&header, body).expect("append");
+    }
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file("FROM busybox:latest\nADD evil.tar /dest/\n"),
+        ),
+        ("evil.tar", file(archive.into_inner().expect("tar"))),
+    ]);
+    let (_, image) = env.build_oci("add-evil", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("dest/x.txt"), "through up\n");
+    assert_eq!(tree.text("dest/etc/passwd"), "through abs\n");
+    let planted = format!("dest{}/pwned", canary.path("t"));
+    assert_eq!(tree.text(&planted), "through host\n");
+    assert!(tree.get("x.txt").is_none(), "up/x.txt landed in /");
+    assert!(
+        !tree.text("etc/passwd").contains("through abs"),
+        "abs/passwd overwrote the image's /etc/passwd"
+    );
+    canary.assert_untouched();
+}
+
+/// Rootless buildah and podman leave `user.overlay.origin` and `user.overlay.impure` on the
+/// directories of the layers they make. Such an image loads and builds (podman runs it): the
+/// xattrs are stripped with a notice, never applied as overlay metadata.
+#[test]
+fn images_made_by_rootless_buildah_load_with_their_overlay_xattrs_stripped() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    ImageBuilder::new()
+        .tag("rootless-made:1")
+        .gzip_layer(&[
+            TarEntry::dir("d")
+                .xattr("user.overlay.origin", b"\x00\xfb\x21\x00\x01")
+                .xattr("user.overlay.impure", "y"),
+            TarEntry::file("d/f", "made rootless\n"),
+        ])
+        .write_oci_archive(&env.path("rootless-made.tar"));
+    let output = env.rbuild([
+        "load",
+        "-i",
+        env.path("rootless-made.tar").to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("user.overlay.origin") && stderr.contains("stripped"),
+        "no notice of the stripped xattrs: {stderr}"
+    );
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM rootless-made:1 AS made\n\
+             FROM busybox:latest\n\
+             COPY --from=made /d /d\n\
+             RUN cat /d/f > /seen && touch /d/new && ls /d > /listing\n",
+        ),
+    )]);
+    let (_, image) = env.build_oci("from-rootless", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("seen"), "made rootless\n");
+    assert_eq!(tree.text("listing"), "f\nnew\n");
+}
