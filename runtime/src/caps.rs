@@ -43,3 +43,14 @@ pub fn set_root_capabilities() -> Result<(), caps::errors::CapsError> {
     caps::set(None, CapSet::Inheritable, &keep)?;
     Ok(())
 }
+
+/// For `--security=insecure` as uid 0: every capability the user namespace grants.
+pub fn set_all_capabilities() -> Result<(), caps::errors::CapsError> {
+    let all = caps::all();
+    let bounding = caps::read(None, CapSet::Bounding)?;
+    let keep: CapsHashSet = all.intersection(&bounding).copied().collect();
+    caps::set(None, CapSet::Effective, &keep)?;
+    caps::set(None, CapSet::Permitted, &keep)?;
+    caps::set(None, CapSet::Inheritable, &keep)?;
+    Ok(())
+}

@@ -212,7 +212,19 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         .find_map(|e| e.strip_prefix("PATH="))
         .map(str::to_string);
 
-    crate::caps::limit_bounding_set().map_err(|e| format!("limit capabilities: {e}"))?;
+    let sandboxed = spec.security == crate::spec::Security::Sandbox;
+    if sandboxed {
+        // Now, while this process still holds CAP_SYS_ADMIN in the user namespace: the kernel
+        // then takes the filter without NO_NEW_PRIVS, which Docker does not set either.
+        crate::seccomp::install_default_filter().map_err(|e| {
+            let mut message = e.to_string();
+            if let Some(cause) = std::error::Error::source(&e) {
+                message.push_str(&format!(": {cause}"));
+            }
+            message
+        })?;
+        crate::caps::limit_bounding_set().map_err(|e| format!("limit capabilities: {e}"))?;
+    }
     let groups: Vec<Gid> = user
         .additional_gids
         .iter()
@@ -234,8 +246,10 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| unmapped("gid", user.gid, e))?;
     let uid = Uid::from_raw(user.uid);
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| unmapped("uid", user.uid, e))?;
-    if user.uid == 0 {
+    if user.uid == 0 && sandboxed {
         crate::caps::set_root_capabilities().map_err(|e| format!("set capabilities: {e}"))?;
+    } else if user.uid == 0 {
+        crate::caps::set_all_capabilities().map_err(|e| format!("set capabilities: {e}"))?;
     }
 
     let program = spec.args.first().ok_or("no command to run")?;

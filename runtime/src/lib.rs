@@ -8,6 +8,7 @@ pub mod error;
 pub mod idmap;
 pub mod init;
 pub mod mounts;
+pub mod seccomp;
 pub mod spec;
 pub mod step;
 pub mod user;
@@ -16,7 +17,8 @@ pub mod userns;
 pub use error::RuntimeError;
 pub use init::{step_init_main, STEP_INIT_ARG};
 pub use spec::{
-    EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, StepMount, StepSpec, TreeMount,
+    EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, Security, StepMount, StepSpec,
+    TreeMount,
 };
 pub use step::{remove_stubs, run_step, OutputStream, StepOutcome};
 pub use userns::{enter_identity_user_namespace, enter_user_namespace, IdMapping, UserNamespace};

@@ -13,6 +13,17 @@ pub enum NetworkMode {
     None,
 }
 
+/// How confined a step is (`RUN --security=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Security {
+    /// Docker's default capabilities and seccomp filter: what every RUN step gets.
+    #[default]
+    Sandbox,
+    /// Every capability of the build's user namespace and no seccomp filter
+    /// (`RUN --security=insecure`, which the user must allow with `--allow security.insecure`).
+    Insecure,
+}
+
 /// The overlay the step runs on. All dirs must sit on one filesystem with the upper dir. An
 /// empty `upper_dir` makes a read-only view (overlay then needs at least two lower dirs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +69,8 @@ pub struct StepSpec {
     /// Extra mounts (RUN --mount), in order; their mount points never reach the layer.
     #[serde(default)]
     pub mounts: Vec<StepMount>,
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// One RUN --mount, resolved by the caller to host paths.

@@ -75,6 +75,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Pull the FROM image even when the store has it (re-resolve the tag).
     pub pull: bool,
+    /// `--allow security.insecure`: RUN --security=insecure may run.
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone)]

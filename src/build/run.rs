@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_runtime::{
-    EtcFiles, MountSource, NetworkMode, OutputStream, StepMount, StepSpec, TreeMount,
+    EtcFiles, MountSource, NetworkMode, OutputStream, Security, StepMount, StepSpec, TreeMount,
 };
 
 use super::error::{io_error, BuildError, Location};
@@ -47,6 +47,7 @@ pub(super) fn run(
         .clone()
         .unwrap_or_else(|| "default".into());
     let mut mount_specs = Vec::new();
+    let mut security = Security::Sandbox;
     for flag in flags {
         let value = flag.value.as_deref().unwrap_or("");
         match flag.name.as_str() {
@@ -55,8 +56,23 @@ pub(super) fn run(
                     .map_err(|m| loc.error("RUN", format!("--mount={value}: {m}")))?,
             ),
             "network" => network = value.to_string(),
-            "security" if value == "sandbox" => {}
-            "security" => return Err(not_supported(loc, "RUN", &format!("--security={value}"))),
+            "security" if value == "sandbox" => security = Security::Sandbox,
+            "security" if value == "insecure" && ctx.options.allow_insecure => {
+                security = Security::Insecure
+            }
+            "security" if value == "insecure" => {
+                return Err(loc.error(
+                    "RUN",
+                    "--security=insecure runs the step with every capability and no seccomp \
+                     filter: allow it with `rbuild build --allow security.insecure`",
+                ))
+            }
+            "security" => {
+                return Err(loc.error(
+                    "RUN",
+                    format!("--security={value}: expected sandbox or insecure"),
+                ))
+            }
             other => return Err(not_supported(loc, "RUN", &format!("--{other}"))),
         }
     }
@@ -122,7 +138,10 @@ pub(super) fn run(
     let args_json = serde_json::to_string(&args).unwrap_or_default();
     let env_json = serde_json::to_string(&env).unwrap_or_default();
     let mounts_json = serde_json::to_string(&mount_keys).unwrap_or_default();
-    let network_key = format!("network={network} hosts={:?}", ctx.options.extra_hosts);
+    let network_key = format!(
+        "network={network} hosts={:?} security={security:?}",
+        ctx.options.extra_hosts
+    );
     let key = stage.next_key(&[
         "RUN",
         &args_json,
@@ -151,6 +170,7 @@ pub(super) fn run(
         etc_files,
         network: network_mode,
         mounts: extra_mounts,
+        security,
     };
     let outcome = rbuild_runtime::run_step(&spec, &mut |_stream: OutputStream, line: &[u8]| {
         progress.step_output(line)

@@ -69,6 +69,10 @@ pub struct BuildArgs {
     /// Network for RUN steps: default (the host's), none, host
     #[arg(long, value_name = "default|none|host")]
     pub network: Option<String>,
+    /// Entitlements, as buildx: `security.insecure` lets RUN --security=insecure run with every
+    /// capability and no seccomp filter; `network.host` is accepted (host is the default)
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
     /// Another context: `NAME=DIR`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG]`;
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
@@ -952,6 +956,11 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             bail!("--network {network}: expected default, none or host");
         }
     }
+    for entitlement in &args.allow {
+        if !matches!(entitlement.as_str(), "security.insecure" | "network.host") {
+            bail!("--allow {entitlement}: expected security.insecure or network.host");
+        }
+    }
     let platforms = parse_platforms(args.platform.as_deref())?;
     if platforms.len() > 1 {
         refuse_for_several_platforms(&args, loader.as_ref(), &outputs)?;
@@ -973,6 +982,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         jobs: args.jobs,
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
+        allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
         platform: match platforms.as_slice() {

@@ -36,3 +36,4 @@ mod registry;
 mod remote;
 mod runmounts;
 mod sandbox;
+mod seccomp;

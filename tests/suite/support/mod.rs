@@ -18,6 +18,7 @@
 
 pub mod craft;
 pub mod df;
+pub mod docker;
 pub mod git;
 pub mod local;
 pub mod oci;
@@ -29,6 +30,8 @@ pub mod tools;
 pub use craft::{ImageBuilder, TarEntry};
 #[allow(unused_imports)]
 pub use df::{build_df, build_df_err, config_field, created_by, df_context, env_value, path_str};
+#[allow(unused_imports)]
+pub use docker::Dockerd;
 #[allow(unused_imports)]
 pub use git::{git_in, GitServer};
 pub use local::assert_dir_matches_tree;
