@@ -30,5 +30,5 @@ pub mod root;
 pub use extract::{extract_tar, ExtractError, ExtractOptions, ExtractReport, Format, Ownership};
 pub use root::{
     mkdir_all_in_root, open_beneath, open_dir_in_root, open_in_root, open_root, read_in_root,
-    remove_all_at, RootError,
+    read_regular_file, remove_all_at, RootError,
 };

@@ -27,6 +27,15 @@ pub enum RootError {
     },
     #[error("{path} exists and is not a directory")]
     NotADirectory { path: String },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: String },
+}
+
+impl RootError {
+    /// True when the path does not exist (as opposed to existing and being unreadable).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RootError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 impl RootError {
@@ -207,10 +216,37 @@ fn mkdir_all_hops(
     Ok(dir)
 }
 
-/// Reads the file `path` inside `root`, at most `limit` bytes (a longer file is cut there).
+/// Reads the regular file `path` inside `root`, at most `limit` bytes (a longer file is cut
+/// there). A FIFO, device, socket or directory is refused without being read, so nothing
+/// blocks: the open is non-blocking and the type is checked on the open descriptor.
 pub fn read_in_root(root: impl AsFd, path: &str, limit: u64) -> Result<Vec<u8>, RootError> {
+    let fd = open_in_root(root, path, OFlags::RDONLY | OFlags::NONBLOCK)
+        .map_err(RootError::io("open", path))?;
+    read_regular(fd, path, limit)
+}
+
+/// Reads the regular file at the host path `path` (one the user named, e.g. `-f FILE`), with
+/// the same refusal of anything that is not a regular file.
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, RootError> {
+    let shown = path.display().to_string();
+    let fd = rfs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(RootError::io("open", &shown))?;
+    read_regular(fd, &shown, limit)
+}
+
+fn read_regular(fd: OwnedFd, path: &str, limit: u64) -> Result<Vec<u8>, RootError> {
     use std::io::Read;
-    let fd = open_in_root(root, path, OFlags::RDONLY).map_err(RootError::io("open", path))?;
+    let stat = rfs::fstat(&fd).map_err(RootError::io("stat", path))?;
+    if rfs::FileType::from_raw_mode(stat.st_mode) != rfs::FileType::RegularFile {
+        return Err(RootError::NotAFile {
+            path: path.to_string(),
+        });
+    }
     let mut out = Vec::new();
     std::fs::File::from(fd)
         .take(limit)
@@ -299,6 +335,38 @@ mod tests {
             open_in_root(&root, "/proc/self/root/etc/passwd", OFlags::RDONLY).err(),
             Some(Errno::NOENT)
         );
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_fifos_never_block() {
+        let tree = tempfile::tempdir().expect("tempdir");
+        let fifo = tree.path().join("fifo");
+        rfs::mknodat(
+            CWD,
+            &fifo,
+            rfs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        std::fs::create_dir(tree.path().join("dir")).expect("mkdir");
+        let root = open_root(tree.path()).expect("root");
+        for name in ["fifo", "dir"] {
+            assert!(
+                matches!(
+                    read_in_root(&root, name, 10),
+                    Err(RootError::NotAFile { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            read_regular_file(&fifo, 10),
+            Err(RootError::NotAFile { .. })
+        ));
+        assert!(read_in_root(&root, "missing", 10)
+            .err()
+            .is_some_and(|e| e.is_not_found()));
     }
 
     #[test]

@@ -4,11 +4,17 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read the Dockerfile {path}")]
     ReadDockerfile {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: boundary::RootError,
+    },
+    #[error("open build context {path}")]
+    OpenContext {
+        path: PathBuf,
+        #[source]
+        source: crate::context::ContextError,
     },
     #[error("{file}:{line}: {message}\n{excerpt}")]
     Syntax {

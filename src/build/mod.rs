@@ -77,6 +77,57 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
+    /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
+    /// not a directory of the user's: its Dockerfile is resolved inside it.
+    pub untrusted_context: bool,
+}
+
+/// Dockerfiles larger than this are refused rather than read into memory.
+const DOCKERFILE_LIMIT: u64 = 16 << 20;
+
+/// The Dockerfile's text and the name messages call it by: the text given on stdin, the file
+/// named with `-f` (a host path the user chose), or `Dockerfile` in the context. In a context
+/// rbuild was given (tar, git, URL) that name is resolved inside the context, so a symlink
+/// there cannot read a host file; a FIFO or device is refused instead of blocking.
+pub fn dockerfile_source(options: &BuildOptions) -> Result<(String, String), BuildError> {
+    if let Some(text) = &options.dockerfile_text {
+        return Ok((text.clone(), "Dockerfile (stdin)".to_string()));
+    }
+    let (path, bytes) = match &options.dockerfile {
+        Some(path) => (
+            path.clone(),
+            boundary::read_regular_file(path, DOCKERFILE_LIMIT),
+        ),
+        None if options.untrusted_context => {
+            let path = options.context_dir.join("Dockerfile");
+            let bytes = boundary::open_root(&options.context_dir)
+                .map_err(|source| boundary::RootError::Io {
+                    action: "open",
+                    path: options.context_dir.display().to_string(),
+                    source,
+                })
+                .and_then(|root| boundary::read_in_root(&root, "Dockerfile", DOCKERFILE_LIMIT));
+            (path, bytes)
+        }
+        None => {
+            let path = options.context_dir.join("Dockerfile");
+            let bytes = boundary::read_regular_file(&path, DOCKERFILE_LIMIT);
+            (path, bytes)
+        }
+    };
+    let bytes = bytes.map_err(|source| BuildError::ReadDockerfile {
+        path: path.clone(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| BuildError::ReadDockerfile {
+        path: path.clone(),
+        source: boundary::RootError::Io {
+            action: "read (it is not UTF-8)",
+            path: path.display().to_string(),
+            source: std::io::ErrorKind::InvalidData.into(),
+        },
+    })?;
+    Ok((text, path.display().to_string()))
 }
 
 #[derive(Debug, Clone)]
@@ -187,31 +238,12 @@ impl Stage {
 
 /// Builds the Dockerfile into an image in `store` and tags it. Stages the target needs run in
 /// dependency order, independent ones in parallel (at most `options.jobs` at once).
-// Boundary: the Dockerfile the user named on the command line.
-#[allow(clippy::disallowed_methods)]
 pub fn build(
     store: &Store,
     options: &BuildOptions,
     progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
-    let dockerfile_path = options
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
-    let source = match &options.dockerfile_text {
-        Some(text) => text.clone(),
-        None => std::fs::read_to_string(&dockerfile_path).map_err(|source| {
-            BuildError::ReadDockerfile {
-                path: dockerfile_path.clone(),
-                source,
-            }
-        })?,
-    };
-    let file = if options.dockerfile_text.is_some() {
-        "Dockerfile (stdin)".to_string()
-    } else {
-        dockerfile_path.display().to_string()
-    };
+    let (source, file) = dockerfile_source(options)?;
     let parsed = dockerfile::parse(&source).map_err(|e| BuildError::Syntax {
         file: file.clone(),
         line: e.line,
@@ -225,9 +257,9 @@ pub fn build(
         ));
     }
     let context = BuildContext::open_for(&options.context_dir, options.dockerfile.as_deref())
-        .map_err(|e| BuildError::Io {
-            action: format!("open build context {}", options.context_dir.display()),
-            source: std::io::Error::other(e.to_string()),
+        .map_err(|source| BuildError::OpenContext {
+            path: options.context_dir.clone(),
+            source,
         })?;
     let locate = |ins: &dockerfile::Instruction| Location {
         file: file.clone(),

@@ -411,6 +411,8 @@ struct Context {
     dir: PathBuf,
     /// Set when stdin held a Dockerfile rather than a context.
     dockerfile_text: Option<String>,
+    /// A tree rbuild was given (stdin tar, git, URL) rather than the user's own directory.
+    untrusted: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -439,6 +441,7 @@ fn acquire_context(
             return Ok(Context {
                 dir: temp.path().to_path_buf(),
                 dockerfile_text: None,
+                untrusted: true,
                 _temp: Some(temp),
             });
         }
@@ -446,6 +449,7 @@ fn acquire_context(
         return Ok(Context {
             dir: temp.path().to_path_buf(),
             dockerfile_text: Some(text),
+            untrusted: true,
             _temp: Some(temp),
         });
     }
@@ -456,6 +460,7 @@ fn acquire_context(
         return Ok(Context {
             dir,
             dockerfile_text: None,
+            untrusted: true,
             _temp: Some(temp),
         });
     }
@@ -475,6 +480,7 @@ fn acquire_context(
         return Ok(Context {
             dir,
             dockerfile_text: None,
+            untrusted: true,
             _temp: Some(temp),
         });
     }
@@ -485,6 +491,7 @@ fn acquire_context(
     Ok(Context {
         dir,
         dockerfile_text: None,
+        untrusted: false,
         _temp: None,
     })
 }
@@ -675,14 +682,7 @@ fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<B
 /// The Dockerfile parsed, for the few questions the CLI asks it; None when it cannot be read
 /// (the build reports that).
 fn read_dockerfile(options: &BuildOptions) -> Option<rbuild::dockerfile::Dockerfile> {
-    if let Some(text) = &options.dockerfile_text {
-        return rbuild::dockerfile::parse(text).ok();
-    }
-    let dockerfile = options
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| options.context_dir.join("Dockerfile"));
-    let source = std::fs::read_to_string(dockerfile).ok()?;
+    let (source, _) = rbuild::build::dockerfile_source(options).ok()?;
     rbuild::dockerfile::parse(&source).ok()
 }
 
@@ -983,6 +983,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         secrets: parse_secrets(&args.secrets)?,
         network: args.network.clone(),
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        untrusted_context: context.untrusted,
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
         platform: match platforms.as_slice() {

@@ -29,6 +29,12 @@ pub enum ContextError {
         "\"/{source_path}\" is a device node; device nodes cannot be copied from the build context"
     )]
     DeviceNode { source_path: String },
+    #[error("cannot read the ignore file {path}")]
+    Ignore {
+        path: PathBuf,
+        #[source]
+        source: boundary::RootError,
+    },
     #[error("cannot unpack the context archive into {path}")]
     Archive {
         path: PathBuf,
@@ -111,8 +117,6 @@ impl BuildContext {
 
     /// Opens the context for a Dockerfile: `<Dockerfile>.dockerignore` beside it wins over the
     /// context's `.dockerignore`, as in BuildKit.
-    // Boundary: the context root the user named; the .dockerignore inside is read with the context's own rules.
-    #[allow(clippy::disallowed_methods)]
     pub fn open_for(root: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
         let root = root.canonicalize().map_err(io(root))?;
         if !root.is_dir() {
@@ -123,25 +127,36 @@ impl BuildContext {
             name.push(".dockerignore");
             PathBuf::from(name)
         });
-        let candidates = specific
-            .into_iter()
-            .chain(std::iter::once(root.join(".dockerignore")));
-        let mut ignore = IgnoreRules::default();
-        for ignore_path in candidates {
-            match std::fs::read_to_string(&ignore_path) {
-                Ok(text) => {
-                    ignore = IgnoreRules::parse(&text);
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(ContextError::Io {
-                        path: ignore_path,
-                        source: e,
-                    })
-                }
+        // `<Dockerfile>.dockerignore` beside a Dockerfile the user named is a host path of
+        // theirs; `.dockerignore` in the context is resolved inside the context. Neither is
+        // read unless it is a regular file (a FIFO would block the build).
+        const LIMIT: u64 = 16 << 20;
+        let mut text = None;
+        if let Some(path) = specific {
+            match boundary::read_regular_file(&path, LIMIT) {
+                Ok(bytes) => text = Some(bytes),
+                Err(e) if e.is_not_found() => {}
+                Err(source) => return Err(ContextError::Ignore { path, source }),
             }
         }
+        if text.is_none() {
+            let path = root.join(".dockerignore");
+            let read = boundary::open_root(&root)
+                .map_err(|source| boundary::RootError::Io {
+                    action: "open",
+                    path: root.display().to_string(),
+                    source,
+                })
+                .and_then(|fd| boundary::read_in_root(&fd, ".dockerignore", LIMIT));
+            match read {
+                Ok(bytes) => text = Some(bytes),
+                Err(e) if e.is_not_found() => {}
+                Err(source) => return Err(ContextError::Ignore { path, source }),
+            }
+        }
+        let ignore = text
+            .map(|bytes| IgnoreRules::parse(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or_default();
         Ok(BuildContext { root, ignore })
     }
 

@@ -608,3 +608,98 @@ fn images_made_by_rootless_buildah_load_with_their_overlay_xattrs_stripped() {
     assert_eq!(tree.text("seen"), "made rootless\n");
     assert_eq!(tree.text("listing"), "f\nnew\n");
 }
+
+/// A context given as a tar (stdin, URL) is a tree rbuild was given: a `Dockerfile` there that
+/// is a symlink to a host file is resolved inside the context, never read from the host (its
+/// content would land in the error message, and so in CI logs).
+#[test]
+fn a_dockerfile_symlink_in_a_tar_context_never_reads_the_host() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, target) in [
+        ("Dockerfile", canary.path("secret")),
+        (
+            "Dockerfile.up",
+            "../../../../../../../".to_string() + &canary.path("secret")[1..],
+        ),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(0);
+        header.set_path(name).expect("name");
+        header.set_link_name(&target).expect("target");
+        header.set_cksum();
+        archive.append(&header, &b""[..]).expect("append");
+    }
+    let tar = archive.into_inner().expect("tar");
+    let output = env.rbuild_with_stdin(["build", "-"], &tar);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{all}");
+    assert!(
+        !all.contains("HOST SECRET"),
+        "the host file was read: {all}"
+    );
+    assert!(all.contains("Dockerfile"), "{all}");
+    canary.assert_untouched();
+}
+
+/// A Dockerfile or .dockerignore that is a FIFO is refused at once with its name, never opened
+/// for reading (which would block the build forever).
+#[test]
+fn a_fifo_dockerfile_or_dockerignore_is_refused_not_waited_on() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let fifo = |path: &Path| {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo")
+    };
+    let no_dockerfile = env.context(&[("data", file("x"))]);
+    fifo(&no_dockerfile.join("Dockerfile"));
+    let stderr = env.rbuild_err(["build", no_dockerfile.to_str().expect("utf-8")]);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+
+    let ignore = env.context(&[("Dockerfile", file("FROM busybox:latest\nCOPY . /c/\n"))]);
+    fifo(&ignore.join(".dockerignore"));
+    let stderr = env.rbuild_err(["build", ignore.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains(".dockerignore") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+}
+
+/// A dangling symlink on a destination path (`/y -> /nowhere`) is followed inside the image and
+/// its target created there, as BuildKit does; it was "File exists".
+#[test]
+fn dangling_symlinks_on_destinations_are_created_inside_the_image() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file(
+                "FROM busybox:latest\n\
+                 RUN ln -s /nowhere /y && ln -s /also/gone /z\n\
+                 COPY f /y/\n\
+                 WORKDIR /z/w\n\
+                 RUN cat /nowhere/f > /copied && test -d /also/gone/w && echo ok > /workdir\n",
+            ),
+        ),
+        ("f", file("content\n")),
+    ]);
+    let (_, image) = env.build_oci("dangling", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("copied"), "content\n");
+    assert_eq!(tree.text("workdir"), "ok\n");
+}
