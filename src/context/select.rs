@@ -312,6 +312,19 @@ impl BuildContext {
         }
         // The top-level source is followed if it is a symlink, resolved inside the root.
         let resolved = self.resolve_in_root(rel)?;
+        // Ignore rules apply to what the source resolves to: with `.env` ignored, neither
+        // `alias -> .env` nor `self -> .` (then `self/.env`) brings it in.
+        let resolved_rel = resolved
+            .strip_prefix(&self.root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if resolved_rel != rel && !resolved_rel.is_empty() && self.ignore.is_excluded(&resolved_rel)
+        {
+            return Err(ContextError::NotFound {
+                source_path: rel.to_string(),
+                why: " (it resolves to a path excluded by .dockerignore)",
+            });
+        }
         let name = rel.rsplit('/').next().unwrap_or("").to_string();
         let meta = std::fs::metadata(&resolved).map_err(io(&resolved))?;
         let mut entries = Vec::new();
@@ -323,7 +336,7 @@ impl BuildContext {
         }
         entries.push(entry_for("", &resolved, &meta, None));
         if meta.is_dir() {
-            let base = rel.to_string();
+            let base = resolved_rel;
             let mut found = Vec::new();
             self.walk_paths_from(&resolved, &base, &mut |path, full| {
                 found.push((path.to_string(), full.to_path_buf()))

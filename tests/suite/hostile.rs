@@ -703,3 +703,31 @@ fn dangling_symlinks_on_destinations_are_created_inside_the_image() {
     assert_eq!(tree.text("copied"), "content\n");
     assert_eq!(tree.text("workdir"), "ok\n");
 }
+
+/// `.dockerignore` rules apply to what a COPY source resolves to: with `.env` ignored,
+/// `alias -> .env` and `self -> .` cannot bring it into the image.
+#[test]
+fn ignored_files_stay_out_of_copies_through_symlinks() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let entries = |dockerfile: &str| {
+        vec![
+            ("Dockerfile", file(dockerfile.to_string())),
+            (".dockerignore", file(".env\n")),
+            (".env", file("TOKEN=secret\n")),
+            ("data", file("data\n")),
+            ("alias", symlink_to(".env")),
+            ("self", symlink_to(".")),
+        ]
+    };
+    let ctx = env.context(&entries("FROM busybox:latest\nCOPY alias /x\n"));
+    let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);
+    assert!(stderr.contains(".dockerignore"), "{stderr}");
+
+    let ctx = env.context(&entries("FROM busybox:latest\nCOPY self/ /y/\n"));
+    let (_, image) = env.build_oci("self-copy", &[], &ctx);
+    let tree = image.tree();
+    assert_eq!(tree.text("y/data"), "data\n");
+    assert!(!tree.contains("y/.env"), "{:?}", tree.children("y"));
+}
