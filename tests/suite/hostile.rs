@@ -713,7 +713,7 @@ fn ignored_files_stay_out_of_copies_through_symlinks() {
     };
     let entries = |dockerfile: &str| {
         vec![
-            ("Dockerfile", file(dockerfile.to_string())),
+            ("Dockerfile", file(dockerfile)),
             (".dockerignore", file(".env\n")),
             (".env", file("TOKEN=secret\n")),
             ("data", file("data\n")),
