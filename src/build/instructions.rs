@@ -36,6 +36,8 @@ pub(crate) struct StepContext<'a> {
     pub plan: &'a Plan<'a>,
     /// Set when a stage failed: the others stop before their next step.
     pub cancelled: AtomicBool,
+    /// The layers this build uses, kept by a `prune` that runs meanwhile.
+    pub lease: crate::store::Lease,
 }
 
 impl StepContext<'_> {
@@ -141,13 +143,19 @@ fn image_config_for(
             format!("image {name} has an unreadable config: {e}"),
         )
     })?;
-    for diff_id in &config.rootfs.diff_ids {
-        if !ctx.store.has_layer(diff_id) {
-            return Err(loc.error(
-                keyword,
-                format!("image {name} is incomplete: layer {diff_id} is missing"),
-            ));
-        }
+    // Claimed before use: a prune from now on keeps them.
+    if !ctx.lease.hold(ctx.store, &config.rootfs.diff_ids)? {
+        let missing = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .find(|d| !ctx.store.has_layer(d))
+            .cloned()
+            .unwrap_or_default();
+        return Err(loc.error(
+            keyword,
+            format!("image {name} is incomplete: layer {missing} is missing"),
+        ));
     }
     Ok((config, image_id))
 }
@@ -540,9 +548,10 @@ fn record_layer(stage: &mut Stage, diff_id: Option<String>, created_by: String, 
 // Boundary: the upper dir is a store temp dir rbuild made.
 #[allow(clippy::disallowed_methods)]
 pub(super) fn commit_upper(
-    store: &Store,
+    ctx: &StepContext,
     upper: &std::path::Path,
 ) -> Result<Option<String>, BuildError> {
+    let store = ctx.store;
     let is_empty = std::fs::read_dir(upper)
         .map_err(io_error("read upper dir"))?
         .next()
@@ -552,6 +561,8 @@ pub(super) fn commit_upper(
     }
     let digest = snapshot::layer_diff_id(upper)?;
     let diff_id = digest.as_oci();
+    // Claimed before it exists, so that no prune removes it before an image or record does.
+    ctx.lease.hold_new(store, &diff_id)?;
     store.commit_layer(
         upper,
         &LayerInfo {
@@ -596,6 +607,16 @@ pub(super) fn try_cache(ctx: &StepContext, stage: &mut Stage, key: &str, created
         return false;
     }
     match ctx.lookup(stage, key) {
+        // claimed, or gone since the lookup (a prune): then it is a miss
+        Some(record)
+            if record.diff_id.as_ref().is_some_and(|d| {
+                !ctx.lease
+                    .hold(ctx.store, std::slice::from_ref(d))
+                    .unwrap_or(false)
+            }) =>
+        {
+            false
+        }
         Some(record) => {
             record_layer(
                 stage,
@@ -1106,7 +1127,7 @@ fn copy(
         .map_err(|m| loc.error(keyword, m))?;
     }
     drop(source);
-    let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
+    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
     let next = chained(stage);
     finish_step_chained(ctx, stage, &key, next, diff_id, created_by)?;
     Ok(false)
@@ -1161,7 +1182,7 @@ fn workdir(
         mkdir_all_in_root(mounted.root_fd(), &wd, 0o755, owner)
             .map_err(|m| loc.error("WORKDIR", m))?;
     }
-    let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
+    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;
     Ok(false)
 }

@@ -353,6 +353,7 @@ pub fn build(
         escape: parsed.directives.escape,
         plan: &plan,
         cancelled: AtomicBool::new(false),
+        lease: store.lease()?,
     };
     let results = run_stages(&ctx, &plan, progress, &locate);
     ctx.hashes.save();

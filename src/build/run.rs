@@ -194,7 +194,7 @@ pub(super) fn run(
             excerpt: loc.excerpt.clone(),
         });
     }
-    let diff_id = commit_upper(ctx.store, &dirs.rootfs.upper_dir)?;
+    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;
     Ok(false)
 }

@@ -198,6 +198,8 @@ impl Store {
         // Whatever no image and no remaining cache record needs goes.
         let _lock = self.lock()?;
         let mut wanted: BTreeSet<String> = self.image_layer_set()?;
+        // Layers running builds use, though no image or record names them (yet, or any more).
+        wanted.extend(self.leased_layers()?);
         for entry in self.cache_entries()? {
             if let Some(d) = entry.record.and_then(|r| r.diff_id) {
                 wanted.insert(d);

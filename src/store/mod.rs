@@ -11,6 +11,7 @@
 //!   platform-lists.json  tag -> image ids of a multi-platform build, one per platform
 //!   cache/KEY.json       step cache records
 //!   tmp/                 work dirs of running builds; reclaimed when their owner is gone
+//!   leases/PID-N.lease   layers a running build uses (flock held while it runs); gc keeps them
 //!   lock                 flock: held exclusively while refs/images change
 
 // Paths here are the store's own (layer dirs, blobs, records under --root): the boundary rule (clippy.toml) does not apply.
@@ -21,6 +22,7 @@ mod blobs;
 mod cache;
 mod gc;
 mod layers;
+mod leases;
 mod lists;
 mod refs;
 mod sources;
@@ -31,6 +33,7 @@ pub use atomic::{write_atomic, StoreLock};
 pub use cache::CacheRecord;
 pub use gc::{DiskUsage, PruneOptions, PruneReport};
 pub use layers::{LayerBlob, LayerInfo};
+pub use leases::Lease;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

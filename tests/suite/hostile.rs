@@ -731,3 +731,102 @@ fn ignored_files_stay_out_of_copies_through_symlinks() {
     assert_eq!(tree.text("y/data"), "data\n");
     assert!(!tree.contains("y/.env"), "{:?}", tree.children("y"));
 }
+
+/// `rbuild prune --all` while a build runs keeps what the build uses: here a cached layer no
+/// image names any more. The build finishes and its image is complete.
+#[test]
+fn prune_during_a_build_keeps_the_layers_the_build_uses() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let dockerfile = |last: &str| {
+        file(format!(
+            "FROM busybox:latest\nRUN echo one > /one\nRUN sleep 3 && echo {last} > /last\n"
+        ))
+    };
+    // First build: its layers are then only in the cache (the image is untagged).
+    let first = env.context(&[("Dockerfile", dockerfile("first"))]);
+    env.rbuild_ok(["build", first.to_str().expect("utf-8")]);
+    // Second build: `RUN echo one` hits the cache; the prune runs during its sleep.
+    let second = env.context(&[("Dockerfile", dockerfile("second"))]);
+    let out = env.path("after-prune.tar");
+    let log_path = env.path("build.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut build = env.command([
+        "build",
+        "--progress=plain",
+        "-o",
+        &format!("type=oci,dest={}", out.display()),
+        second.to_str().expect("utf-8"),
+    ]);
+    let mut child = build
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the build");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("sleep 3")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the build never reached its long step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pruned = env.rbuild_ok(["prune", "--all"]);
+    let status = child.wait().expect("wait for the build");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the build failed after a prune:\n{log}\n{pruned:?}"
+    );
+    let image = OciImage::open(&out);
+    assert_eq!(image.tree().text("one"), "one\n");
+    assert_eq!(image.tree().text("last"), "second\n");
+    // and the lease is gone with the build
+    let leases: Vec<_> = std::fs::read_dir(env.store().join("leases"))
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leases.is_empty(), "{leases:?}");
+}
+
+/// The lease of a build killed with SIGKILL is reclaimed by the next prune: its layers are no
+/// longer kept for a build that is gone.
+#[test]
+fn leases_of_killed_builds_are_reclaimed() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo one > /one\nRUN sleep 30\n"),
+    )]);
+    let log_path = env.path("killed.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut child = env
+        .command(["build", "--progress=plain", ctx.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the build");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("sleep 30")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let leases = env.store().join("leases");
+    let count = || std::fs::read_dir(&leases).map(|e| e.count()).unwrap_or(0);
+    assert_eq!(count(), 1, "a running build holds one lease");
+    // the whole process group: rbuild and its step
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on the child this test spawned and has not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
+    env.rbuild_ok(["prune"]);
+    assert_eq!(count(), 0, "the dead build's lease was not reclaimed");
+}
