@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod build;
 pub mod cache;
+pub mod check;
 pub mod context;
 pub mod dockerfile;
 pub mod image;

@@ -91,13 +91,28 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         };
         let mut all = Vec::new();
         for id in ids {
-            all.push(read_config(&store, id)?.platform_text());
+            // an unreadable member is reported on its own row
+            if let Ok(config) = read_config(&store, id) {
+                all.push(config.platform_text());
+            }
         }
         Ok(all.join(","))
     };
     let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut unreadable = 0;
     for image_id in store.list_images()? {
-        let config = read_config(&store, &image_id)?;
+        // One bad image does not hide the others: it is named, the rest are listed.
+        let config = match read_config(&store, &image_id) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!(
+                    "error: {e:#} (`rbuild system check --repair` removes it; its names: {})",
+                    store.tags_of(&image_id).unwrap_or_default().join(", ")
+                );
+                unreadable += 1;
+                continue;
+            }
+        };
         let size = human_size(image_size(&store, &config));
         let created = config.created.clone().unwrap_or_default();
         let names: Vec<&String> = tags
@@ -135,7 +150,7 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         for id in ids {
             outln!("{id}");
         }
-        return Ok(0);
+        return Ok(if unreadable > 0 { 1 } else { 0 });
     }
     outln!(
         "{:<40} {:<16} {:<14} {:<32} {:<9} PLATFORM",
@@ -148,7 +163,7 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
     for [repo, tag, id, created, size, platform] in rows {
         outln!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
     }
-    Ok(0)
+    Ok(if unreadable > 0 { 1 } else { 0 })
 }
 
 pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {

@@ -218,6 +218,12 @@ pub enum SystemCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Verify every blob, layer and image of the store; exit 1 when something is corrupt
+    Check {
+        /// Remove what is corrupt (an unusable image loses its record and names)
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<i32> {
@@ -360,6 +366,28 @@ pub fn system(root: &Path, command: SystemCommand) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot delete the store at {}", root.display()))?;
             eprintln!("deleted the store at {}", root.display());
             Ok(0)
+        }
+        SystemCommand::Check { repair } => {
+            let store = super::open_store(root)?;
+            let report = rbuild::check::check_store(&store, repair)
+                .with_context(|| format!("cannot check the store at {}", root.display()))?;
+            for problem in &report.problems {
+                let fixed = if problem.repaired { " (removed)" } else { "" };
+                outln!("corrupt {}: {}{fixed}", problem.what, problem.why);
+            }
+            let left = report.problems.iter().filter(|p| !p.repaired).count();
+            outln!(
+                "checked {} blobs, {} layers, {} images: {} problem(s), {} repaired",
+                report.blobs,
+                report.layers,
+                report.images,
+                report.problems.len(),
+                report.problems.len() - left
+            );
+            if left > 0 && !repair {
+                eprintln!("run `rbuild system check --repair` to remove what is corrupt");
+            }
+            Ok(if left > 0 { 1 } else { 0 })
         }
     }
 }

@@ -26,6 +26,47 @@ impl Store {
         Ok(digest)
     }
 
+    /// Every blob in the store (digests).
+    pub fn list_blobs(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir)
+            .map_err(io_err("list", &dir))?
+            .flatten()
+        {
+            if let Some(name) = entry.file_name().to_str() {
+                out.push(format!("sha256:{name}"));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Streams the blob through sha256: true when its bytes match its name.
+    pub fn verify_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        let path = self.blob_path(digest)?;
+        let mut file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(format!("sha256:{}", hex::encode(hasher.finalize())) == digest)
+    }
+
+    /// Deletes a blob. Callers make sure nothing needs it (or that it is corrupt anyway).
+    pub fn remove_blob(&self, digest: &str) -> Result<(), StoreError> {
+        let path = self.blob_path(digest)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads a small blob whole and checks its digest.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest)?;

@@ -325,3 +325,67 @@ fn contexts_from_stdin_and_git() {
         "the tag's content, not the branch head"
     );
 }
+
+/// One corrupt config blob: `images` lists the others and names the bad one (exit 1);
+/// `system check` finds it, `--repair` removes it, and the image can be built again.
+#[test]
+fn a_corrupt_image_is_named_checked_and_repaired() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    for (tag, word) in [("good:1", "good"), ("bad:1", "bad")] {
+        let ctx = env.context(&[(
+            "Dockerfile",
+            file(format!("FROM busybox:latest\nRUN echo {word} > /word\n")),
+        )]);
+        env.rbuild_ok(["build", "-q", "-t", tag, ctx.to_str().expect("utf-8")]);
+    }
+    let inspect = env.rbuild_ok(["inspect", "bad:1"]);
+    let value: Value = serde_json::from_str(&inspect).expect("json");
+    let id = value[0]["Id"].as_str().expect("Id").to_string();
+    let blob = env
+        .store()
+        .join("blobs/sha256")
+        .join(id.trim_start_matches("sha256:"));
+    std::fs::write(&blob, b"{ not a config").expect("corrupt the config");
+
+    let listed = env.rbuild(["images"]);
+    assert_eq!(
+        listed.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&listed)
+    );
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        stdout.contains("good") && stdout.contains("busybox"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(&id) && stderr.contains("bad:1"), "{stderr}");
+
+    let checked = env.rbuild(["system", "check"]);
+    assert_eq!(
+        checked.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&checked)
+    );
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(report.contains(&format!("corrupt blob {id}")), "{report}");
+    assert!(report.contains(&format!("corrupt image {id}")), "{report}");
+
+    let repaired = env.rbuild_ok(["system", "check", "--repair"]);
+    assert!(repaired.contains("(removed)"), "{repaired}");
+    env.rbuild_ok(["system", "check"]);
+    let listed = env.rbuild_ok(["images"]);
+    assert!(
+        listed.contains("good") && !listed.contains("bad"),
+        "{listed}"
+    );
+    let again = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo bad > /word\n"),
+    )]);
+    env.rbuild_ok(["build", "-q", "-t", "bad:1", again.to_str().expect("utf-8")]);
+}
