@@ -407,10 +407,16 @@ impl Lexer<'_> {
             let found = if replaced && !all {
                 None
             } else {
-                match_lengths(&pattern, chars[i..].iter().copied())
-                    .last()
-                    .filter(|&&len| len > 0)
-                    .map(|len| i + len)
+                let (lengths, read_to_end) = scan_matches(&pattern, chars[i..].iter().copied());
+                let found = lengths.last().filter(|&&len| len > 0).map(|len| i + len);
+                if found.is_none() && read_to_end {
+                    // The pattern was alive to the end of the value and still found nothing:
+                    // no later start can match either (a later match would have been one from
+                    // here). Stopping keeps `${a//*b/x}` linear on a long value.
+                    out.extend(chars[i..].iter().map(|&c| (c, false)));
+                    break;
+                }
+                found
             };
             match found {
                 Some(end) => {
@@ -581,6 +587,12 @@ fn parse_class(pieces: &[Piece], start: usize) -> Option<(Tok, usize)> {
 /// The lengths `k` (ascending) for which `pattern` matches the first `k` characters of `text`,
 /// by simulating the pattern as an automaton: O(len(text) * len(pattern)).
 fn match_lengths(pattern: &[Tok], text: impl Iterator<Item = char>) -> Vec<usize> {
+    scan_matches(pattern, text).0
+}
+
+/// [`match_lengths`], and whether the pattern was still alive when the text ran out (it read
+/// all of it) rather than dying on a character.
+fn scan_matches(pattern: &[Tok], text: impl Iterator<Item = char>) -> (Vec<usize>, bool) {
     let m = pattern.len();
     // A star can match nothing: a state on a star also activates the next state.
     let close = |states: &mut Vec<bool>| {
@@ -611,14 +623,14 @@ fn match_lengths(pattern: &[Tok], text: impl Iterator<Item = char>) -> Vec<usize
         }
         close(&mut next);
         if !next.iter().any(|&s| s) {
-            break;
+            return (lengths, false);
         }
         if next[m] {
             lengths.push(i + 1);
         }
         states = next;
     }
-    lengths
+    (lengths, true)
 }
 
 /// Whole-string glob match.
