@@ -52,26 +52,7 @@ pub fn check_store(store: &Store, repair: bool) -> Result<CheckReport, StoreErro
 
     for diff_id in store.list_layers()? {
         report.layers += 1;
-        let why = match store.layer_info(&diff_id) {
-            Err(StoreError::MissingLayer { .. }) => {
-                Some("no layer.json: the leftover of an interrupted commit".to_string())
-            }
-            Err(e) => Some(e.to_string()),
-            Ok(info) if info.blobs.is_empty() => {
-                // built here: its tar is made from its files, so they must give its diff_id
-                match store
-                    .layer_dir(&diff_id)
-                    .map(|dir| snapshot::layer_diff_id(&dir))
-                {
-                    Ok(Ok(digest)) if digest.as_oci() == diff_id => None,
-                    Ok(Ok(digest)) => Some(format!("its files hash to {}", digest.as_oci())),
-                    Ok(Err(e)) => Some(crate::error_chain(&e)),
-                    Err(e) => Some(e.to_string()),
-                }
-            }
-            Ok(_) => None,
-        };
-        if let Some(why) = why {
+        if let Some(why) = layer_problem(store, &diff_id) {
             problems.push(problem(format!("layer {diff_id}"), why, &|| {
                 store.remove_layer(&diff_id)
             }));
@@ -104,6 +85,33 @@ pub fn check_store(store: &Store, repair: bool) -> Result<CheckReport, StoreErro
     }
     report.problems = problems;
     Ok(report)
+}
+
+/// What is wrong with the layer `diff_id`, if anything: no record (an interrupted commit), an
+/// unreadable one, or, for a layer built here (no blob of its own: its tar is made from its
+/// files), files that no longer give its diff_id (changed behind the store's back).
+pub fn layer_problem(store: &Store, diff_id: &str) -> Option<String> {
+    match store.layer_info(diff_id) {
+        Err(StoreError::MissingLayer { .. }) => {
+            Some("no layer.json: the leftover of an interrupted commit".to_string())
+        }
+        Err(e) => Some(e.to_string()),
+        Ok(info) if info.blobs.is_empty() => {
+            match store
+                .layer_dir(diff_id)
+                .map(|dir| snapshot::layer_diff_id(&dir))
+            {
+                Ok(Ok(digest)) if digest.as_oci() == diff_id => None,
+                Ok(Ok(digest)) => Some(format!(
+                    "its files hash to {}: the store's copy is damaged",
+                    digest.as_oci()
+                )),
+                Ok(Err(e)) => Some(crate::error_chain(&e)),
+                Err(e) => Some(e.to_string()),
+            }
+        }
+        Ok(_) => None,
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,13 @@ impl MergedView {
             .rev()
         {
             if let Some(diff_id) = diff_id.as_str() {
+                // A layer changed behind the store's back is never exported (as `save`).
+                if let Some(why) = crate::check::layer_problem(store, diff_id) {
+                    return Err(ArchiveError::Invalid {
+                        path: store.layer_dir(diff_id)?,
+                        message: format!("layer {diff_id}: {why}"),
+                    });
+                }
                 lower_dirs.push(store.layer_dir(diff_id)?);
             }
         }

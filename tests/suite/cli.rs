@@ -216,6 +216,22 @@ fn a_damaged_layer_is_never_exported() {
         assert!(stderr.contains("damaged"), "{format}: {stderr}");
         assert!(!out.exists(), "{format}: no half-written archive");
     }
+    // The file outputs of a build check the layers too (the step is a cache hit).
+    for kind in ["tar", "local"] {
+        let out = env.path(&format!("damaged-{kind}"));
+        let stderr = env.rbuild_err([
+            "build",
+            "-o",
+            &format!("type={kind},dest={}", out.display()),
+            ctx.to_str().expect("utf-8"),
+        ]);
+        assert!(stderr.contains("damaged"), "{kind}: {stderr}");
+        let written = match std::fs::read_dir(&out) {
+            Ok(entries) => entries.count() as u64,
+            Err(_) => std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0),
+        };
+        assert_eq!(written, 0, "{kind}: something was exported");
+    }
 }
 
 /// buildx's context forms: a tar on stdin, a Dockerfile on stdin, `-f -`, a git repository
