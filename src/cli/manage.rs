@@ -171,6 +171,12 @@ pub fn df(root: &Path) -> anyhow::Result<i32> {
         usage.cache_mounts,
         size(usage.cache_mount_bytes)
     );
+    outln!(
+        "{:<14} {:>8} {:>12}",
+        "Temp files",
+        usage.temp_entries,
+        size(usage.temp_bytes)
+    );
     Ok(0)
 }
 

@@ -34,7 +34,8 @@ impl Store {
             .map_err(io_err("list", &dir))?
             .flatten()
         {
-            if let Some(name) = entry.file_name().to_str() {
+            // write_atomic's temp files (`.tmpXXXX`) are not blobs
+            if let Some(name) = entry.file_name().to_str().filter(|n| !n.starts_with('.')) {
                 out.push(format!("sha256:{name}"));
             }
         }
@@ -113,9 +114,13 @@ impl Store {
         Ok(path)
     }
 
-    /// A temp file on the store's filesystem for a blob being written.
+    /// A temp file on the store's filesystem for a blob being written. Its name carries our
+    /// pid, so that the temp file of a killed `save` or pull is reclaimed like a temp dir.
     pub fn blob_temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.root.join("tmp");
-        tempfile::NamedTempFile::new_in(&dir).map_err(io_err("create temp file in", &dir))
+        tempfile::Builder::new()
+            .prefix(&format!("{}-blob-", std::process::id()))
+            .tempfile_in(&dir)
+            .map_err(io_err("create temp file in", &dir))
     }
 }

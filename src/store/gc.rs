@@ -40,6 +40,9 @@ pub struct DiskUsage {
     pub cache_records: usize,
     pub cache_mounts: usize,
     pub cache_mount_bytes: u64,
+    /// Work dirs and temp files of running builds, saves and pulls (tmp/).
+    pub temp_entries: usize,
+    pub temp_bytes: u64,
 }
 
 struct CacheEntry {
@@ -125,6 +128,12 @@ impl Store {
             for entry in entries.flatten().filter(|e| e.path().is_dir()) {
                 usage.cache_mounts += 1;
                 usage.cache_mount_bytes += dir_size(&entry.path());
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) {
+            for entry in entries.flatten() {
+                usage.temp_entries += 1;
+                usage.temp_bytes += dir_size(&entry.path());
             }
         }
         Ok(usage)
@@ -223,6 +232,10 @@ impl Store {
             .map_err(io_err("list", &blobs))?
             .flatten()
         {
+            // `.tmpXXXX`: a blob being written right now (write_atomic), not one to collect
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
             if !wanted_blobs.contains(&digest) {
                 report.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);

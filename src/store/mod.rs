@@ -147,10 +147,20 @@ impl Store {
             else {
                 continue;
             };
+            // EPERM: the process exists, as someone we may not signal (conservatively alive)
             let alive = pid == std::process::id() as i32
-                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+                || !matches!(
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                    Err(nix::errno::Errno::ESRCH)
+                );
             if !alive {
-                let _ = remove_tree(&entry.path());
+                // a work dir, or a blob temp file of a killed save or pull
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = remove_tree(&path);
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
         }
     }

@@ -405,3 +405,30 @@ fn a_corrupt_image_is_named_checked_and_repaired() {
     )]);
     env.rbuild_ok(["build", "-q", "-t", "bad:1", again.to_str().expect("utf-8")]);
 }
+
+/// Temp files of a killed save or pull (named by their process id) are reclaimed by the next
+/// command; those of a running one are counted by `df`.
+#[test]
+fn temp_files_of_dead_commands_are_reclaimed_and_live_ones_counted() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let tmp = env.store().join("tmp");
+    // pid_max is at most 2^22: this process cannot exist
+    let dead = tmp.join("4194305-blob-killed");
+    let live = tmp.join(format!("{}-blob-running", std::process::id()));
+    for path in [&dead, &live] {
+        std::fs::write(path, vec![7u8; 5000]).expect("plant a temp file");
+    }
+    let df = env.rbuild_ok(["df"]);
+    assert!(
+        !dead.exists(),
+        "the dead command's temp file was not reclaimed"
+    );
+    assert!(live.exists(), "a running command's temp file was removed");
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Temp files"))
+        .unwrap_or_else(|| panic!("no temp row: {df}"));
+    assert!(row.split_whitespace().any(|w| w == "5kB"), "{row}");
+}
