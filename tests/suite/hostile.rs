@@ -830,3 +830,77 @@ fn leases_of_killed_builds_are_reclaimed() {
     env.rbuild_ok(["prune"]);
     assert_eq!(count(), 0, "the dead build's lease was not reclaimed");
 }
+
+/// The bind source is resolved once, inside its tree, and that open object is what gets
+/// mounted: swapping the source for a symlink to a host directory while builds run never
+/// shows the host directory in a step, whatever the timing (each build sees the real source
+/// or fails to find it).
+#[test]
+fn swapping_a_bind_source_for_a_symlink_never_escapes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let canary = Canary::plant(&env);
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file(
+                "FROM busybox:latest\n\
+                 RUN --mount=type=bind,source=src,target=/m sh -c 'ls /m > /seen; cat /m/secret >> /seen 2>/dev/null; true'\n",
+            ),
+        ),
+        ("src/inside", file("inside\n")),
+        ("other", symlink_to(&canary.dir.display().to_string())),
+    ]);
+    let stop = AtomicBool::new(false);
+    let (src, other) = (
+        std::ffi::CString::new(ctx.join("src").display().to_string()).expect("path"),
+        std::ffi::CString::new(ctx.join("other").display().to_string()).expect("path"),
+    );
+    let (mut seen_real, mut failed) = (0, 0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: renameat2 on two NUL-terminated paths this test owns.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        src.as_ptr(),
+                        libc::AT_FDCWD,
+                        other.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "swap: {}", std::io::Error::last_os_error());
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+        });
+        for round in 0..40 {
+            let out = env.path(&format!("swap-{round}"));
+            let output = env.rbuild([
+                "build",
+                "--no-cache",
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                ctx.to_str().expect("utf-8"),
+            ]);
+            let all = describe_output(&output);
+            assert!(!all.contains("HOST SECRET"), "round {round}: {all}");
+            if output.status.success() {
+                let seen = std::fs::read_to_string(out.join("seen")).expect("seen");
+                assert_eq!(seen, "inside\n", "round {round}: the step saw {seen:?}");
+                seen_real += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    eprintln!("swap rounds: {seen_real} saw the real source, {failed} failed");
+    assert!(
+        seen_real > 0,
+        "no build ever saw the real source ({failed} failed)"
+    );
+    canary.assert_untouched();
+}
