@@ -18,12 +18,28 @@ pub mod store;
 /// `e` and its causes on one line, `outer: inner: root cause`, for errors that end up in a
 /// message string.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
+    let mut causes = vec![e];
     let mut source = e.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        causes.push(cause);
         source = cause.source();
+    }
+    describe_causes(&causes)
+}
+
+/// Joins an error and its causes with `: `, leaving out a cause whose text the message already
+/// holds (errors that print their source too), so that each cause is said once.
+pub fn describe_causes(causes: &[&dyn std::error::Error]) -> String {
+    let mut message = String::new();
+    for cause in causes {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
     }
     message
 }

@@ -35,7 +35,8 @@ fn main() {
     let code = match started {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let causes: Vec<&dyn std::error::Error> = error.chain().collect();
+            eprintln!("error: {}", rbuild::describe_causes(&causes));
             1
         }
     };

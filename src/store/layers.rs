@@ -86,7 +86,13 @@ impl Store {
             let _ = super::remove_tree(&diff); // leftover of a killed commit
         }
         std::fs::rename(dir, &diff).map_err(io_err("move layer into", &diff))?;
-        self.set_layer_info(info)
+        if let Err(e) = self.set_layer_info(info) {
+            // Roll back (a full disk fails here): a diff/ without its record is no layer, and
+            // left behind it would hold the space that the next build needs.
+            let _ = super::remove_tree(&root);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Every layer in the store (diff_ids).

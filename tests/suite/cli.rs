@@ -432,3 +432,61 @@ fn temp_files_of_dead_commands_are_reclaimed_and_live_ones_counted() {
         .unwrap_or_else(|| panic!("no temp row: {df}"));
     assert!(row.split_whitespace().any(|w| w == "5kB"), "{row}");
 }
+
+/// A full disk while a layer is committed: the commit rolls back (no layer dir without its
+/// record holding the space), and once there is room again the next build works. The store
+/// is a 24 MB tmpfs mounted by the root harness for the test user.
+#[test]
+fn a_commit_that_hits_a_full_disk_rolls_back() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_root() {
+        return;
+    }
+    let Some(archive) = busybox_oci_archive() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let store = env.store().to_path_buf();
+    let meta = std::fs::metadata(&store).expect("store");
+    let options = format!("size=24m,mode=0700,uid={},gid={}", meta.uid(), meta.gid());
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+        .arg(&store)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs for the store");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(store.clone());
+    env.rbuild_ok(["load", "-i", archive.to_str().expect("utf-8")]);
+    // The step fills the disk and succeeds; committing its layer then finds no room.
+    let fill = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN dd if=/dev/zero of=/big bs=64k 2>/dev/null; true\n"),
+    )]);
+    let stderr = env.rbuild_err(["build", fill.to_str().expect("utf-8")]);
+    assert!(stderr.contains("No space left"), "{stderr}");
+    for layer in std::fs::read_dir(store.join("layers"))
+        .expect("layers")
+        .flatten()
+    {
+        assert!(
+            layer.path().join("layer.json").exists(),
+            "{} has no record: a commit was not rolled back",
+            layer.path().display()
+        );
+    }
+    let small = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo small > /small\n"),
+    )]);
+    let (_, image) = env.build_oci("after-enospc", &[], &small);
+    assert_eq!(image.tree().text("small"), "small\n");
+}
