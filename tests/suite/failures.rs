@@ -114,8 +114,19 @@ fn syntax_errors_name_the_file_and_line() {
 fn unsupported_instructions_fail_instead_of_being_ignored() {
     let env = TestEnv::new();
     for (dockerfile, line) in [
-        ("FROM scratch\nADD ftp://example.invalid/x.tgz /x\n", 2),
-        ("FROM scratch\nRUN --security=insecure true\n", 2),
+        (
+            "FROM scratch
+ADD ftp://example.invalid/x.tgz /x
+",
+            2,
+        ),
+        (
+            "FROM scratch
+LABEL a=b
+ADD s3://bucket/x.tgz /x
+",
+            3,
+        ),
     ] {
         let ctx = env.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
         let stderr = env.rbuild_err(["build", ctx.to_str().expect("utf-8")]);

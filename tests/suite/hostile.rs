@@ -477,8 +477,7 @@ fn ignored_files_stay_out_of_context_mounts_through_symlinks() {
         "the ignored file was mounted: {all}"
     );
     assert!(
-        all.contains("mount source \"alias\" not found in the build context")
-            && all.contains("Dockerfile:2:"),
+        all.contains("alias") && all.contains(".dockerignore") && all.contains("Dockerfile:2:"),
         "{all}"
     );
 }
