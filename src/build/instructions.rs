@@ -98,6 +98,7 @@ pub(crate) fn build_stage(
         config: stage.config,
         cache_key: stage.cache_key,
         args: stage.args,
+        base: stage.base,
     })
 }
 
@@ -230,12 +231,17 @@ fn start_stage(
         .platform
         .clone()
         .unwrap_or_else(|| ctx.plan.platform.clone());
-    let (mut config, cache_key, args) = match &plan.base {
+    let (mut config, cache_key, args, base) = match &plan.base {
         Base::Scratch => {
             let mut config = ImageConfig::scratch();
             config.architecture = platform.architecture.clone();
             config.variant = (!platform.variant.is_empty()).then(|| platform.variant.clone());
-            (config, format!("scratch {}", platform.text()), Vec::new())
+            (
+                config,
+                format!("scratch {}", platform.text()),
+                Vec::new(),
+                None,
+            )
         }
         Base::Image(name) => {
             let (config, image_id) = image_config_for(ctx, loc, "FROM", name, Some(&platform))?;
@@ -251,7 +257,11 @@ fn start_stage(
                     platform.text()
                 ));
             }
-            (config, image_id, Vec::new())
+            let base = super::BaseRef {
+                name: name.clone(),
+                image_id: image_id.clone(),
+            };
+            (config, image_id, Vec::new(), Some(base))
         }
         Base::Stage(index) => {
             let base = deps
@@ -261,6 +271,7 @@ fn start_stage(
                 base.config.clone(),
                 base.cache_key.clone(),
                 base.args.clone(),
+                base.base.clone(),
             )
         }
     };
@@ -283,6 +294,7 @@ fn start_stage(
         cmd_set: false,
         no_cache,
         index: plan.index,
+        base,
     };
     // ONBUILD triggers of the base run right after FROM, and are not passed on.
     for trigger in triggers {

@@ -80,6 +80,39 @@ pub struct BuildOptions {
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
     /// not a directory of the user's: its Dockerfile is resolved inside it.
     pub untrusted_context: bool,
+    /// The Dockerfile read and parsed once for the whole `rbuild build` (every platform's
+    /// build shares it); read by [`build`] when unset.
+    pub loaded: Option<std::sync::Arc<LoadedDockerfile>>,
+    /// Leave out the Dockerfile's warnings (another platform's build of the same Dockerfile
+    /// prints them).
+    pub quiet_warnings: bool,
+}
+
+/// A Dockerfile read and parsed: its text (for excerpts), the name messages call it by, and
+/// its syntax tree.
+#[derive(Debug)]
+pub struct LoadedDockerfile {
+    pub source: String,
+    pub file: String,
+    pub parsed: dockerfile::Dockerfile,
+}
+
+impl LoadedDockerfile {
+    /// Reads ([`dockerfile_source`]) and parses the Dockerfile `options` name.
+    pub fn load(options: &BuildOptions) -> Result<std::sync::Arc<LoadedDockerfile>, BuildError> {
+        let (source, file) = dockerfile_source(options)?;
+        let parsed = dockerfile::parse(&source).map_err(|e| BuildError::Syntax {
+            file: file.clone(),
+            line: e.line,
+            message: e.message.clone(),
+            excerpt: excerpt(&source, e.line, e.line),
+        })?;
+        Ok(std::sync::Arc::new(LoadedDockerfile {
+            source,
+            file,
+            parsed,
+        }))
+    }
 }
 
 /// Dockerfiles larger than this are refused rather than read into memory.
@@ -134,6 +167,17 @@ pub fn dockerfile_source(options: &BuildOptions) -> Result<(String, String), Bui
 pub struct BuildOutcome {
     pub image_id: String,
     pub config: ImageConfig,
+    /// The image the target stage starts from (through `FROM <stage>` chains), as the build
+    /// resolved it: None for `FROM scratch`.
+    pub base: Option<BaseRef>,
+}
+
+/// An image a stage starts from: the name after ARG expansion (predefined platform args
+/// included) and the image id the build used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseRef {
+    pub name: String,
+    pub image_id: String,
 }
 
 /// Time spent in the parts of a build, for RBUILD_TIMINGS=1.
@@ -159,6 +203,7 @@ pub(crate) struct StageResult {
     pub config: ImageConfig,
     pub cache_key: String,
     pub args: Vec<(String, Option<String>)>,
+    pub base: Option<BaseRef>,
 }
 
 /// The state of the stage being built.
@@ -175,6 +220,8 @@ pub(crate) struct Stage {
     pub no_cache: bool,
     /// The stage's index in the plan.
     pub index: usize,
+    /// The image the stage starts from (None for scratch).
+    pub base: Option<BaseRef>,
 }
 
 impl Stage {
@@ -243,18 +290,18 @@ pub fn build(
     options: &BuildOptions,
     progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
-    let (source, file) = dockerfile_source(options)?;
-    let parsed = dockerfile::parse(&source).map_err(|e| BuildError::Syntax {
-        file: file.clone(),
-        line: e.line,
-        message: e.message.clone(),
-        excerpt: excerpt(&source, e.line, e.line),
-    })?;
-    for warning in &parsed.warnings {
-        progress.notice(&format!(
-            "warning: {file}:{}: {}",
-            warning.line, warning.message
-        ));
+    let loaded = match &options.loaded {
+        Some(loaded) => loaded.clone(),
+        None => LoadedDockerfile::load(options)?,
+    };
+    let (source, file, parsed) = (&loaded.source, loaded.file.clone(), &loaded.parsed);
+    if !options.quiet_warnings {
+        for warning in &parsed.warnings {
+            progress.notice(&format!(
+                "warning: {file}:{}: {}",
+                warning.line, warning.message
+            ));
+        }
     }
     let context = BuildContext::open_for(&options.context_dir, options.dockerfile.as_deref())
         .map_err(|source| BuildError::OpenContext {
@@ -265,7 +312,7 @@ pub fn build(
         file: file.clone(),
         line: ins.span.line,
         end_line: ins.span.end_line,
-        excerpt: excerpt(&source, ins.span.line, ins.span.end_line),
+        excerpt: excerpt(source, ins.span.line, ins.span.end_line),
     };
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let plan_input = PlanInput {
@@ -282,7 +329,7 @@ pub fn build(
             file: file.clone(),
             line: 1,
             message: e.message,
-            excerpt: excerpt(&source, 1, 1),
+            excerpt: excerpt(source, 1, 1),
         },
     })?;
 
@@ -306,12 +353,12 @@ pub fn build(
             .unwrap_or_default()
     };
     let findings = plan::checks::run_checks(&plan::checks::CheckInput {
-        dockerfile: &parsed,
+        dockerfile: parsed,
         plan: &plan,
         ignore: context.ignore_rules(),
         image_env: &image_env,
     });
-    for finding in &findings {
+    for finding in findings.iter().filter(|_| !options.quiet_warnings) {
         progress.notice(&format!(
             "warning: {file}:{}: {}: {}",
             finding.line, finding.rule, finding.message
@@ -412,15 +459,20 @@ pub fn build(
     store.add_image(&image_id, &options.tags)?;
     if std::env::var_os("RBUILD_TIMINGS").is_some() {
         progress.notice(&format!(
-            "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms",
+            "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms; Dockerfile parsed {} time(s)",
             steps_done.as_secs_f64() * 1e3,
             Timings::ms(&ctx.timings.hash_ns),
             Timings::ms(&ctx.timings.lookup_ns),
-            writing.elapsed().as_secs_f64() * 1e3
+            writing.elapsed().as_secs_f64() * 1e3,
+            dockerfile::parse_count()
         ));
     }
     export_cache(&ctx, &plan, progress)?;
-    Ok(BuildOutcome { image_id, config })
+    Ok(BuildOutcome {
+        image_id,
+        config,
+        base: target.base.clone(),
+    })
 }
 
 /// The label of a stage's step headers: the stage's (when several build) after the

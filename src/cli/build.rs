@@ -619,71 +619,32 @@ fn find_in_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// The base image of the Dockerfile's last stage, when it names an image of the store whose
-/// layers start the built image's: for the `base.name` annotation and to keep the base's
-/// layers out of `rewrite-timestamp`. Global ARGs (and `--build-arg`) are expanded in FROM
-/// as the build does.
-fn base_image(store: &Store, options: &BuildOptions, image_id: &str) -> Option<BaseImage> {
-    use rbuild::dockerfile::{expand_word, InstructionKind};
-    let parsed = read_dockerfile(options)?;
-    let escape = parsed.directives.escape;
-    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
-    for ins in &parsed.instructions {
-        let InstructionKind::Arg(decls) = &ins.kind else {
-            break;
-        };
-        for decl in decls {
-            let value = match options.build_args.get(&decl.name) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.default {
-                    Some(default) => {
-                        let lookup = |n: &str| lookup_arg(&global_args, n);
-                        Some(expand_word(default, escape, &lookup).ok()?.value)
-                    }
-                    None => None,
-                },
-            };
-            global_args.push((decl.name.clone(), value));
-        }
-    }
-    let image = parsed
-        .instructions
-        .iter()
-        .rev()
-        .find_map(|ins| match &ins.kind {
-            InstructionKind::From { image, .. } => Some(image.clone()),
-            _ => None,
-        })?;
-    let lookup = |n: &str| lookup_arg(&global_args, n);
-    let name = expand_word(&image, escape, &lookup).ok()?.value;
-    if name == "scratch" {
-        return Some(BaseImage::default());
-    }
-    let layers = |id: &str| -> Option<Vec<String>> {
-        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(id).ok()?).ok()?;
-        Some(
-            config["rootfs"]["diff_ids"]
-                .as_array()?
-                .iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect(),
-        )
+/// The base image the build resolved for the target stage (through `FROM <stage>` chains),
+/// when the built image's layers start with its layers: for the `base.name`/`base.digest`
+/// annotations and to keep the base's layers out of `rewrite-timestamp`.
+fn base_image(store: &Store, outcome: &build::BuildOutcome) -> Option<BaseImage> {
+    let Some(base) = &outcome.base else {
+        return Some(BaseImage::default()); // FROM scratch: every layer is the build's
     };
-    let base_id = store.resolve_image(&name).ok()?;
-    let base_layers = layers(&base_id)?;
-    let image_layers = layers(image_id)?;
-    image_layers.starts_with(&base_layers).then(|| BaseImage {
-        name: parse_tag(&name).map(|t| t.to_string()).unwrap_or(name),
-        digest: store.image_manifest(&base_id),
-        layer_count: base_layers.len(),
-    })
-}
-
-/// The Dockerfile parsed, for the few questions the CLI asks it; None when it cannot be read
-/// (the build reports that).
-fn read_dockerfile(options: &BuildOptions) -> Option<rbuild::dockerfile::Dockerfile> {
-    let (source, _) = rbuild::build::dockerfile_source(options).ok()?;
-    rbuild::dockerfile::parse(&source).ok()
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&base.image_id).ok()?).ok()?;
+    let base_layers: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()?
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    outcome
+        .config
+        .rootfs
+        .diff_ids
+        .starts_with(&base_layers)
+        .then(|| BaseImage {
+            name: parse_tag(&base.name)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| base.name.clone()),
+            digest: store.image_manifest(&base.image_id),
+            layer_count: base_layers.len(),
+        })
 }
 
 /// True when an `ARG NAME` of the Dockerfile declares `name`.
@@ -692,13 +653,6 @@ fn declares_arg(dockerfile: &rbuild::dockerfile::Dockerfile, name: &str) -> bool
         matches!(&ins.kind, rbuild::dockerfile::InstructionKind::Arg(decls)
             if decls.iter().any(|d| d.name == name))
     })
-}
-
-fn lookup_arg(args: &[(String, Option<String>)], name: &str) -> Option<String> {
-    args.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.clone())
 }
 
 /// `--platform a,b,...`: each platform once, in the order given (`local` is this host).
@@ -774,17 +728,20 @@ impl MultiPlatform<'_> {
             let handles: Vec<_> = self
                 .platforms
                 .iter()
-                .map(|platform| {
+                .enumerate()
+                .map(|(index, platform)| {
                     let mut options = self.options.clone();
                     options.platform = Some(platform.clone());
                     options.label_platform = true;
+                    // The Dockerfile's warnings are the same for every platform: said once.
+                    options.quiet_warnings = index > 0;
                     // The tags go to the platform list, after every platform is built.
                     options.tags.clear();
                     scope.spawn(move || -> anyhow::Result<archive::PlatformImage> {
                         let outcome = build::build(self.store, &options, progress)
                             .with_context(|| format!("building for {}", platform.text()))?;
                         Ok(archive::PlatformImage {
-                            base: base_image(self.store, &options, &outcome.image_id),
+                            base: base_image(self.store, &outcome),
                             image_id: outcome.image_id,
                         })
                     })
@@ -1019,11 +976,16 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         source_date_epoch: epoch,
         pull: args.pull,
         label_platform: false,
+        loaded: None,
+        quiet_warnings: false,
     };
+    // Read and parsed once here: every platform's build and the questions below share it.
+    let loaded = build::LoadedDockerfile::load(&options)?;
+    options.loaded = Some(loaded.clone());
     // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
     // otherwise it is no build arg (and no "not consumed" warning).
     if let Some(epoch) = epoch {
-        if read_dockerfile(&options).is_some_and(|d| declares_arg(&d, SOURCE_DATE_EPOCH)) {
+        if declares_arg(&loaded.parsed, SOURCE_DATE_EPOCH) {
             options
                 .build_args
                 .insert(SOURCE_DATE_EPOCH.to_string(), epoch.to_string());
@@ -1084,7 +1046,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
              (--build-arg SOURCE_DATE_EPOCH=N, the environment, or --reproducible)",
         );
     }
-    let base = base_image(&store, &options, &outcome.image_id);
+    let base = base_image(&store, &outcome);
     if base.is_none()
         && epoch.is_some()
         && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp))

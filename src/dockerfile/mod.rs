@@ -7,4 +7,4 @@ mod parser;
 
 pub use ast::*;
 pub use expand::{expand_word, ExpandError, Expansion};
-pub use parser::{parse, ParseError};
+pub use parser::{parse, parse_count, ParseError};

@@ -43,7 +43,16 @@ struct RawNode {
 }
 
 /// Parses a Dockerfile. Pure: no I/O.
+/// How many times [`parse`] ran in this process (a build parses its Dockerfile once, whatever
+/// the number of platforms; RBUILD_TIMINGS=1 shows it).
+static PARSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn parse_count() -> usize {
+    PARSES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
+    PARSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let lines = split_lines(source);
     let mut directives = Directives::default();
     let mut warnings = Vec::new();

@@ -556,3 +556,72 @@ fn buildplatform_stage_runs_natively_for_each_target() {
     assert_eq!(read("linux_amd64", "built"), "built on x86_64 for amd64\n");
     assert_eq!(read("linux_amd64", "arch"), "x86_64\n");
 }
+
+/// One Dockerfile, two platforms: it is parsed once (RBUILD_TIMINGS reports the count), its
+/// warnings are printed once, and each platform's image names the base the build resolved for
+/// it, `ARG TARGETARCH` included (the CLI's own re-expansion missed the predefined args).
+#[test]
+fn two_platforms_parse_once_warn_once_and_name_their_base() {
+    let Some(env) = two_platform_env(&[]) else {
+        return;
+    };
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file(
+                "ARG TARGETARCH\n\
+                 FROM busybox-${TARGETARCH}:latest\n\
+                 MAINTAINER someone\n\
+                 COPY f /f\n",
+            ),
+        ),
+        ("f", file("f\n")),
+    ]);
+    let layout = env.path("two-bases");
+    let mut command = env.command([
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    command.env("RBUILD_TIMINGS", "1");
+    let output = command.output().expect("run rbuild");
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let parsed: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split("Dockerfile parsed ").nth(1))
+        .collect();
+    assert_eq!(parsed, ["1 time(s)", "1 time(s)"], "{stderr}");
+    assert_eq!(
+        stderr.matches("MaintainerDeprecated").count(),
+        1,
+        "the warning is said once: {stderr}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
+    let index_digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let blob = |digest: &str| -> serde_json::Value {
+        let path = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(path).expect("blob")).expect("json")
+    };
+    let platform_index = blob(index_digest);
+    let manifests = platform_index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 2, "{platform_index}");
+    for descriptor in manifests {
+        let arch = descriptor["platform"]["architecture"]
+            .as_str()
+            .expect("arch");
+        let manifest = blob(descriptor["digest"].as_str().expect("digest"));
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.base.name"],
+            format!("busybox-{arch}:latest"),
+            "{manifest}"
+        );
+    }
+}
