@@ -3,36 +3,34 @@
 //! resolved inside the image; `..` and absolute names stay below the destination.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
 
 use boundary::decompress::Compression;
 use boundary::{ExtractOptions, Format, Ownership};
 
-/// What `path` is, if it is an archive ADD extracts: its compression told by magic bytes,
+use crate::context::SourceEntry;
+
+/// What `entry` is, if it is an archive ADD extracts: its compression told by magic bytes,
 /// and a tar inside (checked by the first header's checksum, so gzipped text is copied as it
 /// is, and old v7 tars without the `ustar` magic are still archives).
-// Boundary: a context file the walker resolved inside the context (select.rs).
-#[allow(clippy::disallowed_methods)]
-pub fn archive_kind(path: &Path) -> Option<Compression> {
-    let file = std::fs::File::open(path).ok()?;
-    boundary::decompress::archive_compression(file)
+pub fn archive_kind(entry: &SourceEntry) -> Option<Compression> {
+    boundary::decompress::archive_compression(entry.open().ok()?)
 }
 
-/// Extracts the archive at `archive` into `dest` (a directory in the image, created when
+/// Extracts the archive `entry` into `dest` (a directory in the image, created when
 /// missing). The destination is the root every name and symlink of the archive resolves in,
 /// as BuildKit does: `up -> ..` then `up/x` writes `dest/x`, `abs -> /etc` then `abs/passwd`
 /// writes `dest/etc/passwd`. Owners come from the archive unless `owner` is given (--chown);
 /// devices and FIFOs are skipped, as unprivileged BuildKit does.
-// Boundary: a context file the walker resolved inside the context (select.rs).
-#[allow(clippy::disallowed_methods)]
 pub fn extract_archive(
     root: &OwnedFd,
-    archive: &Path,
+    entry: &SourceEntry,
     dest: &str,
     owner: Option<(u32, u32)>,
 ) -> Result<(), String> {
-    let file =
-        std::fs::File::open(archive).map_err(|e| format!("open {}: {e}", archive.display()))?;
+    let archive = &entry.host_path;
+    let file = entry
+        .open()
+        .map_err(|e| format!("open {}: {e}", archive.display()))?;
     let (_, stream) = boundary::decompress::decompressing_reader(file)
         .map_err(|e| format!("read {}: {e}", archive.display()))?;
     let dest_fd = boundary::mkdir_all_in_root(root, dest, 0o755, Some((0, 0)))
@@ -66,10 +64,11 @@ mod tests {
     fn archives_are_told_by_content() {
         use std::io::Write;
         let dir = tempfile::tempdir().expect("tempdir");
+        // written into a context, then selected as COPY/ADD would select it
         let write = |name: &str, bytes: &[u8]| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, bytes).expect("write");
-            path
+            std::fs::write(dir.path().join(name), bytes).expect("write");
+            let context = crate::context::BuildContext::open(dir.path()).expect("context");
+            context.select(name).expect("select")[0].entries[0].clone()
         };
         let mut builder = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();

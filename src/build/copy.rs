@@ -132,8 +132,6 @@ pub fn join_image_path(base: &str, rel: &str) -> String {
 
 /// Copies every selected source to `dest` (absolute, in the image). `dest_is_dir` is the
 /// caller's reading of the trailing-slash and several-sources rules.
-// Boundary: sources are files the walker resolved inside their tree (select.rs); writes go through fds resolved in the image root.
-#[allow(clippy::disallowed_methods)]
 pub fn copy_sources(
     root: &OwnedFd,
     selected: &[Selected],
@@ -212,7 +210,8 @@ pub fn copy_sources(
                     )
                     .map_err(|e| format!("create {target}: {e}"))?;
                     let mut out = std::fs::File::from(fd);
-                    let mut input = std::fs::File::open(&entry.host_path)
+                    let mut input = entry
+                        .open()
                         .map_err(|e| format!("read {}: {e}", entry.host_path.display()))?;
                     std::io::copy(&mut input, &mut out)
                         .map_err(|e| format!("write {target}: {e}"))?;

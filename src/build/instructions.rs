@@ -744,7 +744,8 @@ fn copy_source(
     };
     let dirs = StepDirs::read_only(ctx.store, &layers, "from")?;
     let mounted = MountedRootfs::mount(&dirs.rootfs)?;
-    let root = BuildContext::image_root(&dirs.rootfs.merged_dir);
+    let root = BuildContext::image_root(&dirs.rootfs.merged_dir)
+        .map_err(|e| loc.error("COPY", e.to_string()))?;
     Ok(CopySource::Layers(Box::new(MountedLayers {
         _mounted: mounted,
         _dirs: dirs,
@@ -778,7 +779,8 @@ fn heredoc_files(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             .map_err(io_error("chmod heredoc"))?;
     }
-    let root = BuildContext::image_root(dir.path());
+    let root =
+        BuildContext::image_root(dir.path()).map_err(|e| loc.error("COPY", e.to_string()))?;
     Ok(Some((dir, root)))
 }
 
@@ -943,7 +945,8 @@ fn copy(
                     }
                 }
             }
-            let root = BuildContext::image_root(temp.path());
+            let root = BuildContext::image_root(temp.path())
+                .map_err(|e| loc.error(keyword, e.to_string()))?;
             selected.extend(
                 root.select(&download.name)
                     .map_err(|e| loc.error(keyword, e.to_string()))?,
@@ -961,7 +964,8 @@ fn copy(
             let temp = ctx.store.temp_dir("add-git")?;
             let dir = crate::context::remote::fetch_git_keeping(&word, temp.path(), keep_git_dir)
                 .map_err(|e| loc.error(keyword, e.to_string()))?;
-            let root = BuildContext::image_root(&dir);
+            let root =
+                BuildContext::image_root(&dir).map_err(|e| loc.error(keyword, e.to_string()))?;
             let mut found = root
                 .select(".")
                 .map_err(|e| loc.error(keyword, e.to_string()))?;
@@ -1112,7 +1116,7 @@ fn copy(
                 && sel.entries.first().is_some_and(|e| {
                     // Only a regular file is opened to sniff it: a FIFO would block.
                     matches!(e.kind, crate::context::SourceKind::File { .. })
-                        && super::add::archive_kind(&e.host_path).is_some()
+                        && super::add::archive_kind(e).is_some()
                 })
         });
         for sel in &archives {
@@ -1121,7 +1125,7 @@ fn copy(
             };
             // Extracted files keep the archive's owners unless --chown says otherwise.
             let chown_owner = if chown.is_some() { owner } else { None };
-            super::add::extract_archive(mounted.root_fd(), &entry.host_path, &dest, chown_owner)
+            super::add::extract_archive(mounted.root_fd(), entry, &dest, chown_owner)
                 .map_err(|m| loc.error(keyword, m))?;
         }
         let attrs = CopyAttrs {

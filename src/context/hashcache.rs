@@ -61,9 +61,14 @@ impl HashCache {
         }
     }
 
-    /// The sha256 (hex) of the file's content.
-    pub fn digest(&self, path: &Path) -> std::io::Result<String> {
-        let meta = std::fs::metadata(path)?;
+    /// The sha256 (hex) of a selected file's content, opened through the entry (beneath its
+    /// tree, no symlink followed); remembered by its host path and stat.
+    pub fn digest(&self, entry: &super::SourceEntry) -> std::io::Result<String> {
+        self.digest_of(&entry.host_path, entry.open()?)
+    }
+
+    fn digest_of(&self, path: &Path, mut file: std::fs::File) -> std::io::Result<String> {
+        let meta = file.metadata()?;
         let stamp = |digest: String| Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -80,7 +85,6 @@ impl HashCache {
             }
         }
         let mut hasher = Sha256::new();
-        let mut file = std::fs::File::open(path)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = file.read(&mut buf)?;
@@ -108,7 +112,12 @@ mod tests {
         std::fs::write(&file, "one").expect("write");
         let store = dir.path().join("cache.json");
         let cache = HashCache::load(store.clone());
-        let first = cache.digest(&file).expect("digest");
+        let digest = |cache: &HashCache| {
+            cache
+                .digest_of(&file, std::fs::File::open(&file).expect("open"))
+                .expect("digest")
+        };
+        let first = digest(&cache);
         cache.save();
         // A poisoned entry proves the second read came from the cache, not the file.
         let reloaded = HashCache::load(store.clone());
@@ -117,9 +126,9 @@ mod tests {
                 e.digest = "remembered".into();
             }
         }
-        assert_eq!(reloaded.digest(&file).expect("digest"), "remembered");
+        assert_eq!(digest(&reloaded), "remembered");
         std::fs::write(&file, "two").expect("write");
-        let changed = reloaded.digest(&file).expect("digest");
+        let changed = digest(&reloaded);
         assert_ne!(changed, first);
         assert_ne!(changed, "remembered");
     }

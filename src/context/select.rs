@@ -1,7 +1,10 @@
 //! Selecting COPY sources inside the context root, honouring `.dockerignore`, and hashing them.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 
 use sha2::{Digest as _, Sha256};
 
@@ -74,7 +77,12 @@ pub enum SourceKind {
 pub struct SourceEntry {
     /// Path relative to the selected source (empty for the source itself).
     pub rel: String,
+    /// Where it is on the host, for messages and the digest cache; it is opened through
+    /// [`SourceEntry::open`], never by this path.
     pub host_path: PathBuf,
+    /// The tree's root, and the entry's real path below it (no symlink on the way).
+    root: Arc<OwnedFd>,
+    root_rel: String,
     pub kind: SourceKind,
     /// Permission bits (07777).
     pub mode: u32,
@@ -82,6 +90,27 @@ pub struct SourceEntry {
     pub gid: u32,
     pub mtime: i64,
     pub mtime_nsec: i64,
+}
+
+impl SourceEntry {
+    /// Opens the entry's file for reading, beneath its tree's root with no symlink followed:
+    /// a component swapped for a symlink since the walk makes this fail, never escape. A FIFO
+    /// is never opened for reading (the open is non-blocking and checked).
+    pub fn open(&self) -> std::io::Result<std::fs::File> {
+        let fd = boundary::open_beneath(
+            &*self.root,
+            &self.root_rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        )?;
+        let stat = rfs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(std::io::Error::other(format!(
+                "{} is no longer a regular file",
+                self.host_path.display()
+            )));
+        }
+        Ok(std::fs::File::from(fd))
+    }
 }
 
 /// One source argument resolved: its base name, and its entries (itself first, then for a
@@ -106,7 +135,61 @@ impl Selected {
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     root: PathBuf,
+    /// The root, open: every walk and open below starts from it.
+    root_fd: Arc<OwnedFd>,
     ignore: IgnoreRules,
+}
+
+/// Opens a tree root (a path rbuild or the user chose) for walking.
+fn open_tree_root(root: &Path) -> Result<Arc<OwnedFd>, ContextError> {
+    boundary::open_root(root).map(Arc::new).map_err(io(root))
+}
+
+/// The entries of the directory `dir`, sorted by name, each with its stat (a symlink is
+/// stat-ed itself, never followed).
+fn list_dir(dir: impl AsFd, shown: &Path) -> Result<Vec<(String, Stat)>, ContextError> {
+    let dir = dir.as_fd();
+    let reader = rfs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(shown)(e.into()))?;
+    let mut names = Vec::new();
+    for entry in rfs::Dir::new(reader).map_err(|e| io(shown)(e.into()))? {
+        let entry = entry.map_err(|e| io(shown)(e.into()))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(entry.file_name().to_owned());
+        }
+    }
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let stat = rfs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io(&shown.join(name.to_string_lossy().as_ref()))(e.into()))?;
+        out.push((name.to_string_lossy().into_owned(), stat));
+    }
+    Ok(out)
+}
+
+/// What a walk calls for each entry it keeps: its path below the root, its stat, and its
+/// link target when it is a symlink.
+type WalkVisitor<'a> = dyn FnMut(&str, &Stat, Option<String>) -> Result<(), ContextError> + 'a;
+
+/// Opens the subdirectory `name` of `dir` without following a symlink.
+fn open_subdir(dir: impl AsFd, name: &str) -> rustix::io::Result<OwnedFd> {
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn is_dir(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == FileType::Directory
 }
 
 impl BuildContext {
@@ -157,7 +240,12 @@ impl BuildContext {
         let ignore = text
             .map(|bytes| IgnoreRules::parse(&String::from_utf8_lossy(&bytes)))
             .unwrap_or_default();
-        Ok(BuildContext { root, ignore })
+        let root_fd = open_tree_root(&root)?;
+        Ok(BuildContext {
+            root,
+            root_fd,
+            ignore,
+        })
     }
 
     /// Paths below `rel` that `.dockerignore` excludes (a whole excluded dir once, unless an
@@ -165,93 +253,79 @@ impl BuildContext {
     pub fn excluded_below(&self, rel: &str) -> Vec<String> {
         let mut excluded = Vec::new();
         if !self.ignore.is_empty() {
-            let start = self.root.join(rel);
-            self.collect_excluded(&start, rel, rel, &mut excluded);
+            if let Ok(start) = boundary::open_beneath(&*self.root_fd, rel, OFlags::DIRECTORY) {
+                self.collect_excluded(&start, rel, rel, &mut excluded);
+            }
         }
         excluded
     }
 
-    // TODO(boundary, issue 10): the context walk still works from host paths (read_dir + symlink_metadata, which follow no final symlink); moving it onto dirfds is open work.
-    #[allow(clippy::disallowed_methods)]
-    fn collect_excluded(&self, dir: &Path, rel: &str, base: &str, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    fn collect_excluded(&self, dir: &OwnedFd, rel: &str, base: &str, out: &mut Vec<String>) {
+        let Ok(entries) = list_dir(dir, &self.root.join(rel)) else {
             return;
         };
-        let mut names: Vec<_> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
+        for (name, stat) in entries {
             let path = if rel.is_empty() {
                 name.clone()
             } else {
                 format!("{rel}/{name}")
             };
-            let full = dir.join(&name);
-            let is_dir = std::fs::symlink_metadata(&full)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
             let below_base = path
                 .strip_prefix(base)
                 .map(|p| p.trim_start_matches('/'))
                 .unwrap_or(&path)
                 .to_string();
+            let descend = |out: &mut Vec<String>| {
+                if let Ok(sub) = open_subdir(dir, &name) {
+                    self.collect_excluded(&sub, &path, base, out);
+                }
+            };
             if self.ignore.is_excluded(&path) {
-                if is_dir && self.ignore.may_reinclude_below(&path) {
-                    self.collect_excluded(&full, &path, base, out);
+                if is_dir(&stat) && self.ignore.may_reinclude_below(&path) {
+                    descend(out);
                 } else {
                     out.push(below_base);
                 }
-            } else if is_dir {
-                self.collect_excluded(&full, &path, base, out);
+            } else if is_dir(&stat) {
+                descend(out);
             }
         }
     }
 
     /// A stage's or image's filesystem as a COPY source: no `.dockerignore` applies.
-    pub fn image_root(root: &Path) -> BuildContext {
-        BuildContext {
+    pub fn image_root(root: &Path) -> Result<BuildContext, ContextError> {
+        Ok(BuildContext {
             root: root.to_path_buf(),
+            root_fd: open_tree_root(root)?,
             ignore: IgnoreRules::default(),
-        }
+        })
     }
 
     /// Resolves `rel` with every symlink followed inside the root (an absolute link target
-    /// means the root's `/`, never the host's), returning the host path it lands on.
-    // Boundary: readlink of /proc/self/fd of an fd resolved by boundary::open_in_root.
-    #[allow(clippy::disallowed_methods)]
-    fn resolve_in_root(&self, rel: &str) -> Result<PathBuf, ContextError> {
-        use rustix::fs::{Mode, OFlags};
-        let root_fd = rustix::fs::open(
-            &self.root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ContextError::Io {
-            path: self.root.clone(),
-            source: e.into(),
-        })?;
-        let fd = boundary::open_in_root(&root_fd, rel, OFlags::PATH).map_err(|_| {
+    /// means the root's `/`, never the host's): the open object, and its real path below the
+    /// root (no symlink on it).
+    fn resolve_in_root(&self, rel: &str) -> Result<(OwnedFd, String), ContextError> {
+        let fd = boundary::open_in_root(&*self.root_fd, rel, OFlags::PATH).map_err(|_| {
             ContextError::NotFound {
                 source_path: rel.to_string(),
                 why: "",
             }
         })?;
-        let real = std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&fd)
-        ))
-        .map_err(|e| ContextError::Io {
-            path: self.root.join(rel),
-            source: e,
-        })?;
-        if !real.starts_with(&self.root) {
-            return Err(ContextError::OutsideContext {
+        // The kernel's name for what was opened (a magic link of our own fd, read, not
+        // followed): where in the tree the source really is.
+        let real = rfs::readlinkat(
+            rfs::CWD,
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            Vec::new(),
+        )
+        .map_err(|e| io(&self.root.join(rel))(e.into()))?;
+        let real = PathBuf::from(real.to_string_lossy().into_owned());
+        let below = real
+            .strip_prefix(&self.root)
+            .map_err(|_| ContextError::OutsideContext {
                 source_path: rel.to_string(),
-            });
-        }
-        Ok(real)
+            })?;
+        Ok((fd, below.to_string_lossy().into_owned()))
     }
 
     pub fn root(&self) -> &Path {
@@ -276,7 +350,7 @@ impl BuildContext {
         let rel = clean_relative(source);
         if has_wildcards(&rel) {
             let mut matches = Vec::new();
-            self.walk_paths("", &mut |path, _| {
+            self.walk_paths("", &mut |path| {
                 if glob_match(&rel, path) {
                     matches.push(path.to_string());
                 }
@@ -301,8 +375,6 @@ impl BuildContext {
         Ok(vec![self.select_path(&rel)?])
     }
 
-    // TODO(boundary, issue 10): see collect_excluded.
-    #[allow(clippy::disallowed_methods)]
     fn select_path(&self, rel: &str) -> Result<Selected, ContextError> {
         if !rel.is_empty() && self.ignore.is_excluded(rel) {
             return Err(ContextError::NotFound {
@@ -311,13 +383,9 @@ impl BuildContext {
             });
         }
         // The top-level source is followed if it is a symlink, resolved inside the root.
-        let resolved = self.resolve_in_root(rel)?;
+        let (resolved, resolved_rel) = self.resolve_in_root(rel)?;
         // Ignore rules apply to what the source resolves to: with `.env` ignored, neither
         // `alias -> .env` nor `self -> .` (then `self/.env`) brings it in.
-        let resolved_rel = resolved
-            .strip_prefix(&self.root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
         if resolved_rel != rel && !resolved_rel.is_empty() && self.ignore.is_excluded(&resolved_rel)
         {
             return Err(ContextError::NotFound {
@@ -326,43 +394,36 @@ impl BuildContext {
             });
         }
         let name = rel.rsplit('/').next().unwrap_or("").to_string();
-        let meta = std::fs::metadata(&resolved).map_err(io(&resolved))?;
-        let mut entries = Vec::new();
-        if !copyable(rel, &meta)? {
+        let host = self.root.join(&resolved_rel);
+        let stat = rfs::fstat(&resolved).map_err(|e| io(&host)(e.into()))?;
+        if !copyable(rel, &stat)? {
             return Err(ContextError::NotFound {
                 source_path: rel.to_string(),
                 why: " (a socket cannot be copied)",
             });
         }
-        entries.push(entry_for("", &resolved, &meta, None));
-        if meta.is_dir() {
+        let mut entries = vec![self.entry_for("", &resolved_rel, &stat, None)];
+        if is_dir(&stat) {
+            let dir = rfs::openat(
+                &resolved,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io(&host)(e.into()))?;
             let base = resolved_rel;
-            let mut found = Vec::new();
-            self.walk_paths_from(&resolved, &base, &mut |path, full| {
-                found.push((path.to_string(), full.to_path_buf()))
-            })?;
-            for (path, full) in found {
-                let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
-                if !copyable(&path, &meta)? {
-                    continue;
+            self.walk_from(&dir, &base, &mut |path, stat, link| {
+                if !copyable(path, stat)? {
+                    return Ok(());
                 }
-                let link = if meta.file_type().is_symlink() {
-                    Some(
-                        std::fs::read_link(&full)
-                            .map_err(io(&full))?
-                            .to_string_lossy()
-                            .into_owned(),
-                    )
+                let inner = if base.is_empty() {
+                    path
                 } else {
-                    None
+                    path.strip_prefix(&format!("{base}/")).unwrap_or(path)
                 };
-                let inner = path
-                    .strip_prefix(&format!("{base}/"))
-                    .unwrap_or(&path)
-                    .to_string();
-                let inner = if base.is_empty() { path.clone() } else { inner };
-                entries.push(entry_for(&inner, &full, &meta, link));
-            }
+                entries.push(self.entry_for(inner, path, stat, link));
+                Ok(())
+            })?;
         }
         Ok(Selected {
             name,
@@ -371,47 +432,76 @@ impl BuildContext {
         })
     }
 
-    /// Calls `visit(rel_path, host_path)` for every non-ignored entry below the root, sorted.
-    fn walk_paths(
+    fn entry_for(
         &self,
-        start: &str,
-        visit: &mut dyn FnMut(&str, &Path),
-    ) -> Result<(), ContextError> {
-        let dir = self.root.join(start);
-        self.walk_paths_from(&dir, start, visit)
+        rel: &str,
+        root_rel: &str,
+        stat: &Stat,
+        link: Option<String>,
+    ) -> SourceEntry {
+        let kind = match (link, FileType::from_raw_mode(stat.st_mode)) {
+            (Some(target), _) => SourceKind::Symlink { target },
+            (None, FileType::Directory) => SourceKind::Dir,
+            (None, FileType::Fifo) => SourceKind::Fifo,
+            (None, _) => SourceKind::File {
+                size: u64::try_from(stat.st_size).unwrap_or(0),
+            },
+        };
+        SourceEntry {
+            rel: rel.to_string(),
+            host_path: self.root.join(root_rel),
+            root: self.root_fd.clone(),
+            root_rel: root_rel.to_string(),
+            kind,
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            mtime: stat.st_mtime,
+            mtime_nsec: i64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+        }
     }
 
-    // TODO(boundary, issue 10): see collect_excluded.
-    #[allow(clippy::disallowed_methods)]
-    fn walk_paths_from(
+    /// Calls `visit(rel_path)` for every non-ignored entry below `start`, sorted.
+    fn walk_paths(&self, start: &str, visit: &mut dyn FnMut(&str)) -> Result<(), ContextError> {
+        let dir = boundary::open_beneath(&*self.root_fd, start, OFlags::DIRECTORY)
+            .map_err(|e| io(&self.root.join(start))(e.into()))?;
+        self.walk_from(&dir, start, &mut |path, _, _| {
+            visit(path);
+            Ok(())
+        })
+    }
+
+    /// Walks the directory `dir` (at `rel` below the root) by descriptor, never following a
+    /// symlink, and calls `visit(path, stat, link target)` for every entry `.dockerignore`
+    /// keeps, sorted; descends into excluded dirs only when an exception may reinclude
+    /// something below.
+    fn walk_from(
         &self,
-        dir: &Path,
+        dir: &OwnedFd,
         rel: &str,
-        visit: &mut dyn FnMut(&str, &Path),
+        visit: &mut WalkVisitor<'_>,
     ) -> Result<(), ContextError> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io(dir))?;
-        names.sort();
-        for name in names {
-            let name = name.to_string_lossy().into_owned();
+        for (name, stat) in list_dir(dir, &self.root.join(rel))? {
             let path = if rel.is_empty() {
                 name.clone()
             } else {
                 format!("{rel}/{name}")
             };
-            let full = dir.join(&name);
-            let is_dir = std::fs::symlink_metadata(&full)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
             let excluded = self.ignore.is_excluded(&path);
             if !excluded {
-                visit(&path, &full);
+                let link = if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+                    let target = rfs::readlinkat(dir, name.as_str(), Vec::new())
+                        .map_err(|e| io(&self.root.join(&path))(e.into()))?;
+                    Some(target.to_string_lossy().into_owned())
+                } else {
+                    None
+                };
+                visit(&path, &stat, link)?;
             }
-            if is_dir && (!excluded || self.ignore.may_reinclude_below(&path)) {
-                self.walk_paths_from(&full, &path, visit)?;
+            if is_dir(&stat) && (!excluded || self.ignore.may_reinclude_below(&path)) {
+                let sub =
+                    open_subdir(dir, &name).map_err(|e| io(&self.root.join(&path))(e.into()))?;
+                self.walk_from(&sub, &path, visit)?;
             }
         }
         Ok(())
@@ -420,38 +510,13 @@ impl BuildContext {
 
 /// Whether an entry can be copied: sockets are left out (as Docker's archiver leaves them
 /// out), device nodes are refused (a rootless build cannot create them).
-fn copyable(path: &str, meta: &std::fs::Metadata) -> Result<bool, ContextError> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = meta.file_type();
-    if kind.is_char_device() || kind.is_block_device() {
-        return Err(ContextError::DeviceNode {
+fn copyable(path: &str, stat: &Stat) -> Result<bool, ContextError> {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::CharacterDevice | FileType::BlockDevice => Err(ContextError::DeviceNode {
             source_path: path.to_string(),
-        });
-    }
-    Ok(!kind.is_socket())
-}
-
-fn entry_for(
-    rel: &str,
-    host: &Path,
-    meta: &std::fs::Metadata,
-    link: Option<String>,
-) -> SourceEntry {
-    let kind = match link {
-        Some(target) => SourceKind::Symlink { target },
-        None if meta.is_dir() => SourceKind::Dir,
-        None if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) => SourceKind::Fifo,
-        None => SourceKind::File { size: meta.len() },
-    };
-    SourceEntry {
-        rel: rel.to_string(),
-        host_path: host.to_path_buf(),
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: meta.mtime(),
-        mtime_nsec: meta.mtime_nsec(),
+        }),
+        FileType::Socket => Ok(false),
+        _ => Ok(true),
     }
 }
 
@@ -502,9 +567,7 @@ pub fn hash_selection_with(
                     hasher.update(format!("link\0{target}\0").as_bytes())
                 }
                 SourceKind::File { size } => {
-                    let digest = cache
-                        .digest(&entry.host_path)
-                        .map_err(io(&entry.host_path))?;
+                    let digest = cache.digest(entry).map_err(io(&entry.host_path))?;
                     hasher.update(format!("file\0{size}\0{digest}\0").as_bytes());
                 }
             }
