@@ -60,6 +60,6 @@ fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| anyhow::anyhow!("cannot create a mount namespace: {e}"))?;
-    rbuild_runtime::mounts::make_mounts_private().map_err(|e| anyhow::anyhow!("cannot {e}"))?;
+    rbuild_runtime::mounts::make_mounts_private()?;
     Ok(())
 }

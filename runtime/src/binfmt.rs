@@ -8,6 +8,7 @@
 // Paths here are kernel interfaces (/proc, /sys) and the step's own files: the boundary rule (clippy.toml) does not apply.
 #![allow(clippy::disallowed_methods)]
 
+use crate::error::SetupError;
 use std::path::{Path, PathBuf};
 
 /// QEMU's name for an OCI architecture (and variant), and the ELF magic/mask that select it
@@ -152,9 +153,9 @@ pub struct SandboxedBinfmt {
 
 impl SandboxedBinfmt {
     /// Mounts the instance; fails on kernels that do not allow it (detected by trying).
-    pub fn mount(mount_point: &Path) -> Result<SandboxedBinfmt, String> {
+    pub fn mount(mount_point: &Path) -> Result<SandboxedBinfmt, SetupError> {
         std::fs::create_dir_all(mount_point)
-            .map_err(|e| format!("create {}: {e}", mount_point.display()))?;
+            .map_err(|e| SetupError::os(format!("create {}", mount_point.display()), e))?;
         nix::mount::mount(
             Some("binfmt_misc"),
             mount_point,
@@ -164,7 +165,7 @@ impl SandboxedBinfmt {
                 | nix::mount::MsFlags::MS_NOEXEC,
             None::<&str>,
         )
-        .map_err(|e| format!("mount binfmt_misc: {e}"))?;
+        .map_err(|e| SetupError::os("mount binfmt_misc", e))?;
         Ok(SandboxedBinfmt {
             mount_point: mount_point.to_path_buf(),
         })

@@ -8,6 +8,7 @@
 // Paths here are kernel interfaces (/proc, /sys) and the step's own files: the boundary rule (clippy.toml) does not apply.
 #![allow(clippy::disallowed_methods)]
 
+use crate::error::SetupError;
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -59,19 +60,20 @@ pub fn step_init_main() -> ! {
     std::process::exit(code)
 }
 
-fn read_spec() -> Result<StepSpec, String> {
+fn read_spec() -> Result<StepSpec, SetupError> {
     let mut raw = Vec::new();
     std::io::stdin()
         .read_to_end(&mut raw)
-        .map_err(|e| format!("read step spec: {e}"))?;
-    let spec = serde_json::from_slice(&raw).map_err(|e| format!("parse step spec: {e}"))?;
+        .map_err(|e| SetupError::os("read step spec", e))?;
+    let spec = serde_json::from_slice(&raw)
+        .map_err(|e| SetupError::Refused(format!("invalid step spec: {e}")))?;
     // The command gets no input, as in `docker build`.
-    let null = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| format!("redirect stdin: {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| SetupError::os("open /dev/null", e))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| SetupError::os("redirect stdin", e))?;
     Ok(spec)
 }
 
-fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
+fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, SetupError> {
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
@@ -79,11 +81,11 @@ fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
     if spec.network == NetworkMode::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    unshare(flags).map_err(|e| format!("unshare mount/pid/ipc/uts namespaces: {e}"))?;
+    unshare(flags).map_err(|e| SetupError::os("unshare mount/pid/ipc/uts namespaces", e))?;
     mounts::make_mounts_private()?;
 
     // SAFETY: this process is single-threaded (a fresh exec that started no threads).
-    match unsafe { fork() }.map_err(|e| format!("fork step pid 1: {e}"))? {
+    match unsafe { fork() }.map_err(|e| SetupError::os("fork step pid 1", e))? {
         ForkResult::Child => {
             // Die with the step-init process, whatever kills it.
             // SAFETY: prctl with constant arguments.
@@ -102,7 +104,7 @@ fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
                 Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
                 Ok(_) => continue,
                 Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(format!("wait for step pid 1: {e}")),
+                Err(e) => return Err(SetupError::os("wait for step pid 1", e)),
             }
         },
     }
@@ -110,7 +112,7 @@ fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, String> {
 
 enum Never {}
 
-fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, String> {
+fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, SetupError> {
     let mut notices = Vec::new();
     if spec.network == NetworkMode::None {
         mounts::loopback_up()?;
@@ -122,7 +124,7 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("open rootfs {}: {e}", merged.display()))?;
+    .map_err(|e| SetupError::os(format!("open rootfs {}", merged.display()), e))?;
 
     let mut stubs: Vec<MountStub> = Vec::new();
     let proc_dir = mounts::ensure_in_root(&root, merged, "/proc", true, &mut stubs)?;
@@ -141,7 +143,7 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
             mounts::ensure_in_root(&root, merged, path, false, &mut stubs)?,
         ))
     })
-    .collect::<Result<Vec<_>, String>>()?;
+    .collect::<Result<Vec<_>, SetupError>>()?;
 
     let proc_flags = nix::mount::MsFlags::MS_NOSUID
         | nix::mount::MsFlags::MS_NODEV
@@ -190,17 +192,19 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     drop(root);
 
     mounts::pivot_into(merged)?;
-    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| SetupError::os("sethostname", e))?;
 
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = crate::user::resolve_user(&spec.user, &passwd, &group).map_err(|e| e.to_string())?;
+    let user = crate::user::resolve_user(&spec.user, &passwd, &group)
+        .map_err(|e| SetupError::Refused(e.to_string()))?;
 
     if std::fs::symlink_metadata(&spec.cwd).is_err() {
         std::fs::create_dir_all(&spec.cwd)
-            .map_err(|e| format!("create working dir {}: {e}", spec.cwd))?;
+            .map_err(|e| SetupError::os(format!("create working dir {}", spec.cwd), e))?;
     }
-    std::env::set_current_dir(&spec.cwd).map_err(|e| format!("chdir {}: {e}", spec.cwd))?;
+    std::env::set_current_dir(&spec.cwd)
+        .map_err(|e| SetupError::os(format!("chdir {}", spec.cwd), e))?;
 
     let mut env: Vec<String> = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -216,14 +220,16 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     if sandboxed {
         // Now, while this process still holds CAP_SYS_ADMIN in the user namespace: the kernel
         // then takes the filter without NO_NEW_PRIVS, which Docker does not set either.
-        crate::seccomp::install_default_filter().map_err(|e| {
-            let mut message = e.to_string();
-            if let Some(cause) = std::error::Error::source(&e) {
-                message.push_str(&format!(": {cause}"));
-            }
-            message
+        crate::seccomp::install_default_filter().map_err(|e| match e {
+            crate::seccomp::SeccompError::Filter { what, source } => SetupError::Os {
+                what: format!("install the seccomp filter ({what})"),
+                source: crate::error::OsError {
+                    errno: source.errno().map_or(0, |e| e as i32),
+                    text: source.to_string(),
+                },
+            },
         })?;
-        crate::caps::limit_bounding_set().map_err(|e| format!("limit capabilities: {e}"))?;
+        crate::caps::limit_bounding_set().map_err(|e| SetupError::os("limit capabilities", e))?;
     }
     let groups: Vec<Gid> = user
         .additional_gids
@@ -236,9 +242,12 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     let only_primary = user.additional_gids.iter().all(|g| *g == user.gid);
     if !(setgroups_denied && only_primary) {
         nix::unistd::setgroups(&groups).map_err(|e| {
-            format!(
-                "set supplementary groups {:?}: {e} (needs subordinate gid ranges in /etc/subgid)",
-                user.additional_gids
+            SetupError::os(
+                format!(
+                    "set supplementary groups {:?} (needs subordinate gid ranges in /etc/subgid)",
+                    user.additional_gids
+                ),
+                e,
             )
         })?;
     }
@@ -247,25 +256,33 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Str
     let uid = Uid::from_raw(user.uid);
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| unmapped("uid", user.uid, e))?;
     if user.uid == 0 && sandboxed {
-        crate::caps::set_root_capabilities().map_err(|e| format!("set capabilities: {e}"))?;
+        crate::caps::set_root_capabilities().map_err(|e| SetupError::os("set capabilities", e))?;
     } else if user.uid == 0 {
-        crate::caps::set_all_capabilities().map_err(|e| format!("set capabilities: {e}"))?;
+        crate::caps::set_all_capabilities().map_err(|e| SetupError::os("set capabilities", e))?;
     }
 
-    let program = spec.args.first().ok_or("no command to run")?;
-    let executable = mounts::find_executable(program, path_var.as_deref())
-        .ok_or_else(|| format!("exec: \"{program}\": executable file not found in $PATH"))?;
+    let program = spec
+        .args
+        .first()
+        .ok_or_else(|| SetupError::Refused("no command to run".into()))?;
+    let executable = mounts::find_executable(program, path_var.as_deref()).ok_or_else(|| {
+        SetupError::Refused(format!(
+            "exec: \"{program}\": executable file not found in $PATH"
+        ))
+    })?;
     let to_c = |s: &String| {
-        CString::new(s.as_str()).map_err(|_| format!("argument {s:?} holds a NUL byte"))
+        CString::new(s.as_str())
+            .map_err(|_| SetupError::Refused(format!("argument {s:?} holds a NUL byte")))
     };
     let argv = spec.args.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
     reset_process_state()?;
-    let errno = nix::unistd::execve(&executable, &argv, &envp).err();
-    Err(format!(
-        "exec {}: {}",
-        executable.to_string_lossy(),
-        errno.map(|e| e.to_string()).unwrap_or_default()
+    let errno = nix::unistd::execve(&executable, &argv, &envp)
+        .err()
+        .unwrap_or(nix::Error::UnknownErrno);
+    Err(SetupError::os(
+        format!("exec {}", executable.to_string_lossy()),
+        errno,
     ))
 }
 
@@ -276,7 +293,7 @@ fn mount_one(
     merged: &Path,
     step_mount: &crate::spec::StepMount,
     stubs: &mut Vec<MountStub>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     use crate::spec::MountSource;
     match &step_mount.source {
         MountSource::Host { path, read_only } => {
@@ -304,7 +321,7 @@ fn mount_one(
                 nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
                 Some(options.as_str()),
             )
-            .map_err(|e| format!("mount tmpfs on {}: {e}", step_mount.target))?;
+            .map_err(|e| SetupError::os(format!("mount tmpfs on {}", step_mount.target), e))?;
         }
     }
     Ok(())
@@ -314,7 +331,7 @@ fn mount_one(
 /// empty signal mask (the Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
 /// across exec, so `yes | head` would never end), and no descriptor but 0-2. Descriptors are
 /// marked close-on-exec rather than closed, so a failed exec can still be reported.
-fn reset_process_state() -> Result<(), String> {
+fn reset_process_state() -> Result<(), SetupError> {
     // The raw system call: the C library refuses the two real-time signals it reserves for
     // itself, and those can be inherited as ignored too. An all-zero kernel sigaction is
     // SIG_DFL with no flags and an empty mask, whatever the architecture's layout.
@@ -339,7 +356,7 @@ fn reset_process_state() -> Result<(), String> {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     )
-    .map_err(|e| format!("clear the signal mask: {e}"))?;
+    .map_err(|e| SetupError::os("clear the signal mask", e))?;
     // SAFETY: close_range with the CLOEXEC flag only changes descriptor flags.
     let marked = unsafe {
         libc::syscall(
@@ -352,7 +369,7 @@ fn reset_process_state() -> Result<(), String> {
     if marked != 0 {
         // Kernels before 5.11: mark each open descriptor.
         let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-            .map_err(|e| format!("list open descriptors: {e}"))?
+            .map_err(|e| SetupError::os("list open descriptors", e))?
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
             .filter(|fd| *fd > 2)
             .collect();
@@ -364,13 +381,13 @@ fn reset_process_state() -> Result<(), String> {
     Ok(())
 }
 
-fn unmapped(kind: &str, id: u32, e: nix::Error) -> String {
+fn unmapped(kind: &str, id: u32, e: nix::Error) -> SetupError {
     if e == nix::Error::EINVAL {
-        format!(
+        SetupError::Refused(format!(
             "USER needs {kind} {id}, which the user namespace does not map: add a subordinate \
              range (sudo usermod --add-sub{kind}s 100000-165535 $USER)"
-        )
+        ))
     } else {
-        format!("set{kind} {id}: {e}")
+        SetupError::os(format!("set{kind} {id}"), e)
     }
 }

@@ -14,7 +14,7 @@ pub mod step;
 pub mod user;
 pub mod userns;
 
-pub use error::RuntimeError;
+pub use error::{OsError, RuntimeError, SetupError};
 pub use init::{step_init_main, STEP_INIT_ARG};
 pub use spec::{
     EtcFiles, MountSource, MountStub, NetworkMode, RootfsSpec, Security, StepMount, StepSpec,

@@ -8,6 +8,7 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
 
+use crate::error::SetupError;
 use crate::spec::{MountStub, RootfsSpec, TreeMount};
 
 /// Longest option string passed to mount(2): the kernel copies one 4 KiB page.
@@ -15,7 +16,7 @@ const MOUNT_DATA_LIMIT: usize = 4000;
 
 /// Stops mount events propagating between this (new) mount namespace and its parent, so
 /// nothing mounted here shows on the host and host mounts do not appear mid-step.
-pub fn make_mounts_private() -> Result<(), String> {
+pub fn make_mounts_private() -> Result<(), SetupError> {
     mount(
         None::<&str>,
         "/",
@@ -23,7 +24,7 @@ pub fn make_mounts_private() -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| format!("make mounts private: {e}"))
+    .map_err(|e| SetupError::os("make mounts private", e))
 }
 
 /// Option string for a legacy overlay mount, or None when it cannot be expressed that way
@@ -54,7 +55,7 @@ pub fn overlay_options(rootfs: &RootfsSpec) -> Option<String> {
 /// Mounts the overlay at `rootfs.merged_dir`: through mount(2) when the options fit one page,
 /// else through the new mount API adding one lower layer per `lowerdir+` call (kernel >= 6.8),
 /// which has no length limit.
-pub fn mount_overlay(rootfs: &RootfsSpec) -> Result<(), String> {
+pub fn mount_overlay(rootfs: &RootfsSpec) -> Result<(), SetupError> {
     if let Some(options) = overlay_options(rootfs) {
         return mount(
             Some("overlay"),
@@ -63,22 +64,31 @@ pub fn mount_overlay(rootfs: &RootfsSpec) -> Result<(), String> {
             MsFlags::empty(),
             Some(options.as_str()),
         )
-        .map_err(|e| format!("mount overlay on {}: {e}", rootfs.merged_dir.display()));
+        .map_err(|e| {
+            SetupError::os(
+                format!("mount overlay on {}", rootfs.merged_dir.display()),
+                e,
+            )
+        });
     }
     use rustix::mount::{
         fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
         FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
     };
-    let step = |what: &str, e: rustix::io::Errno| format!("overlay ({what}): {e}");
+    let step =
+        |what: &str, e: rustix::io::Errno| SetupError::os(format!("mount overlay ({what})"), e);
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| step("fsopen", e))?;
     fsconfig_set_string(&fs, "source", "overlay").map_err(|e| step("source", e))?;
     fsconfig_set_flag(&fs, "userxattr").map_err(|e| step("userxattr", e))?;
     for lower in &rootfs.lower_dirs {
         fsconfig_set_string(&fs, "lowerdir+", lower).map_err(|e| {
-            format!(
-                "overlay (lowerdir+ {}): {e}; stacks of {} layers need kernel >= 6.8",
-                lower.display(),
-                rootfs.lower_dirs.len()
+            SetupError::os(
+                format!(
+                    "mount overlay (lowerdir+ {}; stacks of {} layers need kernel >= 6.8)",
+                    lower.display(),
+                    rootfs.lower_dirs.len()
+                ),
+                e,
             )
         })?;
     }
@@ -108,14 +118,16 @@ pub fn ensure_in_root(
     path: &str,
     is_dir: bool,
     stubs: &mut Vec<MountStub>,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, SetupError> {
     // No symlink may be followed: the mount calls below use the plain path, which the host
     // would resolve, so a symlink in the image could otherwise send a mount outside it.
     let refuse = |e: rustix::io::Errno, p: &str| {
         if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::XDEV {
-            format!("{p} is a symlink in the image; rbuild cannot mount over it")
+            SetupError::Refused(format!(
+                "{p} is a symlink in the image; rbuild cannot mount over it"
+            ))
         } else {
-            format!("open mount point {p}: {e}")
+            SetupError::os(format!("open mount point {p}"), e)
         }
     };
     let rel = |p: &str| p.trim_start_matches('/').to_string();
@@ -141,7 +153,7 @@ pub fn ensure_in_root(
             Some((p, _)) => p.to_string(),
         };
         let parent_fd = boundary::open_beneath(root, rel(&parent), OFlags::DIRECTORY)
-            .map_err(|e| format!("open {parent} in the rootfs: {e}"))?;
+            .map_err(|e| SetupError::os(format!("open {parent} in the rootfs"), e))?;
         if last && !is_dir {
             rustix::fs::openat(
                 &parent_fd,
@@ -149,10 +161,10 @@ pub fn ensure_in_root(
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
                 Mode::from_raw_mode(0o644),
             )
-            .map_err(|e| format!("create mount point {current}: {e}"))?;
+            .map_err(|e| SetupError::os(format!("create mount point {current}"), e))?;
         } else {
             rustix::fs::mkdirat(&parent_fd, *component, Mode::from_raw_mode(0o755))
-                .map_err(|e| format!("create mount point {current}: {e}"))?;
+                .map_err(|e| SetupError::os(format!("create mount point {current}"), e))?;
         }
         stubs.push(MountStub {
             path: current.clone(),
@@ -176,22 +188,22 @@ pub fn mount_from_tree(
     target_path: &str,
     tree: &TreeMount,
     stubs: &mut Vec<MountStub>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let tree_root = open_tree_root(tree)?;
     let source =
         boundary::open_in_root(&tree_root, &tree.path, OFlags::PATH).map_err(|e| match e {
-            rustix::io::Errno::NOENT => format!(
+            rustix::io::Errno::NOENT => SetupError::Refused(format!(
                 "mount source {:?} not found in {}",
                 tree.path, tree.describe
-            ),
-            e => format!(
-                "open mount source {:?} in {}: {e}",
-                tree.path, tree.describe
+            )),
+            e => SetupError::os(
+                format!("open mount source {:?} in {}", tree.path, tree.describe),
+                e,
             ),
         })?;
     let kind = rustix::fs::FileType::from_raw_mode(
         rustix::fs::fstat(&source)
-            .map_err(|e| format!("stat mount source {:?}: {e}", tree.path))?
+            .map_err(|e| SetupError::os(format!("stat mount source {:?}", tree.path), e))?
             .st_mode,
     );
     let is_dir = kind == rustix::fs::FileType::Directory;
@@ -201,8 +213,9 @@ pub fn mount_from_tree(
         Some(scratch) if is_dir => {
             let (upper, work) = (scratch.join("upper"), scratch.join("work"));
             for dir in [&upper, &work] {
-                std::fs::create_dir(dir)
-                    .map_err(|e| format!("create scratch dir {}: {e}", dir.display()))?;
+                std::fs::create_dir(dir).map_err(|e| {
+                    SetupError::os(format!("create scratch dir {}", dir.display()), e)
+                })?;
             }
             mount_overlay(&RootfsSpec {
                 lower_dirs: vec![source_path],
@@ -225,9 +238,14 @@ pub fn mount_from_tree(
 
 /// The tree's root, open: its one dir, or a read-only overlay of its layer dirs mounted at
 /// the staging dir (which vanishes from the step's view with the old root).
-fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, String> {
+fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, SetupError> {
     let dir = match tree.layers.as_slice() {
-        [] => return Err(format!("{} has no layers to mount", tree.describe)),
+        [] => {
+            return Err(SetupError::Refused(format!(
+                "{} has no layers to mount",
+                tree.describe
+            )))
+        }
         [one] => one,
         layers => {
             mount_overlay(&RootfsSpec {
@@ -244,32 +262,36 @@ fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, String> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("open {} ({}): {e}", tree.describe, dir.display()))
+    .map_err(|e| SetupError::os(format!("open {} ({})", tree.describe, dir.display()), e))
 }
 
 /// A private copy of a regular file for an `rw` bind mount, so that the step's writes never
 /// reach the original (a context file such as `.git/config`).
 // Boundary: the source is reopened through its fd (/proc/self/fd), the copy goes into rbuild's scratch dir.
 #[allow(clippy::disallowed_methods)]
-fn copy_file_for_writes(source: &OwnedFd, scratch: &Path) -> Result<std::path::PathBuf, String> {
+fn copy_file_for_writes(
+    source: &OwnedFd,
+    scratch: &Path,
+) -> Result<std::path::PathBuf, SetupError> {
     use std::os::unix::fs::PermissionsExt;
-    let stat = rustix::fs::fstat(source).map_err(|e| format!("stat mount source: {e}"))?;
+    let stat = rustix::fs::fstat(source).map_err(|e| SetupError::os("stat mount source", e))?;
     // Reopened through the descriptor: the very file resolved in the tree, never a FIFO
     // (checked by the caller), so the read cannot block.
     let mut original = std::fs::File::open(fd_path(source))
-        .map_err(|e| format!("open mount source for a copy: {e}"))?;
+        .map_err(|e| SetupError::os("open mount source for a copy", e))?;
     let copy = scratch.join("file");
-    let mut file =
-        std::fs::File::create_new(&copy).map_err(|e| format!("create {}: {e}", copy.display()))?;
-    std::io::copy(&mut original, &mut file).map_err(|e| format!("copy the mount source: {e}"))?;
+    let mut file = std::fs::File::create_new(&copy)
+        .map_err(|e| SetupError::os(format!("create {}", copy.display()), e))?;
+    std::io::copy(&mut original, &mut file)
+        .map_err(|e| SetupError::os("copy the mount source", e))?;
     file.set_permissions(std::fs::Permissions::from_mode(stat.st_mode & 0o7777))
-        .map_err(|e| format!("chmod {}: {e}", copy.display()))?;
+        .map_err(|e| SetupError::os(format!("chmod {}", copy.display()), e))?;
     rustix::fs::fchown(
         &file,
         Some(rustix::fs::Uid::from_raw(stat.st_uid)),
         Some(rustix::fs::Gid::from_raw(stat.st_gid)),
     )
-    .map_err(|e| format!("chown {}: {e}", copy.display()))?;
+    .map_err(|e| SetupError::os(format!("chown {}", copy.display()), e))?;
     Ok(copy)
 }
 
@@ -278,12 +300,12 @@ pub fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-fn mount_err(what: &str, target: &str, e: nix::Error) -> String {
-    format!("mount {what} on {target}: {e}")
+fn mount_err(what: &str, target: &str, e: nix::Error) -> SetupError {
+    SetupError::os(format!("mount {what} on {target}"), e)
 }
 
 /// Bind-mounts host `source` onto `target` (a path checked by `ensure_in_root`).
-pub fn bind(source: &Path, target: &Path, label: &str, recursive: bool) -> Result<(), String> {
+pub fn bind(source: &Path, target: &Path, label: &str, recursive: bool) -> Result<(), SetupError> {
     let mut flags = MsFlags::MS_BIND;
     if recursive {
         flags |= MsFlags::MS_REC;
@@ -294,9 +316,10 @@ pub fn bind(source: &Path, target: &Path, label: &str, recursive: bool) -> Resul
 
 /// Remounts a bind mount read-only, keeping the flags the kernel locks in a user namespace
 /// (nosuid, nodev, noexec of the source), else the remount fails with EPERM.
-pub fn remount_readonly(target: &Path) -> Result<(), String> {
+pub fn remount_readonly(target: &Path) -> Result<(), SetupError> {
     let label = target.display().to_string();
-    let locked = nix::sys::statvfs::statvfs(target).map_err(|e| format!("statvfs {label}: {e}"))?;
+    let locked = nix::sys::statvfs::statvfs(target)
+        .map_err(|e| SetupError::os(format!("statvfs {label}"), e))?;
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     use nix::sys::statvfs::FsFlags;
     for (have, keep) in [
@@ -317,7 +340,7 @@ pub fn remount_readonly(target: &Path) -> Result<(), String> {
 
 /// /dev: a fresh tmpfs holding bind mounts of the host's harmless devices, /dev/shm, /dev/pts
 /// and the usual symlinks. `dev` is the resolved mount point inside the rootfs.
-pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), String> {
+pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), SetupError> {
     mount(
         Some("tmpfs"),
         dev,
@@ -333,7 +356,7 @@ pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), String> {
         OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("open /dev tmpfs: {e}"))?;
+    .map_err(|e| SetupError::os("open /dev tmpfs", e))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let file = rustix::fs::openat(
             &dev_dir,
@@ -341,7 +364,7 @@ pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), String> {
             OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o666),
         )
-        .map_err(|e| format!("create /dev/{name}: {e}"))?;
+        .map_err(|e| SetupError::os(format!("create /dev/{name}"), e))?;
         let host = format!("/dev/{name}");
         let target = dev.join(name);
         drop(file);
@@ -362,7 +385,7 @@ pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), String> {
     }
     for (dir, mode) in [("shm", 0o1777), ("pts", 0o755), ("mqueue", 0o755)] {
         rustix::fs::mkdirat(&dev_dir, dir, Mode::from_raw_mode(mode))
-            .map_err(|e| format!("create /dev/{dir}: {e}"))?;
+            .map_err(|e| SetupError::os(format!("create /dev/{dir}"), e))?;
     }
     let shm = dev.join("shm");
     mount(
@@ -403,19 +426,20 @@ pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), String> {
         ("core", "/proc/kcore"),
     ] {
         rustix::fs::symlinkat(target, &dev_dir, link)
-            .map_err(|e| format!("create /dev/{link}: {e}"))?;
+            .map_err(|e| SetupError::os(format!("create /dev/{link}"), e))?;
     }
     Ok(())
 }
 
 /// Makes `new_root` the process's root without a temporary dir: the old root is stacked on
 /// the new one by `pivot_root(".", ".")`, then detached.
-pub fn pivot_into(new_root: &Path) -> Result<(), String> {
+pub fn pivot_into(new_root: &Path) -> Result<(), SetupError> {
     let new_root_fd =
         rustix::fs::open(new_root, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open new root {}: {e}", new_root.display()))?;
-    rustix::process::fchdir(new_root_fd.as_fd()).map_err(|e| format!("fchdir new root: {e}"))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+            .map_err(|e| SetupError::os(format!("open new root {}", new_root.display()), e))?;
+    rustix::process::fchdir(new_root_fd.as_fd())
+        .map_err(|e| SetupError::os("fchdir new root", e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| SetupError::os("pivot_root", e))?;
     // The old root now sits on top of "."; stop propagation before detaching it.
     mount(
         None::<&str>,
@@ -425,17 +449,20 @@ pub fn pivot_into(new_root: &Path) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| mount_err("slave", "old root", e))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| SetupError::os("detach old root", e))?;
+    std::env::set_current_dir("/").map_err(|e| SetupError::os("chdir /", e))
 }
 
 /// Brings the loopback interface up in a fresh network namespace.
-pub fn loopback_up() -> Result<(), String> {
+pub fn loopback_up() -> Result<(), SetupError> {
     // SAFETY: plain socket/ioctl calls on a zeroed ifreq whose name we fill in.
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if sock < 0 {
-            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+            return Err(SetupError::os(
+                "open a socket",
+                std::io::Error::last_os_error(),
+            ));
         }
         let mut req: libc::ifreq = std::mem::zeroed();
         for (i, b) in b"lo\0".iter().enumerate() {
@@ -449,7 +476,7 @@ pub fn loopback_up() -> Result<(), String> {
         let err = std::io::Error::last_os_error();
         libc::close(sock);
         if result != 0 {
-            return Err(format!("bring up lo: {err}"));
+            return Err(SetupError::os("bring up lo", err));
         }
     }
     Ok(())

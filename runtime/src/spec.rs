@@ -128,7 +128,7 @@ pub enum StepReport {
     /// Mount points the sandbox created (sent before exec).
     Stubs(Vec<MountStub>),
     /// Set-up failed before the command could start.
-    SetupFailed(String),
+    SetupFailed(crate::error::SetupError),
     /// A notice for the user (e.g. a fallback taken).
     Notice(String),
 }

@@ -23,6 +23,9 @@ pub enum ArchiveError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     Manifest(#[from] crate::image::manifest::ManifestError),
+    /// The layers could not be mounted as one view.
+    #[error(transparent)]
+    Setup(#[from] rbuild_runtime::SetupError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

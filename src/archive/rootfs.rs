@@ -73,11 +73,7 @@ impl MergedView {
         for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
             std::fs::create_dir(dir).map_err(io_err("create", dir))?;
         }
-        rbuild_runtime::mounts::mount_overlay(&rootfs).map_err(|message| ArchiveError::Io {
-            action: "mount the image's layers",
-            path: rootfs.merged_dir.clone(),
-            source: std::io::Error::other(message),
-        })?;
+        rbuild_runtime::mounts::mount_overlay(&rootfs)?;
         Ok(MergedView {
             merged: rootfs.merged_dir,
             _temp: temp,

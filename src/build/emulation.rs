@@ -20,7 +20,7 @@ fn sandbox(store: &Store) -> Result<&'static SandboxedBinfmt, &'static str> {
             .root()
             .join("tmp")
             .join(format!("{}-binfmt", std::process::id()));
-        SandboxedBinfmt::mount(&mount_point)
+        SandboxedBinfmt::mount(&mount_point).map_err(|e| crate::error_chain(&e))
     });
     mounted.as_ref().map_err(String::as_str)
 }

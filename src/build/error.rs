@@ -59,6 +59,9 @@ pub enum BuildError {
     Runtime(#[from] rbuild_runtime::RuntimeError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// The runtime could not prepare a mount (an overlay view for COPY, a RUN mount).
+    #[error(transparent)]
+    Setup(#[from] rbuild_runtime::SetupError),
     #[error("{action}: {source}")]
     Io {
         action: String,

@@ -91,10 +91,7 @@ pub struct MountedRootfs {
 
 impl MountedRootfs {
     pub fn mount(rootfs: &RootfsSpec) -> Result<MountedRootfs, BuildError> {
-        rbuild_runtime::mounts::mount_overlay(rootfs).map_err(|message| BuildError::Io {
-            action: message,
-            source: std::io::Error::other("overlay mount failed"),
-        })?;
+        rbuild_runtime::mounts::mount_overlay(rootfs)?;
         let mut mounted = MountedRootfs {
             merged: rootfs.merged_dir.clone(),
             root: None,

@@ -176,7 +176,7 @@ pub(super) fn run(
         progress.step_output(line)
     })
     .map_err(|e| match e {
-        rbuild_runtime::RuntimeError::Setup(message) => loc.error("RUN", message),
+        rbuild_runtime::RuntimeError::Setup(e) => loc.error("RUN", crate::error_chain(&e)),
         other => BuildError::Runtime(other),
     })?;
     drop(guards);
