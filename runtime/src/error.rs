@@ -121,7 +121,12 @@ mod tests {
         };
         assert_eq!(source.errno, libc::EPERM);
         assert_eq!(back.to_string(), "cannot mount overlay on /merged");
-        let cause = std::error::Error::source(&back).expect("a cause").to_string();
-        assert!(!back.to_string().contains(&cause), "said twice: {back} / {cause}");
+        let cause = std::error::Error::source(&back)
+            .expect("a cause")
+            .to_string();
+        assert!(
+            !back.to_string().contains(&cause),
+            "said twice: {back} / {cause}"
+        );
     }
 }

@@ -6,11 +6,14 @@ use std::path::Path;
 use super::{io_err, StoreError};
 
 /// Writes `bytes` to `path` through a temp file in the same dir, fsync, rename: readers see
-/// the old content or the new, never a torn file, even if the process dies.
+/// the old content or the new, never a torn file, even if the process dies. The temp file is
+/// named `.PID-XXXX`, so that one left by a killed process is reclaimed (Store::open).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{}-", std::process::id()))
+        .tempfile_in(dir)
+        .map_err(io_err("create temp file in", dir))?;
     temp.write_all(bytes)
         .map_err(io_err("write", temp.path()))?;
     temp.as_file().sync_all().map_err(io_err("sync", path))?;

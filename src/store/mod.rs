@@ -133,15 +133,25 @@ impl Store {
             .map_err(io_err("create temp dir in", &tmp))
     }
 
+    /// Removes what dead processes left: their work dirs and temp files in tmp/ (`PID-...`),
+    /// and write_atomic's temp files (`.PID-...`) in the flat dirs of the store. (A layer
+    /// dir's leftover makes the layer incomplete: prune and `system check` remove it.)
     fn reclaim_temp_dirs(&self) {
-        let tmp = self.root.join("tmp");
-        let Ok(entries) = std::fs::read_dir(&tmp) else {
+        self.reclaim_in(&self.root.join("tmp"), "");
+        for dir in ["", "blobs/sha256", "cache", "images"] {
+            self.reclaim_in(&self.root.join(dir), ".");
+        }
+    }
+
+    fn reclaim_in(&self, dir: &Path, prefix: &str) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(pid) = name
                 .to_str()
+                .and_then(|n| n.strip_prefix(prefix))
                 .and_then(|n| n.split('-').next())
                 .and_then(|p| p.parse::<i32>().ok())
             else {

@@ -417,10 +417,16 @@ fn temp_files_of_dead_commands_are_reclaimed_and_live_ones_counted() {
     // pid_max is at most 2^22: this process cannot exist
     let dead = tmp.join("4194305-blob-killed");
     let live = tmp.join(format!("{}-blob-running", std::process::id()));
-    for path in [&dead, &live] {
+    // write_atomic's temp file of a killed command, beside the blobs
+    let dead_atomic = env.store().join("blobs/sha256/.4194305-half-written");
+    for path in [&dead, &live, &dead_atomic] {
         std::fs::write(path, vec![7u8; 5000]).expect("plant a temp file");
     }
     let df = env.rbuild_ok(["df"]);
+    assert!(
+        !dead_atomic.exists(),
+        "the dead command's atomic temp file was not reclaimed"
+    );
     assert!(
         !dead.exists(),
         "the dead command's temp file was not reclaimed"
