@@ -13,6 +13,7 @@
 //! - [`root`]: open, create and remove inside a root, by fd.
 //! - [`extract`]: the one tar extractor (layers, ADD archives, context tars, loads, cache
 //!   imports), with the layer-format rules (whiteouts, opaque dirs, overlay xattrs).
+//! - [`write`]: creating entries in a tree by fd (COPY into an image, `type=local` output).
 //! - [`decompress`]: compression told by magic bytes, decoded as it streams.
 //!
 //! Both other crates use it: `rbuild` for everything on the host side, `rbuild-runtime` to give
@@ -26,6 +27,7 @@ pub mod decompress;
 pub mod extract;
 pub mod layer;
 pub mod root;
+pub mod write;
 
 pub use extract::{extract_tar, ExtractError, ExtractOptions, ExtractReport, Format, Ownership};
 pub use root::{

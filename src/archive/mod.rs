@@ -26,6 +26,9 @@ pub enum ArchiveError {
     /// The layers could not be mounted as one view.
     #[error(transparent)]
     Setup(#[from] rbuild_runtime::SetupError),
+    /// An entry of a `type=local` output could not be written.
+    #[error(transparent)]
+    Write(#[from] boundary::write::WriteError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

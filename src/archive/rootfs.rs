@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_runtime::RootfsSpec;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use super::{io_err, ArchiveError};
 use crate::snapshot;
@@ -140,19 +140,11 @@ fn open_beneath(root: &OwnedFd, rel: &Path, dest: &Path) -> Result<OwnedFd, Arch
     ))
 }
 
-fn timestamps(secs: i64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// Copies `src` (trusted: our own mount) into `dest` without following symlinks in `dest`.
-// Boundary: reads a read-only overlay view rbuild mounted (walked without following symlinks); writes go through fds opened beneath the destination.
+/// Copies `src` (our own read-only mount of the image's layers) into `dest`. Every entry is
+/// written by the boundary's tree writer, relative to its parent opened beneath `dest` with no
+/// symlink followed: whatever is in the way is replaced, never written through.
+// Boundary: reads a read-only overlay view rbuild mounted (walked without following symlinks:
+// no path component can change under it); writes go through boundary::write.
 #[allow(clippy::disallowed_methods)]
 fn copy_tree(
     src: &Path,
@@ -160,6 +152,7 @@ fn copy_tree(
     keep_owner: bool,
     clamp_mtime: Option<i64>,
 ) -> Result<LocalReport, ArchiveError> {
+    use boundary::write::{self, EntryMeta};
     std::fs::create_dir_all(dest).map_err(io_err("create", dest))?;
     let root = rustix::fs::open(
         dest,
@@ -167,12 +160,15 @@ fn copy_tree(
         Mode::empty(),
     )
     .map_err(errno_err("open", dest))?;
-    let mtime_of =
-        |meta: &std::fs::Metadata| clamp_mtime.map_or(meta.mtime(), |c| meta.mtime().min(c));
+    let meta_of = |meta: &std::fs::Metadata| EntryMeta {
+        owner: keep_owner.then(|| (meta.uid(), meta.gid())),
+        mode: meta.mode() & 0o7777,
+        mtime: (clamp_mtime.map_or(meta.mtime(), |c| meta.mtime().min(c)), 0),
+    };
     let mut report = LocalReport::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     // Dirs get their final mode, owner and mtime after their contents are written.
-    let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, EntryMeta)> = Vec::new();
     let walker = walkdir::WalkDir::new(src)
         .min_depth(1)
         .follow_links(false)
@@ -185,7 +181,7 @@ fn copy_tree(
         })?;
         let path = item.path();
         let rel = path.strip_prefix(src).unwrap_or(path).to_path_buf();
-        let target = dest.join(&rel);
+        let shown = dest.join(&rel).display().to_string();
         let name = item.file_name();
         let parent = open_beneath(&root, rel.parent().unwrap_or(Path::new("")), dest)?;
         let meta = item.metadata().map_err(|e| ArchiveError::Io {
@@ -193,87 +189,24 @@ fn copy_tree(
             path: path.to_path_buf(),
             source: e.into(),
         })?;
+        let entry = meta_of(&meta);
         let ft = meta.file_type();
-        // Whatever is in the way (but a dir where a dir goes) is replaced, never written through.
-        match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(existing) => {
-                let existing_dir = FileType::from_raw_mode(existing.st_mode) == FileType::Directory;
-                if existing_dir && !ft.is_dir() {
-                    return Err(ArchiveError::Invalid {
-                        path: target,
-                        message: "a directory is in the way of a file of the image".into(),
-                    });
-                }
-                if !existing_dir {
-                    rustix::fs::unlinkat(&parent, name, AtFlags::empty())
-                        .map_err(errno_err("remove", &target))?;
-                }
-            }
-            Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(errno_err("stat", &target)(e)),
-        }
-        let owner = |fd: &OwnedFd| -> Result<(), ArchiveError> {
-            if keep_owner {
-                rustix::fs::fchown(
-                    fd,
-                    Some(rustix::fs::Uid::from_raw(meta.uid())),
-                    Some(rustix::fs::Gid::from_raw(meta.gid())),
-                )
-                .map_err(errno_err("chown", &target))?;
-            }
-            Ok(())
-        };
         if ft.is_dir() {
-            match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(errno_err("create", &target)(e)),
-            }
-            dirs.push((rel, meta));
+            write::dir(&parent, name, &shown)?;
+            dirs.push((rel, entry));
         } else if ft.is_file() {
             if meta.nlink() > 1 {
                 if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                    rustix::fs::linkat(&root, first, &parent, name, AtFlags::empty())
-                        .map_err(errno_err("link", &target))?;
+                    write::hard_link(&root, first, &parent, name, &shown)?;
                     continue;
                 }
                 links.insert((meta.dev(), meta.ino()), rel.clone());
             }
-            let fd = rustix::fs::openat(
-                &parent,
-                name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-            .map_err(errno_err("create", &target))?;
-            let mut out = std::fs::File::from(fd);
             let mut input = std::fs::File::open(path).map_err(io_err("read", path))?;
-            std::io::copy(&mut input, &mut out).map_err(io_err("write", &target))?;
-            let fd = OwnedFd::from(out);
-            owner(&fd)?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode() & 0o7777))
-                .map_err(errno_err("chmod", &target))?;
-            rustix::fs::futimens(&fd, &timestamps(mtime_of(&meta)))
-                .map_err(errno_err("set times of", &target))?;
+            write::file(&parent, name, &shown, &mut input, &entry)?;
         } else if ft.is_symlink() {
             let link = std::fs::read_link(path).map_err(io_err("read", path))?;
-            rustix::fs::symlinkat(&link, &parent, name).map_err(errno_err("create", &target))?;
-            if keep_owner {
-                rustix::fs::chownat(
-                    &parent,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(meta.uid())),
-                    Some(rustix::fs::Gid::from_raw(meta.gid())),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno_err("chown", &target))?;
-            }
-            rustix::fs::utimensat(
-                &parent,
-                name,
-                &timestamps(mtime_of(&meta)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(errno_err("set times of", &target))?;
+            write::symlink(&parent, name, &shown, link.as_os_str(), &entry)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {
                 FileType::Fifo
@@ -282,34 +215,17 @@ fn copy_tree(
             } else {
                 FileType::BlockDevice
             };
-            let mode = Mode::from_raw_mode(meta.mode() & 0o7777);
-            match rustix::fs::mknodat(&parent, name, kind, mode, meta.rdev()) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::PERM) if kind != FileType::Fifo => {
-                    report
-                        .skipped_devices
-                        .push(format!("/{}", rel.as_os_str().to_string_lossy()));
-                }
-                Err(e) => return Err(errno_err("create", &target)(e)),
+            if !write::node(&parent, name, &shown, kind, meta.rdev(), &entry)? {
+                report
+                    .skipped_devices
+                    .push(format!("/{}", rel.as_os_str().to_string_lossy()));
             }
         }
         // sockets are skipped, as in layer tars
     }
-    for (rel, meta) in dirs.iter().rev() {
+    for (rel, entry) in dirs.iter().rev() {
         let fd = open_beneath(&root, rel, dest)?;
-        let target = dest.join(rel);
-        if keep_owner {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(meta.uid())),
-                Some(rustix::fs::Gid::from_raw(meta.gid())),
-            )
-            .map_err(errno_err("chown", &target))?;
-        }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode() & 0o7777))
-            .map_err(errno_err("chmod", &target))?;
-        rustix::fs::futimens(&fd, &timestamps(mtime_of(meta)))
-            .map_err(errno_err("set times of", &target))?;
+        write::finish_dir(&fd, &dest.join(rel).display().to_string(), entry)?;
     }
     Ok(report)
 }

@@ -2,9 +2,11 @@
 //! (directory sources copy their contents, a trailing `/` or several sources mean a directory),
 //! every write resolved inside the image's root.
 
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use boundary::write::{self, EntryMeta};
+use rustix::fs::{FileType, OFlags};
 
 use super::rootfs::{mkdir_all_in_root, open_in_root};
 use crate::context::{Selected, SourceKind};
@@ -131,7 +133,8 @@ pub fn join_image_path(base: &str, rel: &str) -> String {
 }
 
 /// Copies every selected source to `dest` (absolute, in the image). `dest_is_dir` is the
-/// caller's reading of the trailing-slash and several-sources rules.
+/// caller's reading of the trailing-slash and several-sources rules. Every entry is written
+/// by the boundary's tree writer, relative to its parent opened inside the image.
 pub fn copy_sources(
     root: &OwnedFd,
     selected: &[Selected],
@@ -139,8 +142,9 @@ pub fn copy_sources(
     dest_is_dir: bool,
     attrs: CopyAttrs,
 ) -> Result<(), String> {
+    let written = |e: write::WriteError| crate::error_chain(&e);
     let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
-    let mut dir_times: Vec<(String, i64, i64)> = Vec::new();
+    let mut dir_times: Vec<(String, (i64, i64))> = Vec::new();
     for sel in selected {
         let base = if sel.is_dir() && !attrs.keep_dir_names {
             dest.to_string()
@@ -159,138 +163,53 @@ pub fn copy_sources(
                 Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
                 None => ("/", target.as_str()),
             };
-            let is_dir = entry.kind == SourceKind::Dir;
-            let mode = attrs
-                .chmod
-                .as_ref()
-                .map_or(entry.mode, |c| c.apply(entry.mode, is_dir));
-            let owner = attrs.owner.unwrap_or((entry.uid, entry.gid));
             if name.is_empty() {
                 // The destination is `/` itself: only its contents are copied.
                 continue;
             }
+            let is_dir = entry.kind == SourceKind::Dir;
+            let meta = EntryMeta {
+                owner: Some(attrs.owner.unwrap_or((entry.uid, entry.gid))),
+                mode: attrs
+                    .chmod
+                    .as_ref()
+                    .map_or(entry.mode, |c| c.apply(entry.mode, is_dir)),
+                mtime: (entry.mtime, entry.mtime_nsec),
+            };
             // Directories COPY has to create belong to the --chown owner (root without it),
             // as BuildKit creates them.
             let parent_fd = mkdir_all_in_root(root, parent, 0o755, attrs.owner.unwrap_or((0, 0)))?;
+            let name = OsStr::new(name);
             match &entry.kind {
                 SourceKind::Dir => {
-                    let existing =
-                        rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
-                    let is_dir = existing
-                        .as_ref()
-                        .is_some_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
-                    if !is_dir {
-                        if existing.is_some() {
-                            remove_entry(&parent_fd, name, &target)?;
-                        }
-                        rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755))
-                            .map_err(|e| format!("mkdir {target}: {e}"))?;
-                    }
-                    let fd = rustix::fs::openat(
-                        &parent_fd,
-                        name,
-                        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| format!("open {target}: {e}"))?;
-                    set_owner_mode(&fd, owner, mode, &target)?;
-                    dir_times.push((target.clone(), entry.mtime, entry.mtime_nsec));
+                    let fd = write::dir(&parent_fd, name, &target).map_err(written)?;
+                    write::set_owner_mode(&fd, &target, &meta).map_err(written)?;
+                    dir_times.push((target.clone(), meta.mtime));
                 }
                 SourceKind::File { .. } => {
-                    replace_non_dir(&parent_fd, name, &target)?;
-                    let fd = rustix::fs::openat(
-                        &parent_fd,
-                        name,
-                        OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::WRONLY
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
-                    .map_err(|e| format!("create {target}: {e}"))?;
-                    let mut out = std::fs::File::from(fd);
                     let mut input = entry
                         .open()
                         .map_err(|e| format!("read {}: {e}", entry.host_path.display()))?;
-                    std::io::copy(&mut input, &mut out)
-                        .map_err(|e| format!("write {target}: {e}"))?;
-                    let fd = OwnedFd::from(out);
-                    set_owner_mode(&fd, owner, mode, &target)?;
-                    let times = timestamps(entry.mtime, entry.mtime_nsec);
-                    rustix::fs::futimens(&fd, &times)
-                        .map_err(|e| format!("set times of {target}: {e}"))?;
+                    write::file(&parent_fd, name, &target, &mut input, &meta).map_err(written)?;
                 }
                 SourceKind::Fifo => {
-                    replace_non_dir(&parent_fd, name, &target)?;
-                    rustix::fs::mknodat(
-                        &parent_fd,
-                        name,
-                        rustix::fs::FileType::Fifo,
-                        Mode::from_raw_mode(0o600),
-                        0,
-                    )
-                    .map_err(|e| format!("mkfifo {target}: {e}"))?;
-                    // Opening a FIFO blocks: owner, mode and times are set by name, the mode
-                    // after the owner (chown clears setuid and setgid bits).
-                    set_owner_times_at(&parent_fd, name, owner, entry, &target)?;
-                    rustix::fs::chmodat(
-                        &parent_fd,
-                        name,
-                        Mode::from_raw_mode(mode),
-                        AtFlags::empty(),
-                    )
-                    .map_err(|e| format!("chmod {target}: {e}"))?;
+                    write::node(&parent_fd, name, &target, FileType::Fifo, 0, &meta)
+                        .map_err(written)?;
                 }
                 SourceKind::Symlink { target: link } => {
-                    replace_non_dir(&parent_fd, name, &target)?;
-                    rustix::fs::symlinkat(link.as_str(), &parent_fd, name)
-                        .map_err(|e| format!("symlink {target}: {e}"))?;
-                    set_owner_times_at(&parent_fd, name, owner, entry, &target)?;
+                    write::symlink(&parent_fd, name, &target, OsStr::new(link), &meta)
+                        .map_err(written)?;
                 }
             }
         }
     }
     // Directory times last: writing their contents changed them.
-    for (path, sec, nsec) in dir_times.iter().rev() {
+    for (path, mtime) in dir_times.iter().rev() {
         if let Ok(fd) = open_in_root(root, path, OFlags::DIRECTORY) {
-            let _ = rustix::fs::futimens(&fd, &timestamps(*sec, *nsec));
+            let _ = rustix::fs::futimens(&fd, &write::timestamps(*mtime));
         }
     }
     Ok(())
-}
-
-/// Owner and times of `name` in `parent`, set by name without following it: for entries that
-/// cannot be opened to set them (a symlink, a FIFO).
-fn set_owner_times_at(
-    parent: &OwnedFd,
-    name: &str,
-    owner: (u32, u32),
-    entry: &crate::context::SourceEntry,
-    target: &str,
-) -> Result<(), String> {
-    rustix::fs::chownat(
-        parent,
-        name,
-        Some(rustix::fs::Uid::from_raw(owner.0)),
-        Some(rustix::fs::Gid::from_raw(owner.1)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| chown_error(target, owner, e))?;
-    let times = timestamps(entry.mtime, entry.mtime_nsec);
-    rustix::fs::utimensat(parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| format!("set times of {target}: {e}"))
-}
-
-pub(super) fn timestamps(sec: i64, nsec: i64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: sec,
-        tv_nsec: nsec as _,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
 }
 
 pub(super) fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String {
@@ -302,39 +221,6 @@ pub(super) fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno)
         )
     } else {
         format!("chown {target}: {e}")
-    }
-}
-
-pub(super) fn set_owner_mode(
-    fd: &OwnedFd,
-    owner: (u32, u32),
-    mode: u32,
-    target: &str,
-) -> Result<(), String> {
-    rustix::fs::fchown(
-        fd,
-        Some(rustix::fs::Uid::from_raw(owner.0)),
-        Some(rustix::fs::Gid::from_raw(owner.1)),
-    )
-    .map_err(|e| chown_error(target, owner, e))?;
-    // After chown: it clears setuid/setgid bits.
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| format!("chmod {target}: {e}"))
-}
-
-fn remove_entry(parent: &OwnedFd, name: &str, target: &str) -> Result<(), String> {
-    rustix::fs::unlinkat(parent, name, AtFlags::empty())
-        .map_err(|e| format!("replace {target}: {e}"))
-}
-
-/// A file or symlink replaces whatever non-directory is there; a directory there is an error
-/// (as in BuildKit: copying a file over a directory fails).
-fn replace_non_dir(parent: &OwnedFd, name: &str, target: &str) -> Result<(), String> {
-    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR => Err(format!(
-            "cannot copy a file to {target}: it is a directory in the image"
-        )),
-        Ok(_) => remove_entry(parent, name, target),
-        Err(_) => Ok(()),
     }
 }
 
