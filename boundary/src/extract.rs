@@ -21,6 +21,7 @@ use tar::EntryType;
 
 use crate::layer::{is_overlay_xattr, keep_xattr, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::root::{is_empty_dir, mkdir_all_in_root, open_dir_in_root, remove_all_at};
+use crate::write;
 
 /// What kind of archive is extracted, which decides how names and whiteouts are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,48 +339,23 @@ impl Extractor {
             Plan::File => self.make_file(&dir, name, full, &meta, entry),
             Plan::Symlink(target) => {
                 self.replace(&dir, name, &full)?;
-                rfs::symlinkat(os(&target), &dir, os(name)).map_err(errno_err(&full))?;
-                self.chown_at(&dir, name, &full, &meta)?;
-                rfs::utimensat(
-                    &dir,
-                    os(name),
-                    &timestamps(meta.mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno_err(&full))?;
+                let entry = self.entry_meta(&full, &meta)?;
+                write::symlink(&dir, os(name), &shown(&full), os(&target), &entry)
+                    .map_err(|e| self.write_err(&full, e))?;
                 self.extracted.insert(full);
                 Ok(())
             }
             Plan::Hardlink(target) => self.make_hardlink(&dir, name, full, &raw, &target),
-            Plan::Device(ft, major, minor) => {
-                self.replace(&dir, name, &full)?;
-                match rfs::mknodat(
-                    &dir,
-                    os(name),
-                    ft,
-                    Mode::from_raw_mode(0o600),
-                    rfs::makedev(major, minor),
-                ) {
-                    Ok(()) => self.finish_node(&dir, name, full, &meta),
-                    Err(Errno::PERM) => {
-                        self.report.skipped_devices.push(shown(&raw));
-                        Ok(())
-                    }
-                    Err(e) => Err(errno_err(&full)(e)),
-                }
-            }
-            Plan::Fifo => {
-                self.replace(&dir, name, &full)?;
-                rfs::mknodat(
-                    &dir,
-                    os(name),
-                    FileType::Fifo,
-                    Mode::from_raw_mode(0o600),
-                    0,
-                )
-                .map_err(errno_err(&full))?;
-                self.finish_node(&dir, name, full, &meta)
-            }
+            Plan::Device(ft, major, minor) => self.make_node(
+                &dir,
+                name,
+                full,
+                &raw,
+                ft,
+                rfs::makedev(major, minor),
+                &meta,
+            ),
+            Plan::Fifo => self.make_node(&dir, name, full, &raw, FileType::Fifo, 0, &meta),
         }
     }
 
@@ -608,32 +584,56 @@ impl Extractor {
         Ok(())
     }
 
-    /// Owner, mode and mtime of a device node or FIFO just created as `name` in `dir`.
-    fn finish_node(
+    /// A device node or FIFO (a device the kernel refuses is skipped and reported).
+    #[allow(clippy::too_many_arguments)]
+    fn make_node(
         &mut self,
         dir: &OwnedFd,
         name: &[u8],
         full: Vec<u8>,
+        raw: &[u8],
+        kind: FileType,
+        device: u64,
         meta: &Meta,
     ) -> Result<(), ExtractError> {
-        self.chown_at(dir, name, &full, meta)?;
-        // a node just created by us, never a symlink: following is not a concern
-        rfs::chmodat(
-            dir,
-            os(name),
-            Mode::from_raw_mode(meta.mode),
-            AtFlags::empty(),
-        )
-        .map_err(errno_err(&full))?;
-        rfs::utimensat(
-            dir,
-            os(name),
-            &timestamps(meta.mtime),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno_err(&full))?;
-        self.extracted.insert(full);
+        self.replace(dir, name, &full)?;
+        let entry = self.entry_meta(&full, meta)?;
+        let made = write::node(dir, os(name), &shown(&full), kind, device, &entry)
+            .map_err(|e| self.write_err(&full, e))?;
+        if made {
+            self.extracted.insert(full);
+        } else {
+            self.report.skipped_devices.push(shown(raw));
+        }
         Ok(())
+    }
+
+    /// What the tree writer gives an entry: its owner by the ownership rule, mode, mtime.
+    fn entry_meta(&self, full: &[u8], meta: &Meta) -> Result<write::EntryMeta, ExtractError> {
+        Ok(write::EntryMeta {
+            owner: self.ids(full, meta)?.map(|(u, g)| (u.as_raw(), g.as_raw())),
+            mode: meta.mode,
+            mtime: (meta.mtime, 0),
+        })
+    }
+
+    fn write_err(&self, full: &[u8], e: write::WriteError) -> ExtractError {
+        match e {
+            write::WriteError::UnmappedId { uid, gid, .. } => ExtractError::UnmappedId {
+                entry: shown(full),
+                uid: u64::from(uid),
+                gid: u64::from(gid),
+            },
+            write::WriteError::Io { source, .. } => ExtractError::Write {
+                entry: shown(full),
+                source,
+            },
+            // `replace` cleared the name first: no directory can be in the way
+            write::WriteError::DirectoryInTheWay { .. } => ExtractError::Write {
+                entry: shown(full),
+                source: io::ErrorKind::IsADirectory.into(),
+            },
+        }
     }
 
     /// Removes whatever an earlier entry (or the destination) has at `name`: a later entry
@@ -690,20 +690,6 @@ impl Extractor {
         } else {
             errno_err(full)(e)
         }
-    }
-
-    fn chown_at(
-        &self,
-        dir: &OwnedFd,
-        name: &[u8],
-        full: &[u8],
-        meta: &Meta,
-    ) -> Result<(), ExtractError> {
-        let Some((u, g)) = self.ids(full, meta)? else {
-            return Ok(());
-        };
-        rfs::chownat(dir, os(name), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.chown_err(full, (u, g), e))
     }
 
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears security.capability).
