@@ -119,22 +119,14 @@ pub(super) fn run(
     let cwd = stage.workdir();
     let created_by = run_created_by(&args, &history_args);
 
-    let mut mount_keys = Vec::new();
-    let mut hidden_env = Vec::new();
-    for mount in &mount_specs {
-        let (step_mount, key) = resolve_mount(
-            ctx,
-            plan,
-            deps,
-            loc,
-            mount,
-            &cwd,
-            &mut guards,
-            &mut hidden_env,
-        )?;
-        mount_keys.push(key);
-        extra_mounts.extend(step_mount);
-    }
+    // The mounts' parts of the key come first, without side effects; they are prepared
+    // (secret files written, cache-mount locks taken, imported caches extracted, bind
+    // sources staged) only when the cache misses.
+    let mounts = mount_specs
+        .iter()
+        .map(|mount| PlannedMount::plan(ctx, plan, deps, loc, mount, &cwd))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mount_keys: Vec<&str> = mounts.iter().map(|m| m.key.as_str()).collect();
     let args_json = serde_json::to_string(&args).unwrap_or_default();
     let env_json = serde_json::to_string(&env).unwrap_or_default();
     let mounts_json = serde_json::to_string(&mount_keys).unwrap_or_default();
@@ -156,6 +148,10 @@ pub(super) fn run(
         return Ok(true);
     }
 
+    let mut hidden_env = Vec::new();
+    for mount in &mounts {
+        extra_mounts.extend(mount.prepare(ctx, &mut guards, &mut hidden_env)?);
+    }
     let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
     let etc_files = write_etc_files(dirs.temp.path(), &ctx.options.extra_hosts)?;
     env.extend(proxy_env);
@@ -258,116 +254,196 @@ fn heredoc_command(
     Ok((args, Vec::new()))
 }
 
-/// Turns one `--mount` into what the sandbox mounts, and the part of the cache key it adds
-/// (never a secret's value).
-#[allow(clippy::too_many_arguments)]
-// Boundary: secret files in a store temp dir rbuild made.
-#[allow(clippy::disallowed_methods)]
-fn resolve_mount(
-    ctx: &StepContext,
-    plan: &StagePlan,
-    deps: &BTreeMap<usize, StageResult>,
-    loc: &Location,
-    mount: &RunMount,
-    cwd: &str,
-    guards: &mut MountGuards,
-    hidden_env: &mut Vec<String>,
-) -> Result<(Option<StepMount>, String), BuildError> {
-    // A relative target is under WORKDIR, as in BuildKit.
-    let target = super::copy::join_image_path(cwd, &mount.target);
-    match mount.kind {
-        MountKind::Tmpfs => Ok((
-            Some(StepMount {
-                target: target.clone(),
-                source: MountSource::Tmpfs { size: mount.size },
-            }),
-            format!("tmpfs {target} {}", mount.size),
-        )),
-        MountKind::Secret => {
-            let Some(value) = ctx.options.secrets.get(&mount.id) else {
-                if mount.required {
-                    return Err(loc.error(
-                        "RUN",
-                        format!(
-                            "secret {} is required but was not given (--secret id={},src=FILE)",
-                            mount.id, mount.id
-                        ),
-                    ));
-                }
-                return Ok((None, format!("secret {} {target} absent", mount.id)));
-            };
-            if let Some(name) = &mount.env {
-                hidden_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
-            }
-            if mount.target.is_empty() {
-                return Ok((None, format!("secret {} env", mount.id)));
-            }
-            let dir = ctx.store.temp_dir("secret")?;
-            let file = dir.path().join("secret");
-            std::fs::write(&file, value).map_err(io_error("write secret"))?;
-            std::os::unix::fs::chown(&file, Some(mount.uid), Some(mount.gid))
-                .map_err(io_error("chown secret"))?;
-            std::fs::set_permissions(
-                &file,
-                std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o400)),
+/// One `--mount` decided before the cache lookup: its part of the step's cache key (never a
+/// secret's value), computed without side effects, and what [`PlannedMount::prepare`] sets
+/// up if the step runs.
+struct PlannedMount<'a> {
+    mount: &'a RunMount,
+    /// Absolute in the rootfs (a relative target is under WORKDIR, as in BuildKit).
+    target: String,
+    key: String,
+    what: Planned<'a>,
+}
+
+enum Planned<'a> {
+    /// An optional secret or agent that was not given, or a secret given as env only.
+    Nothing,
+    Tmpfs,
+    Secret(&'a [u8]),
+    Ssh(PathBuf),
+    Cache,
+    /// A bind of the build context or of a named context dir.
+    Context(ContextRef<'a>, String),
+    /// A bind of another stage's or an image's layers.
+    Layers(Vec<String>, String),
+}
+
+/// The build context, or a named context opened for this mount.
+enum ContextRef<'a> {
+    Build(&'a crate::context::BuildContext),
+    Named(crate::context::BuildContext),
+}
+
+impl ContextRef<'_> {
+    fn get(&self) -> &crate::context::BuildContext {
+        match self {
+            ContextRef::Build(context) => context,
+            ContextRef::Named(context) => context,
+        }
+    }
+}
+
+impl<'a> PlannedMount<'a> {
+    fn plan(
+        ctx: &'a StepContext,
+        plan: &StagePlan,
+        deps: &BTreeMap<usize, StageResult>,
+        loc: &Location,
+        mount: &'a RunMount,
+        cwd: &str,
+    ) -> Result<PlannedMount<'a>, BuildError> {
+        let target = super::copy::join_image_path(cwd, &mount.target);
+        let planned = |key: String, what: Planned<'a>| PlannedMount {
+            mount,
+            target: target.clone(),
+            key,
+            what,
+        };
+        let missing = |what: &str, hint: String| {
+            loc.error(
+                "RUN",
+                format!("{what} {} is required but was not given ({hint})", mount.id),
             )
-            .map_err(io_error("chmod secret"))?;
-            guards.temp_dirs.push(dir);
-            Ok((
-                Some(StepMount {
-                    target: target.clone(),
-                    source: MountSource::Host {
-                        path: file,
-                        read_only: true,
-                    },
-                }),
-                format!("secret {} {target}", mount.id),
-            ))
-        }
-        MountKind::Ssh => {
-            // The agent socket given with --ssh ID=SOCKET, bind-mounted; SSH_AUTH_SOCK points at it.
-            let Some(socket) = ctx.options.ssh.get(&mount.id) else {
-                if mount.required {
-                    return Err(loc.error(
-                        "RUN",
-                        format!(
-                            "ssh agent {} is required but was not given (--ssh {}=$SSH_AUTH_SOCK)",
-                            mount.id, mount.id
-                        ),
-                    ));
+        };
+        Ok(match mount.kind {
+            MountKind::Tmpfs => planned(format!("tmpfs {target} {}", mount.size), Planned::Tmpfs),
+            MountKind::Secret => match ctx.options.secrets.get(&mount.id) {
+                None if mount.required => {
+                    return Err(missing(
+                        "secret",
+                        format!("--secret id={},src=FILE", mount.id),
+                    ))
                 }
-                return Ok((None, format!("ssh {} {target} absent", mount.id)));
-            };
-            hidden_env.push(format!("SSH_AUTH_SOCK={target}"));
-            Ok((
-                Some(StepMount {
-                    target: target.clone(),
-                    source: MountSource::Host {
-                        path: socket.clone(),
-                        read_only: false,
-                    },
-                }),
-                format!("ssh {} {target}", mount.id),
-            ))
-        }
-        MountKind::Cache => {
-            let dir = cache_mount_dir(ctx, mount, guards)?;
-            Ok((
-                Some(StepMount {
-                    target: target.clone(),
-                    source: MountSource::Host {
-                        path: dir,
-                        read_only: mount.read_only,
-                    },
-                }),
+                None => planned(
+                    format!("secret {} {target} absent", mount.id),
+                    Planned::Nothing,
+                ),
+                Some(value) if mount.target.is_empty() => {
+                    planned(format!("secret {} env", mount.id), Planned::Secret(value))
+                }
+                Some(value) => planned(
+                    format!("secret {} {target}", mount.id),
+                    Planned::Secret(value),
+                ),
+            },
+            MountKind::Ssh => match ctx.options.ssh.get(&mount.id) {
+                None if mount.required => {
+                    return Err(missing(
+                        "ssh agent",
+                        format!("--ssh {}=$SSH_AUTH_SOCK", mount.id),
+                    ))
+                }
+                None => planned(
+                    format!("ssh {} {target} absent", mount.id),
+                    Planned::Nothing,
+                ),
+                Some(socket) => planned(
+                    format!("ssh {} {target}", mount.id),
+                    Planned::Ssh(socket.clone()),
+                ),
+            },
+            MountKind::Cache => planned(
                 format!(
                     "cache {} {target} {:?} {}",
                     mount.id, mount.sharing, mount.read_only
                 ),
-            ))
-        }
-        MountKind::Bind => bind_mount(ctx, plan, deps, loc, mount, &target, guards),
+                Planned::Cache,
+            ),
+            MountKind::Bind => {
+                let (key, what) = plan_bind(ctx, plan, deps, loc, mount, &target)?;
+                planned(key, what)
+            }
+        })
     }
+
+    /// Sets the mount up for a step that runs: what the sandbox mounts (None for nothing),
+    /// and environment the step gets but the key does not hold.
+    fn prepare(
+        &self,
+        ctx: &StepContext,
+        guards: &mut MountGuards,
+        hidden_env: &mut Vec<String>,
+    ) -> Result<Option<StepMount>, BuildError> {
+        let mount = self.mount;
+        let host = |path: PathBuf, read_only: bool| {
+            Some(StepMount {
+                target: self.target.clone(),
+                source: MountSource::Host { path, read_only },
+            })
+        };
+        let bind = TreeBind {
+            source: &crate::context::clean_relative(&mount.source),
+            target: &self.target,
+            read_only: mount.read_only,
+        };
+        Ok(match &self.what {
+            Planned::Nothing => None,
+            Planned::Tmpfs => Some(StepMount {
+                target: self.target.clone(),
+                source: MountSource::Tmpfs { size: mount.size },
+            }),
+            Planned::Secret(value) => {
+                if let Some(name) = &mount.env {
+                    hidden_env.push(format!("{name}={}", String::from_utf8_lossy(value)));
+                }
+                if mount.target.is_empty() {
+                    None
+                } else {
+                    host(secret_file(ctx, mount, value, guards)?, true)
+                }
+            }
+            Planned::Ssh(socket) => {
+                // SSH_AUTH_SOCK points at the agent socket bind-mounted at the target.
+                hidden_env.push(format!("SSH_AUTH_SOCK={}", self.target));
+                host(socket.clone(), false)
+            }
+            Planned::Cache => host(cache_mount_dir(ctx, mount, guards)?, mount.read_only),
+            Planned::Context(context, describe) => {
+                Some(bind.of_context(ctx, context.get(), describe, guards)?)
+            }
+            Planned::Layers(diff_ids, describe) => {
+                let layers = diff_ids
+                    .iter()
+                    .rev()
+                    .map(|diff_id| ctx.store.layer_dir(diff_id))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(bind.step_mount(ctx, layers, true, describe.clone(), guards)?)
+            }
+        })
+    }
+}
+
+/// A secret as a file only its step reads, in a store temp dir removed after the step.
+// Boundary: secret files in a store temp dir rbuild made.
+#[allow(clippy::disallowed_methods)]
+fn secret_file(
+    ctx: &StepContext,
+    mount: &RunMount,
+    value: &[u8],
+    guards: &mut MountGuards,
+) -> Result<PathBuf, BuildError> {
+    let dir = ctx.store.temp_dir("secret")?;
+    let file = dir.path().join("secret");
+    std::fs::write(&file, value).map_err(io_error("write secret"))?;
+    std::os::unix::fs::chown(&file, Some(mount.uid), Some(mount.gid))
+        .map_err(io_error("chown secret"))?;
+    std::fs::set_permissions(
+        &file,
+        std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o400)),
+    )
+    .map_err(io_error("chmod secret"))?;
+    guards.temp_dirs.push(dir);
+    Ok(file)
 }
 
 /// `type=cache`: a dir of the store kept between builds, never part of a layer.
@@ -443,31 +519,34 @@ fn create_cache_dir(dir: &Path, mount: &RunMount) -> Result<(), BuildError> {
 
 /// `type=bind`: a path of the context, or of another stage, image or named context (`from=`);
 /// read-only unless `rw`, and then writes land in a scratch dir that is thrown away. The
-/// source path is resolved by the step process inside its own tree, never on the host.
-fn bind_mount(
-    ctx: &StepContext,
+/// source path is resolved by the step process inside its own tree, never on the host. The
+/// key holds the content of what a context source selects, or the stage's key or image id.
+fn plan_bind<'a>(
+    ctx: &'a StepContext,
     plan: &StagePlan,
     deps: &BTreeMap<usize, StageResult>,
     loc: &Location,
     mount: &RunMount,
     target: &str,
-    guards: &mut MountGuards,
-) -> Result<(Option<StepMount>, String), BuildError> {
+) -> Result<(String, Planned<'a>), BuildError> {
     let source = crate::context::clean_relative(&mount.source);
-    let bind = TreeBind {
-        source: &source,
-        target,
-        read_only: mount.read_only,
+    let context_key = |context: &crate::context::BuildContext, key_name: &str| {
+        let selected = context
+            .select(if source.is_empty() { "." } else { &source })
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
+        let content = hash_selection_with(&selected, &ctx.hashes)
+            .map_err(|e| loc.error("RUN", e.to_string()))?;
+        Ok::<_, BuildError>(format!(
+            "bind {key_name} {source} {target} {} {content}",
+            mount.read_only
+        ))
     };
     let Some(from) = &mount.from else {
-        return bind.of_context(
-            ctx,
-            ctx.context,
-            "the build context",
-            "context",
-            loc,
-            guards,
-        );
+        let key = context_key(ctx.context, "context")?;
+        return Ok((
+            key,
+            Planned::Context(ContextRef::Build(ctx.context), "the build context".into()),
+        ));
     };
     let from = super::instructions::expand(loc, "RUN", from, ctx.escape, &|n| {
         super::lookup_args(&ctx.plan.global_args, n)
@@ -481,10 +560,10 @@ fn bind_mount(
         Source::Dir(dir) => {
             let named = crate::context::BuildContext::open(&dir)
                 .map_err(|e| loc.error("RUN", e.to_string()))?;
-            let describe = format!("build context {from}");
             // Keyed by content, like the main context: the dir may change between builds.
-            let key_name = format!("named-context {from}");
-            return bind.of_context(ctx, &named, &describe, &key_name, loc, guards);
+            let key = context_key(&named, &format!("named-context {from}"))?;
+            let describe = format!("build context {from}");
+            return Ok((key, Planned::Context(ContextRef::Named(named), describe)));
         }
         Source::Stage(index) => {
             let done = deps
@@ -498,16 +577,8 @@ fn bind_mount(
             (config.rootfs.diff_ids, image_id, format!("image {from}"))
         }
     };
-    let layers = diff_ids
-        .iter()
-        .rev()
-        .map(|diff_id| ctx.store.layer_dir(diff_id))
-        .collect::<Result<Vec<_>, _>>()?;
     let key = format!("bind {from_key} {source} {target} {}", mount.read_only);
-    Ok((
-        Some(bind.step_mount(ctx, layers, true, describe, guards)?),
-        key,
-    ))
+    Ok((key, Planned::Layers(diff_ids, describe)))
 }
 
 /// One bind mount of a path inside a tree the build was given.
@@ -519,39 +590,23 @@ struct TreeBind<'a> {
 }
 
 impl TreeBind<'_> {
-    /// A bind of the build context or a named context dir. Its cache key holds the content
-    /// of what the source selects; what `.dockerignore` excludes is hidden by a layer of
-    /// whiteouts over the whole context, so no symlink inside it can reach an excluded file.
+    /// A bind of the build context or a named context dir: what `.dockerignore` excludes is
+    /// hidden by a layer of whiteouts over the whole context, so no symlink inside it can
+    /// reach an excluded file.
     fn of_context(
         &self,
         ctx: &StepContext,
         context: &crate::context::BuildContext,
         describe: &str,
-        key_name: &str,
-        loc: &Location,
         guards: &mut MountGuards,
-    ) -> Result<(Option<StepMount>, String), BuildError> {
-        let selected = context
-            .select(if self.source.is_empty() {
-                "."
-            } else {
-                self.source
-            })
-            .map_err(|e| loc.error("RUN", e.to_string()))?;
-        let content = hash_selection_with(&selected, &ctx.hashes)
-            .map_err(|e| loc.error("RUN", e.to_string()))?;
-        let key = format!(
-            "bind {key_name} {} {} {} {content}",
-            self.source, self.target, self.read_only
-        );
+    ) -> Result<StepMount, BuildError> {
         let excluded = context.excluded_below("");
         let mut layers = Vec::new();
         if !excluded.is_empty() {
             layers.push(whiteout_layer(ctx, &excluded, guards)?);
         }
         layers.push(context.root().to_path_buf());
-        let step_mount = self.step_mount(ctx, layers, false, describe.to_string(), guards)?;
-        Ok((Some(step_mount), key))
+        self.step_mount(ctx, layers, false, describe.to_string(), guards)
     }
 
     /// The mount: `layers` topmost first. A single layer dir of an image still goes through

@@ -442,3 +442,68 @@ fn cache_travels_through_a_registry() {
         "nothing uploaded again: {stderr}"
     );
 }
+
+/// A cached RUN does not prepare its mounts: the cache is looked up first. Here another
+/// process holds a `sharing=locked` cache mount; the fully cached rebuild does not wait for
+/// the lock (it used to take it before the lookup, and so hung until the holder let go).
+#[test]
+fn a_cached_run_prepares_no_mounts() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    if !require_command("flock") {
+        return;
+    }
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest\n\
+             RUN --mount=type=cache,id=shared-tools,sharing=locked,target=/c \
+             --mount=type=secret,id=token,target=/run/token,required=false \
+             echo $RANDOM > /built\n",
+        ),
+    )]);
+    build(&env, &ctx, &[]);
+    let locks: Vec<std::path::PathBuf> = std::fs::read_dir(env.store().join("cache-mounts"))
+        .expect("cache mounts")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    // The holder runs as the test user too, so it shares the lock file's permissions.
+    let mut holder = env
+        .command_as_user("flock")
+        .arg(&locks[0])
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("hold the cache mount");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut rebuild = env
+        .command(["build", "--progress", "plain", ctx.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rebuild");
+    let started = std::time::Instant::now();
+    let finished = loop {
+        if let Some(status) = rebuild.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let Some(status) = finished else {
+        let _ = rebuild.kill();
+        panic!("the cached rebuild waited for the cache mount's lock");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut rebuild.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(status.success(), "{stderr}");
+    assert_eq!(cached_steps(&stderr), [2], "{stderr}");
+}
