@@ -4,14 +4,20 @@
 
 mod add;
 pub mod copy;
+mod copy_add;
 pub mod emulation;
 mod error;
 mod history;
+mod images;
 mod instructions;
+mod metadata;
 mod rootfs;
 mod run;
 mod runmount;
+mod stage;
+mod steps;
 mod time;
+mod workdir;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -388,7 +394,7 @@ pub fn build(
             .filter_map(|i| plan.stages[*i].platform.clone()),
     );
     emulation::prepare(store, &platforms, progress)?;
-    let ctx = instructions::StepContext {
+    let ctx = steps::StepContext {
         timings: Timings::default(),
         progress_mode: progress.mode(),
         hashes: crate::context::HashCache::load(hash_file),
@@ -492,7 +498,7 @@ fn step_label(options: &BuildOptions, stage: Option<String>) -> Option<String> {
 /// Runs the planned stages: each starts once the stages it needs are done, up to `jobs` at a
 /// time. After a failure no new stage starts; running ones stop at their next step.
 fn run_stages(
-    ctx: &instructions::StepContext,
+    ctx: &steps::StepContext,
     plan: &Plan,
     progress: &Progress,
     locate: &(dyn Fn(&dockerfile::Instruction) -> Location + Sync),
@@ -533,8 +539,7 @@ fn run_stages(
                     running += 1;
                     scope.spawn(move || {
                         let mut reporter = progress.stage(label);
-                        let result =
-                            instructions::build_stage(ctx, stage, &deps, &mut reporter, locate);
+                        let result = stage::build_stage(ctx, stage, &deps, &mut reporter, locate);
                         if result.is_err() {
                             ctx.cancelled.store(true, Ordering::SeqCst);
                         }
@@ -570,7 +575,7 @@ fn run_stages(
 /// --cache-to: the records (and blobs) of the steps this build used; mode=min keeps those of
 /// the stages whose layers are in the image (the target and the stages it is FROM).
 fn export_cache(
-    ctx: &instructions::StepContext,
+    ctx: &steps::StepContext,
     plan: &Plan,
     progress: &Progress,
 ) -> Result<(), BuildError> {

@@ -11,11 +11,11 @@ use rbuild_runtime::{
 
 use super::error::{io_error, BuildError, Location};
 use super::history::run_created_by;
-use super::instructions::{
-    command_args, commit_upper, finish_step, image_config, not_supported, try_cache, StepContext,
-};
+use super::images::image_config;
+use super::instructions::{command_args, not_supported};
 use super::rootfs::StepDirs;
 use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
+use super::steps::{commit_upper, finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
 use crate::dockerfile::{Command, Flag, Heredoc};

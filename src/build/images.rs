@@ -1,0 +1,120 @@
+//! The images a build starts from or copies out of: resolved in the store (a platform's
+//! member of a multi-platform tag), pulled when missing, claimed for the build's lease.
+
+use super::error::{BuildError, Location};
+use super::steps::StepContext;
+use crate::image::ImageConfig;
+
+/// Reads an image's config, after checking every layer is there; an image the store does not
+/// have (or any, with `--pull` for FROM) is pulled from its registry first.
+pub(super) fn image_config(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+) -> Result<(ImageConfig, String), BuildError> {
+    image_config_for(ctx, loc, keyword, name, None)
+}
+
+/// `image_config`, pulling the variant for `platform` (default: the build's) when it pulls.
+pub(super) fn image_config_for(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+    platform: Option<&crate::plan::Platform>,
+) -> Result<(ImageConfig, String), BuildError> {
+    let pull = keyword == "FROM" && ctx.options.pull;
+    let image_id = match (pull, ctx.store.resolve_image(name)) {
+        (false, Ok(id)) => id,
+        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => pull_image(
+            ctx,
+            loc,
+            keyword,
+            name,
+            platform.unwrap_or(&ctx.plan.platform),
+        )?,
+        (false, Err(e)) => return Err(loc.error(keyword, e.to_string())),
+    };
+    let image_id = match platform {
+        Some(platform) => platform_member(ctx, name, platform)?.unwrap_or(image_id),
+        None => image_id,
+    };
+    let bytes = ctx.store.read_blob(&image_id)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        loc.error(
+            keyword,
+            format!("image {name} has an unreadable config: {e}"),
+        )
+    })?;
+    // Claimed before use: a prune from now on keeps them.
+    if !ctx.lease.hold(ctx.store, &config.rootfs.diff_ids)? {
+        let missing = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .find(|d| !ctx.store.has_layer(d))
+            .cloned()
+            .unwrap_or_default();
+        return Err(loc.error(
+            keyword,
+            format!("image {name} is incomplete: layer {missing} is missing"),
+        ));
+    }
+    Ok((config, image_id))
+}
+
+/// The image of `platform` when `name` is a multi-platform tag of the store.
+pub(super) fn platform_member(
+    ctx: &StepContext,
+    name: &str,
+    platform: &crate::plan::Platform,
+) -> Result<Option<String>, BuildError> {
+    for image_id in ctx.store.platform_list(name)?.unwrap_or_default() {
+        let config: ImageConfig = match serde_json::from_slice(&ctx.store.read_blob(&image_id)?) {
+            Ok(config) => config,
+            Err(_) => continue,
+        };
+        let variant = config.variant.unwrap_or_default();
+        if config.os == platform.os
+            && config.architecture == platform.architecture
+            && (platform.variant.is_empty() || variant == platform.variant)
+        {
+            return Ok(Some(image_id));
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn pull_image(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+    platform: &crate::plan::Platform,
+) -> Result<String, BuildError> {
+    let reference =
+        crate::image::parse_reference(name).map_err(|e| loc.error(keyword, e.to_string()))?;
+    let plain = |line: &str| eprintln!("  {line}");
+    let quiet = |_: &str| {};
+    let terminal = crate::progress::TerminalTransfers::default();
+    let log: &dyn crate::progress::Reporter = match ctx.progress_mode {
+        crate::progress::ProgressMode::Plain => &plain,
+        crate::progress::ProgressMode::Tty => &terminal,
+        crate::progress::ProgressMode::Quiet => &quiet,
+    };
+    crate::registry::pull(
+        ctx.store,
+        &reference,
+        &crate::registry::PullOptions {
+            platform: Some(crate::registry::Platform {
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
+            }),
+        },
+        log,
+    )
+    .map(|pulled| pulled.image_id)
+    .map_err(|e| loc.error(keyword, format!("cannot pull {name}: {e}")))
+}

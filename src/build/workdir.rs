@@ -1,0 +1,43 @@
+//! The WORKDIR instruction: the directory made (owned by USER) and committed as a layer.
+
+use super::copy::join_image_path;
+use super::copy_add::resolve_owner;
+use super::error::{BuildError, Location};
+use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
+use super::steps::{commit_upper, finish_step, try_cache, StepContext};
+use super::{created_time, Stage};
+
+pub(super) fn workdir(
+    ctx: &StepContext,
+    stage: &mut Stage,
+    loc: &Location,
+    path: &str,
+) -> Result<bool, BuildError> {
+    let wd = join_image_path(&stage.workdir(), path);
+    stage.config.config.working_dir = wd.clone();
+    let created_by = format!("WORKDIR {wd}");
+    if wd == "/" {
+        stage.add_history(created_by, created_time(ctx.options), true);
+        return Ok(false);
+    }
+    let user = stage.config.config.user.clone();
+    let key = stage.next_key(&["WORKDIR", &wd, &user]);
+    let _step_lock = ctx.store.step_lock(&key)?;
+    if try_cache(ctx, stage, &key, &created_by) {
+        return Ok(true);
+    }
+    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "workdir")?;
+    {
+        let mounted = MountedRootfs::mount(&dirs.rootfs)?;
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            resolve_owner(&mounted, &user, loc, "WORKDIR")?
+        };
+        mkdir_all_in_root(mounted.root_fd(), &wd, 0o755, owner)
+            .map_err(|m| loc.error("WORKDIR", m))?;
+    }
+    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
+    finish_step(ctx, stage, key, diff_id, created_by)?;
+    Ok(false)
+}
