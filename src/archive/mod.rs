@@ -10,9 +10,10 @@ pub use import::{import_image, import_layer, import_layer_blob, LoadedImage};
 pub use load::load;
 pub use rootfs::{export_local, export_tar, LocalReport};
 pub use save::{
-    describe, gzip_blob, layer_blob, layer_blob_with, save, save_platforms, save_with, ArchiveDest,
-    ArchiveFormat, BaseImage, Compression, ExportOptions, ExportedImage, MediaTypes, PlatformImage,
-    ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
+    describe, gzip_blob, layer_blob, layer_blob_with, manifest_annotations, output_temp_file, save,
+    save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions,
+    ExportedImage, MediaTypes, PlatformImage, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
+    ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]

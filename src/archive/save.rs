@@ -75,6 +75,38 @@ pub struct BaseImage {
     pub layer_count: usize,
 }
 
+/// The annotations an image's manifest carries when written with `options`: the ones asked
+/// for, and with OCI media types the image's `created` and its base (`base.name`,
+/// `base.digest`). Every output and push of one build uses this, so that they all describe
+/// the same manifest (and `--metadata-file`'s digest is one the registry knows).
+pub fn manifest_annotations(
+    options: &ExportOptions,
+    config: &serde_json::Value,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut annotations: std::collections::BTreeMap<String, String> =
+        options.manifest_annotations.clone().into_iter().collect();
+    if options.media_types == MediaTypes::Oci {
+        if let Some(created) = config["created"].as_str() {
+            annotations
+                .entry(ANNOTATION_CREATED.into())
+                .or_insert_with(|| created.to_string());
+        }
+        if let Some(base) = options.base.as_ref().filter(|b| !b.name.is_empty()) {
+            annotations
+                .entry(ANNOTATION_BASE_NAME.into())
+                .or_insert_with(|| base.name.clone());
+            if let Some(digest) = &base.digest {
+                annotations
+                    .entry(ANNOTATION_BASE_DIGEST.into())
+                    .or_insert_with(|| digest.clone());
+            }
+        }
+    } else if !annotations.is_empty() {
+        return Err("manifest annotations need OCI media types: use --format oci".into());
+    }
+    Ok(annotations)
+}
+
 /// How an image is written: names, media types, compression, annotations, timestamps.
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
@@ -455,28 +487,7 @@ fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let mut manifest = image_manifest(config_desc, layer_descs)?;
     manifest.set_media_type(Some(manifest_type.clone()));
-    let mut annotations = options.manifest_annotations.clone();
-    if options.media_types == MediaTypes::Oci {
-        if let Some(created) = config["created"].as_str() {
-            annotations
-                .entry(ANNOTATION_CREATED.into())
-                .or_insert_with(|| created.to_string());
-        }
-        if let Some(base) = options.base.as_ref().filter(|b| !b.name.is_empty()) {
-            annotations
-                .entry(ANNOTATION_BASE_NAME.into())
-                .or_insert_with(|| base.name.clone());
-            if let Some(digest) = &base.digest {
-                annotations
-                    .entry(ANNOTATION_BASE_DIGEST.into())
-                    .or_insert_with(|| digest.clone());
-            }
-        }
-    } else if !annotations.is_empty() {
-        return Err(invalid(
-            "manifest annotations need OCI media types: use --format oci".into(),
-        ));
-    }
+    let annotations = manifest_annotations(options, &config).map_err(invalid)?;
     if !annotations.is_empty() {
         manifest.set_annotations(Some(annotations.into_iter().collect()));
     }
@@ -586,8 +597,8 @@ impl Sink {
                 if name.starts_with("blobs/") && path.exists() {
                     return Ok(()); // content-addressed: already there means already right
                 }
-                let mut temp = tempfile::NamedTempFile::new_in(parent)
-                    .map_err(io_err("create temp file in", parent))?;
+                let mut temp =
+                    output_temp_file(parent).map_err(io_err("create temp file in", parent))?;
                 std::io::copy(reader, &mut temp).map_err(io_err("write", &path))?;
                 temp.as_file().sync_all().map_err(io_err("sync", &path))?;
                 temp.persist(&path).map_err(|e| ArchiveError::Io {
@@ -741,6 +752,16 @@ pub fn save_platforms(
 /// A temp file renamed into place by [`finish_sink`]: a failed write leaves no partial archive.
 type PendingFile = Option<(tempfile::NamedTempFile, PathBuf)>;
 
+/// A temp file beside an output the user asked for, renamed over it when complete. Created
+/// 0666 less the umask, as any file a command writes for its user (a temp file's own 0600
+/// would leave the archive unreadable to a later CI step running as another user).
+pub fn output_temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
 fn open_sink(dest: ArchiveDest, label: &Path) -> Result<(Sink, PendingFile), ArchiveError> {
     Ok(match dest {
         ArchiveDest::File(path) => {
@@ -749,8 +770,7 @@ fn open_sink(dest: ArchiveDest, label: &Path) -> Result<(Sink, PendingFile), Arc
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
                 .to_path_buf();
-            let temp = tempfile::NamedTempFile::new_in(&parent)
-                .map_err(io_err("create temp file in", &parent))?;
+            let temp = output_temp_file(&parent).map_err(io_err("create temp file in", &parent))?;
             let file = temp.reopen().map_err(io_err("open", temp.path()))?;
             let sink = Sink::Tar(tar::Builder::new(Box::new(std::io::BufWriter::new(file))));
             (sink, Some((temp, path)))

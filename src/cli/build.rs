@@ -1086,6 +1086,22 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         export.base = base.clone();
         export
     };
+    // What a push sends: the layers' compression, and the manifest annotations every other
+    // output writes (an OCI manifest), so that the pushed manifest is the one
+    // --metadata-file describes and a registry knows its digest.
+    let push_options = |output: Option<&Output>| -> anyhow::Result<rbuild::registry::PushOptions> {
+        let mut export = export_options(output);
+        export.media_types = MediaTypes::Oci;
+        let config: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&outcome.image_id)?)
+                .context("the image's config")?;
+        Ok(rbuild::registry::PushOptions {
+            compression: output.and_then(|o| o.compression),
+            annotations: archive::manifest_annotations(&export, &config)
+                .map_err(anyhow::Error::msg)?,
+        })
+    };
+    let mut pushed: Option<String> = None;
     let mut exported = None;
     for output in &outputs {
         let options = export_options(Some(output));
@@ -1109,14 +1125,15 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                     let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
                     store.add_image(&outcome.image_id, &[tag.to_string()])?;
                     if *push {
-                        super::registry::push_image_with(
+                        let digest = super::registry::push_image_with(
                             &store,
                             &outcome.image_id,
                             name,
-                            output.compression,
+                            &push_options(Some(output))?,
                             args.quiet,
                             mode == ProgressMode::Tty,
                         )?;
+                        pushed.get_or_insert(digest);
                     }
                 }
             }
@@ -1141,7 +1158,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
-                let temp = tempfile::NamedTempFile::new_in(parent)
+                let temp = archive::output_temp_file(parent)
                     .with_context(|| format!("cannot write {}", dest.display()))?;
                 let file = temp
                     .reopen()
@@ -1172,12 +1189,40 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         let printed = loader.load(&store, &outcome.image_id, &options)?;
         progress.notice(&format!("loaded into {program}: {}", printed.trim()));
     }
+    if args.push {
+        // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
+        let options = push_options(None)?;
+        for tag in &args.tags {
+            let digest = super::registry::push_image_with(
+                &store,
+                &outcome.image_id,
+                tag,
+                &options,
+                args.quiet,
+                mode == ProgressMode::Tty,
+            )?;
+            pushed.get_or_insert(digest);
+        }
+    }
     if let Some(path) = &args.metadata_file {
-        let written = match exported {
-            Some(written) => written,
-            None => archive::describe(&store, &outcome.image_id, &export_options(None))
+        // A pushed image is described as pushed; else as the first output wrote it.
+        let written = match (exported, &pushed) {
+            (Some(written), None) => written,
+            (_, Some(_)) => {
+                let mut options = export_options(None);
+                options.media_types = MediaTypes::Oci;
+                archive::describe(&store, &outcome.image_id, &options)
+                    .context("cannot describe the image for --metadata-file")?
+            }
+            (None, None) => archive::describe(&store, &outcome.image_id, &export_options(None))
                 .context("cannot describe the image for --metadata-file")?,
         };
+        if let Some(digest) = pushed.as_ref().filter(|d| **d != written.manifest_digest) {
+            bail!(
+                "the pushed manifest {digest} is not the one described ({}): a bug, please report it",
+                written.manifest_digest
+            );
+        }
         let metadata = serde_json::json!({
             "containerimage.config.digest": written.config_digest,
             "containerimage.digest": written.manifest_digest,
@@ -1191,18 +1236,6 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.push {
-        // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
-        for tag in &args.tags {
-            super::registry::push_image(
-                &store,
-                &outcome.image_id,
-                tag,
-                args.quiet,
-                mode == ProgressMode::Tty,
-            )?;
-        }
     }
     if let Some(iidfile) = &args.iidfile {
         std::fs::write(iidfile, &outcome.image_id)

@@ -102,20 +102,28 @@ pub fn push_image(
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
-    push_image_with(store, image_id, dest, None, quiet, terminal)
+    push_image_with(
+        store,
+        image_id,
+        dest,
+        &registry::PushOptions::default(),
+        quiet,
+        terminal,
+    )
 }
 
-/// `push_image` with the layers in `compression` (`-o type=registry,compression=zstd`).
+/// `push_image` with `options`: the layers' compression (`-o type=registry,compression=zstd`)
+/// and the manifest's annotations (a build's, the same its other outputs write).
 pub fn push_image_with(
     store: &rbuild::store::Store,
     image_id: &str,
     dest: &str,
-    compression: Option<rbuild::archive::Compression>,
+    options: &registry::PushOptions,
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
     push_reporting(dest, quiet, terminal, |reference, log| {
-        registry::push_with(store, image_id, reference, compression, log)
+        registry::push_with(store, image_id, reference, options, log)
     })
 }
 

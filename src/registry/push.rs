@@ -32,6 +32,15 @@ fn oci_layer_type(media_type: &str) -> &'static str {
     }
 }
 
+/// How an image is pushed: its layers' compression (made and cached when needed; gzip by
+/// default) and the annotations of its manifest (a build's, from
+/// `archive::manifest_annotations`, so the pushed manifest is the one its outputs describe).
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub compression: Option<archive::Compression>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
 /// Pushes `image_id` from the store to `dest` (which must carry a tag).
 pub fn push(
     store: &Store,
@@ -39,18 +48,18 @@ pub fn push(
     dest: &Reference,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
-    push_with(store, image_id, dest, None, log)
+    push_with(store, image_id, dest, &PushOptions::default(), log)
 }
 
-/// `push`, with the layers in `compression` (e.g. zstd; made and cached when needed).
+/// `push` with `options`.
 pub fn push_with(
     store: &Store,
     image_id: &str,
     dest: &Reference,
-    compression: Option<archive::Compression>,
+    options: &PushOptions,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
-    push_image(store, image_id, dest, compression, ManifestAt::Tag, log)
+    push_image(store, image_id, dest, options, ManifestAt::Tag, log)
 }
 
 /// Where an image's manifest goes: under the tag, or (for an index's entries) its digest.
@@ -74,7 +83,11 @@ pub fn push_index(
     let mut uploaded = 0;
     let mut manifests = Vec::with_capacity(image_ids.len());
     for image_id in image_ids {
-        let pushed = push_image(store, image_id, dest, compression, ManifestAt::Digest, log)?;
+        let options = PushOptions {
+            compression,
+            annotations: Default::default(),
+        };
+        let pushed = push_image(store, image_id, dest, &options, ManifestAt::Digest, log)?;
         uploaded += pushed.uploaded;
         let config: ImageConfig =
             serde_json::from_slice(&store.read_blob(image_id)?).map_err(|e| {
@@ -133,10 +146,11 @@ fn push_image(
     store: &Store,
     image_id: &str,
     dest: &Reference,
-    compression: Option<archive::Compression>,
+    options: &PushOptions,
     at: ManifestAt,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
+    let compression = options.compression;
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = match at {
         ManifestAt::Tag => dest.with_tag(&tag).to_string(),
@@ -233,7 +247,10 @@ fn push_image(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let manifest = image_manifest(config_desc, layer_descs)?;
+    let mut manifest = image_manifest(config_desc, layer_descs)?;
+    if !options.annotations.is_empty() {
+        manifest.set_annotations(Some(options.annotations.clone().into_iter().collect()));
+    }
     let manifest_bytes = to_bytes("manifest", &manifest)?;
     let manifest_digest = sha256_digest(&manifest_bytes);
     let url = match at {

@@ -739,3 +739,40 @@ fn legacy_docker_archive_loads_and_saves_back() {
         assert_eq!(image.diff_ids(), std::slice::from_ref(&diff_id));
     }
 }
+
+/// Output archives are created as any file a command writes (0666 less the umask), not with a
+/// temp file's 0600: a later CI step running as another user can read them.
+#[test]
+fn output_archives_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[("Dockerfile", file("FROM busybox:latest\nENV A=1\n"))]);
+    for (kind, name) in [
+        ("oci", "out-oci.tar"),
+        ("docker", "out-docker.tar"),
+        ("tar", "out-fs.tar"),
+    ] {
+        let out = env.path(name);
+        let mut command = env.command([
+            "build",
+            "-q",
+            "-o",
+            &format!("type={kind},dest={}", out.display()),
+            ctx.to_str().expect("utf-8"),
+        ]);
+        // SAFETY: umask(2) in the child between fork and exec touches no shared state.
+        unsafe {
+            command.pre_exec(|| {
+                libc::umask(0o022);
+                Ok(())
+            });
+        }
+        let output = command.output().expect("run rbuild");
+        assert!(output.status.success(), "{}", describe_output(&output));
+        let mode = std::fs::metadata(&out).expect(name).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{kind}: {mode:o}");
+    }
+}

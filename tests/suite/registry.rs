@@ -1058,3 +1058,62 @@ fn a_manifest_that_is_not_the_one_the_registry_names_is_refused() {
     ));
     assert!(output.status.success(), "{}", describe_output(&output));
 }
+
+/// `--push --metadata-file`: the digest the metadata file names is the manifest the registry
+/// holds (it used to describe a manifest with base and created annotations that the push did
+/// not carry, so deploying or signing by that digest got 404). The pushed manifest carries
+/// the same annotations as the other outputs.
+#[test]
+fn the_metadata_digest_is_the_pushed_manifest() {
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM {}/library/busybox:latest\nRUN echo pushed > /pushed\n",
+            registry.host
+        )),
+    )]);
+    let image = format!("{}/team/meta:1", registry.host);
+    let metadata = env.path("metadata.json");
+    ok(
+        &env,
+        &[
+            "build",
+            "--push",
+            "-t",
+            &image,
+            "--metadata-file",
+            metadata.to_str().expect("utf-8"),
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    let described: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).expect("metadata")).expect("json");
+    let digest = described["containerimage.digest"]
+        .as_str()
+        .expect("containerimage.digest")
+        .to_string();
+    let by_digest = format!("docker://{}/team/meta@{digest}", registry.host);
+    let raw = skopeo_inspect_with(&by_digest, &["--tls-verify=false", "--raw"])
+        .expect("the registry serves the manifest the metadata names");
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.name"],
+        format!("{}/library/busybox:latest", registry.host),
+        "{raw}"
+    );
+    assert!(
+        raw["annotations"]["org.opencontainers.image.created"].is_string(),
+        "{raw}"
+    );
+    assert_eq!(
+        raw["config"]["digest"], described["containerimage.config.digest"],
+        "{raw}"
+    );
+}
