@@ -7,12 +7,12 @@ use std::time::Instant;
 use super::copy::{copy_sources, join_image_path, Chmod, CopyAttrs};
 use super::error::{io_error, BuildError, Location};
 use super::images::image_config;
-use super::instructions::{expand, flag_value, not_supported, reject_flags};
+use super::instructions::{expand, not_supported};
 use super::rootfs::{MountedRootfs, StepDirs};
 use super::steps::{commit_upper, finish_step_chained, record_layer, StepContext};
 use super::{Stage, StageResult};
 use crate::context::{hash_selection_with, BuildContext};
-use crate::dockerfile::{self, CopyArgs};
+use crate::dockerfile::{self, CopyArgs, CopyFlags};
 use crate::plan::{resolve_source, Source, StagePlan};
 
 pub(super) fn resolve_owner(
@@ -160,22 +160,10 @@ pub(super) fn copy(
     is_add: bool,
 ) -> Result<bool, BuildError> {
     let keyword = if is_add { "ADD" } else { "COPY" };
+    // Which flags each instruction takes the parser has checked; here they are read, once.
+    let flags = CopyFlags::read(&args.flags).map_err(|m| loc.error(keyword, m))?;
+    let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
     if is_add {
-        reject_flags(
-            loc,
-            keyword,
-            &args.flags,
-            &[
-                "chown",
-                "chmod",
-                "unpack",
-                "link",
-                "exclude",
-                "keep-git-dir",
-                "checksum",
-            ],
-        )?;
-        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
         if let Some(remote) = args.sources.iter().find(|s| {
             (s.contains("://") || s.starts_with("git@"))
                 && !crate::context::remote::is_git_url(s)
@@ -187,7 +175,7 @@ pub(super) fn copy(
                 &format!("a remote source ({remote})"),
             ));
         }
-        if flag_value(&args.flags, "checksum").is_some()
+        if flags.checksum.is_some()
             && (args.sources.len() != 1
                 || !args
                     .sources
@@ -199,50 +187,30 @@ pub(super) fn copy(
                 "--checksum can only be used with a single http(s) source",
             ));
         }
-    } else {
-        reject_flags(
-            loc,
-            keyword,
-            &args.flags,
-            &["chown", "chmod", "from", "link", "parents", "exclude"],
-        )?;
     }
-    let bool_flag = |name: &str, default: bool| match flag_value(&args.flags, name) {
-        None => Ok(default),
-        Some("true") | Some("") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(loc.error(keyword, format!("--{name}={other}: expected true or false"))),
-    };
-    let unpack = bool_flag("unpack", is_add)?;
-    let link = bool_flag("link", false)?;
-    let parents = bool_flag("parents", false)?;
+    let unpack = flags.unpack.unwrap_or(is_add);
+    let link = flags.link;
+    let parents = flags.parents;
     let escape = ctx.escape;
-    let chown = flag_value(&args.flags, "chown")
+    let chown = flags
+        .chown
+        .as_deref()
         .map(|v| expand(loc, keyword, v, escape, &|n| stage.lookup(n)))
         .transpose()?;
-    let chmod_text = flag_value(&args.flags, "chmod").map(str::to_string);
+    let chmod_text = flags.chmod.clone();
     let chmod = chmod_text
         .as_deref()
         .map(Chmod::parse)
         .transpose()
         .map_err(|m| loc.error(keyword, m))?;
-    let excludes: Vec<String> = args
-        .flags
+    let excludes: Vec<String> = flags
+        .excludes
         .iter()
-        .filter(|f| f.name == "exclude")
-        .map(|f| {
-            expand(
-                loc,
-                keyword,
-                f.value.as_deref().unwrap_or(""),
-                escape,
-                &|n| stage.lookup(n),
-            )
-        })
+        .map(|e| expand(loc, keyword, e, escape, &|n| stage.lookup(n)))
         .collect::<Result<_, _>>()?;
     let exclude_rules = crate::context::IgnoreRules::parse(&excludes.join("\n"));
 
-    let source = copy_source(ctx, plan, deps, loc, flag_value(&args.flags, "from"))?;
+    let source = copy_source(ctx, plan, deps, loc, flags.from.as_deref())?;
     let heredocs = heredoc_files(ctx, stage, loc, &args.heredocs)?;
     let mut sources = Vec::new();
     let mut selected = Vec::new();
@@ -266,7 +234,7 @@ pub(super) fn copy(
             // ADD of a URL: downloaded (mode 0600, mtime from Last-Modified), not extracted
             // unless --unpack=true says so.
             let temp = ctx.store.temp_dir("add-url")?;
-            let checksum = flag_value(&args.flags, "checksum");
+            let checksum = flags.checksum.as_deref();
             let download = crate::context::http::download(&word, temp.path(), checksum)
                 .map_err(|e| loc.error(keyword, e.to_string()))?;
             {
@@ -288,7 +256,7 @@ pub(super) fn copy(
                 root.select(&download.name)
                     .map_err(|e| loc.error(keyword, e.to_string()))?,
             );
-            if flag_value(&args.flags, "unpack") != Some("true") {
+            if flags.unpack != Some(true) {
                 downloads_kept_whole.push(download.path.clone());
             }
             git_dirs.push(temp);
@@ -297,7 +265,7 @@ pub(super) fn copy(
         }
         if is_add && crate::context::remote::is_git_url(&word) {
             // ADD of a git repository: its files (one commit) land in dest.
-            let keep_git_dir = bool_flag("keep-git-dir", false)?;
+            let keep_git_dir = flags.keep_git_dir;
             let temp = ctx.store.temp_dir("add-git")?;
             let dir = crate::context::remote::fetch_git_keeping(&word, temp.path(), keep_git_dir)
                 .map_err(|e| loc.error(keyword, e.to_string()))?;

@@ -12,7 +12,7 @@ use super::metadata::{healthcheck, parse_port, validate_signal};
 use super::steps::{metadata_created, StepContext};
 use super::workdir::workdir;
 use super::{Stage, StageResult};
-use crate::dockerfile::{self, Command, Flag, Instruction, InstructionKind};
+use crate::dockerfile::{self, Command, Instruction, InstructionKind};
 use crate::plan::StagePlan;
 use crate::progress::StageProgress;
 
@@ -31,26 +31,6 @@ pub fn expand(
 
 pub(super) fn not_supported(loc: &Location, keyword: &'static str, what: &str) -> BuildError {
     loc.error(keyword, format!("{what} is not supported yet"))
-}
-
-pub(super) fn reject_flags(
-    loc: &Location,
-    keyword: &'static str,
-    flags: &[Flag],
-    allowed: &[&str],
-) -> Result<(), BuildError> {
-    match flags.iter().find(|f| !allowed.contains(&f.name.as_str())) {
-        Some(flag) => Err(not_supported(loc, keyword, &format!("--{}", flag.name))),
-        None => Ok(()),
-    }
-}
-
-pub(super) fn flag_value<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
-    flags
-        .iter()
-        .rev()
-        .find(|f| f.name == name)
-        .map(|f| f.value.as_deref().unwrap_or(""))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,13 +12,13 @@ use rbuild_runtime::{
 use super::error::{io_error, BuildError, Location};
 use super::history::run_created_by;
 use super::images::image_config;
-use super::instructions::{command_args, not_supported};
+use super::instructions::command_args;
 use super::rootfs::StepDirs;
 use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
 use super::steps::{commit_upper, finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
-use crate::dockerfile::{Command, Flag, Heredoc};
+use crate::dockerfile::{Command, Flag, Heredoc, RunFlags};
 use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
 use crate::progress::StageProgress;
 
@@ -46,36 +46,34 @@ pub(super) fn run(
         .network
         .clone()
         .unwrap_or_else(|| "default".into());
-    let mut mount_specs = Vec::new();
-    let mut security = Security::Sandbox;
-    for flag in flags {
-        let value = flag.value.as_deref().unwrap_or("");
-        match flag.name.as_str() {
-            "mount" => mount_specs.push(
-                parse_mount(value)
-                    .map_err(|m| loc.error("RUN", format!("--mount={value}: {m}")))?,
-            ),
-            "network" => network = value.to_string(),
-            "security" if value == "sandbox" => security = Security::Sandbox,
-            "security" if value == "insecure" && ctx.options.allow_insecure => {
-                security = Security::Insecure
-            }
-            "security" if value == "insecure" => {
-                return Err(loc.error(
-                    "RUN",
-                    "--security=insecure runs the step with every capability and no seccomp \
-                     filter: allow it with `rbuild build --allow security.insecure`",
-                ))
-            }
-            "security" => {
-                return Err(loc.error(
-                    "RUN",
-                    format!("--security={value}: expected sandbox or insecure"),
-                ))
-            }
-            other => return Err(not_supported(loc, "RUN", &format!("--{other}"))),
-        }
+    let run_flags = RunFlags::read(flags);
+    if let Some(value) = &run_flags.network {
+        network = value.clone();
     }
+    let mount_specs = run_flags
+        .mounts
+        .iter()
+        .map(|value| {
+            parse_mount(value).map_err(|m| loc.error("RUN", format!("--mount={value}: {m}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let security = match run_flags.security.as_deref() {
+        None | Some("sandbox") => Security::Sandbox,
+        Some("insecure") if ctx.options.allow_insecure => Security::Insecure,
+        Some("insecure") => {
+            return Err(loc.error(
+                "RUN",
+                "--security=insecure runs the step with every capability and no seccomp \
+                 filter: allow it with `rbuild build --allow security.insecure`",
+            ))
+        }
+        Some(value) => {
+            return Err(loc.error(
+                "RUN",
+                format!("--security={value}: expected sandbox or insecure"),
+            ))
+        }
+    };
     let network_mode = match network.as_str() {
         "default" | "host" => NetworkMode::Host,
         "none" => NetworkMode::None,

@@ -1,0 +1,141 @@
+//! Typed views of an instruction's flags, read once from what the parser validated (names
+//! known to the instruction, no duplicates), so that handlers never look flags up by name.
+
+use super::ast::Flag;
+
+/// The one rule for a boolean flag, as BuildKit's: `--link` or `--link=true` is true,
+/// `--link=false` is false (case-insensitive), anything else is an error naming the flag.
+pub fn flag_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(format!(
+            "--{name}={}: expected true or false",
+            value.unwrap_or_default()
+        )),
+    }
+}
+
+fn value_of(flags: &[Flag], name: &str) -> Option<String> {
+    flags
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.value.clone().unwrap_or_default())
+}
+
+fn bool_of(flags: &[Flag], name: &str) -> Result<Option<bool>, String> {
+    flags
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| flag_bool(name, f.value.as_deref()))
+        .transpose()
+}
+
+/// The flags of COPY and ADD (values unexpanded; the parser allows each instruction its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyFlags {
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub parents: bool,
+    pub excludes: Vec<String>,
+    /// ADD: extract archives (default true for ADD).
+    pub unpack: Option<bool>,
+    pub keep_git_dir: bool,
+    pub checksum: Option<String>,
+}
+
+impl CopyFlags {
+    pub fn read(flags: &[Flag]) -> Result<CopyFlags, String> {
+        Ok(CopyFlags {
+            from: value_of(flags, "from"),
+            chown: value_of(flags, "chown"),
+            chmod: value_of(flags, "chmod"),
+            link: bool_of(flags, "link")?.unwrap_or(false),
+            parents: bool_of(flags, "parents")?.unwrap_or(false),
+            excludes: flags
+                .iter()
+                .filter(|f| f.name == "exclude")
+                .map(|f| f.value.clone().unwrap_or_default())
+                .collect(),
+            unpack: bool_of(flags, "unpack")?,
+            keep_git_dir: bool_of(flags, "keep-git-dir")?.unwrap_or(false),
+            checksum: value_of(flags, "checksum"),
+        })
+    }
+}
+
+/// The flags of RUN: `--mount` specs (parsed by the solver, which knows the mount types),
+/// `--network`, `--security`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFlags {
+    pub mounts: Vec<String>,
+    pub network: Option<String>,
+    pub security: Option<String>,
+}
+
+impl RunFlags {
+    pub fn read(flags: &[Flag]) -> RunFlags {
+        RunFlags {
+            mounts: flags
+                .iter()
+                .filter(|f| f.name == "mount")
+                .map(|f| f.value.clone().unwrap_or_default())
+                .collect(),
+            network: value_of(flags, "network"),
+            security: value_of(flags, "security"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(name: &str, value: Option<&str>) -> Flag {
+        Flag {
+            name: name.into(),
+            value: value.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn one_boolean_rule() {
+        for (value, want) in [
+            (None, true),
+            (Some(""), true),
+            (Some("TRUE"), true),
+            (Some("false"), false),
+        ] {
+            assert_eq!(flag_bool("link", value), Ok(want), "{value:?}");
+        }
+        let err = flag_bool("link", Some("yes")).expect_err("not a bool");
+        assert_eq!(err, "--link=yes: expected true or false");
+    }
+
+    #[test]
+    fn copy_and_run_flags_are_read_once() {
+        let copy = CopyFlags::read(&[
+            flag("from", Some("build")),
+            flag("link", None),
+            flag("exclude", Some("*.md")),
+            flag("exclude", Some("tmp/")),
+            flag("unpack", Some("false")),
+        ])
+        .expect("flags");
+        assert_eq!(copy.from.as_deref(), Some("build"));
+        assert!(copy.link && !copy.parents && !copy.keep_git_dir);
+        assert_eq!(copy.excludes, ["*.md", "tmp/"]);
+        assert_eq!(copy.unpack, Some(false));
+        assert!(CopyFlags::read(&[flag("parents", Some("maybe"))]).is_err());
+        let run = RunFlags::read(&[
+            flag("mount", Some("type=cache,target=/c")),
+            flag("network", Some("none")),
+            flag("mount", Some("type=tmpfs,target=/t")),
+        ]);
+        assert_eq!(run.mounts.len(), 2);
+        assert_eq!(run.network.as_deref(), Some("none"));
+        assert_eq!(run.security, None);
+    }
+}
