@@ -3,6 +3,7 @@
 
 mod import;
 mod load;
+pub mod output;
 mod rootfs;
 mod save;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
+use rbuild::archive::output::{parse_output, Output, OutputKind};
 use rbuild::archive::{
     self, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions, MediaTypes,
 };
@@ -127,147 +128,6 @@ pub struct BuildArgs {
     /// for a tar (or a lone Dockerfile) on stdin
     #[arg(default_value = ".")]
     pub context: String,
-}
-
-/// Where a parsed `--output` goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OutputKind {
-    Archive {
-        format: ArchiveFormat,
-        dest: PathBuf,
-        tar: bool,
-    },
-    Local(PathBuf),
-    Tar(PathBuf),
-    /// `type=image` (names in the store, pushed with push=true) and `type=registry`.
-    Image {
-        push: bool,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Output {
-    kind: OutputKind,
-    names: Vec<String>,
-    media_types: Option<MediaTypes>,
-    compression: Option<Compression>,
-    compression_level: Option<i32>,
-    rewrite_timestamp: bool,
-    annotations: BTreeMap<String, String>,
-}
-
-fn parse_bool(spec: &str, key: &str, value: &str) -> anyhow::Result<bool> {
-    match value {
-        "true" | "1" | "" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => bail!("--output {spec:?}: {key}={value}: expected true or false"),
-    }
-}
-
-fn parse_output(spec: &str) -> anyhow::Result<Output> {
-    let mut output = Output {
-        kind: OutputKind::Tar(PathBuf::from("-")),
-        names: Vec::new(),
-        media_types: None,
-        compression: None,
-        compression_level: None,
-        rewrite_timestamp: false,
-        annotations: BTreeMap::new(),
-    };
-    // Shorthands, as buildx: `-o -` is a tar of the filesystem on stdout, `-o DIR` a local dir.
-    if spec == "-" {
-        return Ok(output);
-    }
-    if !spec.contains('=') {
-        output.kind = OutputKind::Local(PathBuf::from(spec));
-        return Ok(output);
-    }
-    let mut kind = None;
-    let mut dest = None;
-    let mut tar = true;
-    let mut push = false;
-    for part in spec.split(',') {
-        let (key, value) = part.split_once('=').unwrap_or((part, ""));
-        match key {
-            "type" => kind = Some(value.to_string()),
-            "dest" => dest = Some(PathBuf::from(value)),
-            "tar" => tar = parse_bool(spec, key, value)?,
-            "name" => output.names.push(value.to_string()),
-            "compression" => {
-                output.compression = Some(match value {
-                    "gzip" => Compression::Gzip,
-                    "zstd" => Compression::Zstd,
-                    "uncompressed" => Compression::Uncompressed,
-                    _ => bail!(
-                    "--output {spec:?}: compression={value}: expected gzip, zstd or uncompressed"
-                ),
-                })
-            }
-            "compression-level" => {
-                output.compression_level = Some(value.parse().with_context(|| {
-                    format!("--output {spec:?}: compression-level={value}: expected a number")
-                })?)
-            }
-            "force-compression" => {
-                parse_bool(spec, key, value)?;
-            }
-            "oci-mediatypes" => {
-                output.media_types = Some(if parse_bool(spec, key, value)? {
-                    MediaTypes::Oci
-                } else {
-                    MediaTypes::Docker
-                })
-            }
-            "rewrite-timestamp" => output.rewrite_timestamp = parse_bool(spec, key, value)?,
-            "push" => push = parse_bool(spec, key, value)?,
-            k if k.starts_with("annotation.") || k.starts_with("annotation-manifest.") => {
-                let (_, name) = k.split_once('.').unwrap_or((k, ""));
-                output
-                    .annotations
-                    .insert(name.to_string(), value.to_string());
-            }
-            _ => bail!("--output {spec:?}: unknown option {key:?}"),
-        }
-    }
-    let dest = |what: &str| {
-        dest.clone()
-            .with_context(|| format!("--output {spec:?}: missing dest={what}"))
-    };
-    output.kind = match kind.as_deref() {
-        Some("oci") => OutputKind::Archive {
-            format: ArchiveFormat::Oci,
-            dest: dest("FILE")?,
-            tar,
-        },
-        Some("docker") => OutputKind::Archive {
-            format: ArchiveFormat::Docker,
-            dest: dest("FILE")?,
-            tar,
-        },
-        Some("local") => OutputKind::Local(dest("DIR")?),
-        Some("tar") => OutputKind::Tar(dest("FILE")?),
-        Some("image") | Some("registry") => {
-            if output.names.is_empty() {
-                bail!("--output {spec:?}: missing name=NAME[:TAG]");
-            }
-            OutputKind::Image {
-                push: push || kind.as_deref() == Some("registry"),
-            }
-        }
-        Some(other) => {
-            bail!("--output type={other} is not supported (supported: oci, docker, local, tar)")
-        }
-        None => bail!("--output {spec:?}: missing type= (e.g. type=oci,dest=image.tar)"),
-    };
-    if let OutputKind::Archive {
-        format: ArchiveFormat::Docker,
-        tar: false,
-        ..
-    } = output.kind
-    {
-        bail!("--output {spec:?}: tar=false is only for type=oci");
-    }
-    Ok(output)
 }
 
 /// `--annotation [TYPE:]KEY=VALUE` sorted by where they go.
@@ -686,14 +546,7 @@ fn refuse_for_several_platforms(
     } else if args.check {
         Some("--check")
     } else {
-        outputs.iter().find_map(|o| match &o.kind {
-            OutputKind::Tar(_) => Some("--output type=tar"),
-            OutputKind::Archive {
-                format: ArchiveFormat::Docker,
-                ..
-            } => Some("--output type=docker (a Docker archive holds one platform)"),
-            OutputKind::Archive { .. } | OutputKind::Local(_) | OutputKind::Image { .. } => None,
-        })
+        outputs.iter().find_map(|o| o.kind.single_platform_only())
     };
     match what {
         Some(what) => bail!(
@@ -875,7 +728,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         .outputs
         .iter()
         .map(|o| parse_output(o))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let to_stdout = |o: &Output| match &o.kind {
         OutputKind::Tar(dest) | OutputKind::Archive { dest, .. } => dest.as_os_str() == "-",
         OutputKind::Local(_) | OutputKind::Image { .. } => false,
@@ -1257,49 +1110,6 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_shorthands_and_types() {
-        let parsed = |spec: &str| parse_output(spec).map(|o| o.kind);
-        assert_eq!(parsed("-").ok(), Some(OutputKind::Tar(PathBuf::from("-"))));
-        assert_eq!(
-            parsed("out").ok(),
-            Some(OutputKind::Local(PathBuf::from("out")))
-        );
-        assert_eq!(
-            parsed("type=oci,dest=d,tar=false").ok(),
-            Some(OutputKind::Archive {
-                format: ArchiveFormat::Oci,
-                dest: PathBuf::from("d"),
-                tar: false
-            })
-        );
-        assert_eq!(
-            parsed("type=tar,dest=-").ok(),
-            Some(OutputKind::Tar(PathBuf::from("-")))
-        );
-        let full = parse_output(
-            "type=oci,dest=x,compression=zstd,compression-level=12,rewrite-timestamp=true,\
-             oci-mediatypes=true,annotation.a=b,name=app:2",
-        )
-        .expect("valid");
-        assert_eq!(full.compression, Some(Compression::Zstd));
-        assert_eq!(full.compression_level, Some(12));
-        assert!(full.rewrite_timestamp);
-        assert_eq!(full.media_types, Some(MediaTypes::Oci));
-        assert_eq!(full.annotations.get("a").map(String::as_str), Some("b"));
-        assert_eq!(full.names, ["app:2"]);
-    }
-
-    #[test]
-    fn unsupported_outputs_say_so() {
-        let error = |spec: &str| format!("{:#}", parse_output(spec).expect_err("an error"));
-        assert!(error("type=registry").contains("missing name="));
-        assert!(error("type=docker,dest=x,tar=false").contains("only for type=oci"));
-        assert!(error("type=oci").contains("missing dest="));
-        assert!(error("type=oci,dest=x,bogus=1").contains("unknown option"));
-        assert!(error("type=oci,dest=x,compression-level=high").contains("expected a number"));
-    }
 
     #[test]
     fn annotations_by_target() {
