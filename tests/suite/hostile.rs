@@ -61,6 +61,30 @@ fn describe_tree(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A tar of (name, kind, link target or content) entries, owned by root, mode 0644.
+fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        let body: &[u8] = if *kind == tar::EntryType::Symlink {
+            header.set_link_name(data).expect("link name");
+            b""
+        } else {
+            data.as_bytes()
+        };
+        header.set_size(body.len() as u64);
+        header.set_path(name).expect("name");
+        header.set_cksum();
+        archive.append(&header, body).expect("append");
+    }
+    archive.into_inner().expect("tar")
+}
+
 /// A git ref is never an option (`--upload-pack=CMD` would run CMD on the host), and
 /// `file://` is no build source (it would copy any repository of the host into the image).
 #[test]
@@ -517,7 +541,6 @@ fn add_archives_resolve_their_symlinks_inside_the_destination() {
         return;
     };
     let canary = Canary::plant(&env);
-    let mut archive = tar::Builder::new(Vec::new());
     let entries: [(&str, tar::EntryType, &str); 6] = [
         ("up", tar::EntryType::Symlink, ".."),
         ("up/x.txt", tar::EntryType::Regular, "through up\n"),
@@ -526,30 +549,13 @@ fn add_archives_resolve_their_symlinks_inside_the_destination() {
         ("host", tar::EntryType::Symlink, &canary.path("t")),
         ("host/pwned", tar::EntryType::Regular, "through host\n"),
     ];
-    for (name, kind, data) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(1_700_000_000);
-        let body: &[u8] = if kind == tar::EntryType::Symlink {
-            header.set_link_name(data).expect("link name");
-            b""
-        } else {
-            data.as_bytes()
-        };
-        header.set_size(body.len() as u64);
-        header.set_path(name).expect("name");
-        header.set_cksum();
-        archive.append(&header, body).expect("append");
-    }
+    let archive = tar_of(&entries);
     let ctx = env.context(&[
         (
             "Dockerfile",
             file("FROM busybox:latest\nADD evil.tar /dest/\n"),
         ),
-        ("evil.tar", file(archive.into_inner().expect("tar"))),
+        ("evil.tar", file(archive)),
     ]);
     let (_, image) = env.build_oci("add-evil", &[], &ctx);
     let tree = image.tree();
@@ -617,27 +623,15 @@ fn a_dockerfile_symlink_in_a_tar_context_never_reads_the_host() {
         return;
     };
     let canary = Canary::plant(&env);
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, target) in [
-        ("Dockerfile", canary.path("secret")),
+    let up = "../../../../../../../".to_string() + &canary.path("secret")[1..];
+    let tar = tar_of(&[
         (
-            "Dockerfile.up",
-            "../../../../../../../".to_string() + &canary.path("secret")[1..],
+            "Dockerfile",
+            tar::EntryType::Symlink,
+            &canary.path("secret"),
         ),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_mode(0o777);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(0);
-        header.set_path(name).expect("name");
-        header.set_link_name(&target).expect("target");
-        header.set_cksum();
-        archive.append(&header, &b""[..]).expect("append");
-    }
-    let tar = archive.into_inner().expect("tar");
+        ("Dockerfile.up", tar::EntryType::Symlink, &up),
+    ]);
     let output = env.rbuild_with_stdin(["build", "-"], &tar);
     let all = format!(
         "{}{}",
