@@ -202,6 +202,141 @@ pub fn parse_output(spec: &str) -> Result<Output, OutputSpecError> {
     Ok(output)
 }
 
+/// What writing one output gave: the image as written (archives), and what could not be
+/// reproduced (device nodes an unprivileged user cannot make, for `type=local`).
+#[derive(Debug, Default)]
+pub struct OutputReport {
+    pub written: Option<super::ExportedImage>,
+    pub skipped_devices: Vec<String>,
+}
+
+impl Output {
+    /// Where it goes, for messages: the dest path, or the names of a `type=image` output.
+    pub fn describe_dest(&self) -> String {
+        match &self.kind {
+            OutputKind::Archive { dest, .. } | OutputKind::Local(dest) | OutputKind::Tar(dest) => {
+                dest.display().to_string()
+            }
+            OutputKind::Image { .. } => self.names.join(", "),
+        }
+    }
+
+    /// True when the output goes to standard output.
+    pub fn to_stdout(&self) -> bool {
+        match &self.kind {
+            OutputKind::Tar(dest) | OutputKind::Archive { dest, .. } => dest.as_os_str() == "-",
+            OutputKind::Local(_) | OutputKind::Image { .. } => false,
+        }
+    }
+}
+
+/// Writes one image to a file output (`type=oci|docker` archive or layout, `type=local`,
+/// `type=tar`) with `options`. A file is written beside its destination and renamed, so a
+/// failed export leaves nothing half-written. `type=image` outputs are names and pushes: the
+/// caller's (they need the registry).
+pub fn write_output(
+    store: &crate::store::Store,
+    image_id: &str,
+    output: &Output,
+    options: &super::ExportOptions,
+) -> Result<OutputReport, super::ArchiveError> {
+    let clamp = options.rewrite_timestamp;
+    let mut report = OutputReport::default();
+    match &output.kind {
+        OutputKind::Archive { format, dest, tar } => {
+            let sink = if dest.as_os_str() == "-" {
+                super::ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
+            } else if *tar {
+                super::ArchiveDest::File(dest.clone())
+            } else {
+                super::ArchiveDest::Dir(dest.clone())
+            };
+            report.written = Some(super::save_with(store, image_id, options, *format, sink)?);
+        }
+        OutputKind::Local(dest) => {
+            report.skipped_devices =
+                super::export_local(store, image_id, dest, clamp)?.skipped_devices;
+        }
+        OutputKind::Tar(dest) if dest.as_os_str() == "-" => {
+            let out = Box::new(std::io::BufWriter::new(std::io::stdout().lock()));
+            super::export_tar(store, image_id, out, clamp)?;
+        }
+        OutputKind::Tar(dest) => {
+            let parent = dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let io = |action: &'static str| {
+                move |source| super::ArchiveError::Io {
+                    action,
+                    path: dest.clone(),
+                    source,
+                }
+            };
+            let temp = super::output_temp_file(parent).map_err(io("create"))?;
+            let file = temp.reopen().map_err(io("open"))?;
+            super::export_tar(
+                store,
+                image_id,
+                Box::new(std::io::BufWriter::new(file)),
+                clamp,
+            )?;
+            temp.persist(dest).map_err(|e| io("write")(e.error))?;
+        }
+        OutputKind::Image { .. } => {}
+    }
+    Ok(report)
+}
+
+/// What writing several platforms' images to one output gave.
+#[derive(Debug, Default)]
+pub struct PlatformsReport {
+    /// The image index's digest (`type=oci`).
+    pub index: Option<String>,
+    pub skipped_devices: Vec<String>,
+}
+
+/// Writes the images of several platforms (`platforms[i]` is `images[i]`'s, as `os/arch`) to
+/// an output that takes them: one OCI image index (`type=oci`), or one directory per platform
+/// named as BuildKit names them (`type=local`: `linux_arm64/`, `linux_arm_v7/`). Outputs that
+/// hold one image are refused before building (`OutputKind::single_platform_only`);
+/// `type=image` is the caller's.
+pub fn write_output_platforms(
+    store: &crate::store::Store,
+    images: &[super::PlatformImage],
+    platforms: &[String],
+    output: &Output,
+    options: &super::ExportOptions,
+) -> Result<PlatformsReport, super::ArchiveError> {
+    let mut report = PlatformsReport::default();
+    match &output.kind {
+        OutputKind::Archive { dest, tar, .. } => {
+            let sink = if dest.as_os_str() == "-" {
+                super::ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
+            } else if *tar {
+                super::ArchiveDest::File(dest.clone())
+            } else {
+                super::ArchiveDest::Dir(dest.clone())
+            };
+            report.index = Some(super::save_platforms(store, images, options, sink)?);
+        }
+        OutputKind::Local(dest) => {
+            for (platform, image) in platforms.iter().zip(images) {
+                let subdir = dest.join(platform.replace('/', "_"));
+                let written = super::export_local(
+                    store,
+                    &image.image_id,
+                    &subdir,
+                    options.rewrite_timestamp,
+                )?;
+                report.skipped_devices.extend(written.skipped_devices);
+            }
+        }
+        OutputKind::Tar(_) | OutputKind::Image { .. } => {}
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -634,81 +634,60 @@ impl MultiPlatform<'_> {
                  them with -t, or write them as one image index with --output type=oci,dest=FILE",
             );
         }
+        let platforms: Vec<String> = self.platforms.iter().map(|p| p.text()).collect();
         for output in self.outputs {
             let rewrite = self.reproducible || output.rewrite_timestamp;
-            let clamp = if rewrite { self.epoch } else { None };
-            match &output.kind {
-                OutputKind::Archive { dest, tar, .. } => {
-                    let mut options = self.index_options.clone();
-                    options.tags = output
-                        .names
-                        .iter()
-                        .filter_map(|n| parse_tag(n).ok().map(|t| t.to_string()))
-                        .collect();
-                    options
-                        .manifest_annotations
-                        .extend(output.annotations.clone());
-                    options.compression = output.compression;
-                    options.compression_level = output.compression_level;
-                    if let Some(media_types) = output.media_types {
-                        options.media_types = media_types;
-                    }
-                    options.rewrite_timestamp = clamp;
-                    let sink = if dest.as_os_str() == "-" {
-                        ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
-                    } else if *tar {
-                        ArchiveDest::File(dest.clone())
-                    } else {
-                        ArchiveDest::Dir(dest.clone())
-                    };
-                    let index = archive::save_platforms(self.store, &images, &options, sink)
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
-                    progress.notice(&format!(
-                        "exported the image index {index} to {}",
-                        dest.display()
-                    ));
-                }
-                OutputKind::Local(dest) => {
-                    for (platform, image) in self.platforms.iter().zip(&images) {
-                        // As BuildKit names them: linux_arm64, linux_arm_v7.
-                        let subdir = dest.join(platform.text().replace('/', "_"));
-                        let report =
-                            archive::export_local(self.store, &image.image_id, &subdir, clamp)
-                                .with_context(|| format!("cannot write {}", subdir.display()))?;
-                        if !report.skipped_devices.is_empty() {
-                            progress.notice(&format!(
-                                "warning: device nodes not created (an unprivileged user \
-                                 cannot): {}",
-                                report.skipped_devices.join(" ")
-                            ));
-                        }
-                    }
-                    progress.notice(&format!("exported to {}", dest.display()));
-                }
-                OutputKind::Image { push } => {
-                    for name in &output.names {
-                        let tag =
-                            parse_tag(name).with_context(|| format!("--output name={name}"))?;
-                        self.store.add_platform_list(
+            let mut options = self.index_options.clone();
+            options.tags = output
+                .names
+                .iter()
+                .filter_map(|n| parse_tag(n).ok().map(|t| t.to_string()))
+                .collect();
+            options
+                .manifest_annotations
+                .extend(output.annotations.clone());
+            options.compression = output.compression;
+            options.compression_level = output.compression_level;
+            if let Some(media_types) = output.media_types {
+                options.media_types = media_types;
+            }
+            options.rewrite_timestamp = if rewrite { self.epoch } else { None };
+            if let OutputKind::Image { push } = &output.kind {
+                for name in &output.names {
+                    let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
+                    self.store.add_platform_list(
+                        &image_ids,
+                        &image_ids[default],
+                        &[tag.to_string()],
+                    )?;
+                    if *push {
+                        super::registry::push_platform_list(
+                            self.store,
                             &image_ids,
-                            &image_ids[default],
-                            &[tag.to_string()],
+                            name,
+                            output.compression,
+                            self.quiet,
+                            self.terminal,
                         )?;
-                        if *push {
-                            super::registry::push_platform_list(
-                                self.store,
-                                &image_ids,
-                                name,
-                                output.compression,
-                                self.quiet,
-                                self.terminal,
-                            )?;
-                        }
                     }
-                    progress.notice(&format!("exported to {}", output.names.join(", ")));
                 }
-                // Refused before building.
-                OutputKind::Tar(_) => {}
+            }
+            let report = archive::output::write_output_platforms(
+                self.store, &images, &platforms, output, &options,
+            )
+            .with_context(|| format!("cannot write {}", output.describe_dest()))?;
+            if !report.skipped_devices.is_empty() {
+                progress.notice(&format!(
+                    "warning: device nodes not created (an unprivileged user cannot): {}",
+                    report.skipped_devices.join(" ")
+                ));
+            }
+            match report.index {
+                Some(index) => progress.notice(&format!(
+                    "exported the image index {index} to {}",
+                    output.describe_dest()
+                )),
+                None => progress.notice(&format!("exported to {}", output.describe_dest())),
             }
         }
         Ok(0)
@@ -729,11 +708,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let to_stdout = |o: &Output| match &o.kind {
-        OutputKind::Tar(dest) | OutputKind::Archive { dest, .. } => dest.as_os_str() == "-",
-        OutputKind::Local(_) | OutputKind::Image { .. } => false,
-    };
-    if outputs.iter().filter(|o| to_stdout(o)).count() > 1 {
+    if outputs.iter().filter(|o| o.to_stdout()).count() > 1 {
         bail!("--output: only one output can go to stdout");
     }
     let media_types = match args.format.as_str() {
@@ -958,82 +933,35 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let mut exported = None;
     for output in &outputs {
         let options = export_options(Some(output));
-        let clamp = options.rewrite_timestamp;
-        match &output.kind {
-            OutputKind::Archive { format, dest, tar } => {
-                let sink = if dest.as_os_str() == "-" {
-                    ArchiveDest::Stream(Box::new(std::io::stdout().lock()))
-                } else if *tar {
-                    ArchiveDest::File(dest.clone())
-                } else {
-                    ArchiveDest::Dir(dest.clone())
-                };
-                let written =
-                    archive::save_with(&store, &outcome.image_id, &options, *format, sink)
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
-                exported.get_or_insert(written);
-            }
-            OutputKind::Image { push } => {
-                for name in &output.names {
-                    let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
-                    store.add_image(&outcome.image_id, &[tag.to_string()])?;
-                    if *push {
-                        let digest = super::registry::push_image_with(
-                            &store,
-                            &outcome.image_id,
-                            name,
-                            &push_options(Some(output))?,
-                            args.quiet,
-                            mode == ProgressMode::Tty,
-                        )?;
-                        pushed.get_or_insert(digest);
-                    }
+        if let OutputKind::Image { push } = &output.kind {
+            for name in &output.names {
+                let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
+                store.add_image(&outcome.image_id, &[tag.to_string()])?;
+                if *push {
+                    let digest = super::registry::push_image_with(
+                        &store,
+                        &outcome.image_id,
+                        name,
+                        &push_options(Some(output))?,
+                        args.quiet,
+                        mode == ProgressMode::Tty,
+                    )?;
+                    pushed.get_or_insert(digest);
                 }
-            }
-            OutputKind::Local(dest) => {
-                let report = archive::export_local(&store, &outcome.image_id, dest, clamp)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                if !report.skipped_devices.is_empty() {
-                    progress.notice(&format!(
-                        "warning: device nodes not created (an unprivileged user cannot): {}",
-                        report.skipped_devices.join(" ")
-                    ));
-                }
-            }
-            OutputKind::Tar(dest) if dest.as_os_str() == "-" => {
-                let out = Box::new(std::io::BufWriter::new(std::io::stdout().lock()));
-                archive::export_tar(&store, &outcome.image_id, out, clamp)
-                    .context("cannot write the filesystem tar to stdout")?;
-            }
-            OutputKind::Tar(dest) => {
-                // Written beside dest and renamed: a failed export leaves no partial tar.
-                let parent = dest
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let temp = archive::output_temp_file(parent)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                let file = temp
-                    .reopen()
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                archive::export_tar(
-                    &store,
-                    &outcome.image_id,
-                    Box::new(std::io::BufWriter::new(file)),
-                    clamp,
-                )
-                .with_context(|| format!("cannot write {}", dest.display()))?;
-                temp.persist(dest)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
             }
         }
-        let dest = match &output.kind {
-            OutputKind::Archive { dest, .. } | OutputKind::Local(dest) | OutputKind::Tar(dest) => {
-                dest.display().to_string()
-            }
-            OutputKind::Image { .. } => output.names.join(", "),
-        };
-        progress.notice(&format!("exported to {dest}"));
+        let report = archive::output::write_output(&store, &outcome.image_id, output, &options)
+            .with_context(|| format!("cannot write {}", output.describe_dest()))?;
+        if exported.is_none() {
+            exported = report.written;
+        }
+        if !report.skipped_devices.is_empty() {
+            progress.notice(&format!(
+                "warning: device nodes not created (an unprivileged user cannot): {}",
+                report.skipped_devices.join(" ")
+            ));
+        }
+        progress.notice(&format!("exported to {}", output.describe_dest()));
     }
     if let Some(loader) = loader {
         let program = loader.program.clone();
@@ -1095,7 +1023,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             .with_context(|| format!("cannot write {}", iidfile.display()))?;
     }
     if args.quiet {
-        if !outputs.iter().any(to_stdout) {
+        if !outputs.iter().any(Output::to_stdout) {
             outln!("{}", outcome.image_id);
         }
     } else {
