@@ -13,8 +13,8 @@ pub use rootfs::{export_local, export_tar, LocalReport};
 pub use save::{
     describe, gzip_blob, layer_blob, layer_blob_with, manifest_annotations, output_temp_file, save,
     save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions,
-    ExportedImage, MediaTypes, PlatformImage, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
-    ANNOTATION_CREATED,
+    ExportedImage, ExportedIndex, MediaTypes, PlatformImage, ANNOTATION_BASE_DIGEST,
+    ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]

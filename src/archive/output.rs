@@ -291,8 +291,8 @@ pub fn write_output(
 /// What writing several platforms' images to one output gave.
 #[derive(Debug, Default)]
 pub struct PlatformsReport {
-    /// The image index's digest (`type=oci`).
-    pub index: Option<String>,
+    /// The image index written (`type=oci`).
+    pub index: Option<super::ExportedIndex>,
     pub skipped_devices: Vec<String>,
 }
 

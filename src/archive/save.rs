@@ -128,6 +128,14 @@ pub struct ExportOptions {
     pub base: Option<BaseImage>,
 }
 
+/// An image index as written: what `--iidfile` and `--metadata-file` name for several
+/// platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedIndex {
+    pub digest: String,
+    pub size: u64,
+}
+
 /// What was written, as `--metadata-file` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedImage {
@@ -685,7 +693,7 @@ pub fn save_platforms(
     images: &[PlatformImage],
     options: &ExportOptions,
     dest: ArchiveDest,
-) -> Result<String, ArchiveError> {
+) -> Result<ExportedIndex, ArchiveError> {
     let label = dest.label();
     let mut prepared = Vec::with_capacity(images.len());
     for image in images {
@@ -746,7 +754,10 @@ pub fn save_platforms(
     sink.put_bytes(&blob_name(&index_digest), &index_bytes, &label)?;
     sink.put_bytes("index.json", &layout_index, &label)?;
     finish_sink(sink, temp_file, &label)?;
-    Ok(index_digest)
+    Ok(ExportedIndex {
+        digest: index_digest,
+        size: index_bytes.len() as u64,
+    })
 }
 
 /// A temp file renamed into place by [`finish_sink`]: a failed write leaves no partial archive.

@@ -537,10 +537,19 @@ fn refuse_for_several_platforms(
     let list = args.platform.as_deref().unwrap_or_default();
     let what = if loader.is_some() {
         Some("--load")
-    } else if args.metadata_file.is_some() {
-        Some("--metadata-file")
-    } else if args.iidfile.is_some() {
-        Some("--iidfile")
+    } else if (args.metadata_file.is_some() || args.iidfile.is_some())
+        && !args.push
+        && !outputs.iter().any(|o| {
+            matches!(
+                o.kind,
+                OutputKind::Archive {
+                    format: ArchiveFormat::Oci,
+                    ..
+                } | OutputKind::Image { push: true }
+            )
+        })
+    {
+        Some("--iidfile and --metadata-file without an image index (add --push or --output type=oci)")
     } else if !args.cache_to.is_empty() {
         Some("--cache-to (one cache export for all platforms)")
     } else if args.check {
@@ -573,6 +582,9 @@ struct MultiPlatform<'a> {
     push_to: Vec<String>,
     quiet: bool,
     terminal: bool,
+    /// `--iidfile` and `--metadata-file`: they name the image index the build wrote or pushed.
+    iidfile: Option<PathBuf>,
+    metadata_file: Option<PathBuf>,
 }
 
 impl MultiPlatform<'_> {
@@ -618,8 +630,10 @@ impl MultiPlatform<'_> {
             self.store
                 .add_platform_list(&image_ids, &image_ids[default], &self.options.tags)?;
         }
+        // The image index the build makes (pushed or written): what --iidfile names.
+        let mut index: Option<archive::ExportedIndex> = None;
         for name in &self.push_to {
-            super::registry::push_platform_list(
+            let pushed = super::registry::push_platform_list(
                 self.store,
                 &image_ids,
                 name,
@@ -627,6 +641,10 @@ impl MultiPlatform<'_> {
                 self.quiet,
                 self.terminal,
             )?;
+            index.get_or_insert(archive::ExportedIndex {
+                digest: pushed.manifest_digest,
+                size: pushed.manifest_size,
+            });
         }
         if self.outputs.is_empty() && self.options.tags.is_empty() {
             progress.notice(
@@ -661,7 +679,7 @@ impl MultiPlatform<'_> {
                         &[tag.to_string()],
                     )?;
                     if *push {
-                        super::registry::push_platform_list(
+                        let pushed = super::registry::push_platform_list(
                             self.store,
                             &image_ids,
                             name,
@@ -669,6 +687,10 @@ impl MultiPlatform<'_> {
                             self.quiet,
                             self.terminal,
                         )?;
+                        index.get_or_insert(archive::ExportedIndex {
+                            digest: pushed.manifest_digest,
+                            size: pushed.manifest_size,
+                        });
                     }
                 }
             }
@@ -683,15 +705,46 @@ impl MultiPlatform<'_> {
                 ));
             }
             match report.index {
-                Some(index) => progress.notice(&format!(
-                    "exported the image index {index} to {}",
-                    output.describe_dest()
-                )),
+                Some(written) => {
+                    progress.notice(&format!(
+                        "exported the image index {} to {}",
+                        written.digest,
+                        output.describe_dest()
+                    ));
+                    index.get_or_insert(written);
+                }
                 None => progress.notice(&format!("exported to {}", output.describe_dest())),
             }
         }
+        if let Some(index) = &index {
+            write_index_files(self, index)?;
+        }
         Ok(0)
     }
+}
+
+/// `--iidfile` and `--metadata-file` of a build for several platforms: the image index, as
+/// buildx writes them (no config digest: each platform has its own).
+fn write_index_files(multi: &MultiPlatform, index: &archive::ExportedIndex) -> anyhow::Result<()> {
+    if let Some(path) = &multi.iidfile {
+        std::fs::write(path, &index.digest)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &multi.metadata_file {
+        let metadata = serde_json::json!({
+            "containerimage.digest": index.digest,
+            "containerimage.descriptor": {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": index.digest,
+                "size": index.size,
+            },
+            "image.name": multi.options.tags.join(","),
+        });
+        let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
@@ -843,6 +896,8 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             },
             quiet: args.quiet,
             terminal: mode == ProgressMode::Tty,
+            iidfile: args.iidfile.clone(),
+            metadata_file: args.metadata_file.clone(),
         };
         return multi.run(&progress);
     }

@@ -125,6 +125,7 @@ pub fn push_image_with(
     push_reporting(dest, quiet, terminal, |reference, log| {
         registry::push_with(store, image_id, reference, options, log)
     })
+    .map(|pushed| pushed.manifest_digest)
 }
 
 /// Pushes the images of a multi-platform tag as one image index to `dest`.
@@ -135,7 +136,7 @@ pub fn push_platform_list(
     compression: Option<rbuild::archive::Compression>,
     quiet: bool,
     terminal: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<registry::PushedImage> {
     push_reporting(dest, quiet, terminal, |reference, log| {
         registry::push_index(store, image_ids, reference, compression, log)
     })
@@ -151,7 +152,7 @@ fn push_reporting(
         &rbuild::image::Reference,
         &dyn Reporter,
     ) -> Result<registry::PushedImage, registry::RegistryError>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<registry::PushedImage> {
     let reference = parse_reference(dest)?;
     if reference.digest.is_some() {
         bail!("cannot push to {dest}: a digest names content, give a tag instead");
@@ -159,8 +160,7 @@ fn push_reporting(
     let plain = stderr_log(quiet);
     let live = TerminalTransfers::default();
     let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
-    let pushed = push(&reference, log).with_context(|| format!("cannot push {reference}"))?;
-    Ok(pushed.manifest_digest)
+    push(&reference, log).with_context(|| format!("cannot push {reference}"))
 }
 
 pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
@@ -171,6 +171,7 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
             push_platform_list(&store, &image_ids, dest, None, args.quiet, terminal)?
+                .manifest_digest
         }
         None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
     };

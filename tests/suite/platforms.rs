@@ -625,3 +625,50 @@ fn two_platforms_parse_once_warn_once_and_name_their_base() {
         );
     }
 }
+
+/// With several platforms, `--iidfile` and `--metadata-file` name the image index the build
+/// wrote (as buildx does: the index digest, an index descriptor, no config digest).
+#[test]
+fn two_platforms_iidfile_and_metadata_name_the_index() {
+    let Some(env) = two_platform_env(&[]) else {
+        return;
+    };
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file("ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nCOPY f /f\n"),
+        ),
+        ("f", file("f\n")),
+    ]);
+    let layout = env.path("indexed");
+    let (iid, metadata) = (env.path("iid"), env.path("meta.json"));
+    env.rbuild_ok([
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "indexed:1",
+        "--iidfile",
+        iid.to_str().expect("utf-8"),
+        "--metadata-file",
+        metadata.to_str().expect("utf-8"),
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let size = index["manifests"][0]["size"].as_u64().expect("size");
+    assert_eq!(std::fs::read_to_string(&iid).expect("iid"), digest);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).expect("metadata")).expect("json");
+    assert_eq!(meta["containerimage.digest"], digest);
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(meta["containerimage.descriptor"]["size"], size);
+    assert_eq!(meta["image.name"], "indexed:1");
+}
