@@ -1,6 +1,6 @@
 //! rbuild: build Dockerfiles into OCI images without a daemon and without root.
-//! See DESIGN.md for the map; arrows point down: cli -> build -> {context, snapshot, image,
-//! store, archive} -> rbuild-runtime.
+//! See DESIGN.md for the map; arrows point down: cli -> pipeline -> {build, export} ->
+//! {context, snapshot, image, store, archive, registry} -> rbuild-runtime.
 
 pub mod archive;
 pub mod build;
@@ -8,7 +8,9 @@ pub mod cache;
 pub mod check;
 pub mod context;
 pub mod dockerfile;
+pub mod export;
 pub mod image;
+pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod registry;

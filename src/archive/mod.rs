@@ -11,10 +11,10 @@ pub use import::{import_image, import_layer, import_layer_blob, LoadedImage};
 pub use load::load;
 pub use rootfs::{export_local, export_tar, LocalReport};
 pub use save::{
-    describe, gzip_blob, layer_blob, layer_blob_with, manifest_annotations, output_temp_file, save,
-    save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions,
-    ExportedImage, ExportedIndex, MediaTypes, PlatformImage, ANNOTATION_BASE_DIGEST,
-    ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
+    describe, describe_platforms, gzip_blob, layer_blob, layer_blob_with, manifest_annotations,
+    output_temp_file, save, save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage,
+    Compression, ExportOptions, ExportedImage, ExportedIndex, MediaTypes, PlatformImage,
+    ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
+    #[error("manifest annotations need OCI media types: use --format oci")]
+    AnnotationsNeedOci,
     #[error("{path}: {message}")]
     Invalid {
         path: std::path::PathBuf,

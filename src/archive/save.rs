@@ -82,7 +82,7 @@ pub struct BaseImage {
 pub fn manifest_annotations(
     options: &ExportOptions,
     config: &serde_json::Value,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+) -> Result<std::collections::BTreeMap<String, String>, super::ArchiveError> {
     let mut annotations: std::collections::BTreeMap<String, String> =
         options.manifest_annotations.clone().into_iter().collect();
     if options.media_types == MediaTypes::Oci {
@@ -102,7 +102,7 @@ pub fn manifest_annotations(
             }
         }
     } else if !annotations.is_empty() {
-        return Err("manifest annotations need OCI media types: use --format oci".into());
+        return Err(super::ArchiveError::AnnotationsNeedOci);
     }
     Ok(annotations)
 }
@@ -495,7 +495,7 @@ fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let mut manifest = image_manifest(config_desc, layer_descs)?;
     manifest.set_media_type(Some(manifest_type.clone()));
-    let annotations = manifest_annotations(options, &config).map_err(invalid)?;
+    let annotations = manifest_annotations(options, &config)?;
     if !annotations.is_empty() {
         manifest.set_annotations(Some(annotations.into_iter().collect()));
     }
@@ -685,16 +685,20 @@ pub struct PlatformImage {
     pub base: Option<BaseImage>,
 }
 
-/// Writes the images of one build for several platforms as one OCI archive or layout:
-/// index.json names (with `options.tags`) an image index whose manifests carry the platform
-/// of their config, as `docker buildx --output type=oci` writes it. Returns the index's digest.
-pub fn save_platforms(
+/// The images of several platforms prepared as one image index: what `save_platforms` writes
+/// and `describe_platforms` names.
+struct PreparedIndex {
+    images: Vec<PreparedImage>,
+    index_bytes: Vec<u8>,
+    index_digest: String,
+}
+
+fn prepare_platforms(
     store: &Store,
     images: &[PlatformImage],
     options: &ExportOptions,
-    dest: ArchiveDest,
-) -> Result<ExportedIndex, ArchiveError> {
-    let label = dest.label();
+    label: &Path,
+) -> Result<PreparedIndex, ArchiveError> {
     let mut prepared = Vec::with_capacity(images.len());
     for image in images {
         let image_options = ExportOptions {
@@ -707,13 +711,13 @@ pub fn save_platforms(
             &image.image_id,
             &image_options,
             ArchiveFormat::Oci,
-            &label,
+            label,
         )?);
     }
     let mut manifests = Vec::with_capacity(prepared.len());
     for image in &prepared {
         let invalid = |e: &dyn std::fmt::Display| ArchiveError::Invalid {
-            path: label.clone(),
+            path: label.to_path_buf(),
             message: format!("image config {}: {e}", image.config_digest),
         };
         let config: crate::image::ImageConfig =
@@ -738,25 +742,60 @@ pub fn save_platforms(
         ));
     }
     let index_bytes = to_bytes("index", &index)?;
-    let index_digest = sha256_oci(&index_bytes);
+    Ok(PreparedIndex {
+        index_digest: sha256_oci(&index_bytes),
+        images: prepared,
+        index_bytes,
+    })
+}
+
+/// Writes the images of one build for several platforms as one OCI archive or layout:
+/// index.json names (with `options.tags`) an image index whose manifests carry the platform
+/// of their config, as `docker buildx --output type=oci` writes it. Returns the index's digest.
+pub fn save_platforms(
+    store: &Store,
+    images: &[PlatformImage],
+    options: &ExportOptions,
+    dest: ArchiveDest,
+) -> Result<ExportedIndex, ArchiveError> {
+    let label = dest.label();
+    let prepared = prepare_platforms(store, images, options, &label)?;
     let index_desc = descriptor(
         MediaType::ImageIndex,
-        &index_digest,
-        index_bytes.len() as u64,
+        &prepared.index_digest,
+        prepared.index_bytes.len() as u64,
     )?;
     let layout_index = to_bytes("index", &tagged_index(&index_desc, &options.tags)?)?;
 
     let (mut sink, temp_file) = open_sink(dest, &label)?;
     sink.put_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, &label)?;
-    for image in &prepared {
+    for image in &prepared.images {
         put_image(&mut sink, store, image, &label)?;
     }
-    sink.put_bytes(&blob_name(&index_digest), &index_bytes, &label)?;
+    sink.put_bytes(
+        &blob_name(&prepared.index_digest),
+        &prepared.index_bytes,
+        &label,
+    )?;
     sink.put_bytes("index.json", &layout_index, &label)?;
     finish_sink(sink, temp_file, &label)?;
     Ok(ExportedIndex {
-        digest: index_digest,
-        size: index_bytes.len() as u64,
+        digest: prepared.index_digest,
+        size: prepared.index_bytes.len() as u64,
+    })
+}
+
+/// The image index `save_platforms` would write with `options`, writing no archive: for
+/// `--iidfile` and `--metadata-file`.
+pub fn describe_platforms(
+    store: &Store,
+    images: &[PlatformImage],
+    options: &ExportOptions,
+) -> Result<ExportedIndex, ArchiveError> {
+    let prepared = prepare_platforms(store, images, options, Path::new("-"))?;
+    Ok(ExportedIndex {
+        size: prepared.index_bytes.len() as u64,
+        digest: prepared.index_digest,
     })
 }
 

@@ -50,6 +50,15 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Emulation(#[from] rbuild_runtime::binfmt::EmulationError),
+    /// One platform's build of several failed.
+    #[error("building for {platform}")]
+    ForPlatform {
+        platform: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+    #[error("the build for {platform} panicked: a bug, please report it")]
+    Panicked { platform: String },
     /// Another stage failed; this one stopped before its next step.
     #[error("cancelled because another stage failed")]
     Cancelled,

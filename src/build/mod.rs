@@ -11,6 +11,7 @@ mod history;
 mod images;
 mod instructions;
 mod metadata;
+mod result;
 mod rootfs;
 mod run;
 mod runmount;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 pub use error::{excerpt, BuildError, Location};
+pub use result::{build_platforms, BuildResult, ResultImage};
 pub use time::{created_time, rfc3339, rfc3339_now};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +46,6 @@ pub struct BuildOptions {
     pub dockerfile: Option<PathBuf>,
     /// The Dockerfile's text when it came from stdin (`-f -`).
     pub dockerfile_text: Option<String>,
-    /// Normalised tags (`name:tag`).
-    pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
@@ -70,8 +70,6 @@ pub struct BuildOptions {
     /// Put the platform in every step's header (`[linux/arm64 2/5]`): one of several
     /// platforms building at once.
     pub label_platform: bool,
-    /// `--cache-to`: where to export the build cache afterwards.
-    pub cache_to: Vec<crate::cache::CacheTo>,
     /// `--cache-from`: caches to import from.
     pub cache_from: Vec<crate::cache::CacheFrom>,
     /// `--ssh ID=SOCKET`: ssh-agent sockets for RUN --mount=type=ssh.
@@ -176,6 +174,8 @@ pub struct BuildOutcome {
     /// The image the target stage starts from (through `FROM <stage>` chains), as the build
     /// resolved it: None for `FROM scratch`.
     pub base: Option<BaseRef>,
+    /// The cache records the build used, for `--cache-to`.
+    pub cache: crate::cache::UsedRecords,
 }
 
 /// An image a stage starts from: the name after ARG expansion (predefined platform args
@@ -289,7 +289,7 @@ impl Stage {
     }
 }
 
-/// Builds the Dockerfile into an image in `store` and tags it. Stages the target needs run in
+/// Builds the Dockerfile into an image in `store` (the exporters name it). Stages the target needs run in
 /// dependency order, independent ones in parallel (at most `options.jobs` at once).
 pub fn build(
     store: &Store,
@@ -462,7 +462,8 @@ pub fn build(
     let steps_done = started.elapsed();
     let writing = std::time::Instant::now();
     let image_id = store.put_blob(&config_bytes)?;
-    store.add_image(&image_id, &options.tags)?;
+    // Recorded as an image of the store; the exporters name it.
+    store.add_image(&image_id, &[])?;
     if std::env::var_os("RBUILD_TIMINGS").is_some() {
         progress.notice(&format!(
             "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms; Dockerfile parsed {} time(s)",
@@ -473,11 +474,11 @@ pub fn build(
             dockerfile::parse_count()
         ));
     }
-    export_cache(&ctx, &plan, progress)?;
     Ok(BuildOutcome {
         image_id,
         config,
         base: target.base.clone(),
+        cache: used_records(&ctx, &plan),
     })
 }
 
@@ -572,48 +573,16 @@ fn run_stages(
     }
 }
 
-/// --cache-to: the records (and blobs) of the steps this build used; mode=min keeps those of
-/// the stages whose layers are in the image (the target and the stages it is FROM).
-fn export_cache(
-    ctx: &steps::StepContext,
-    plan: &Plan,
-    progress: &Progress,
-) -> Result<(), BuildError> {
-    if ctx.options.cache_to.is_empty() {
-        return Ok(());
-    }
-    let (keys, mounts) = ctx.used.snapshot();
+/// The cache records this build used, for `--cache-to` (exported once, after every platform
+/// is built): mode=min keeps those of the stages whose layers are in the image (the target
+/// and the stages it is FROM).
+fn used_records(ctx: &steps::StepContext, plan: &Plan) -> crate::cache::UsedRecords {
     let mut in_image = vec![plan.target];
     while let Some(plan::Base::Stage(base)) = in_image.last().map(|i| plan.stages[*i].base.clone())
     {
         in_image.push(base);
     }
-    for to in &ctx.options.cache_to {
-        let selected: Vec<String> = keys
-            .iter()
-            .filter(|(stage, _)| to.max || in_image.contains(stage))
-            .map(|(_, key)| key.clone())
-            .collect();
-        let written = crate::cache::export(ctx.store, to, &selected, &mounts).map_err(|e| {
-            BuildError::Io {
-                action: format!("export the build cache to {}", cache_location(&to.location)),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
-        progress.notice(&format!(
-            "exported build cache to {} ({} records, {written} new blobs)",
-            cache_location(&to.location),
-            selected.len()
-        ));
-    }
-    Ok(())
-}
-
-fn cache_location(location: &crate::cache::CacheLocation) -> String {
-    match location {
-        crate::cache::CacheLocation::Dir(dir) => dir.display().to_string(),
-        crate::cache::CacheLocation::Registry(reference) => reference.clone(),
-    }
+    ctx.used.records(&in_image)
 }
 
 pub(crate) fn lookup_args(args: &[(String, Option<String>)], name: &str) -> Option<String> {

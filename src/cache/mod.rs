@@ -199,6 +199,68 @@ impl UsedCache {
             }
         }
     }
+
+    /// What was used, split as `--cache-to mode=min|max` selects: `in_image` are the stages
+    /// whose layers are in the image (the target and the stages it is FROM).
+    pub fn records(&self, in_image: &[usize]) -> UsedRecords {
+        let (keys, mounts) = self.snapshot();
+        let mut used = UsedRecords {
+            mounts,
+            ..UsedRecords::default()
+        };
+        for (stage, key) in keys {
+            if in_image.contains(&stage) {
+                used.image.push(key.clone());
+            }
+            used.all.push(key);
+        }
+        used
+    }
+}
+
+/// The cache records one build (or the builds of several platforms) used: what `--cache-to`
+/// exports once after every platform is built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsedRecords {
+    /// Keys of the steps of the stages whose layers are in the image (mode=min).
+    pub image: Vec<String>,
+    /// Keys of every step used (mode=max).
+    pub all: Vec<String>,
+    /// Cache-mount ids (`mounts=true`).
+    pub mounts: Vec<String>,
+}
+
+impl UsedRecords {
+    /// Adds `other`'s records, each key once.
+    pub fn merge(&mut self, other: &UsedRecords) {
+        fn add(into: &mut Vec<String>, from: &[String]) {
+            for item in from {
+                if !into.contains(item) {
+                    into.push(item.clone());
+                }
+            }
+        }
+        add(&mut self.image, &other.image);
+        add(&mut self.all, &other.all);
+        add(&mut self.mounts, &other.mounts);
+    }
+
+    /// The keys `to` exports.
+    pub fn selected(&self, to: &CacheTo) -> &[String] {
+        if to.max {
+            &self.all
+        } else {
+            &self.image
+        }
+    }
+}
+
+/// `--cache-to`'s location as the user wrote it, for messages.
+pub fn describe_location(location: &CacheLocation) -> String {
+    match location {
+        CacheLocation::Dir(dir) => dir.display().to_string(),
+        CacheLocation::Registry(reference) => reference.clone(),
+    }
 }
 
 fn blob_path(dir: &Path, digest: &str) -> PathBuf {
@@ -529,5 +591,40 @@ impl Imported {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mode=min exports the steps of the stages in the image, mode=max every step; the records
+    /// of several platforms merge with each key once.
+    #[test]
+    fn used_records_split_by_mode_and_merge_once() {
+        let used = UsedCache::default();
+        used.key(0, "builder-step");
+        used.key(1, "final-step");
+        used.key(1, "final-step");
+        used.mount("m");
+        let mut records = used.records(&[1]);
+        assert_eq!(records.image, ["final-step"]);
+        assert_eq!(records.all, ["builder-step", "final-step"]);
+        let to = |max| CacheTo {
+            location: CacheLocation::Dir(PathBuf::from("c")),
+            max,
+            mounts: false,
+        };
+        assert_eq!(records.selected(&to(false)), ["final-step"]);
+        assert_eq!(records.selected(&to(true)).len(), 2);
+
+        let other = UsedCache::default();
+        other.key(1, "final-step");
+        other.key(1, "arm-step");
+        other.mount("m");
+        records.merge(&other.records(&[1]));
+        assert_eq!(records.image, ["final-step", "arm-step"]);
+        assert_eq!(records.all, ["builder-step", "final-step", "arm-step"]);
+        assert_eq!(records.mounts, ["m"]);
     }
 }

@@ -1,4 +1,4 @@
-//! `rbuild build`: flags -> BuildOptions, run the build, write the requested outputs.
+//! `rbuild build`: flags -> a `BuildRequest` for `rbuild::pipeline::run`, and what it prints.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use rbuild::archive::output::{parse_output, Output, OutputKind};
-use rbuild::archive::{
-    self, ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions, MediaTypes,
-};
-use rbuild::build::{self, BuildOptions};
-use rbuild::image::parse_tag;
-use rbuild::progress::{Progress, ProgressMode};
+use rbuild::archive::output::{parse_output, Output};
+use rbuild::archive::{self, MediaTypes};
+use rbuild::build::{BuildError, BuildOptions};
+use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loader};
+use rbuild::pipeline::{BuildRequest, PipelineError, SOURCE_DATE_EPOCH};
+use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
 use rbuild::store::Store;
 
 #[derive(Debug, Args)]
@@ -130,14 +129,6 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-/// `--annotation [TYPE:]KEY=VALUE` sorted by where they go.
-#[derive(Debug, Default)]
-struct Annotations {
-    manifest: BTreeMap<String, String>,
-    manifest_descriptor: BTreeMap<String, String>,
-    index: BTreeMap<String, String>,
-}
-
 fn parse_annotations(values: &[String]) -> anyhow::Result<Annotations> {
     let mut annotations = Annotations::default();
     for value in values {
@@ -178,8 +169,6 @@ fn source_date_epoch(
         None => Ok(reproducible.then_some(0)),
     }
 }
-
-const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 fn parse_key_values(
     flag: &str,
@@ -387,132 +376,13 @@ fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> 
     Ok(secrets)
 }
 
-/// The image loader of `--load`, started before rbuild enters its user namespace: podman or
-/// docker must run as the user who called rbuild, not as root of rbuild's namespace (where
-/// rootless podman would find neither its storage nor its id mappings). The docker-archive is
-/// streamed to its stdin after the build; nothing is written to disk.
-pub struct Loader {
-    program: String,
-    child: std::process::Child,
-}
-
-impl Loader {
-    /// Starts `podman load` or `docker load` when `args` ask for `--load`.
-    pub fn start(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
-        let Some(choice) = args.load.as_deref() else {
-            return Ok(None);
-        };
-        let program = match choice {
-            "auto" => ["podman", "docker"]
-                .into_iter()
-                .find(|p| find_in_path(p))
-                .with_context(|| "--load: neither podman nor docker is installed".to_string())?,
-            "podman" | "docker" => choice,
-            other => bail!("--load={other}: expected podman or docker"),
-        };
-        let child = std::process::Command::new(program)
-            .arg("load")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("--load: cannot start `{program} load`"))?;
-        Ok(Some(Loader {
-            program: program.to_string(),
-            child,
-        }))
+/// Starts the `--load` loader when `args` ask for it: before rbuild enters its user namespace
+/// (see [`rbuild::export::Loader`]).
+pub fn start_loader(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
+    match args.load.as_deref() {
+        Some(choice) => Ok(Some(Loader::start(choice)?)),
+        None => Ok(None),
     }
-
-    /// Streams the image as a docker-archive into the loader and waits for it; returns what
-    /// it printed ("Loaded image: ...").
-    fn load(
-        mut self,
-        store: &Store,
-        image_id: &str,
-        options: &ExportOptions,
-    ) -> anyhow::Result<String> {
-        let stdin = self.child.stdin.take().context("loader stdin")?;
-        let stdout = self.child.stdout.take().context("loader stdout")?;
-        let stderr = self.child.stderr.take().context("loader stderr")?;
-        // Drained while the archive is written, so that a chatty loader cannot block on a full pipe.
-        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let out_thread = drain(Box::new(stdout));
-        let err_thread = drain(Box::new(stderr));
-        let written = archive::save_with(
-            store,
-            image_id,
-            options,
-            ArchiveFormat::Docker,
-            ArchiveDest::Stream(Box::new(stdin)),
-        );
-        let status = self.child.wait();
-        let out = out_thread.join().unwrap_or_default();
-        let err = err_thread.join().unwrap_or_default();
-        let status = status.with_context(|| format!("wait for `{} load`", self.program))?;
-        if !status.success() {
-            bail!("`{} load` failed ({status}): {}", self.program, err.trim());
-        }
-        written.with_context(|| format!("cannot write the image to `{} load`", self.program))?;
-        Ok(out)
-    }
-}
-
-impl Drop for Loader {
-    fn drop(&mut self) {
-        // Only reached without `load` (the build failed): stop the loader we started.
-        if let Ok(None) = self.child.try_wait() {
-            drop(self.child.stdin.take());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn find_in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// The base image the build resolved for the target stage (through `FROM <stage>` chains),
-/// when the built image's layers start with its layers: for the `base.name`/`base.digest`
-/// annotations and to keep the base's layers out of `rewrite-timestamp`.
-fn base_image(store: &Store, outcome: &build::BuildOutcome) -> Option<BaseImage> {
-    let Some(base) = &outcome.base else {
-        return Some(BaseImage::default()); // FROM scratch: every layer is the build's
-    };
-    let config: serde_json::Value =
-        serde_json::from_slice(&store.read_blob(&base.image_id).ok()?).ok()?;
-    let base_layers: Vec<String> = config["rootfs"]["diff_ids"]
-        .as_array()?
-        .iter()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect();
-    outcome
-        .config
-        .rootfs
-        .diff_ids
-        .starts_with(&base_layers)
-        .then(|| BaseImage {
-            name: parse_tag(&base.name)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| base.name.clone()),
-            digest: store.image_manifest(&base.image_id),
-            layer_count: base_layers.len(),
-        })
-}
-
-/// True when an `ARG NAME` of the Dockerfile declares `name`.
-fn declares_arg(dockerfile: &rbuild::dockerfile::Dockerfile, name: &str) -> bool {
-    dockerfile.instructions.iter().any(|ins| {
-        matches!(&ins.kind, rbuild::dockerfile::InstructionKind::Arg(decls)
-            if decls.iter().any(|d| d.name == name))
-    })
 }
 
 /// `--platform a,b,...`: each platform once, in the order given (`local` is this host).
@@ -528,258 +398,60 @@ fn parse_platforms(list: Option<&str>) -> anyhow::Result<Vec<rbuild::plan::Platf
     Ok(platforms)
 }
 
-/// The refusal, before anything is built, of what a multi-platform build cannot do yet.
-fn refuse_for_several_platforms(
+fn parse_progress(args: &BuildArgs) -> anyhow::Result<ProgressMode> {
+    Ok(match (args.quiet, args.progress.as_str()) {
+        (true, _) => ProgressMode::Quiet,
+        (false, "plain") | (false, "auto") => ProgressMode::Plain,
+        (false, "tty") => ProgressMode::Tty,
+        (false, other) => bail!("--progress {other}: expected plain, tty or auto"),
+    })
+}
+
+/// Where the result goes: `-t`, `--output`, `--push`, `--load`, `--cache-to`, the files.
+fn export_request(
     args: &BuildArgs,
-    loader: Option<&Loader>,
-    outputs: &[Output],
-) -> anyhow::Result<()> {
-    let list = args.platform.as_deref().unwrap_or_default();
-    let what = if loader.is_some() {
-        Some("--load")
-    } else if (args.metadata_file.is_some() || args.iidfile.is_some())
-        && !args.push
-        && !outputs.iter().any(|o| {
-            matches!(
-                o.kind,
-                OutputKind::Archive {
-                    format: ArchiveFormat::Oci,
-                    ..
-                } | OutputKind::Image { push: true }
-            )
-        })
-    {
-        Some("--iidfile and --metadata-file without an image index (add --push or --output type=oci)")
-    } else if !args.cache_to.is_empty() {
-        Some("--cache-to (one cache export for all platforms)")
-    } else if args.check {
-        Some("--check")
-    } else {
-        outputs.iter().find_map(|o| o.kind.single_platform_only())
-    };
-    match what {
-        Some(what) => bail!(
-            "--platform {list}: {what} is not supported yet with several platforms; name the \
-             image index with -t NAME (and --push it), write it with --output \
-             type=oci,dest=FILE (or type=local,dest=DIR for one directory per platform), or \
-             build each platform with its own --platform"
-        ),
-        None => Ok(()),
-    }
-}
-
-/// A build for several platforms: each platform's image is built (in parallel), then written
-/// as one OCI image index (`type=oci`) or one directory per platform (`type=local`).
-struct MultiPlatform<'a> {
-    store: &'a Store,
-    options: &'a BuildOptions,
-    platforms: &'a [rbuild::plan::Platform],
-    outputs: &'a [Output],
-    index_options: ExportOptions,
-    reproducible: bool,
+    loader: Option<Loader>,
     epoch: Option<i64>,
-    /// `--push`: the names (as typed) the image index goes to.
-    push_to: Vec<String>,
-    quiet: bool,
-    terminal: bool,
-    /// `--iidfile` and `--metadata-file`: they name the image index the build wrote or pushed.
-    iidfile: Option<PathBuf>,
-    metadata_file: Option<PathBuf>,
-}
-
-impl MultiPlatform<'_> {
-    fn run(&self, progress: &Progress) -> anyhow::Result<i32> {
-        let results: Vec<anyhow::Result<archive::PlatformImage>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .platforms
-                .iter()
-                .enumerate()
-                .map(|(index, platform)| {
-                    let mut options = self.options.clone();
-                    options.platform = Some(platform.clone());
-                    options.label_platform = true;
-                    // The Dockerfile's warnings are the same for every platform: said once.
-                    options.quiet_warnings = index > 0;
-                    // The tags go to the platform list, after every platform is built.
-                    options.tags.clear();
-                    scope.spawn(move || -> anyhow::Result<archive::PlatformImage> {
-                        let outcome = build::build(self.store, &options, progress)
-                            .with_context(|| format!("building for {}", platform.text()))?;
-                        Ok(archive::PlatformImage {
-                            base: base_image(self.store, &outcome),
-                            image_id: outcome.image_id,
-                        })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a platform's build panicked")))
-                })
-                .collect()
-        });
-        let images = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-        let image_ids: Vec<String> = images.iter().map(|i| i.image_id.clone()).collect();
-        // A tag names the host's image (else the first), for every command that reads one
-        // image; push and save see the whole list.
-        let host = rbuild::plan::Platform::host();
-        let default = self.platforms.iter().position(|p| *p == host).unwrap_or(0);
-        if !self.options.tags.is_empty() {
-            self.store
-                .add_platform_list(&image_ids, &image_ids[default], &self.options.tags)?;
-        }
-        // The image index the build makes (pushed or written): what --iidfile names.
-        let mut index: Option<archive::ExportedIndex> = None;
-        for name in &self.push_to {
-            let pushed = super::registry::push_platform_list(
-                self.store,
-                &image_ids,
-                name,
-                None,
-                self.quiet,
-                self.terminal,
-            )?;
-            index.get_or_insert(archive::ExportedIndex {
-                digest: pushed.manifest_digest,
-                size: pushed.manifest_size,
-            });
-        }
-        if self.outputs.is_empty() && self.options.tags.is_empty() {
-            progress.notice(
-                "warning: no -t and no --output: the images are in the store untagged; name \
-                 them with -t, or write them as one image index with --output type=oci,dest=FILE",
-            );
-        }
-        let platforms: Vec<String> = self.platforms.iter().map(|p| p.text()).collect();
-        for output in self.outputs {
-            let rewrite = self.reproducible || output.rewrite_timestamp;
-            let mut options = self.index_options.clone();
-            options.tags = output
-                .names
-                .iter()
-                .filter_map(|n| parse_tag(n).ok().map(|t| t.to_string()))
-                .collect();
-            options
-                .manifest_annotations
-                .extend(output.annotations.clone());
-            options.compression = output.compression;
-            options.compression_level = output.compression_level;
-            if let Some(media_types) = output.media_types {
-                options.media_types = media_types;
-            }
-            options.rewrite_timestamp = if rewrite { self.epoch } else { None };
-            if let OutputKind::Image { push } = &output.kind {
-                for name in &output.names {
-                    let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
-                    self.store.add_platform_list(
-                        &image_ids,
-                        &image_ids[default],
-                        &[tag.to_string()],
-                    )?;
-                    if *push {
-                        let pushed = super::registry::push_platform_list(
-                            self.store,
-                            &image_ids,
-                            name,
-                            output.compression,
-                            self.quiet,
-                            self.terminal,
-                        )?;
-                        index.get_or_insert(archive::ExportedIndex {
-                            digest: pushed.manifest_digest,
-                            size: pushed.manifest_size,
-                        });
-                    }
-                }
-            }
-            let report = archive::output::write_output_platforms(
-                self.store, &images, &platforms, output, &options,
-            )
-            .with_context(|| format!("cannot write {}", output.describe_dest()))?;
-            if !report.skipped_devices.is_empty() {
-                progress.notice(&format!(
-                    "warning: device nodes not created (an unprivileged user cannot): {}",
-                    report.skipped_devices.join(" ")
-                ));
-            }
-            match report.index {
-                Some(written) => {
-                    progress.notice(&format!(
-                        "exported the image index {} to {}",
-                        written.digest,
-                        output.describe_dest()
-                    ));
-                    index.get_or_insert(written);
-                }
-                None => progress.notice(&format!("exported to {}", output.describe_dest())),
-            }
-        }
-        if let Some(index) = &index {
-            write_index_files(self, index)?;
-        }
-        Ok(0)
-    }
-}
-
-/// `--iidfile` and `--metadata-file` of a build for several platforms: the image index, as
-/// buildx writes them (no config digest: each platform has its own).
-fn write_index_files(multi: &MultiPlatform, index: &archive::ExportedIndex) -> anyhow::Result<()> {
-    if let Some(path) = &multi.iidfile {
-        std::fs::write(path, &index.digest)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if let Some(path) = &multi.metadata_file {
-        let metadata = serde_json::json!({
-            "containerimage.digest": index.digest,
-            "containerimage.descriptor": {
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": index.digest,
-                "size": index.size,
-            },
-            "image.name": multi.options.tags.join(","),
-        });
-        let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
-pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
-    let mut tags = Vec::new();
-    for tag in &args.tags {
-        tags.push(
-            parse_tag(tag)
-                .with_context(|| format!("-t {tag}"))?
-                .to_string(),
-        );
-    }
-    let outputs = args
-        .outputs
+) -> anyhow::Result<ExportRequest> {
+    let names = args
+        .tags
         .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
-    if outputs.iter().filter(|o| o.to_stdout()).count() > 1 {
-        bail!("--output: only one output can go to stdout");
-    }
+        .map(|t| ImageName::parse(t).with_context(|| format!("-t {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let media_types = match args.format.as_str() {
         "oci" => MediaTypes::Oci,
         "docker" => MediaTypes::Docker,
         other => bail!("--format {other}: expected oci or docker"),
     };
-    let annotations = parse_annotations(&args.annotations)?;
-    let mode = match (args.quiet, args.progress.as_str()) {
-        (true, _) => ProgressMode::Quiet,
-        (false, "plain") | (false, "auto") => ProgressMode::Plain,
-        (false, "tty") => ProgressMode::Tty,
-        (false, other) => bail!("--progress {other}: expected plain, tty or auto"),
-    };
-    let store = super::open_store(root)?;
-    let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
-    let context = acquire_context(&store, &args.context, stdin_dockerfile)?;
-    let dockerfile_text = match (&context.dockerfile_text, stdin_dockerfile) {
+    Ok(ExportRequest {
+        settings: ImageSettings {
+            names,
+            media_types,
+            annotations: parse_annotations(&args.annotations)?,
+            reproducible: args.reproducible,
+            epoch,
+        },
+        outputs: args
+            .outputs
+            .iter()
+            .map(|o| parse_output(o))
+            .collect::<Result<Vec<_>, _>>()?,
+        push: args.push,
+        load: loader,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|s| rbuild::cache::parse_cache_to(s))
+            .collect::<Result<_, _>>()?,
+        iidfile: args.iidfile.clone(),
+        metadata_file: args.metadata_file.clone(),
+    })
+}
+
+/// The Dockerfile's text when it does not come from a file: the context was one (stdin), or
+/// `-f -`.
+fn dockerfile_text(context: &Context, stdin_dockerfile: bool) -> anyhow::Result<Option<String>> {
+    Ok(match (&context.dockerfile_text, stdin_dockerfile) {
         (Some(text), _) => Some(text.clone()),
         (None, true) => {
             let mut text = String::new();
@@ -788,7 +460,10 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             Some(text)
         }
         (None, false) => None,
-    };
+    })
+}
+
+fn check_run_flags(args: &BuildArgs) -> anyhow::Result<()> {
     if let Some(network) = &args.network {
         if !matches!(network.as_str(), "default" | "none" | "host") {
             bail!("--network {network}: expected default, none or host");
@@ -799,16 +474,20 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
             bail!("--allow {entitlement}: expected security.insecure or network.host");
         }
     }
-    let platforms = parse_platforms(args.platform.as_deref())?;
-    if platforms.len() > 1 {
-        refuse_for_several_platforms(&args, loader.as_ref(), &outputs)?;
-    }
-    if args.push && args.tags.is_empty() {
-        bail!("--push needs at least one -t NAME[:TAG] to push to");
-    }
+    Ok(())
+}
+
+/// What to build: the context, the Dockerfile and every flag of the steps.
+fn build_options(
+    store: &Store,
+    args: &BuildArgs,
+    context: &Context,
+    dockerfile_text: Option<String>,
+) -> anyhow::Result<(BuildOptions, Option<i64>)> {
+    check_run_flags(args)?;
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
     let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
-    let mut options = BuildOptions {
+    let options = BuildOptions {
         context_dir: context.dir.clone(),
         dockerfile: if dockerfile_text.is_some() {
             None
@@ -824,22 +503,13 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         untrusted_context: context.untrusted,
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
-        platform: match platforms.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        },
-        cache_to: args
-            .cache_to
-            .iter()
-            .map(|s| rbuild::cache::parse_cache_to(s))
-            .collect::<Result<_, _>>()?,
         cache_from: args
             .cache_from
             .iter()
             .map(|s| rbuild::cache::parse_cache_from(s))
             .collect::<Result<_, _>>()?,
         ssh: parse_ssh(&args.ssh)?,
-        named_contexts: parse_build_contexts(&store, &args.build_contexts)?,
+        named_contexts: parse_build_contexts(store, &args.build_contexts)?,
         extra_hosts: args
             .add_hosts
             .iter()
@@ -850,241 +520,71 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
                     .with_context(|| format!("--add-host {h:?}: expected HOST:IP"))
             })
             .collect::<anyhow::Result<_>>()?,
-        tags: tags.clone(),
         build_args,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
         pull: args.pull,
-        label_platform: false,
-        loaded: None,
-        quiet_warnings: false,
+        ..BuildOptions::default()
     };
-    // Read and parsed once here: every platform's build and the questions below share it.
-    let loaded = build::LoadedDockerfile::load(&options)?;
-    options.loaded = Some(loaded.clone());
-    // A Dockerfile that declares `ARG SOURCE_DATE_EPOCH` sees the epoch, as with BuildKit;
-    // otherwise it is no build arg (and no "not consumed" warning).
-    if let Some(epoch) = epoch {
-        if declares_arg(&loaded.parsed, SOURCE_DATE_EPOCH) {
-            options
-                .build_args
-                .insert(SOURCE_DATE_EPOCH.to_string(), epoch.to_string());
-        }
-    }
+    Ok((options, epoch))
+}
+
+pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
+    let mode = parse_progress(&args)?;
+    let platforms = parse_platforms(args.platform.as_deref())?;
+    // Flags are checked before the context is fetched.
+    let mut export = export_request(&args, loader, None)?;
+    let store = super::open_store(root)?;
+    let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
+    let context = acquire_context(&store, &args.context, stdin_dockerfile)?;
+    let text = dockerfile_text(&context, stdin_dockerfile)?;
+    let (options, epoch) = build_options(&store, &args, &context, text)?;
+    export.settings.epoch = epoch;
+    let to_stdout = export.outputs.iter().any(Output::to_stdout);
+    let request = BuildRequest {
+        options,
+        platforms,
+        export,
+    };
     let progress = Progress::new(mode);
-    if platforms.len() > 1 {
-        let index_options = ExportOptions {
-            media_types,
-            manifest_annotations: annotations.manifest.clone(),
-            descriptor_annotations: annotations.manifest_descriptor.clone(),
-            index_annotations: annotations.index.clone(),
-            ..ExportOptions::default()
-        };
-        let multi = MultiPlatform {
-            store: &store,
-            options: &options,
-            platforms: &platforms,
-            outputs: &outputs,
-            index_options,
-            reproducible: args.reproducible,
-            epoch,
-            push_to: if args.push {
-                args.tags.clone()
-            } else {
-                Vec::new()
-            },
-            quiet: args.quiet,
-            terminal: mode == ProgressMode::Tty,
-            iidfile: args.iidfile.clone(),
-            metadata_file: args.metadata_file.clone(),
-        };
-        return multi.run(&progress);
-    }
-    let outcome = match build::build(&store, &options, &progress) {
-        Ok(outcome) => outcome,
-        Err(build::BuildError::Checks {
-            count: 0,
-            check_only: true,
-            ..
-        }) => {
-            progress.notice("Check complete, no warnings found.");
-            return Ok(0);
-        }
-        Err(build::BuildError::Checks {
+    let terminal = mode == ProgressMode::Tty;
+    let plain = super::registry::stderr_log(args.quiet);
+    let live = TerminalTransfers::default();
+    let log: &dyn Reporter = if terminal && !args.quiet {
+        &live
+    } else {
+        &plain
+    };
+    let result = match rbuild::pipeline::run(&store, request, &progress, log) {
+        Ok(result) => result,
+        Err(PipelineError::Build(BuildError::Checks {
             count,
             check_only: true,
             ..
-        }) => {
-            progress.notice(&format!(
-                "Check complete, {count} warning(s) have been found!"
-            ));
-            return Ok(1);
+        })) => {
+            progress.notice(&match count {
+                0 => "Check complete, no warnings found.".to_string(),
+                n => format!("Check complete, {n} warning(s) have been found!"),
+            });
+            return Ok(i32::from(count > 0));
         }
         Err(e) => return Err(e.into()),
     };
-    if epoch.is_none() && outputs.iter().any(|o| o.rewrite_timestamp) {
-        progress.notice(
-            "warning: rewrite-timestamp=true does nothing without SOURCE_DATE_EPOCH \
-             (--build-arg SOURCE_DATE_EPOCH=N, the environment, or --reproducible)",
-        );
+    if result.is_index() {
+        return Ok(0);
     }
-    let base = base_image(&store, &outcome);
-    if base.is_none()
-        && epoch.is_some()
-        && (args.reproducible || outputs.iter().any(|o| o.rewrite_timestamp))
-    {
-        progress.notice(
-            "warning: the base image was not found in the store: rewrite-timestamp rewrites \
-             every layer, the base's too",
-        );
-    }
-    let export_options = |output: Option<&Output>| {
-        let mut names = tags.clone();
-        let mut manifest_annotations = annotations.manifest.clone();
-        let mut rewrite = args.reproducible;
-        let mut export = ExportOptions::default();
-        if let Some(output) = output {
-            for name in &output.names {
-                if let Ok(tag) = parse_tag(name) {
-                    let tag = tag.to_string();
-                    if !names.contains(&tag) {
-                        names.push(tag);
-                    }
-                }
-            }
-            manifest_annotations.extend(output.annotations.clone());
-            rewrite |= output.rewrite_timestamp;
-            export.compression = output.compression;
-            export.compression_level = output.compression_level;
-            export.media_types = output.media_types.unwrap_or(media_types);
-        } else {
-            export.media_types = media_types;
-        }
-        export.tags = names;
-        export.manifest_annotations = manifest_annotations;
-        export.descriptor_annotations = annotations.manifest_descriptor.clone();
-        export.index_annotations = annotations.index.clone();
-        export.rewrite_timestamp = if rewrite { epoch } else { None };
-        export.base = base.clone();
-        export
-    };
-    // What a push sends: the layers' compression, and the manifest annotations every other
-    // output writes (an OCI manifest), so that the pushed manifest is the one
-    // --metadata-file describes and a registry knows its digest.
-    let push_options = |output: Option<&Output>| -> anyhow::Result<rbuild::registry::PushOptions> {
-        let mut export = export_options(output);
-        export.media_types = MediaTypes::Oci;
-        let config: serde_json::Value =
-            serde_json::from_slice(&store.read_blob(&outcome.image_id)?)
-                .context("the image's config")?;
-        Ok(rbuild::registry::PushOptions {
-            compression: output.and_then(|o| o.compression),
-            annotations: archive::manifest_annotations(&export, &config)
-                .map_err(anyhow::Error::msg)?,
-        })
-    };
-    let mut pushed: Option<String> = None;
-    let mut exported = None;
-    for output in &outputs {
-        let options = export_options(Some(output));
-        if let OutputKind::Image { push } = &output.kind {
-            for name in &output.names {
-                let tag = parse_tag(name).with_context(|| format!("--output name={name}"))?;
-                store.add_image(&outcome.image_id, &[tag.to_string()])?;
-                if *push {
-                    let digest = super::registry::push_image_with(
-                        &store,
-                        &outcome.image_id,
-                        name,
-                        &push_options(Some(output))?,
-                        args.quiet,
-                        mode == ProgressMode::Tty,
-                    )?;
-                    pushed.get_or_insert(digest);
-                }
-            }
-        }
-        let report = archive::output::write_output(&store, &outcome.image_id, output, &options)
-            .with_context(|| format!("cannot write {}", output.describe_dest()))?;
-        if exported.is_none() {
-            exported = report.written;
-        }
-        if !report.skipped_devices.is_empty() {
-            progress.notice(&format!(
-                "warning: device nodes not created (an unprivileged user cannot): {}",
-                report.skipped_devices.join(" ")
-            ));
-        }
-        progress.notice(&format!("exported to {}", output.describe_dest()));
-    }
-    if let Some(loader) = loader {
-        let program = loader.program.clone();
-        let mut options = export_options(None);
-        options.compression = Some(Compression::Uncompressed);
-        let printed = loader.load(&store, &outcome.image_id, &options)?;
-        progress.notice(&format!("loaded into {program}: {}", printed.trim()));
-    }
-    if args.push {
-        // The names as typed: `-t busybox` pushes to docker.io/library/busybox.
-        let options = push_options(None)?;
-        for tag in &args.tags {
-            let digest = super::registry::push_image_with(
-                &store,
-                &outcome.image_id,
-                tag,
-                &options,
-                args.quiet,
-                mode == ProgressMode::Tty,
-            )?;
-            pushed.get_or_insert(digest);
-        }
-    }
-    if let Some(path) = &args.metadata_file {
-        // A pushed image is described as pushed; else as the first output wrote it.
-        let written = match (exported, &pushed) {
-            (Some(written), None) => written,
-            (_, Some(_)) => {
-                let mut options = export_options(None);
-                options.media_types = MediaTypes::Oci;
-                archive::describe(&store, &outcome.image_id, &options)
-                    .context("cannot describe the image for --metadata-file")?
-            }
-            (None, None) => archive::describe(&store, &outcome.image_id, &export_options(None))
-                .context("cannot describe the image for --metadata-file")?,
-        };
-        if let Some(digest) = pushed.as_ref().filter(|d| **d != written.manifest_digest) {
-            bail!(
-                "the pushed manifest {digest} is not the one described ({}): a bug, please report it",
-                written.manifest_digest
-            );
-        }
-        let metadata = serde_json::json!({
-            "containerimage.config.digest": written.config_digest,
-            "containerimage.digest": written.manifest_digest,
-            "containerimage.descriptor": {
-                "mediaType": written.manifest_media_type,
-                "digest": written.manifest_digest,
-                "size": written.manifest_size,
-            },
-            "image.name": tags.join(","),
-        });
-        let text = serde_json::to_string_pretty(&metadata).context("metadata JSON")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if let Some(iidfile) = &args.iidfile {
-        std::fs::write(iidfile, &outcome.image_id)
-            .with_context(|| format!("cannot write {}", iidfile.display()))?;
-    }
+    let image_id = &result.default_image().image_id;
     if args.quiet {
-        if !outputs.iter().any(Output::to_stdout) {
-            outln!("{}", outcome.image_id);
+        if !to_stdout {
+            outln!("{image_id}");
         }
     } else {
-        progress.notice(&format!("writing image {} done", outcome.image_id));
-        for tag in &tags {
-            progress.notice(&format!("naming to {tag} done"));
+        progress.notice(&format!("writing image {image_id} done"));
+        for tag in &args.tags {
+            if let Ok(name) = ImageName::parse(tag) {
+                progress.notice(&format!("naming to {} done", name.tag));
+            }
         }
     }
     Ok(0)

@@ -125,13 +125,13 @@ pub fn open_store(root: &std::path::Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
 }
 
-pub use build::Loader;
+pub use rbuild::export::Loader;
 
 /// Work that must happen before rbuild enters its user namespace: starting the `--load`
 /// loader as the calling user.
 pub fn start_loader(cli: &Cli) -> anyhow::Result<Option<Loader>> {
     match &cli.command {
-        Commands::Build(args) => Loader::start(args),
+        Commands::Build(args) => build::start_loader(args),
         _ => Ok(None),
     }
 }

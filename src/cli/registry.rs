@@ -59,7 +59,7 @@ pub struct LogoutArgs {
     pub registry: Option<String>,
 }
 
-fn stderr_log(quiet: bool) -> impl Fn(&str) + Sync {
+pub fn stderr_log(quiet: bool) -> impl Fn(&str) + Sync {
     move |line: &str| {
         if !quiet {
             eprintln!("{line}");
@@ -95,50 +95,35 @@ pub fn use_terminal(progress: &str) -> anyhow::Result<bool> {
 }
 
 /// Pushes `image_id` to `dest` (a reference typed by the user).
-pub fn push_image(
+fn push_image(
     store: &rbuild::store::Store,
     image_id: &str,
     dest: &str,
-    quiet: bool,
-    terminal: bool,
-) -> anyhow::Result<String> {
-    push_image_with(
-        store,
-        image_id,
-        dest,
-        &registry::PushOptions::default(),
-        quiet,
-        terminal,
-    )
-}
-
-/// `push_image` with `options`: the layers' compression (`-o type=registry,compression=zstd`)
-/// and the manifest's annotations (a build's, the same its other outputs write).
-pub fn push_image_with(
-    store: &rbuild::store::Store,
-    image_id: &str,
-    dest: &str,
-    options: &registry::PushOptions,
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<String> {
     push_reporting(dest, quiet, terminal, |reference, log| {
-        registry::push_with(store, image_id, reference, options, log)
+        registry::push(store, image_id, reference, log)
     })
     .map(|pushed| pushed.manifest_digest)
 }
 
 /// Pushes the images of a multi-platform tag as one image index to `dest`.
-pub fn push_platform_list(
+fn push_platform_list(
     store: &rbuild::store::Store,
     image_ids: &[String],
     dest: &str,
-    compression: Option<rbuild::archive::Compression>,
     quiet: bool,
     terminal: bool,
 ) -> anyhow::Result<registry::PushedImage> {
     push_reporting(dest, quiet, terminal, |reference, log| {
-        registry::push_index(store, image_ids, reference, compression, log)
+        registry::push_index(
+            store,
+            image_ids,
+            reference,
+            &registry::IndexPushOptions::default(),
+            log,
+        )
     })
 }
 
@@ -170,8 +155,7 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let terminal = use_terminal(&args.progress)?;
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
-            push_platform_list(&store, &image_ids, dest, None, args.quiet, terminal)?
-                .manifest_digest
+            push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?.manifest_digest
         }
         None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
     };

@@ -18,7 +18,7 @@ mod settings;
 pub use client::Client;
 pub use credentials::{login, logout, Credentials};
 pub use pull::{pull, Platform, PullOptions, PulledImage};
-pub use push::{push, push_index, push_with, PushOptions, PushedImage};
+pub use push::{push, push_index, push_with, IndexPushOptions, PushOptions, PushedImage};
 pub use settings::RegistrySettings;
 
 use std::path::PathBuf;

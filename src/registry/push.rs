@@ -69,25 +69,39 @@ enum ManifestAt {
     Digest,
 }
 
+/// How an image index is pushed: each image's options (in the order of the images; missing
+/// ones are the default) and the annotations of the index and of its entries, so that the
+/// pushed index is the one `archive::save_platforms` writes with the same options.
+#[derive(Debug, Clone, Default)]
+pub struct IndexPushOptions {
+    pub images: Vec<PushOptions>,
+    pub descriptor_annotations: std::collections::BTreeMap<String, String>,
+    pub index_annotations: std::collections::BTreeMap<String, String>,
+}
+
 /// Pushes the images of a multi-platform tag (their manifests by digest), then an OCI image
 /// index over them under `dest`'s tag; each entry carries the platform of its config.
 pub fn push_index(
     store: &Store,
     image_ids: &[String],
     dest: &Reference,
-    compression: Option<archive::Compression>,
+    options: &IndexPushOptions,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = dest.with_tag(&tag).to_string();
     let mut uploaded = 0;
     let mut manifests = Vec::with_capacity(image_ids.len());
-    for image_id in image_ids {
-        let options = PushOptions {
-            compression,
-            annotations: Default::default(),
-        };
-        let pushed = push_image(store, image_id, dest, &options, ManifestAt::Digest, log)?;
+    for (position, image_id) in image_ids.iter().enumerate() {
+        let image_options = options.images.get(position).cloned().unwrap_or_default();
+        let pushed = push_image(
+            store,
+            image_id,
+            dest,
+            &image_options,
+            ManifestAt::Digest,
+            log,
+        )?;
         uploaded += pushed.uploaded;
         let config: ImageConfig =
             serde_json::from_slice(&store.read_blob(image_id)?).map_err(|e| {
@@ -106,9 +120,20 @@ pub fn push_index(
             pushed.manifest_size,
         )?;
         desc.set_platform(Some(platform));
+        if !options.descriptor_annotations.is_empty() {
+            desc.set_annotations(Some(
+                options.descriptor_annotations.clone().into_iter().collect(),
+            ));
+        }
         manifests.push(desc);
     }
-    let index_bytes = to_bytes("index", &image_index(manifests)?)?;
+    let mut index = image_index(manifests)?;
+    if !options.index_annotations.is_empty() {
+        index.set_annotations(Some(
+            options.index_annotations.clone().into_iter().collect(),
+        ));
+    }
+    let index_bytes = to_bytes("index", &index)?;
     let index_digest = sha256_digest(&index_bytes);
     let client = Client::connect(
         &RegistrySettings::load()?,

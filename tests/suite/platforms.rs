@@ -279,11 +279,9 @@ fn several_platforms_refuse_outputs_that_hold_one_image() {
         ("a", file("a")),
     ]);
     for extra in [
-        ["--metadata-file", "m.json"],
-        ["--cache-to", "type=local,dest=cache"],
-        ["--iidfile", "iid"],
         ["-o", "type=docker,dest=x.tar"],
         ["-o", "type=tar,dest=x.tar"],
+        ["--load=docker", "-q"],
     ] {
         let mut args = vec!["build", "--platform", "linux/arm64,linux/amd64"];
         args.extend(extra);
@@ -313,6 +311,7 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         file("ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nRUN uname -m > /arch\n"),
     )]);
     let target = format!("{}/multi/app:1", registry.host);
+    let metadata = env.path("pushed.json");
     env.rbuild_ok([
         "build",
         "-q",
@@ -321,8 +320,35 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
         "-t",
         &target,
         "--push",
+        "--metadata-file",
+        metadata.to_str().expect("utf-8"),
         ctx.to_str().expect("utf-8"),
     ]);
+    // The metadata names the index pushed: the registry serves it by that digest, and each
+    // platform's manifest names the base the build resolved for it.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).expect("metadata")).expect("json");
+    let pushed_digest = meta["containerimage.digest"].as_str().expect("digest");
+    let repo = target.trim_end_matches(":1");
+    let by_digest = skopeo_inspect_with(
+        &format!("docker://{repo}@{pushed_digest}"),
+        &["--raw", "--tls-verify=false"],
+    )
+    .expect("skopeo");
+    for entry in by_digest["manifests"].as_array().expect("manifests") {
+        let arch = entry["platform"]["architecture"].as_str().expect("arch");
+        let digest = entry["digest"].as_str().expect("digest");
+        let manifest = skopeo_inspect_with(
+            &format!("docker://{repo}@{digest}"),
+            &["--raw", "--tls-verify=false"],
+        )
+        .expect("skopeo");
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.base.name"],
+            format!("busybox-{arch}:latest"),
+            "{manifest}"
+        );
+    }
 
     // The store: the tag lists both platforms; it names the host's image itself.
     let images = env.rbuild_ok(["images"]);
@@ -671,4 +697,92 @@ fn two_platforms_iidfile_and_metadata_name_the_index() {
     );
     assert_eq!(meta["containerimage.descriptor"]["size"], size);
     assert_eq!(meta["image.name"], "indexed:1");
+}
+
+/// With several platforms and no output that writes an index, `--iidfile` and
+/// `--metadata-file` still name the image index the build made (the one `-o type=oci` writes
+/// for the same images), `--cache-to` exports every platform's steps once (a fresh store that
+/// imports it rebuilds both platforms into the same index), and `--check` looks once.
+#[test]
+fn several_platforms_name_their_index_and_share_one_cache_export() {
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let dockerfile = "FROM scratch\nARG TARGETARCH\nCOPY a /a-$TARGETARCH\nLABEL k=v\n";
+    let platforms = "linux/arm64,linux/amd64";
+    let cache = a.path("cache");
+    let ctx_a = a.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
+    let (iid, metadata) = (a.path("iid"), a.path("meta.json"));
+    a.rbuild_ok([
+        "build",
+        "--platform",
+        platforms,
+        "-t",
+        "several:1",
+        "--iidfile",
+        iid.to_str().expect("utf-8"),
+        "--metadata-file",
+        metadata.to_str().expect("utf-8"),
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", cache.display()),
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+    let iid = std::fs::read_to_string(&iid).expect("iid");
+    assert!(iid.starts_with("sha256:"), "{iid}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).expect("metadata")).expect("json");
+    assert_eq!(meta["containerimage.digest"], iid.as_str());
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(meta["image.name"], "several:1");
+
+    // The same images (every step hits) written as an OCI layout: the index named above.
+    let layout = a.path("layout");
+    a.rbuild_ok([
+        "build",
+        "--platform",
+        platforms,
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], iid.as_str(), "{index}");
+
+    // A fresh store that imports the one cache export gets both platforms' images back, with
+    // their timestamps: the same index.
+    let ctx_b = b.context(&[("Dockerfile", file(dockerfile)), ("a", file("a"))]);
+    let iid_b = b.path("iid");
+    let output = b.rbuild([
+        "build",
+        "--progress",
+        "plain",
+        "--platform",
+        platforms,
+        "--iidfile",
+        iid_b.to_str().expect("utf-8"),
+        "--cache-from",
+        &format!("type=local,src={}", cache.display()),
+        ctx_b.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("[linux/arm64 3/4] CACHED"), "{stderr}");
+    assert!(stderr.contains("[linux/amd64 3/4] CACHED"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&iid_b).expect("iid"), iid);
+
+    // --check with several platforms: the Dockerfile is looked at once.
+    let checked = a.rbuild([
+        "build",
+        "--check",
+        "--platform",
+        platforms,
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("Check complete").count(), 1, "{stderr}");
 }
