@@ -16,6 +16,7 @@ pub mod progress;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
+pub mod worker;
 
 /// `e` and its causes on one line, `outer: inner: root cause`, for errors that end up in a
 /// message string.

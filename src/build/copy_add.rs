@@ -8,12 +8,12 @@ use super::copy::{copy_sources, join_image_path, Chmod, CopyAttrs};
 use super::error::{io_error, BuildError, Location};
 use super::images::image_config;
 use super::instructions::{expand, not_supported};
-use super::rootfs::{MountedRootfs, StepDirs};
-use super::steps::{commit_upper, finish_step_chained, record_layer, StepContext};
+use super::steps::{finish_step_chained, record_layer, StepContext};
 use super::{Stage, StageResult};
 use crate::context::{hash_selection_with, BuildContext};
 use crate::dockerfile::{self, CopyArgs, CopyFlags};
 use crate::plan::{resolve_source, Source, StagePlan};
+use crate::worker::{MountedRootfs, Snapshot};
 
 pub(super) fn resolve_owner(
     mounted: &MountedRootfs,
@@ -40,7 +40,7 @@ pub(super) enum CopySource {
 
 pub(super) struct MountedLayers {
     _mounted: MountedRootfs,
-    _dirs: StepDirs,
+    _view: Snapshot,
     root: BuildContext,
     key: String,
 }
@@ -79,13 +79,12 @@ pub(super) fn copy_source(
             return Ok(CopySource::Dir(root));
         }
     };
-    let dirs = StepDirs::read_only(ctx.store, &layers, "from")?;
-    let mounted = MountedRootfs::mount(&dirs.rootfs)?;
-    let root = BuildContext::image_root(&dirs.rootfs.merged_dir)
-        .map_err(|e| loc.error("COPY", e.to_string()))?;
+    let (mounted, view) = ctx.mount_view(&layers, "from")?;
+    let root =
+        BuildContext::image_root(mounted.path()).map_err(|e| loc.error("COPY", e.to_string()))?;
     Ok(CopySource::Layers(Box::new(MountedLayers {
         _mounted: mounted,
-        _dirs: dirs,
+        _view: view,
         root,
         key,
     })))
@@ -399,9 +398,9 @@ pub(super) fn copy(
     } else {
         stage.config.rootfs.diff_ids.clone()
     };
-    let dirs = StepDirs::new(ctx.store, &lower_layers, "copy")?;
+    let snapshot = ctx.prepare(&lower_layers, "copy")?;
     {
-        let mounted = MountedRootfs::mount(&dirs.rootfs)?;
+        let mounted = ctx.mount(&snapshot)?;
         let owner = match (&chown, &source) {
             (Some(spec), _) => Some(resolve_owner_for(
                 ctx, stage, &mounted, link, spec, loc, keyword,
@@ -448,7 +447,7 @@ pub(super) fn copy(
         .map_err(|m| loc.error(keyword, m))?;
     }
     drop(source);
-    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
+    let diff_id = ctx.commit(snapshot)?;
     let next = chained(stage);
     finish_step_chained(ctx, stage, &key, next, diff_id, created_by)?;
     Ok(false)
@@ -468,7 +467,6 @@ pub(super) fn resolve_owner_for(
     if !link || spec.split(':').all(|part| part.parse::<u32>().is_ok()) {
         return resolve_owner(mounted, spec, loc, keyword);
     }
-    let view = StepDirs::read_only(ctx.store, &stage.config.rootfs.diff_ids, "chown")?;
-    let view_mounted = MountedRootfs::mount(&view.rootfs)?;
+    let (view_mounted, _view) = ctx.mount_view(&stage.config.rootfs.diff_ids, "chown")?;
     resolve_owner(&view_mounted, spec, loc, keyword)
 }

@@ -68,6 +68,8 @@ pub enum BuildError {
     Runtime(#[from] rbuild_runtime::RuntimeError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
     /// The runtime could not prepare a mount (an overlay view for COPY, a RUN mount).
     #[error(transparent)]
     Setup(#[from] rbuild_runtime::SetupError),

@@ -407,6 +407,7 @@ pub fn build(
         plan: &plan,
         cancelled: AtomicBool::new(false),
         lease: store.lease()?,
+        worker: crate::worker::Worker::default(),
     };
     let results = run_stages(&ctx, &plan, progress, &locate);
     ctx.hashes.save();

@@ -13,9 +13,8 @@ use super::error::{io_error, BuildError, Location};
 use super::history::run_created_by;
 use super::images::image_config;
 use super::instructions::command_args;
-use super::rootfs::StepDirs;
 use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
-use super::steps::{commit_upper, finish_step, try_cache, StepContext};
+use super::steps::{finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
 use crate::dockerfile::{Command, Flag, Heredoc, RunFlags};
@@ -150,12 +149,12 @@ pub(super) fn run(
     for mount in &mounts {
         extra_mounts.extend(mount.prepare(ctx, &mut guards, &mut hidden_env)?);
     }
-    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "run")?;
-    let etc_files = write_etc_files(dirs.temp.path(), &ctx.options.extra_hosts)?;
+    let snapshot = ctx.prepare(&stage.config.rootfs.diff_ids, "run")?;
+    let etc_files = write_etc_files(snapshot.temp.path(), &ctx.options.extra_hosts)?;
     env.extend(proxy_env);
     env.extend(hidden_env);
     let spec = StepSpec {
-        rootfs: dirs.rootfs.clone(),
+        rootfs: snapshot.rootfs.clone(),
         args: args.clone(),
         env,
         cwd,
@@ -166,18 +165,21 @@ pub(super) fn run(
         mounts: extra_mounts,
         security,
     };
-    let outcome = rbuild_runtime::run_step(&spec, &mut |_stream: OutputStream, line: &[u8]| {
-        progress.step_output(line)
-    })
-    .map_err(|e| match e {
-        rbuild_runtime::RuntimeError::Setup(e) => loc.error("RUN", crate::error_chain(&e)),
-        other => BuildError::Runtime(other),
-    })?;
+    let outcome = ctx
+        .worker
+        .executor
+        .run(&spec, &mut |_stream: OutputStream, line: &[u8]| {
+            progress.step_output(line)
+        })
+        .map_err(|e| match e {
+            rbuild_runtime::RuntimeError::Setup(e) => loc.error("RUN", crate::error_chain(&e)),
+            other => BuildError::Runtime(other),
+        })?;
     drop(guards);
     for notice in &outcome.notices {
         progress.notice(&format!("notice: {notice}"));
     }
-    rbuild_runtime::remove_stubs(&dirs.rootfs, &outcome.stubs);
+    snapshot.remove_stubs(&outcome.stubs);
     if outcome.exit_code != 0 {
         progress.step_failed();
         return Err(BuildError::RunFailed {
@@ -188,7 +190,7 @@ pub(super) fn run(
             excerpt: loc.excerpt.clone(),
         });
     }
-    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
+    let diff_id = ctx.commit(snapshot)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;
     Ok(false)
 }

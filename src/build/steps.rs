@@ -1,16 +1,15 @@
 //! The bookkeeping every step shares: the build-wide step context, cache lookups and
-//! records, committing a finished upper dir as a layer, and the history entry it adds.
+//! records, the worker's snapshots and commits, and the history entry a layer adds.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use super::error::{io_error, BuildError};
+use super::error::BuildError;
 use super::{created_time, BuildOptions, Stage};
 use crate::context::BuildContext;
 use crate::dockerfile::Instruction;
 use crate::plan::Plan;
-use crate::snapshot;
-use crate::store::{CacheRecord, LayerInfo, Store};
+use crate::store::{CacheRecord, Store};
 
 /// What every step of a build reads: the store, the context, the options and plan, the
 /// caches, the lease on the layers in use, and whether another stage has failed.
@@ -34,6 +33,8 @@ pub(crate) struct StepContext<'a> {
     pub cancelled: AtomicBool,
     /// The layers this build uses, kept by a `prune` that runs meanwhile.
     pub lease: crate::store::Lease,
+    /// Where steps run and how their changes become layers.
+    pub worker: crate::worker::Worker,
 }
 
 impl StepContext<'_> {
@@ -49,6 +50,45 @@ impl StepContext<'_> {
         let record = record?;
         self.used.key(stage.index, key);
         Some(record)
+    }
+
+    /// A writable root over `layers` for a step (`purpose` names its temp dir).
+    pub fn prepare(
+        &self,
+        layers: &[String],
+        purpose: &str,
+    ) -> Result<crate::worker::Snapshot, BuildError> {
+        Ok(self
+            .worker
+            .snapshotter
+            .prepare(self.store, layers, purpose)?)
+    }
+
+    /// A read-only view of `layers`, mounted in rbuild's own mount namespace.
+    pub fn mount_view(
+        &self,
+        layers: &[String],
+        purpose: &str,
+    ) -> Result<(crate::worker::MountedRootfs, crate::worker::Snapshot), BuildError> {
+        let view = self.worker.snapshotter.view(self.store, layers, purpose)?;
+        Ok((self.worker.snapshotter.mount(&view)?, view))
+    }
+
+    /// Mounts a prepared root in rbuild's own mount namespace (COPY, WORKDIR).
+    pub fn mount(
+        &self,
+        snapshot: &crate::worker::Snapshot,
+    ) -> Result<crate::worker::MountedRootfs, BuildError> {
+        Ok(self.worker.snapshotter.mount(snapshot)?)
+    }
+
+    /// What changed in `snapshot` as a layer held by this build's lease; None when nothing
+    /// changed.
+    pub fn commit(&self, snapshot: crate::worker::Snapshot) -> Result<Option<String>, BuildError> {
+        Ok(self
+            .worker
+            .snapshotter
+            .commit(self.store, &self.lease, snapshot)?)
     }
 
     /// Stores what a step produced under its key, as used by this stage.
@@ -76,37 +116,6 @@ pub(super) fn record_layer(
         stage.config.rootfs.diff_ids.push(diff_id);
     }
     stage.add_history(created_by, created, empty);
-}
-
-/// Turns a finished upper dir into a layer: its tar's digest is computed by streaming, then
-/// the dir is renamed into the store. None when the step changed nothing.
-// Boundary: the upper dir is a store temp dir rbuild made.
-#[allow(clippy::disallowed_methods)]
-pub(super) fn commit_upper(
-    ctx: &StepContext,
-    upper: &std::path::Path,
-) -> Result<Option<String>, BuildError> {
-    let store = ctx.store;
-    let is_empty = std::fs::read_dir(upper)
-        .map_err(io_error("read upper dir"))?
-        .next()
-        .is_none();
-    if is_empty {
-        return Ok(None);
-    }
-    let digest = snapshot::layer_diff_id(upper)?;
-    let diff_id = digest.as_oci();
-    // Claimed before it exists, so that no prune removes it before an image or record does.
-    ctx.lease.hold_new(store, &diff_id)?;
-    store.commit_layer(
-        upper,
-        &LayerInfo {
-            diff_id: diff_id.clone(),
-            tar_size: digest.size,
-            blobs: Vec::new(),
-        },
-    )?;
-    Ok(Some(diff_id))
 }
 
 /// The `created` time of a metadata step (no layer): remembered per position in the cache

@@ -3,8 +3,8 @@
 use super::copy::join_image_path;
 use super::copy_add::resolve_owner;
 use super::error::{BuildError, Location};
-use super::rootfs::{mkdir_all_in_root, MountedRootfs, StepDirs};
-use super::steps::{commit_upper, finish_step, try_cache, StepContext};
+use super::rootfs::mkdir_all_in_root;
+use super::steps::{finish_step, try_cache, StepContext};
 use super::{created_time, Stage};
 
 pub(super) fn workdir(
@@ -26,9 +26,9 @@ pub(super) fn workdir(
     if try_cache(ctx, stage, &key, &created_by) {
         return Ok(true);
     }
-    let dirs = StepDirs::new(ctx.store, &stage.config.rootfs.diff_ids, "workdir")?;
+    let snapshot = ctx.prepare(&stage.config.rootfs.diff_ids, "workdir")?;
     {
-        let mounted = MountedRootfs::mount(&dirs.rootfs)?;
+        let mounted = ctx.mount(&snapshot)?;
         let owner = if user.is_empty() {
             (0, 0)
         } else {
@@ -37,7 +37,7 @@ pub(super) fn workdir(
         mkdir_all_in_root(mounted.root_fd(), &wd, 0o755, owner)
             .map_err(|m| loc.error("WORKDIR", m))?;
     }
-    let diff_id = commit_upper(ctx, &dirs.rootfs.upper_dir)?;
+    let diff_id = ctx.commit(snapshot)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;
     Ok(false)
 }

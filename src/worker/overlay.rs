@@ -1,0 +1,176 @@
+//! The overlayfs snapshotter: a step's root is an overlay of the parent layers' dirs (topmost
+//! first) with upper/, work/ and merged/ in one temp dir of the store, so that the upper dir,
+//! which receives every change, is renamed into layers/ as the new layer without a copy.
+
+// Boundary: every path here is a dir rbuild makes in its own store (temp dirs, layer dirs).
+#![allow(clippy::disallowed_methods)]
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use rbuild_runtime::RootfsSpec;
+use rustix::fs::{Mode, OFlags};
+
+use super::{io_error, Snapshot, Snapshotter, WorkerError};
+use crate::store::{LayerInfo, Lease, Store};
+
+pub struct OverlaySnapshotter;
+
+/// The layer dirs of `layers` (bottom first in the config), topmost first as overlay wants.
+fn lower_dirs(store: &Store, layers: &[String]) -> Result<Vec<PathBuf>, WorkerError> {
+    Ok(layers
+        .iter()
+        .rev()
+        .map(|d| store.layer_dir(d))
+        .collect::<Result<_, _>>()?)
+}
+
+fn create_dir(dir: &std::path::Path) -> Result<(), WorkerError> {
+    std::fs::create_dir(dir).map_err(io_error("create", dir))
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn name(&self) -> &'static str {
+        "overlayfs"
+    }
+
+    fn prepare(
+        &self,
+        store: &Store,
+        layers: &[String],
+        purpose: &str,
+    ) -> Result<Snapshot, WorkerError> {
+        let temp = store.temp_dir(purpose)?;
+        let mut lower_dirs = lower_dirs(store, layers)?;
+        if lower_dirs.is_empty() {
+            // overlay needs a lower layer; FROM scratch has none.
+            let empty = temp.path().join("empty");
+            create_dir(&empty)?;
+            lower_dirs.push(empty);
+        }
+        let rootfs = RootfsSpec {
+            lower_dirs,
+            upper_dir: temp.path().join("upper"),
+            work_dir: temp.path().join("work"),
+            merged_dir: temp.path().join("merged"),
+        };
+        for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
+            create_dir(dir)?;
+        }
+        // The upper dir's root becomes the image's / when committed: root-owned, 0755.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rootfs.upper_dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error("chmod", &rootfs.upper_dir))?;
+        Ok(Snapshot { rootfs, temp })
+    }
+
+    fn view(
+        &self,
+        store: &Store,
+        layers: &[String],
+        purpose: &str,
+    ) -> Result<Snapshot, WorkerError> {
+        let temp = store.temp_dir(purpose)?;
+        let mut lower_dirs = lower_dirs(store, layers)?;
+        // Without an upper dir overlay wants two lowers at least.
+        let empty = temp.path().join("empty");
+        create_dir(&empty)?;
+        lower_dirs.push(empty);
+        let merged_dir = temp.path().join("merged");
+        create_dir(&merged_dir)?;
+        let rootfs = RootfsSpec {
+            lower_dirs,
+            upper_dir: PathBuf::new(),
+            work_dir: PathBuf::new(),
+            merged_dir,
+        };
+        Ok(Snapshot { rootfs, temp })
+    }
+
+    fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError> {
+        MountedRootfs::mount(&snapshot.rootfs)
+    }
+
+    /// The upper dir's tar digest is computed by streaming, then the dir is renamed into the
+    /// store.
+    fn commit(
+        &self,
+        store: &Store,
+        lease: &Lease,
+        snapshot: Snapshot,
+    ) -> Result<Option<String>, WorkerError> {
+        let upper = &snapshot.rootfs.upper_dir;
+        let is_empty = std::fs::read_dir(upper)
+            .map_err(io_error("read", upper))?
+            .next()
+            .is_none();
+        if is_empty {
+            return Ok(None);
+        }
+        let digest = crate::snapshot::layer_diff_id(upper)?;
+        let diff_id = digest.as_oci();
+        // Claimed before it exists, so that no prune removes it before an image or record does.
+        lease.hold_new(store, &diff_id)?;
+        store.commit_layer(
+            upper,
+            &LayerInfo {
+                diff_id: diff_id.clone(),
+                tar_size: digest.size,
+                blobs: Vec::new(),
+            },
+        )?;
+        Ok(Some(diff_id))
+    }
+}
+
+/// An overlay mounted at its merged dir in rbuild's own mount namespace, unmounted on drop
+/// (also on error paths).
+pub struct MountedRootfs {
+    merged: PathBuf,
+    root: OwnedFd,
+}
+
+impl MountedRootfs {
+    fn mount(rootfs: &RootfsSpec) -> Result<MountedRootfs, WorkerError> {
+        rbuild_runtime::mounts::mount_overlay(rootfs)?;
+        match rustix::fs::open(
+            &rootfs.merged_dir,
+            OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(root) => Ok(MountedRootfs {
+                merged: rootfs.merged_dir.clone(),
+                root,
+            }),
+            Err(e) => {
+                let _ = nix::mount::umount2(&rootfs.merged_dir, nix::mount::MntFlags::MNT_DETACH);
+                Err(io_error("open", &rootfs.merged_dir)(e.into()))
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        &self.merged
+    }
+
+    /// A dirfd of the image's `/`: every path below is resolved against it, never the host.
+    pub fn root_fd(&self) -> &OwnedFd {
+        &self.root
+    }
+
+    /// Reads a small file of the image (e.g. /etc/passwd), empty when missing.
+    pub fn read_image_file(&self, path: &str) -> String {
+        let Ok(fd) = boundary::open_in_root(&self.root, path, OFlags::RDONLY) else {
+            return String::new();
+        };
+        std::io::read_to_string(std::fs::File::from(fd)).unwrap_or_default()
+    }
+}
+
+impl Drop for MountedRootfs {
+    fn drop(&mut self) {
+        // The root fd is closed after the lazy unmount; the mount goes once it is.
+        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
