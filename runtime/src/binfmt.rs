@@ -199,11 +199,11 @@ impl SandboxedBinfmt {
 
 /// Chooses how `architecture` runs, in the order of the issue: native; the sandboxed
 /// binfmt_misc with qemu-<arch>-static from PATH; a host registration; else an error naming
-/// the fix. `sandbox` is None when the sandboxed instance could not be mounted.
+/// the fix. `sandbox` is why the sandboxed instance could not be mounted, when it could not.
 pub fn choose(
     architecture: &str,
     host: &str,
-    sandbox: Result<&SandboxedBinfmt, &str>,
+    sandbox: Result<&SandboxedBinfmt, &SetupError>,
 ) -> Result<Emulation, EmulationError> {
     if is_native(architecture, host) {
         return Ok(Emulation::Native);
@@ -218,14 +218,18 @@ pub fn choose(
                 interpreter: interpreter.clone(),
             });
         }
-        (Err(detail), _) => {
+        (Err(why), _) => {
             if let Some(name) = host_registration(target.qemu) {
                 return Ok(Emulation::HostRegistration { name });
             }
             if interpreter.is_some() {
+                let detail = match std::error::Error::source(why) {
+                    Some(cause) => format!("{why}: {cause}"),
+                    None => why.to_string(),
+                };
                 return Err(EmulationError::NoSandbox {
                     architecture: architecture.to_string(),
-                    detail: detail.to_string(),
+                    detail,
                 });
             }
         }
@@ -265,11 +269,11 @@ mod tests {
             );
         }
         assert!(matches!(
-            choose("arm64", "arm64", Err("n/a")),
+            choose("arm64", "arm64", Err(&SetupError::Refused("n/a".into()))),
             Ok(Emulation::Native)
         ));
         assert!(matches!(
-            choose("mips", "amd64", Err("n/a")),
+            choose("mips", "amd64", Err(&SetupError::Refused("n/a".into()))),
             Err(EmulationError::Unknown(_))
         ));
     }

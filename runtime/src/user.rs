@@ -131,10 +131,8 @@ mod tests {
         Result<(u32, u32, Vec<u32>, &'static str), &'static str>,
     );
 
-    fn resolve(spec: &str) -> Result<Resolved, String> {
-        resolve_user(spec, PASSWD, GROUP)
-            .map(|u| (u.uid, u.gid, u.additional_gids, u.home))
-            .map_err(|e| e.to_string())
+    fn resolve(spec: &str) -> Result<Resolved, RuntimeError> {
+        resolve_user(spec, PASSWD, GROUP).map(|u| (u.uid, u.gid, u.additional_gids, u.home))
     }
 
     #[test]
@@ -165,7 +163,11 @@ mod tests {
                 .clone()
                 .map(|(u, g, a, h)| (u, g, a, h.to_string()))
                 .map_err(str::to_string);
-            assert_eq!(resolve(spec), want, "USER {spec}");
+            assert_eq!(
+                resolve(spec).map_err(|e| e.to_string()),
+                want,
+                "USER {spec}"
+            );
         }
     }
 

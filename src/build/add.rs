@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use boundary::decompress::Compression;
 use boundary::{ExtractOptions, Format, Ownership};
 
+use super::rootfs::ImageFsError;
 use crate::context::SourceEntry;
 
 /// What `entry` is, if it is an archive ADD extracts: its compression told by magic bytes,
@@ -26,15 +27,19 @@ pub fn extract_archive(
     entry: &SourceEntry,
     dest: &str,
     owner: Option<(u32, u32)>,
-) -> Result<(), String> {
+) -> Result<(), ImageFsError> {
     let archive = &entry.host_path;
-    let file = entry
-        .open()
-        .map_err(|e| format!("open {}: {e}", archive.display()))?;
-    let (_, stream) = boundary::decompress::decompressing_reader(file)
-        .map_err(|e| format!("read {}: {e}", archive.display()))?;
-    let dest_fd = boundary::mkdir_all_in_root(root, dest, 0o755, Some((0, 0)))
-        .map_err(|e| format!("{dest}: {e}"))?;
+    let source_error = |action| {
+        move |source| ImageFsError::Source {
+            action,
+            path: archive.clone(),
+            source,
+        }
+    };
+    let file = entry.open().map_err(source_error("open"))?;
+    let (_, stream) =
+        boundary::decompress::decompressing_reader(file).map_err(source_error("read"))?;
+    let dest_fd = super::rootfs::mkdir_all_in_root(root, dest, 0o755, (0, 0))?;
     let options = ExtractOptions {
         format: Format::Plain,
         ownership: match owner {
@@ -45,12 +50,10 @@ pub fn extract_archive(
         links: true,
         xattrs: false,
     };
-    boundary::extract_tar(stream, &dest_fd, options).map_err(|e| {
-        format!(
-            "extract {} into {dest}: {}",
-            archive.display(),
-            crate::error_chain(&e)
-        )
+    boundary::extract_tar(stream, &dest_fd, options).map_err(|source| ImageFsError::Extract {
+        archive: archive.clone(),
+        dest: dest.to_string(),
+        source,
     })?;
     Ok(())
 }

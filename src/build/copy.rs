@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use boundary::write::{self, EntryMeta};
 use rustix::fs::{FileType, OFlags};
 
-use super::rootfs::{mkdir_all_in_root, open_in_root};
+use super::rootfs::{mkdir_all_in_root, open_in_root, ImageFsError};
 use crate::context::{Selected, SourceKind};
 
 /// How files land: an owner for all (--chown, or root for context files) or None to keep the
@@ -19,6 +19,15 @@ pub struct CopyAttrs {
     pub chmod: Option<Chmod>,
     /// --parents: a directory source lands at `dest/<its name>`, not merged into dest.
     pub keep_dir_names: bool,
+}
+
+/// A `--chmod` value BuildKit refuses, worded as it words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChmodError {
+    #[error("invalid chmod parameter: '{0}'. it should be octal string and between 0 and 07777")]
+    OutOfRange(String),
+    #[error("invalid chmod parameter: '{0}'")]
+    Invalid(String),
 }
 
 /// `--chmod`: octal (`0644`) or symbolic (`u+x,g-w,o=r`).
@@ -37,19 +46,19 @@ pub struct SymbolicClause {
 }
 
 impl Chmod {
-    pub fn parse(text: &str) -> Result<Chmod, String> {
+    pub fn parse(text: &str) -> Result<Chmod, ChmodError> {
         if let Ok(mode) = u32::from_str_radix(text, 8) {
             return if mode <= 0o7777 {
                 Ok(Chmod::Octal(mode))
             } else {
-                Err(format!("invalid chmod parameter: '{text}'. it should be octal string and between 0 and 07777"))
+                Err(ChmodError::OutOfRange(text.to_string()))
             };
         }
         let mut clauses = Vec::new();
         for clause in text.split(',') {
             let op_at = clause
                 .find(['+', '-', '='])
-                .ok_or_else(|| format!("invalid chmod parameter: '{text}'"))?;
+                .ok_or_else(|| ChmodError::Invalid(text.to_string()))?;
             let (who_text, rest) = clause.split_at(op_at);
             let mut who = 0;
             for c in who_text.chars() {
@@ -58,7 +67,7 @@ impl Chmod {
                     'g' => 0o2070,
                     'o' => 0o0007,
                     'a' => 0o6777,
-                    _ => return Err(format!("invalid chmod parameter: '{text}'")),
+                    _ => return Err(ChmodError::Invalid(text.to_string())),
                 };
             }
             if who == 0 {
@@ -67,7 +76,7 @@ impl Chmod {
             let op = rest.chars().next().unwrap_or('=');
             let perms = rest[1..].to_string();
             if !perms.chars().all(|c| "rwxXst".contains(c)) {
-                return Err(format!("invalid chmod parameter: '{text}'"));
+                return Err(ChmodError::Invalid(text.to_string()));
             }
             clauses.push(SymbolicClause { who, op, perms });
         }
@@ -141,8 +150,7 @@ pub fn copy_sources(
     dest: &str,
     dest_is_dir: bool,
     attrs: CopyAttrs,
-) -> Result<(), String> {
-    let written = |e: write::WriteError| crate::error_chain(&e);
+) -> Result<(), ImageFsError> {
     let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
     let mut dir_times: Vec<(String, (i64, i64))> = Vec::new();
     for sel in selected {
@@ -182,23 +190,23 @@ pub fn copy_sources(
             let name = OsStr::new(name);
             match &entry.kind {
                 SourceKind::Dir => {
-                    let fd = write::dir(&parent_fd, name, &target).map_err(written)?;
-                    write::set_owner_mode(&fd, &target, &meta).map_err(written)?;
+                    let fd = write::dir(&parent_fd, name, &target)?;
+                    write::set_owner_mode(&fd, &target, &meta)?;
                     dir_times.push((target.clone(), meta.mtime));
                 }
                 SourceKind::File { .. } => {
-                    let mut input = entry
-                        .open()
-                        .map_err(|e| format!("read {}: {e}", entry.host_path.display()))?;
-                    write::file(&parent_fd, name, &target, &mut input, &meta).map_err(written)?;
+                    let mut input = entry.open().map_err(|source| ImageFsError::Source {
+                        action: "read",
+                        path: entry.host_path.clone(),
+                        source,
+                    })?;
+                    write::file(&parent_fd, name, &target, &mut input, &meta)?;
                 }
                 SourceKind::Fifo => {
-                    write::node(&parent_fd, name, &target, FileType::Fifo, 0, &meta)
-                        .map_err(written)?;
+                    write::node(&parent_fd, name, &target, FileType::Fifo, 0, &meta)?;
                 }
                 SourceKind::Symlink { target: link } => {
-                    write::symlink(&parent_fd, name, &target, OsStr::new(link), &meta)
-                        .map_err(written)?;
+                    write::symlink(&parent_fd, name, &target, OsStr::new(link), &meta)?;
                 }
             }
         }
@@ -210,18 +218,6 @@ pub fn copy_sources(
         }
     }
     Ok(())
-}
-
-pub(super) fn chown_error(target: &str, owner: (u32, u32), e: rustix::io::Errno) -> String {
-    if e == rustix::io::Errno::INVAL {
-        format!(
-            "chown {target} to {}:{}: the id is not mapped in the user namespace (add a subordinate \
-             id range in /etc/subuid and /etc/subgid)",
-            owner.0, owner.1
-        )
-    } else {
-        format!("chown {target}: {e}")
-    }
 }
 
 #[cfg(test)]

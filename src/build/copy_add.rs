@@ -160,7 +160,7 @@ pub(super) fn copy(
 ) -> Result<bool, BuildError> {
     let keyword = if is_add { "ADD" } else { "COPY" };
     // Which flags each instruction takes the parser has checked; here they are read, once.
-    let flags = CopyFlags::read(&args.flags).map_err(|m| loc.error(keyword, m))?;
+    let flags = CopyFlags::read(&args.flags).map_err(|e| loc.error(keyword, e.to_string()))?;
     let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
     if is_add {
         if let Some(remote) = args.sources.iter().find(|s| {
@@ -201,7 +201,7 @@ pub(super) fn copy(
         .as_deref()
         .map(Chmod::parse)
         .transpose()
-        .map_err(|m| loc.error(keyword, m))?;
+        .map_err(|e| loc.error(keyword, e.to_string()))?;
     let excludes: Vec<String> = flags
         .excludes
         .iter()
@@ -430,7 +430,7 @@ pub(super) fn copy(
             // Extracted files keep the archive's owners unless --chown says otherwise.
             let chown_owner = if chown.is_some() { owner } else { None };
             super::add::extract_archive(mounted.root_fd(), entry, &dest, chown_owner)
-                .map_err(|m| loc.error(keyword, m))?;
+                .map_err(|e| loc.error(keyword, crate::error_chain(&e)))?;
         }
         let attrs = CopyAttrs {
             owner,
@@ -444,7 +444,7 @@ pub(super) fn copy(
             several || dest_is_dir || parents,
             attrs,
         )
-        .map_err(|m| loc.error(keyword, m))?;
+        .map_err(|e| loc.error(keyword, crate::error_chain(&e)))?;
     }
     drop(source);
     let diff_id = ctx.commit(snapshot)?;

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use rbuild_runtime::binfmt::{self, Emulation, SandboxedBinfmt};
+use rbuild_runtime::SetupError;
 
 use super::BuildError;
 use crate::plan::Platform;
@@ -12,17 +13,17 @@ use crate::progress::Progress;
 use crate::store::Store;
 
 /// The sandboxed instance, mounted once per process (its user namespace owns it).
-static SANDBOX: OnceLock<Result<SandboxedBinfmt, String>> = OnceLock::new();
+static SANDBOX: OnceLock<Result<SandboxedBinfmt, SetupError>> = OnceLock::new();
 
-fn sandbox(store: &Store) -> Result<&'static SandboxedBinfmt, &'static str> {
+fn sandbox(store: &Store) -> Result<&'static SandboxedBinfmt, &'static SetupError> {
     let mounted = SANDBOX.get_or_init(|| {
         let mount_point = store
             .root()
             .join("tmp")
             .join(format!("{}-binfmt", std::process::id()));
-        SandboxedBinfmt::mount(&mount_point).map_err(|e| crate::error_chain(&e))
+        SandboxedBinfmt::mount(&mount_point)
     });
-    mounted.as_ref().map_err(String::as_str)
+    mounted.as_ref()
 }
 
 /// How `platform`'s binaries run here, registering QEMU when needed.

@@ -107,11 +107,7 @@ pub(super) fn pull_image(
         ctx.store,
         &reference,
         &crate::registry::PullOptions {
-            platform: Some(crate::registry::Platform {
-                os: platform.os.clone(),
-                architecture: platform.architecture.clone(),
-                variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
-            }),
+            platform: Some(platform.clone()),
         },
         log,
     )

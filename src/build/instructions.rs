@@ -126,7 +126,7 @@ pub(super) fn dispatch(
             for raw in ports {
                 let word = expand(loc, "EXPOSE", raw, escape, &|n| stage.lookup(n))?;
                 for port in word.split_whitespace() {
-                    added.extend(parse_port(port).map_err(|m| loc.error("EXPOSE", m))?);
+                    added.extend(parse_port(port).map_err(|e| loc.error("EXPOSE", e.to_string()))?);
                 }
             }
             added.sort();
@@ -177,13 +177,13 @@ pub(super) fn dispatch(
         }
         InstructionKind::StopSignal(signal) => {
             let signal = expand(loc, "STOPSIGNAL", signal, escape, &|n| stage.lookup(n))?;
-            validate_signal(&signal).map_err(|m| loc.error("STOPSIGNAL", m))?;
+            validate_signal(&signal).map_err(|e| loc.error("STOPSIGNAL", e.to_string()))?;
             stage.config.config.stop_signal = signal.clone();
             stage.add_history(format!("STOPSIGNAL {signal}"), now, true);
         }
         InstructionKind::Healthcheck(check) => {
             let (value, text) =
-                healthcheck(stage, check).map_err(|m| loc.error("HEALTHCHECK", m))?;
+                healthcheck(stage, check).map_err(|e| loc.error("HEALTHCHECK", e.to_string()))?;
             stage.config.config.healthcheck = Some(value);
             stage.add_history(format!("HEALTHCHECK {text}"), now, true);
         }

@@ -5,25 +5,48 @@ use super::history::go_quoted_list;
 use super::Stage;
 use crate::dockerfile::{Command, Healthcheck};
 
+/// A value a metadata instruction cannot take, worded as docker words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ValueError {
+    #[error("invalid proto: {0}")]
+    Protocol(String),
+    #[error("invalid containerPort: {0}")]
+    Port(String),
+    #[error("invalid range specified for container port: {0}")]
+    PortRange(String),
+    #[error("invalid signal: {0}")]
+    Signal(String),
+    #[error("empty duration")]
+    EmptyDuration,
+    #[error("invalid duration {0:?}")]
+    Duration(String),
+    #[error("--{0} cannot be less than 1ms")]
+    TooShort(String),
+    #[error("invalid --retries value {0:?}")]
+    Retries(String),
+    #[error("--retries cannot be negative")]
+    NegativeRetries,
+    #[error("unknown flag: --{0}")]
+    UnknownFlag(String),
+}
+
 /// `80`, `80/udp`, `8000-8002/tcp` -> `80/tcp`, ... as docker's nat.ParsePortSpecs.
-pub(super) fn parse_port(spec: &str) -> Result<Vec<String>, String> {
+pub(super) fn parse_port(spec: &str) -> Result<Vec<String>, ValueError> {
     let (range, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
+        return Err(ValueError::Protocol(proto));
     }
     let parse = |p: &str| {
         p.parse::<u16>()
-            .map_err(|_| format!("invalid containerPort: {spec}"))
+            .map_err(|_| ValueError::Port(spec.to_string()))
     };
     let (start, end) = match range.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
         None => (parse(range)?, parse(range)?),
     };
     if end < start {
-        return Err(format!(
-            "invalid range specified for container port: {spec}"
-        ));
+        return Err(ValueError::PortRange(spec.to_string()));
     }
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
@@ -34,12 +57,12 @@ pub(super) const SIGNALS: [&str; 31] = [
     "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
 ];
 
-pub(super) fn validate_signal(signal: &str) -> Result<(), String> {
+pub(super) fn validate_signal(signal: &str) -> Result<(), ValueError> {
     if let Ok(n) = signal.parse::<u32>() {
         return if (1..=64).contains(&n) {
             Ok(())
         } else {
-            Err(format!("invalid signal: {signal}"))
+            Err(ValueError::Signal(signal.to_string()))
         };
     }
     let name = signal.strip_prefix("SIG").unwrap_or(signal);
@@ -47,16 +70,16 @@ pub(super) fn validate_signal(signal: &str) -> Result<(), String> {
     if SIGNALS.contains(&name) || realtime {
         Ok(())
     } else {
-        Err(format!("invalid signal: {signal}"))
+        Err(ValueError::Signal(signal.to_string()))
     }
 }
 
 /// Go duration text (`30s`, `1m30s`, `500ms`) -> nanoseconds.
-pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
+pub(super) fn parse_duration(text: &str) -> Result<i64, ValueError> {
     let mut total: f64 = 0.0;
     let mut rest = text;
     if rest.is_empty() {
-        return Err("empty duration".into());
+        return Err(ValueError::EmptyDuration);
     }
     while !rest.is_empty() {
         let number_len = rest
@@ -64,7 +87,7 @@ pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
             .unwrap_or(rest.len());
         let value: f64 = rest[..number_len]
             .parse()
-            .map_err(|_| format!("invalid duration {text:?}"))?;
+            .map_err(|_| ValueError::Duration(text.to_string()))?;
         rest = &rest[number_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -76,7 +99,7 @@ pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            _ => return Err(format!("invalid duration {text:?}")),
+            _ => return Err(ValueError::Duration(text.to_string())),
         };
         total += value * scale;
         rest = &rest[unit_len..];
@@ -114,7 +137,7 @@ pub(super) fn go_duration(ns: i64) -> String {
 pub(super) fn healthcheck(
     stage: &Stage,
     check: &Healthcheck,
-) -> Result<(serde_json::Value, String), String> {
+) -> Result<(serde_json::Value, String), ValueError> {
     let (flags, command) = match check {
         Healthcheck::Disable => {
             let value = serde_json::json!({"Test": ["NONE"]});
@@ -140,18 +163,18 @@ pub(super) fn healthcheck(
         if let Some(i) = names.iter().position(|n| *n == flag.name) {
             let ns = parse_duration(value)?;
             if ns != 0 && ns < 1_000_000 {
-                return Err(format!("--{} cannot be less than 1ms", flag.name));
+                return Err(ValueError::TooShort(flag.name.clone()));
             }
             durations[i] = ns;
         } else if flag.name == "retries" {
             retries = value
                 .parse()
-                .map_err(|_| format!("invalid --retries value {value:?}"))?;
+                .map_err(|_| ValueError::Retries(value.to_string()))?;
             if retries < 0 {
-                return Err("--retries cannot be negative".into());
+                return Err(ValueError::NegativeRetries);
             }
         } else {
-            return Err(format!("unknown flag: --{}", flag.name));
+            return Err(ValueError::UnknownFlag(flag.name.clone()));
         }
     }
     let mut value = serde_json::Map::new();

@@ -14,7 +14,6 @@ mod metadata;
 mod result;
 mod rootfs;
 mod run;
-mod runmount;
 mod stage;
 mod steps;
 mod time;

@@ -13,11 +13,10 @@ use super::error::{io_error, BuildError, Location};
 use super::history::run_created_by;
 use super::images::image_config;
 use super::instructions::command_args;
-use super::runmount::{parse_mount, MountKind, RunMount, Sharing};
 use super::steps::{finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
-use crate::dockerfile::{Command, Flag, Heredoc, RunFlags};
+use crate::dockerfile::{Command, Flag, Heredoc, MountKind, RunFlags, RunMount, Sharing};
 use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
 use crate::progress::StageProgress;
 
@@ -45,17 +44,11 @@ pub(super) fn run(
         .network
         .clone()
         .unwrap_or_else(|| "default".into());
-    let run_flags = RunFlags::read(flags);
+    let run_flags = RunFlags::read(flags).map_err(|e| loc.error("RUN", e.to_string()))?;
     if let Some(value) = &run_flags.network {
         network = value.clone();
     }
-    let mount_specs = run_flags
-        .mounts
-        .iter()
-        .map(|value| {
-            parse_mount(value).map_err(|m| loc.error("RUN", format!("--mount={value}: {m}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mount_specs = &run_flags.mounts;
     let security = match run_flags.security.as_deref() {
         None | Some("sandbox") => Security::Sandbox,
         Some("insecure") if ctx.options.allow_insecure => Security::Insecure,

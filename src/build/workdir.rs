@@ -35,7 +35,7 @@ pub(super) fn workdir(
             resolve_owner(&mounted, &user, loc, "WORKDIR")?
         };
         mkdir_all_in_root(mounted.root_fd(), &wd, 0o755, owner)
-            .map_err(|m| loc.error("WORKDIR", m))?;
+            .map_err(|e| loc.error("WORKDIR", crate::error_chain(&e)))?;
     }
     let diff_id = ctx.commit(snapshot)?;
     finish_step(ctx, stage, key, diff_id, created_by)?;

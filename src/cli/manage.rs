@@ -207,7 +207,7 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
         "linux/ppc64le",
         "linux/s390x",
     ] {
-        let platform = rbuild::plan::Platform::parse(text).map_err(anyhow::Error::msg)?;
+        let platform = rbuild::plan::Platform::parse(text)?;
         match rbuild::build::emulation::emulation_for(&store, &platform) {
             Ok(how) => outln!("{text}: {how}"),
             Err(e) => outln!("{text}: unavailable: {e}"),

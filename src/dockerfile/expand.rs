@@ -24,8 +24,28 @@ pub struct Expansion {
 pub struct ExpandError {
     /// The word as given to [`expand_word`].
     pub word: String,
-    /// What went wrong, e.g. `syntax error: missing '}'` or `V: is not allowed to be unset`.
-    pub message: String,
+    /// What went wrong.
+    pub message: ExpandFailure,
+}
+
+/// What is wrong with a word, worded as BuildKit's shell lexer words it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ExpandFailure {
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unterminated(char),
+    #[error("unexpected end of statement while looking for matching {0}")]
+    UnterminatedQuote(&'static str),
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// `${V?message}` / `${V:?message}`: the message, or what is wrong with V.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
 }
 
 /// Expands `word` (see the module documentation). `lookup` returns a variable's value, or
@@ -116,9 +136,12 @@ impl Lexer<'_> {
 
     /// Processes until the end of input (`stops` empty) or an unquoted, unescaped character in
     /// `stops`, which is consumed and returned.
-    fn process_stop_on(&mut self, stops: &[char]) -> Result<(Vec<Piece>, Option<char>), String> {
+    fn process_stop_on(
+        &mut self,
+        stops: &[char],
+    ) -> Result<(Vec<Piece>, Option<char>), ExpandFailure> {
         if self.depth >= MAX_NESTING {
-            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+            return Err(ExpandFailure::TooDeep);
         }
         self.depth += 1;
         let result = self.process_stop_on_inner(stops);
@@ -129,7 +152,7 @@ impl Lexer<'_> {
     fn process_stop_on_inner(
         &mut self,
         stops: &[char],
-    ) -> Result<(Vec<Piece>, Option<char>), String> {
+    ) -> Result<(Vec<Piece>, Option<char>), ExpandFailure> {
         let mut out = Vec::new();
         while let Some(c) = self.peek() {
             if stops.contains(&c) {
@@ -155,41 +178,29 @@ impl Lexer<'_> {
             }
         }
         match stops.first() {
-            Some(stop) => Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            )),
+            Some(stop) => Err(ExpandFailure::Unterminated(*stop)),
             None => Ok((out, None)),
         }
     }
 
-    fn single_quote(&mut self) -> Result<Vec<Piece>, String> {
+    fn single_quote(&mut self) -> Result<Vec<Piece>, ExpandFailure> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .to_string(),
-                    )
-                }
+                None => return Err(ExpandFailure::UnterminatedQuote("single-quote")),
                 Some('\'') => return Ok(out),
                 Some(c) => out.push((c, true)),
             }
         }
     }
 
-    fn double_quote(&mut self) -> Result<Vec<Piece>, String> {
+    fn double_quote(&mut self) -> Result<Vec<Piece>, ExpandFailure> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .to_string(),
-                    )
-                }
+                None => return Err(ExpandFailure::UnterminatedQuote("double-quote")),
                 Some('"') => {
                     self.pos += 1;
                     return Ok(out);
@@ -245,7 +256,7 @@ impl Lexer<'_> {
         name
     }
 
-    fn dollar(&mut self) -> Result<Vec<Piece>, String> {
+    fn dollar(&mut self) -> Result<Vec<Piece>, ExpandFailure> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -257,16 +268,16 @@ impl Lexer<'_> {
         }
         self.pos += 1;
         match self.peek() {
-            None => return Err(MISSING_BRACE.to_string()),
-            Some('{' | '}' | ':') => return Err(BAD_SUBST.to_string()),
+            None => return Err(ExpandFailure::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ExpandFailure::BadSubstitution),
             Some(_) => {}
         }
         let name = self.process_name();
         let Some(ch) = self.next() else {
-            return Err(MISSING_BRACE.to_string());
+            return Err(ExpandFailure::MissingBrace);
         };
         if name.is_empty() {
-            return Err(BAD_SUBST.to_string());
+            return Err(ExpandFailure::BadSubstitution);
         }
         match ch {
             '}' => {
@@ -274,7 +285,7 @@ impl Lexer<'_> {
                 Ok(unquoted(&value))
             }
             ':' => match self.next() {
-                None => Err(MISSING_BRACE.to_string()),
+                None => Err(ExpandFailure::MissingBrace),
                 Some('-') => self.modifier(&name, Op::Default, true),
                 Some('+') => self.modifier(&name, Op::Alternative, true),
                 Some('?') => self.modifier(&name, Op::Required, true),
@@ -282,7 +293,7 @@ impl Lexer<'_> {
                 Some(c) => {
                     // Consume the rest so that a missing '}' is reported as such.
                     self.word_until_brace()?;
-                    Err(format!("unsupported modifier (:{c}) in substitution"))
+                    Err(ExpandFailure::UnsupportedModifier(format!(":{c}")))
                 }
             },
             '-' => self.modifier(&name, Op::Default, false),
@@ -292,21 +303,26 @@ impl Lexer<'_> {
             '/' => self.replace(&name),
             c => {
                 self.word_until_brace()?;
-                Err(format!("unsupported modifier ({c}) in substitution"))
+                Err(ExpandFailure::UnsupportedModifier(c.to_string()))
             }
         }
     }
 
     /// The word up to the closing `}` (consumed).
-    fn word_until_brace(&mut self) -> Result<Vec<Piece>, String> {
+    fn word_until_brace(&mut self) -> Result<Vec<Piece>, ExpandFailure> {
         match self.process_stop_on(&['}']) {
             Ok((word, _)) => Ok(word),
-            Err(_) if self.peek().is_none() => Err(MISSING_BRACE.to_string()),
+            Err(_) if self.peek().is_none() => Err(ExpandFailure::MissingBrace),
             Err(e) => Err(e),
         }
     }
 
-    fn modifier(&mut self, name: &str, op: Op, null_is_unset: bool) -> Result<Vec<Piece>, String> {
+    fn modifier(
+        &mut self,
+        name: &str,
+        op: Op,
+        null_is_unset: bool,
+    ) -> Result<Vec<Piece>, ExpandFailure> {
         let value = self.get_env(name);
         let word = self.word_until_brace()?;
         let empty = match &value {
@@ -323,29 +339,29 @@ impl Lexer<'_> {
             Op::Required => {
                 let message = pieces_to_string(&word);
                 match value {
-                    None => Err(format!(
-                        "{name}: {}",
-                        if message.is_empty() {
-                            "is not allowed to be unset"
+                    None => Err(ExpandFailure::Required {
+                        name: name.to_string(),
+                        message: if message.is_empty() {
+                            "is not allowed to be unset".to_string()
                         } else {
-                            &message
-                        }
-                    )),
-                    Some(v) if v.is_empty() && null_is_unset => Err(format!(
-                        "{name}: {}",
-                        if message.is_empty() {
-                            "is not allowed to be empty"
+                            message
+                        },
+                    }),
+                    Some(v) if v.is_empty() && null_is_unset => Err(ExpandFailure::Required {
+                        name: name.to_string(),
+                        message: if message.is_empty() {
+                            "is not allowed to be empty".to_string()
                         } else {
-                            &message
-                        }
-                    )),
+                            message
+                        },
+                    }),
                     Some(v) => Ok(unquoted(&v)),
                 }
             }
         }
     }
 
-    fn trim(&mut self, name: &str, op: char) -> Result<Vec<Piece>, String> {
+    fn trim(&mut self, name: &str, op: char) -> Result<Vec<Piece>, ExpandFailure> {
         let longest = if self.peek() == Some(op) {
             self.pos += 1;
             true
@@ -378,7 +394,7 @@ impl Lexer<'_> {
         Ok(result.iter().map(|c| (*c, false)).collect())
     }
 
-    fn replace(&mut self, name: &str) -> Result<Vec<Piece>, String> {
+    fn replace(&mut self, name: &str) -> Result<Vec<Piece>, ExpandFailure> {
         let all = if self.peek() == Some('/') {
             self.pos += 1;
             true
@@ -388,7 +404,7 @@ impl Lexer<'_> {
         let value = self.get_env(name).unwrap_or_default();
         let (pattern, stop) = match self.process_stop_on(&['/', '}']) {
             Ok(r) => r,
-            Err(_) if self.peek().is_none() => return Err(MISSING_BRACE.to_string()),
+            Err(_) if self.peek().is_none() => return Err(ExpandFailure::MissingBrace),
             Err(e) => return Err(e),
         };
         // `${V/pattern}` (no replacement) deletes the match, as in bash.
@@ -433,9 +449,6 @@ impl Lexer<'_> {
         Ok(out)
     }
 }
-
-const MISSING_BRACE: &str = "syntax error: missing '}'";
-const BAD_SUBST: &str = "syntax error: bad substitution";
 
 /// A compiled glob token.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,16 +3,33 @@
 
 use super::ast::Flag;
 
+/// A flag an instruction cannot take, worded as BuildKit words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("arg should start with -- : {0}")]
+    NotAFlag(String),
+    #[error("unknown flag: {0}")]
+    Unknown(String),
+    #[error("duplicate flag specified: {0}")]
+    Duplicate(String),
+    #[error("missing a value on flag: {0}")]
+    MissingValue(String),
+    #[error("expecting boolean value for flag {name}, not: {value}")]
+    NotBoolean { name: String, value: String },
+    #[error("--{name}={value}: expected true or false")]
+    BadBool { name: String, value: String },
+}
+
 /// The one rule for a boolean flag, as BuildKit's: `--link` or `--link=true` is true,
 /// `--link=false` is false (case-insensitive), anything else is an error naming the flag.
-pub fn flag_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
+pub fn flag_bool(name: &str, value: Option<&str>) -> Result<bool, FlagError> {
     match value.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(_) => Err(format!(
-            "--{name}={}: expected true or false",
-            value.unwrap_or_default()
-        )),
+        Some(_) => Err(FlagError::BadBool {
+            name: name.to_string(),
+            value: value.unwrap_or_default().to_string(),
+        }),
     }
 }
 
@@ -23,7 +40,7 @@ fn value_of(flags: &[Flag], name: &str) -> Option<String> {
         .map(|f| f.value.clone().unwrap_or_default())
 }
 
-fn bool_of(flags: &[Flag], name: &str) -> Result<Option<bool>, String> {
+fn bool_of(flags: &[Flag], name: &str) -> Result<Option<bool>, FlagError> {
     flags
         .iter()
         .find(|f| f.name == name)
@@ -47,7 +64,7 @@ pub struct CopyFlags {
 }
 
 impl CopyFlags {
-    pub fn read(flags: &[Flag]) -> Result<CopyFlags, String> {
+    pub fn read(flags: &[Flag]) -> Result<CopyFlags, FlagError> {
         Ok(CopyFlags {
             from: value_of(flags, "from"),
             chown: value_of(flags, "chown"),
@@ -66,26 +83,40 @@ impl CopyFlags {
     }
 }
 
-/// The flags of RUN: `--mount` specs (parsed by the solver, which knows the mount types),
-/// `--network`, `--security`.
+/// A `--mount` of a RUN that cannot be read: the value and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--mount={value}: {error}")]
+pub struct RunFlagError {
+    pub value: String,
+    pub error: super::runmount::MountSpecError,
+}
+
+/// The flags of RUN: its mounts, `--network`, `--security`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFlags {
-    pub mounts: Vec<String>,
+    pub mounts: Vec<super::runmount::RunMount>,
     pub network: Option<String>,
     pub security: Option<String>,
 }
 
 impl RunFlags {
-    pub fn read(flags: &[Flag]) -> RunFlags {
-        RunFlags {
-            mounts: flags
-                .iter()
-                .filter(|f| f.name == "mount")
-                .map(|f| f.value.clone().unwrap_or_default())
-                .collect(),
+    pub fn read(flags: &[Flag]) -> Result<RunFlags, RunFlagError> {
+        let mounts = flags
+            .iter()
+            .filter(|f| f.name == "mount")
+            .map(|f| {
+                let value = f.value.as_deref().unwrap_or_default();
+                super::runmount::parse_mount(value).map_err(|error| RunFlagError {
+                    value: value.to_string(),
+                    error,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RunFlags {
+            mounts,
             network: value_of(flags, "network"),
             security: value_of(flags, "security"),
-        }
+        })
     }
 }
 
@@ -111,7 +142,7 @@ mod tests {
             assert_eq!(flag_bool("link", value), Ok(want), "{value:?}");
         }
         let err = flag_bool("link", Some("yes")).expect_err("not a bool");
-        assert_eq!(err, "--link=yes: expected true or false");
+        assert_eq!(err.to_string(), "--link=yes: expected true or false");
     }
 
     #[test]
@@ -133,8 +164,15 @@ mod tests {
             flag("mount", Some("type=cache,target=/c")),
             flag("network", Some("none")),
             flag("mount", Some("type=tmpfs,target=/t")),
-        ]);
+        ])
+        .expect("flags");
         assert_eq!(run.mounts.len(), 2);
+        assert_eq!(run.mounts[0].target, "/c");
+        let bad = RunFlags::read(&[flag("mount", Some("type=nfs,target=/x"))]).expect_err("bad");
+        assert_eq!(
+            bad.to_string(),
+            "--mount=type=nfs,target=/x: unsupported mount type \"nfs\""
+        );
         assert_eq!(run.network.as_deref(), Some("none"));
         assert_eq!(run.security, None);
     }

@@ -5,8 +5,10 @@ pub mod expand;
 pub mod flags;
 mod lexer;
 mod parser;
+pub mod runmount;
 
 pub use ast::*;
-pub use expand::{expand_word, ExpandError, Expansion};
-pub use flags::{flag_bool, CopyFlags, RunFlags};
+pub use expand::{expand_word, ExpandError, ExpandFailure, Expansion};
+pub use flags::{flag_bool, CopyFlags, FlagError, RunFlagError, RunFlags};
 pub use parser::{parse, parse_count, ParseError};
+pub use runmount::{parse_mount, MountKind, MountSpecError, RunMount, Sharing};

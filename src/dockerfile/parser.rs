@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use super::ast::*;
+use super::flags::FlagError;
 use super::lexer::{
     extract_flags, is_space, parse_directive, parse_heredoc_word, parse_json_array, parse_words,
     split_command, split_lines, split_whitespace, trim_continuation, JsonForm, JSON_NOT_STRINGS,
@@ -312,34 +313,37 @@ const HEALTHCHECK_FLAGS: &[(&str, FlagKind)] = &[
 ];
 
 /// BuildKit's `BFlags.Parse` over the flag words of one instruction.
-fn parse_flags(words: &[String], spec: &[(&str, FlagKind)]) -> Result<Vec<Flag>, String> {
+fn parse_flags(words: &[String], spec: &[(&str, FlagKind)]) -> Result<Vec<Flag>, FlagError> {
     let mut flags: Vec<Flag> = Vec::new();
     for word in words {
         let Some(arg) = word.strip_prefix("--") else {
-            return Err(format!("arg should start with -- : {word}"));
+            return Err(FlagError::NotAFlag(word.clone()));
         };
         let (name, value) = match arg.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (arg, None),
         };
         let Some(&(_, kind)) = spec.iter().find(|(n, _)| *n == name) else {
-            return Err(format!("unknown flag: {name}"));
+            return Err(FlagError::Unknown(name.to_string()));
         };
         if kind != FlagKind::Strings && flags.iter().any(|f| f.name == name) {
-            return Err(format!("duplicate flag specified: {name}"));
+            return Err(FlagError::Duplicate(name.to_string()));
         }
         match kind {
             FlagKind::Bool => match value {
                 None => {}
-                Some("") => return Err(format!("missing a value on flag: {name}")),
+                Some("") => return Err(FlagError::MissingValue(name.to_string())),
                 Some(v) if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") => {}
                 Some(v) => {
-                    return Err(format!("expecting boolean value for flag {name}, not: {v}"))
+                    return Err(FlagError::NotBoolean {
+                        name: name.to_string(),
+                        value: v.to_string(),
+                    })
                 }
             },
             FlagKind::String | FlagKind::Strings => {
                 if value.is_none() {
-                    return Err(format!("missing a value on flag: {name}"));
+                    return Err(FlagError::MissingValue(name.to_string()));
                 }
             }
         }
@@ -378,7 +382,8 @@ fn convert(node: RawNode, escape: char) -> Result<Instruction, ParseError> {
     let (args, flag_words) = extract_flags(rest);
     let args = args.trim_matches(is_space).to_string();
     let kw = keyword.to_ascii_uppercase();
-    let flags_for = |spec: &[(&str, FlagKind)]| parse_flags(&flag_words, spec).map_err(err);
+    let flags_for =
+        |spec: &[(&str, FlagKind)]| parse_flags(&flag_words, spec).map_err(|e| err(e.to_string()));
     let json = || match parse_json_array(&args) {
         JsonForm::NotStrings => Err(err(JSON_NOT_STRINGS.to_string())),
         JsonForm::Strings(v) => Ok(Some(v)),
@@ -498,7 +503,8 @@ fn convert(node: RawNode, escape: char) -> Result<Instruction, ParseError> {
             }
         }
         "ENV" | "LABEL" => {
-            let (pairs, legacy_form) = parse_name_val(&args, &kw, escape).map_err(err)?;
+            let (pairs, legacy_form) =
+                parse_name_val(&args, &kw, escape).map_err(|e| err(e.to_string()))?;
             flags_for(&[])?;
             if pairs.is_empty() {
                 return Err(err(at_least_one(&kw)));
@@ -659,13 +665,22 @@ fn is_valid_stage_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
+/// What is wrong with the pairs of an ENV or LABEL, worded as BuildKit words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NameValError {
+    #[error("{keyword} must have two arguments")]
+    TwoArguments { keyword: String },
+    #[error("Syntax error - can't find = in {word:?}. Must be of the form: name=value")]
+    NoEquals { word: String },
+}
+
 /// BuildKit's `parseNameVal` for ENV and LABEL: `k=v ...` pairs, or the legacy `k v` form.
 /// Returns the pairs and whether the legacy form was used.
 fn parse_name_val(
     rest: &str,
     keyword: &str,
     escape: char,
-) -> Result<(Vec<(String, String)>, bool), String> {
+) -> Result<(Vec<(String, String)>, bool), NameValError> {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok((Vec::new(), false));
@@ -677,18 +692,16 @@ fn parse_name_val(
                 let value = rest[i..].trim_start_matches(WS_SEP);
                 Ok((vec![(rest[..i].to_string(), value.to_string())], true))
             }
-            None => Err(format!("{keyword} must have two arguments")),
+            None => Err(NameValError::TwoArguments {
+                keyword: keyword.to_string(),
+            }),
         };
     }
     let mut pairs = Vec::with_capacity(words.len());
     for word in &words {
         match word.split_once('=') {
             Some((k, v)) => pairs.push((k.to_string(), v.to_string())),
-            None => {
-                return Err(format!(
-                    "Syntax error - can't find = in {word:?}. Must be of the form: name=value"
-                ))
-            }
+            None => return Err(NameValError::NoEquals { word: word.clone() }),
         }
     }
     Ok((pairs, false))

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 pub use args::{is_proxy_arg, platform_args, Platform, PROXY_ARGS};
 
-use crate::dockerfile::{Flag, Instruction, InstructionKind};
+use crate::dockerfile::{Flag, Instruction, InstructionKind, RunFlags};
 
 /// Where a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,20 +116,6 @@ pub fn flag<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
         .map(|f| f.value.as_deref().unwrap_or(""))
 }
 
-/// The `from=` of each `--mount` of a RUN.
-fn mount_froms(flags: &[Flag]) -> Vec<String> {
-    flags
-        .iter()
-        .filter(|f| f.name == "mount")
-        .filter_map(|f| f.value.as_deref())
-        .filter_map(|v| {
-            v.split(',')
-                .find_map(|kv| kv.strip_prefix("from="))
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
     let lookup_in = |args: &[(String, Option<String>)], name: &str| -> Option<String> {
         args.iter()
@@ -194,7 +180,10 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
             {
                 Some(value) => {
                     let text = expand(ins, "FROM", value, &global_args)?;
-                    Some(Platform::parse(&text).map_err(|m| error(Some(ins), "FROM", m))?)
+                    Some(
+                        Platform::parse(&text)
+                            .map_err(|e| error(Some(ins), "FROM", e.to_string()))?,
+                    )
                 }
                 None => None,
             };
@@ -270,7 +259,12 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
                         .map(|f| vec![f.to_string()])
                         .unwrap_or_default()
                 }
-                InstructionKind::Run { flags, .. } => mount_froms(flags),
+                InstructionKind::Run { flags, .. } => RunFlags::read(flags)
+                    .map_err(|e| error(Some(ins), "RUN", e.to_string()))?
+                    .mounts
+                    .into_iter()
+                    .filter_map(|m| m.from)
+                    .collect(),
                 _ => Vec::new(),
             };
             for from in froms {
@@ -375,8 +369,19 @@ mod tests {
 
     type Planned = (Vec<usize>, Vec<Vec<usize>>, Vec<Base>);
 
-    fn planned(source: &str, target: Option<&str>) -> Result<Planned, String> {
-        let parsed = crate::dockerfile::parse(source).map_err(|e| e.to_string())?;
+    /// Why a test Dockerfile did not plan (owned: a `PlanError` borrows the parsed file).
+    #[derive(Debug)]
+    #[allow(dead_code)] // the fields are read through Debug when a test fails
+    enum NotPlanned {
+        Parse(crate::dockerfile::ParseError),
+        Plan {
+            keyword: &'static str,
+            message: String,
+        },
+    }
+
+    fn planned(source: &str, target: Option<&str>) -> Result<Planned, NotPlanned> {
+        let parsed = crate::dockerfile::parse(source).map_err(NotPlanned::Parse)?;
         let build_args = BTreeMap::new();
         let platform = Platform::host();
         let input = PlanInput {
@@ -387,7 +392,10 @@ mod tests {
             platform: &platform,
             named_contexts: &BTreeMap::new(),
         };
-        let plan = plan(&input).map_err(|e| e.message)?;
+        let plan = plan(&input).map_err(|e| NotPlanned::Plan {
+            keyword: e.keyword,
+            message: e.message,
+        })?;
         Ok((
             plan.order,
             plan.stages.iter().map(|s| s.deps.clone()).collect(),
@@ -420,9 +428,10 @@ mod tests {
         let df = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1}\n";
         let (_, _, bases) = planned(df, None).expect("plan");
         assert_eq!(bases, vec![Base::Image("busybox:1".into())]);
-        assert!(planned("FROM scratch AS a\nFROM scratch AS A\n", None)
-            .unwrap_err()
-            .contains("duplicate"));
+        assert!(matches!(
+            planned("FROM scratch AS a\nFROM scratch AS A\n", None),
+            Err(NotPlanned::Plan { message, .. }) if message.contains("duplicate")
+        ));
         assert!(planned("RUN true\n", None).is_err());
         let (_, _, bases) = planned("FROM scratch\nFROM $TARGETOS\n", None).expect("plan");
         assert_eq!(

@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use super::client::{Client, RequestBody};
 use super::{human_size, io_err, short_digest, Log, RegistryError, RegistrySettings};
 use crate::archive;
-use crate::image::{host_architecture, ImageConfig, Reference};
+use crate::image::{ImageConfig, Reference};
 use crate::store::{LayerBlob, Store};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -25,83 +25,7 @@ const PARALLEL_LAYERS: usize = 3;
 /// Manifests and configs are small; anything bigger is refused rather than buffered.
 const MAX_METADATA: u64 = 8 * 1024 * 1024;
 
-/// `os/architecture[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    pub fn host() -> Platform {
-        Platform {
-            os: "linux".into(),
-            architecture: host_architecture().into(),
-            variant: None,
-        }
-    }
-
-    /// Parses `linux/arm64`, `linux/arm/v7`, `arm64` (os linux).
-    pub fn parse(spec: &str) -> Result<Platform, RegistryError> {
-        let parts: Vec<&str> = spec.split('/').collect();
-        let bad = || RegistryError::Invalid {
-            what: format!("platform {spec:?}"),
-            message: "expected os/architecture[/variant], e.g. linux/arm64".to_string(),
-        };
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        let normalise = |arch: &str| match arch {
-            "x86_64" | "x86-64" => "amd64".to_string(),
-            "aarch64" => "arm64".to_string(),
-            other => other.to_string(),
-        };
-        match parts.as_slice() {
-            [arch] => Ok(Platform {
-                os: "linux".into(),
-                architecture: normalise(arch),
-                variant: None,
-            }),
-            [os, arch] => Ok(Platform {
-                os: os.to_string(),
-                architecture: normalise(arch),
-                variant: None,
-            }),
-            [os, arch, variant] => Ok(Platform {
-                os: os.to_string(),
-                architecture: normalise(arch),
-                variant: Some(variant.to_string()),
-            }),
-            _ => Err(bad()),
-        }
-    }
-
-    /// Does an index entry's platform object match? A missing variant matches any, except
-    /// that arm64 entries with variant v8 and without one are the same.
-    fn matches(&self, platform: &serde_json::Value) -> bool {
-        let os = platform["os"].as_str().unwrap_or("");
-        let arch = platform["architecture"].as_str().unwrap_or("");
-        if os != self.os || arch != self.architecture {
-            return false;
-        }
-        match (&self.variant, platform["variant"].as_str()) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            (Some(want), None) => arch == "arm64" && want == "v8",
-        }
-    }
-}
+pub use crate::image::Platform;
 
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {

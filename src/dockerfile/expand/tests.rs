@@ -415,7 +415,7 @@ fn errors() {
     let mut failures = Vec::new();
     for (i, (input, escape, want)) in rows.iter().enumerate() {
         match run(input, *escape) {
-            Err(e) if e.message == *want && e.word == *input => {}
+            Err(e) if e.message.to_string() == *want && e.word == *input => {}
             other => failures.push(format!("row {i}: {input:?}: want {want:?}, got {other:?}")),
         }
     }
@@ -563,7 +563,10 @@ fn deep_nesting_is_an_error_not_a_crash() {
     for w in [word, quoted] {
         let error = expand_word(&w, '\\', &|_| None).expect_err("too deep");
         assert!(
-            error.message.contains("nested more than 128 deep"),
+            error
+                .message
+                .to_string()
+                .contains("nested more than 128 deep"),
             "{}",
             error.message
         );

@@ -1,5 +1,32 @@
-//! `RUN --mount=...` specs as BuildKit reads them: comma-separated `key=value` fields, the
-//! defaults of each mount type, and `--network`/`--security`.
+//! `RUN --mount=...` specs as BuildKit reads them: comma-separated `key=value` fields and
+//! the defaults of each mount type.
+
+/// A `--mount` value BuildKit would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountSpecError {
+    #[error("unsupported mount type {0:?}")]
+    Type(String),
+    #[error("mount option {0} needs a value")]
+    NoValue(String),
+    #[error("invalid value for {key}: {value:?} (expected true or false)")]
+    Bool { key: String, value: String },
+    #[error("invalid size {0:?}")]
+    Size(String),
+    #[error("invalid sharing {0:?} (shared, private or locked)")]
+    Sharing(String),
+    #[error("invalid mode {0:?}")]
+    Mode(String),
+    #[error("invalid {0}")]
+    Id(&'static str),
+    #[error("unknown mount option {0:?}")]
+    Unknown(String),
+    #[error("a secret mount needs id= or target=")]
+    SecretId,
+    #[error("a cache mount needs target=")]
+    CacheTarget,
+    #[error("the mount needs target=")]
+    Target,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
@@ -37,18 +64,19 @@ pub struct RunMount {
     pub env: Option<String>,
 }
 
-fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, String> {
+fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, MountSpecError> {
     match value {
         None | Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
-        Some(other) => Err(format!(
-            "invalid value for {key}: {other:?} (expected true or false)"
-        )),
+        Some(other) => Err(MountSpecError::Bool {
+            key: key.to_string(),
+            value: other.to_string(),
+        }),
     }
 }
 
 /// `512m`, `1g`, `65536` -> bytes.
-fn parse_size(text: &str) -> Result<u64, String> {
+fn parse_size(text: &str) -> Result<u64, MountSpecError> {
     let lower = text.to_ascii_lowercase();
     let (digits, scale) = match lower.trim_end_matches('b').chars().last() {
         Some('k') => (&lower[..lower.trim_end_matches('b').len() - 1], 1u64 << 10),
@@ -60,11 +88,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("invalid size {text:?}"))
+        .ok_or_else(|| MountSpecError::Size(text.to_string()))
 }
 
 /// Parses one `--mount` value.
-pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
+pub fn parse_mount(spec: &str) -> Result<RunMount, MountSpecError> {
     let mut kind = MountKind::Bind;
     let mut fields: Vec<(String, Option<String>)> = Vec::new();
     for field in spec.split(',').filter(|f| !f.is_empty()) {
@@ -79,7 +107,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
                 Some("tmpfs") => MountKind::Tmpfs,
                 Some("secret") => MountKind::Secret,
                 Some("ssh") => MountKind::Ssh,
-                other => return Err(format!("unsupported mount type {:?}", other.unwrap_or(""))),
+                other => return Err(MountSpecError::Type(other.unwrap_or("").to_string())),
             };
         } else {
             fields.push((key, value));
@@ -104,7 +132,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
         let text = || {
             value
                 .clone()
-                .ok_or_else(|| format!("mount option {key} needs a value"))
+                .ok_or_else(|| MountSpecError::NoValue(key.clone()))
         };
         match key.as_str() {
             "target" | "dst" | "destination" => mount.target = text()?,
@@ -118,24 +146,20 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    other => {
-                        return Err(format!(
-                            "invalid sharing {other:?} (shared, private or locked)"
-                        ))
-                    }
+                    other => return Err(MountSpecError::Sharing(other.to_string())),
                 }
             }
             "mode" => {
                 let t = text()?;
                 mount.mode =
-                    Some(u32::from_str_radix(&t, 8).map_err(|_| format!("invalid mode {t:?}"))?)
+                    Some(u32::from_str_radix(&t, 8).map_err(|_| MountSpecError::Mode(t.clone()))?)
             }
-            "uid" => mount.uid = text()?.parse().map_err(|_| "invalid uid".to_string())?,
-            "gid" => mount.gid = text()?.parse().map_err(|_| "invalid gid".to_string())?,
+            "uid" => mount.uid = text()?.parse().map_err(|_| MountSpecError::Id("uid"))?,
+            "gid" => mount.gid = text()?.parse().map_err(|_| MountSpecError::Id("gid"))?,
             "required" => mount.required = parse_bool(&key, value.as_deref())?,
             "size" => mount.size = parse_size(&text()?)?,
             "env" => mount.env = Some(text()?),
-            other => return Err(format!("unknown mount option {other:?}")),
+            other => return Err(MountSpecError::Unknown(other.to_string())),
         }
     }
     match mount.kind {
@@ -144,7 +168,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
                 mount.id = mount.target.rsplit('/').next().unwrap_or("").to_string();
             }
             if mount.id.is_empty() {
-                return Err("a secret mount needs id= or target=".into());
+                return Err(MountSpecError::SecretId);
             }
             if mount.target.is_empty() && mount.env.is_none() {
                 mount.target = format!("/run/secrets/{}", mount.id);
@@ -160,7 +184,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
         }
         MountKind::Cache => {
             if mount.target.is_empty() {
-                return Err("a cache mount needs target=".into());
+                return Err(MountSpecError::CacheTarget);
             }
             if mount.id.is_empty() {
                 mount.id = mount.target.clone();
@@ -168,7 +192,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, String> {
         }
         MountKind::Bind | MountKind::Tmpfs => {
             if mount.target.is_empty() {
-                return Err("the mount needs target=".into());
+                return Err(MountSpecError::Target);
             }
         }
     }
