@@ -5,6 +5,7 @@
 mod add;
 pub mod copy;
 mod copy_add;
+mod copy_select;
 pub mod emulation;
 mod error;
 mod history;
