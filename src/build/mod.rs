@@ -3,6 +3,7 @@
 //! history as BuildKit does.
 
 mod add;
+mod config_steps;
 pub mod copy;
 mod copy_add;
 mod copy_select;
