@@ -340,53 +340,8 @@ pub fn build(
         },
     })?;
 
-    // Build checks: printed as warnings; fatal with `# check=error=true`; all there is to do
-    // with --check.
-    let image_env = |name: &str| -> Vec<String> {
-        let config = store
-            .resolve_image(name)
-            .and_then(|id| store.read_blob(&id))
-            .ok();
-        let config: Option<ImageConfig> =
-            config.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        config
-            .map(|c| {
-                c.config
-                    .env
-                    .iter()
-                    .map(|e| e.split('=').next().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let findings = plan::checks::run_checks(&plan::checks::CheckInput {
-        dockerfile: parsed,
-        plan: &plan,
-        ignore: context.ignore_rules(),
-        image_env: &image_env,
-    });
-    for finding in findings.iter().filter(|_| !options.quiet_warnings) {
-        progress.notice(&format!(
-            "warning: {file}:{}: {}: {}",
-            finding.line, finding.rule, finding.message
-        ));
-    }
-    let directive = plan::checks::parse_check_directive(parsed.directives.check.as_deref());
-    if options.check_only || (directive.error && !findings.is_empty()) {
-        return Err(BuildError::Checks {
-            file,
-            count: findings.len(),
-            check_only: options.check_only,
-        });
-    }
+    run_checks(store, options, &loaded, &plan, &context, progress)?;
 
-    let hash_file = {
-        let root = context.root().to_string_lossy().into_owned();
-        store.root().join("context-hashes").join(format!(
-            "{}.json",
-            hex::encode(Sha256::digest(root.as_bytes()))
-        ))
-    };
     let started = std::time::Instant::now();
     let mut platforms = vec![plan.platform.clone()];
     platforms.extend(
@@ -398,7 +353,7 @@ pub fn build(
     let ctx = steps::StepContext {
         timings: Timings::default(),
         progress_mode: progress.mode(),
-        hashes: crate::context::HashCache::load(hash_file),
+        hashes: crate::context::HashCache::load(hash_file(store, &context)),
         imported: crate::cache::Imported::open(&options.cache_from),
         used: crate::cache::UsedCache::default(),
         store,
@@ -420,6 +375,95 @@ pub fn build(
         });
     };
 
+    warn_unused_build_args(options, parsed, progress);
+    let config = final_config(target, options);
+    let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
+        action: "serialize image config".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let steps_done = started.elapsed();
+    let writing = std::time::Instant::now();
+    let image_id = store.put_blob(&config_bytes)?;
+    // Recorded as an image of the store; the exporters name it.
+    store.add_image(&image_id, &[])?;
+    if std::env::var_os("RBUILD_TIMINGS").is_some() {
+        report_timings(&ctx.timings, steps_done, writing.elapsed(), progress);
+    }
+    Ok(BuildOutcome {
+        image_id,
+        config,
+        base: target.base.clone(),
+        cache: used_records(&ctx, &plan),
+    })
+}
+
+/// Build checks: printed as warnings; fatal with `# check=error=true`; all there is to do
+/// with --check.
+fn run_checks(
+    store: &Store,
+    options: &BuildOptions,
+    loaded: &LoadedDockerfile,
+    plan: &Plan,
+    context: &BuildContext,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    // The names of the ENV of a base image, for the checks that look at them.
+    let image_env = |name: &str| -> Vec<String> {
+        let config = store
+            .resolve_image(name)
+            .and_then(|id| store.read_blob(&id))
+            .ok();
+        let config: Option<ImageConfig> =
+            config.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        config
+            .map(|c| {
+                c.config
+                    .env
+                    .iter()
+                    .map(|e| e.split('=').next().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let parsed = &loaded.parsed;
+    let findings = plan::checks::run_checks(&plan::checks::CheckInput {
+        dockerfile: parsed,
+        plan,
+        ignore: context.ignore_rules(),
+        image_env: &image_env,
+    });
+    for finding in findings.iter().filter(|_| !options.quiet_warnings) {
+        progress.notice(&format!(
+            "warning: {}:{}: {}: {}",
+            loaded.file, finding.line, finding.rule, finding.message
+        ));
+    }
+    let directive = plan::checks::parse_check_directive(parsed.directives.check.as_deref());
+    if options.check_only || (directive.error && !findings.is_empty()) {
+        return Err(BuildError::Checks {
+            file: loaded.file.clone(),
+            count: findings.len(),
+            check_only: options.check_only,
+        });
+    }
+    Ok(())
+}
+
+/// Where the context's file digests are remembered between builds: one file per context dir.
+fn hash_file(store: &Store, context: &BuildContext) -> PathBuf {
+    let root = context.root().to_string_lossy().into_owned();
+    store.root().join("context-hashes").join(format!(
+        "{}.json",
+        hex::encode(Sha256::digest(root.as_bytes()))
+    ))
+}
+
+/// `--build-arg`s no ARG of the Dockerfile declares (proxy args need none), as BuildKit warns.
+fn warn_unused_build_args(
+    options: &BuildOptions,
+    parsed: &dockerfile::Dockerfile,
+    progress: &Progress,
+) {
     let consumed: Vec<&str> = parsed
         .instructions
         .iter()
@@ -442,6 +486,10 @@ pub fn build(
             unused.join(" ")
         ));
     }
+}
+
+/// The image's config: the target stage's, with --label and its `created`.
+fn final_config(target: &StageResult, options: &BuildOptions) -> ImageConfig {
     let mut config = target.config.clone();
     for (key, value) in &options.labels {
         config.config.labels.insert(key.clone(), value.clone());
@@ -457,31 +505,24 @@ pub fn build(
             .find_map(|h| h.created.clone())
             .or_else(|| Some(created_time(options))),
     };
-    let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
-        action: "serialize image config".into(),
-        source: std::io::Error::other(e),
-    })?;
-    let steps_done = started.elapsed();
-    let writing = std::time::Instant::now();
-    let image_id = store.put_blob(&config_bytes)?;
-    // Recorded as an image of the store; the exporters name it.
-    store.add_image(&image_id, &[])?;
-    if std::env::var_os("RBUILD_TIMINGS").is_some() {
-        progress.notice(&format!(
-            "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms; Dockerfile parsed {} time(s)",
-            steps_done.as_secs_f64() * 1e3,
-            Timings::ms(&ctx.timings.hash_ns),
-            Timings::ms(&ctx.timings.lookup_ns),
-            writing.elapsed().as_secs_f64() * 1e3,
-            dockerfile::parse_count()
-        ));
-    }
-    Ok(BuildOutcome {
-        image_id,
-        config,
-        base: target.base.clone(),
-        cache: used_records(&ctx, &plan),
-    })
+    config
+}
+
+/// RBUILD_TIMINGS=1: where a build's time went, and how often the Dockerfile was parsed.
+fn report_timings(
+    timings: &Timings,
+    steps: std::time::Duration,
+    writing: std::time::Duration,
+    progress: &Progress,
+) {
+    progress.notice(&format!(
+        "timings: steps {:.1} ms (context hashing {:.1} ms, cache lookups {:.1} ms), writing the image {:.1} ms; Dockerfile parsed {} time(s)",
+        steps.as_secs_f64() * 1e3,
+        Timings::ms(&timings.hash_ns),
+        Timings::ms(&timings.lookup_ns),
+        writing.as_secs_f64() * 1e3,
+        dockerfile::parse_count()
+    ));
 }
 
 /// The label of a stage's step headers: the stage's (when several build) after the

@@ -372,290 +372,333 @@ fn convert(node: RawNode, escape: char) -> Result<Instruction, ParseError> {
         original,
         heredocs,
     } = node;
-    let err = |message: String| ParseError::new(line, column, message);
-    let span = Span {
+    let (keyword, rest) = split_command(&original);
+    let (args, flag_words) = extract_flags(rest);
+    let mut ins = Converting {
+        kw: keyword.to_ascii_uppercase(),
+        args: args.trim_matches(is_space).to_string(),
+        flag_words,
+        heredocs,
+        escape,
         line,
         end_line,
         column,
+        original: &original,
     };
-    let (keyword, rest) = split_command(&original);
-    let (args, flag_words) = extract_flags(rest);
-    let args = args.trim_matches(is_space).to_string();
-    let kw = keyword.to_ascii_uppercase();
-    let flags_for =
-        |spec: &[(&str, FlagKind)]| parse_flags(&flag_words, spec).map_err(|e| err(e.to_string()));
-    let json = || match parse_json_array(&args) {
-        JsonForm::NotStrings => Err(err(JSON_NOT_STRINGS.to_string())),
-        JsonForm::Strings(v) => Ok(Some(v)),
-        JsonForm::NotJson => Ok(None),
+    let kind = match ins.kw.as_str() {
+        "FROM" => ins.from()?,
+        "RUN" => ins.run()?,
+        "CMD" | "ENTRYPOINT" => ins.cmd_or_entrypoint()?,
+        "SHELL" => ins.shell()?,
+        "COPY" | "ADD" => ins.copy_or_add()?,
+        "ENV" | "LABEL" => ins.env_or_label()?,
+        "ARG" => ins.arg()?,
+        "WORKDIR" | "USER" | "STOPSIGNAL" | "MAINTAINER" => ins.single()?,
+        "EXPOSE" => ins.expose()?,
+        "VOLUME" => ins.volume()?,
+        "HEALTHCHECK" => ins.healthcheck()?,
+        "ONBUILD" => ins.onbuild()?,
+        _ => return Err(ins.err(format!("unknown instruction: {}", ins.kw))),
     };
-
-    let kind = match kw.as_str() {
-        "FROM" => {
-            let words = split_whitespace(&args);
-            let alias = match words.len() {
-                3 if words[1].eq_ignore_ascii_case("as") => {
-                    let name = words[2].to_lowercase();
-                    if !is_valid_stage_name(&name) {
-                        return Err(err(format!(
-                            "invalid name for build stage: {:?}, name can't start with a number \
-                             or contain symbols",
-                            words[2]
-                        )));
-                    }
-                    Some(name)
-                }
-                1 => None,
-                _ => {
-                    return Err(err(
-                        "FROM requires either one or three arguments".to_string()
-                    ))
-                }
-            };
-            let flags = flags_for(FROM_FLAGS)?;
-            InstructionKind::From {
-                flags,
-                image: words[0].clone(),
-                alias,
-            }
-        }
-        "RUN" => {
-            let json = json()?;
-            let flags = flags_for(RUN_FLAGS)?;
-            let command = match json {
-                Some(v) if v.is_empty() => return Err(err(at_least_one("RUN"))),
-                Some(v) => Command::Exec(v),
-                None if args.is_empty() => return Err(err(at_least_one("RUN"))),
-                None => Command::Shell(args),
-            };
-            InstructionKind::Run {
-                flags,
-                command,
-                heredocs,
-            }
-        }
-        "CMD" | "ENTRYPOINT" => {
-            let json = json()?;
-            flags_for(&[])?;
-            let command = match json {
-                Some(v) => Command::Exec(v),
-                None if args.is_empty() => return Err(err(at_least_one(&kw))),
-                None => Command::Shell(args),
-            };
-            if kw == "CMD" {
-                InstructionKind::Cmd(command)
-            } else {
-                InstructionKind::Entrypoint(command)
-            }
-        }
-        "SHELL" => {
-            let json = json()?;
-            flags_for(&[])?;
-            match json {
-                Some(v) if !v.is_empty() => InstructionKind::Shell(v),
-                Some(_) => return Err(err(at_least_one("SHELL"))),
-                None if args.is_empty() => return Err(err(at_least_one("SHELL"))),
-                None => {
-                    return Err(err(
-                        "SHELL requires the arguments to be in JSON form".to_string()
-                    ))
-                }
-            }
-        }
-        "COPY" | "ADD" => {
-            let json = json()?;
-            let json_form = json.is_some();
-            let mut words = match json {
-                Some(v) => v,
-                None => split_whitespace(&args),
-            };
-            if words.len() < 2 {
-                return Err(err(format!(
-                    "{kw} requires at least two arguments, but only one was provided. \
-                     Destination could not be determined"
-                )));
-            }
-            let flags = flags_for(if kw == "COPY" { COPY_FLAGS } else { ADD_FLAGS })?;
-            let dest = words.pop().unwrap_or_default();
-            if !json_form && parse_heredoc_word(&dest, escape).is_some() {
-                return Err(err(format!(
-                    "{kw} cannot accept a heredoc as a destination"
-                )));
-            }
-            let sources = words
-                .into_iter()
-                .map(|w| match (json_form, parse_heredoc_word(&w, escape)) {
-                    (false, Some(m)) => format!("<<{}", m.name),
-                    _ => w,
-                })
-                .collect();
-            let copy = CopyArgs {
-                flags,
-                sources,
-                dest,
-                heredocs,
-                json_form,
-            };
-            if kw == "COPY" {
-                InstructionKind::Copy(copy)
-            } else {
-                InstructionKind::Add(copy)
-            }
-        }
-        "ENV" | "LABEL" => {
-            let (pairs, legacy_form) =
-                parse_name_val(&args, &kw, escape).map_err(|e| err(e.to_string()))?;
-            flags_for(&[])?;
-            if pairs.is_empty() {
-                return Err(err(at_least_one(&kw)));
-            }
-            if pairs.iter().any(|(k, _)| k.is_empty()) {
-                return Err(err(format!("{kw} names can not be blank")));
-            }
-            if kw == "ENV" {
-                InstructionKind::Env { pairs, legacy_form }
-            } else {
-                InstructionKind::Label(pairs)
-            }
-        }
-        "ARG" => {
-            flags_for(&[])?;
-            let words = parse_words(&args, escape);
-            if words.is_empty() {
-                return Err(err(at_least_one("ARG")));
-            }
-            let mut decls = Vec::with_capacity(words.len());
-            for w in words {
-                let decl = match w.split_once('=') {
-                    Some(("", _)) => return Err(err("ARG names can not be blank".to_string())),
-                    Some((k, v)) => ArgDecl {
-                        name: k.to_string(),
-                        default: Some(v.to_string()),
-                    },
-                    None => ArgDecl {
-                        name: w,
-                        default: None,
-                    },
-                };
-                decls.push(decl);
-            }
-            InstructionKind::Arg(decls)
-        }
-        "WORKDIR" | "USER" | "STOPSIGNAL" | "MAINTAINER" => {
-            if args.is_empty() {
-                return Err(err(exactly_one(&kw)));
-            }
-            flags_for(&[])?;
-            match kw.as_str() {
-                "WORKDIR" => InstructionKind::Workdir(args),
-                "USER" => InstructionKind::User(args),
-                "STOPSIGNAL" => InstructionKind::StopSignal(args),
-                _ => InstructionKind::Maintainer(args),
-            }
-        }
-        "EXPOSE" => {
-            let words = split_whitespace(&args);
-            if words.is_empty() {
-                return Err(err(at_least_one("EXPOSE")));
-            }
-            flags_for(&[])?;
-            InstructionKind::Expose(words)
-        }
-        "VOLUME" => {
-            let words = match json()? {
-                Some(v) => v,
-                None => split_whitespace(&args),
-            };
-            if words.is_empty() {
-                return Err(err(at_least_one("VOLUME")));
-            }
-            flags_for(&[])?;
-            if words.iter().any(|w| w.trim().is_empty()) {
-                return Err(err(
-                    "VOLUME specified can not be an empty string".to_string()
-                ));
-            }
-            InstructionKind::Volume(words.into_iter().map(|w| w.trim().to_string()).collect())
-        }
-        "HEALTHCHECK" => {
-            if args.is_empty() {
-                return Err(err(at_least_one("HEALTHCHECK")));
-            }
-            let (typ, cmd_text) = match args.find(is_space) {
-                Some(i) => (&args[..i], args[i..].trim_start_matches(is_space)),
-                None => (args.as_str(), ""),
-            };
-            let typ = typ.to_ascii_uppercase();
-            if typ == "NONE" {
-                if !cmd_text.is_empty() || !flag_words.is_empty() {
-                    return Err(err("HEALTHCHECK NONE takes no arguments".to_string()));
-                }
-                InstructionKind::Healthcheck(Healthcheck::Disable)
-            } else {
-                let json = match parse_json_array(cmd_text) {
-                    JsonForm::NotStrings => return Err(err(JSON_NOT_STRINGS.to_string())),
-                    JsonForm::Strings(v) => Some(v),
-                    JsonForm::NotJson => None,
-                };
-                let flags = flags_for(HEALTHCHECK_FLAGS)?;
-                if typ != "CMD" {
-                    let shown = &args[..args.find(is_space).unwrap_or(args.len())];
-                    return Err(err(format!(
-                        "Unknown type {:?} in HEALTHCHECK (try CMD)",
-                        shown.to_ascii_uppercase()
-                    )));
-                }
-                let command = match json {
-                    Some(v) if !v.is_empty() => Command::Exec(v),
-                    None if !cmd_text.trim().is_empty() => {
-                        Command::Shell(cmd_text.trim_matches(is_space).to_string())
-                    }
-                    _ => return Err(err("Missing command after HEALTHCHECK CMD".to_string())),
-                };
-                InstructionKind::Healthcheck(Healthcheck::Check { flags, command })
-            }
-        }
-        "ONBUILD" => {
-            if args.is_empty() {
-                return Err(err(at_least_one("ONBUILD")));
-            }
-            flags_for(&[])?;
-            let (trigger, _) = split_command(&args);
-            let trigger = trigger.to_ascii_uppercase();
-            match trigger.as_str() {
-                "ONBUILD" => {
-                    return Err(err(
-                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()
-                    ))
-                }
-                "MAINTAINER" | "FROM" => {
-                    return Err(err(format!(
-                        "{trigger} isn't allowed as an ONBUILD trigger"
-                    )))
-                }
-                _ => {}
-            }
-            // Column of the trigger keyword: the ONBUILD column plus its offset in the text.
-            let offset = original.find(args.as_str()).unwrap_or(0);
-            let nested = RawNode {
-                line,
-                end_line,
-                column: column + original[..offset].chars().count(),
-                original: args.clone(),
-                heredocs,
-            };
-            InstructionKind::Onbuild(Box::new(convert(nested, escape)?))
-        }
-        _ => {
-            return Err(err(format!("unknown instruction: {kw}")));
-        }
-    };
-
     Ok(Instruction {
-        span,
+        span: Span {
+            line,
+            end_line,
+            column,
+        },
         original,
         kind,
     })
+}
+
+/// One instruction being validated into its syntax node: its keyword (upper case), its
+/// arguments and flag words as written.
+struct Converting<'a> {
+    kw: String,
+    args: String,
+    flag_words: Vec<String>,
+    heredocs: Vec<Heredoc>,
+    escape: char,
+    line: usize,
+    end_line: usize,
+    column: usize,
+    original: &'a str,
+}
+
+impl Converting<'_> {
+    fn err(&self, message: impl Into<String>) -> ParseError {
+        ParseError::new(self.line, self.column, message)
+    }
+
+    /// The flag words, checked against what the instruction takes.
+    fn flags(&self, spec: &[(&str, FlagKind)]) -> Result<Vec<Flag>, ParseError> {
+        parse_flags(&self.flag_words, spec).map_err(|e| self.err(e.to_string()))
+    }
+
+    /// The arguments in JSON (exec) form, when they are.
+    fn json(&self) -> Result<Option<Vec<String>>, ParseError> {
+        match parse_json_array(&self.args) {
+            JsonForm::NotStrings => Err(self.err(JSON_NOT_STRINGS)),
+            JsonForm::Strings(v) => Ok(Some(v)),
+            JsonForm::NotJson => Ok(None),
+        }
+    }
+
+    fn from(&mut self) -> Result<InstructionKind, ParseError> {
+        let words = split_whitespace(&self.args);
+        let alias = match words.len() {
+            3 if words[1].eq_ignore_ascii_case("as") => {
+                let name = words[2].to_lowercase();
+                if !is_valid_stage_name(&name) {
+                    return Err(self.err(format!(
+                        "invalid name for build stage: {:?}, name can't start with a number \
+                         or contain symbols",
+                        words[2]
+                    )));
+                }
+                Some(name)
+            }
+            1 => None,
+            _ => return Err(self.err("FROM requires either one or three arguments")),
+        };
+        Ok(InstructionKind::From {
+            flags: self.flags(FROM_FLAGS)?,
+            image: words[0].clone(),
+            alias,
+        })
+    }
+
+    fn run(&mut self) -> Result<InstructionKind, ParseError> {
+        let json = self.json()?;
+        let flags = self.flags(RUN_FLAGS)?;
+        let command = match json {
+            Some(v) if v.is_empty() => return Err(self.err(at_least_one("RUN"))),
+            Some(v) => Command::Exec(v),
+            None if self.args.is_empty() => return Err(self.err(at_least_one("RUN"))),
+            None => Command::Shell(self.args.clone()),
+        };
+        Ok(InstructionKind::Run {
+            flags,
+            command,
+            heredocs: std::mem::take(&mut self.heredocs),
+        })
+    }
+
+    fn cmd_or_entrypoint(&mut self) -> Result<InstructionKind, ParseError> {
+        let json = self.json()?;
+        self.flags(&[])?;
+        let command = match json {
+            Some(v) => Command::Exec(v),
+            None if self.args.is_empty() => return Err(self.err(at_least_one(&self.kw))),
+            None => Command::Shell(self.args.clone()),
+        };
+        Ok(if self.kw == "CMD" {
+            InstructionKind::Cmd(command)
+        } else {
+            InstructionKind::Entrypoint(command)
+        })
+    }
+
+    fn shell(&mut self) -> Result<InstructionKind, ParseError> {
+        let json = self.json()?;
+        self.flags(&[])?;
+        match json {
+            Some(v) if !v.is_empty() => Ok(InstructionKind::Shell(v)),
+            Some(_) => Err(self.err(at_least_one("SHELL"))),
+            None if self.args.is_empty() => Err(self.err(at_least_one("SHELL"))),
+            None => Err(self.err("SHELL requires the arguments to be in JSON form")),
+        }
+    }
+
+    fn copy_or_add(&mut self) -> Result<InstructionKind, ParseError> {
+        let kw = self.kw.clone();
+        let json = self.json()?;
+        let json_form = json.is_some();
+        let mut words = match json {
+            Some(v) => v,
+            None => split_whitespace(&self.args),
+        };
+        if words.len() < 2 {
+            return Err(self.err(format!(
+                "{kw} requires at least two arguments, but only one was provided. \
+                 Destination could not be determined"
+            )));
+        }
+        let flags = self.flags(if kw == "COPY" { COPY_FLAGS } else { ADD_FLAGS })?;
+        let dest = words.pop().unwrap_or_default();
+        if !json_form && parse_heredoc_word(&dest, self.escape).is_some() {
+            return Err(self.err(format!("{kw} cannot accept a heredoc as a destination")));
+        }
+        let sources = words
+            .into_iter()
+            .map(|w| match (json_form, parse_heredoc_word(&w, self.escape)) {
+                (false, Some(m)) => format!("<<{}", m.name),
+                _ => w,
+            })
+            .collect();
+        let copy = CopyArgs {
+            flags,
+            sources,
+            dest,
+            heredocs: std::mem::take(&mut self.heredocs),
+            json_form,
+        };
+        Ok(if kw == "COPY" {
+            InstructionKind::Copy(copy)
+        } else {
+            InstructionKind::Add(copy)
+        })
+    }
+
+    fn env_or_label(&mut self) -> Result<InstructionKind, ParseError> {
+        let (pairs, legacy_form) = parse_name_val(&self.args, &self.kw, self.escape)
+            .map_err(|e| self.err(e.to_string()))?;
+        self.flags(&[])?;
+        if pairs.is_empty() {
+            return Err(self.err(at_least_one(&self.kw)));
+        }
+        if pairs.iter().any(|(k, _)| k.is_empty()) {
+            return Err(self.err(format!("{} names can not be blank", self.kw)));
+        }
+        Ok(if self.kw == "ENV" {
+            InstructionKind::Env { pairs, legacy_form }
+        } else {
+            InstructionKind::Label(pairs)
+        })
+    }
+
+    fn arg(&mut self) -> Result<InstructionKind, ParseError> {
+        self.flags(&[])?;
+        let words = parse_words(&self.args, self.escape);
+        if words.is_empty() {
+            return Err(self.err(at_least_one("ARG")));
+        }
+        let mut decls = Vec::with_capacity(words.len());
+        for w in words {
+            decls.push(match w.split_once('=') {
+                Some(("", _)) => return Err(self.err("ARG names can not be blank")),
+                Some((k, v)) => ArgDecl {
+                    name: k.to_string(),
+                    default: Some(v.to_string()),
+                },
+                None => ArgDecl {
+                    name: w,
+                    default: None,
+                },
+            });
+        }
+        Ok(InstructionKind::Arg(decls))
+    }
+
+    /// WORKDIR, USER, STOPSIGNAL, MAINTAINER: the rest of the line is the one argument.
+    fn single(&mut self) -> Result<InstructionKind, ParseError> {
+        if self.args.is_empty() {
+            return Err(self.err(exactly_one(&self.kw)));
+        }
+        self.flags(&[])?;
+        let arg = self.args.clone();
+        Ok(match self.kw.as_str() {
+            "WORKDIR" => InstructionKind::Workdir(arg),
+            "USER" => InstructionKind::User(arg),
+            "STOPSIGNAL" => InstructionKind::StopSignal(arg),
+            _ => InstructionKind::Maintainer(arg),
+        })
+    }
+
+    fn expose(&mut self) -> Result<InstructionKind, ParseError> {
+        let words = split_whitespace(&self.args);
+        if words.is_empty() {
+            return Err(self.err(at_least_one("EXPOSE")));
+        }
+        self.flags(&[])?;
+        Ok(InstructionKind::Expose(words))
+    }
+
+    fn volume(&mut self) -> Result<InstructionKind, ParseError> {
+        let words = match self.json()? {
+            Some(v) => v,
+            None => split_whitespace(&self.args),
+        };
+        if words.is_empty() {
+            return Err(self.err(at_least_one("VOLUME")));
+        }
+        self.flags(&[])?;
+        if words.iter().any(|w| w.trim().is_empty()) {
+            return Err(self.err("VOLUME specified can not be an empty string"));
+        }
+        Ok(InstructionKind::Volume(
+            words.into_iter().map(|w| w.trim().to_string()).collect(),
+        ))
+    }
+
+    fn healthcheck(&mut self) -> Result<InstructionKind, ParseError> {
+        let args = &self.args;
+        if args.is_empty() {
+            return Err(self.err(at_least_one("HEALTHCHECK")));
+        }
+        let (typ, cmd_text) = match args.find(is_space) {
+            Some(i) => (&args[..i], args[i..].trim_start_matches(is_space)),
+            None => (args.as_str(), ""),
+        };
+        let typ = typ.to_ascii_uppercase();
+        if typ == "NONE" {
+            if !cmd_text.is_empty() || !self.flag_words.is_empty() {
+                return Err(self.err("HEALTHCHECK NONE takes no arguments"));
+            }
+            return Ok(InstructionKind::Healthcheck(Healthcheck::Disable));
+        }
+        let json = match parse_json_array(cmd_text) {
+            JsonForm::NotStrings => return Err(self.err(JSON_NOT_STRINGS)),
+            JsonForm::Strings(v) => Some(v),
+            JsonForm::NotJson => None,
+        };
+        let flags = self.flags(HEALTHCHECK_FLAGS)?;
+        if typ != "CMD" {
+            return Err(self.err(format!("Unknown type {typ:?} in HEALTHCHECK (try CMD)")));
+        }
+        let command = match json {
+            Some(v) if !v.is_empty() => Command::Exec(v),
+            None if !cmd_text.trim().is_empty() => {
+                Command::Shell(cmd_text.trim_matches(is_space).to_string())
+            }
+            _ => return Err(self.err("Missing command after HEALTHCHECK CMD")),
+        };
+        Ok(InstructionKind::Healthcheck(Healthcheck::Check {
+            flags,
+            command,
+        }))
+    }
+
+    fn onbuild(&mut self) -> Result<InstructionKind, ParseError> {
+        if self.args.is_empty() {
+            return Err(self.err(at_least_one("ONBUILD")));
+        }
+        self.flags(&[])?;
+        let (trigger, _) = split_command(&self.args);
+        let trigger = trigger.to_ascii_uppercase();
+        match trigger.as_str() {
+            "ONBUILD" => {
+                return Err(self.err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"))
+            }
+            "MAINTAINER" | "FROM" => {
+                return Err(self.err(format!("{trigger} isn't allowed as an ONBUILD trigger")))
+            }
+            _ => {}
+        }
+        // Column of the trigger keyword: the ONBUILD column plus its offset in the text.
+        let offset = self.original.find(self.args.as_str()).unwrap_or(0);
+        let nested = RawNode {
+            line: self.line,
+            end_line: self.end_line,
+            column: self.column + self.original[..offset].chars().count(),
+            original: self.args.clone(),
+            heredocs: std::mem::take(&mut self.heredocs),
+        };
+        Ok(InstructionKind::Onbuild(Box::new(convert(
+            nested,
+            self.escape,
+        )?)))
+    }
 }
 
 /// `^[a-z][a-z0-9-_.]*$`
