@@ -67,7 +67,6 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         let lineno = i + 1;
         i += 1;
         let trimmed = raw.trim_start_matches(is_space);
-
         if !directives_done {
             match parse_directive(trimmed) {
                 Some((key, value)) if matches!(key.as_str(), "syntax" | "escape" | "check") => {
@@ -79,128 +78,160 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
                         ));
                     }
                     seen_directives.push(key.clone());
-                    match key.as_str() {
-                        "escape" => {
-                            directives.escape = match value.as_str() {
-                                "\\" => '\\',
-                                "`" => '`',
-                                _ => {
-                                    return Err(ParseError::new(
-                                        lineno,
-                                        1,
-                                        format!(
-                                            "invalid escape token '{value}' does not match ` or \\"
-                                        ),
-                                    ))
-                                }
-                            }
-                        }
-                        "syntax" => {
-                            if !is_dockerfile_frontend(&value) {
-                                warnings.push(Warning {
-                                    line: lineno,
-                                    message: format!(
-                                        "syntax directive names frontend {value:?}, which is not \
-                                         the Dockerfile frontend; parsing as a plain Dockerfile"
-                                    ),
-                                });
-                            }
-                            directives.syntax = Some(value);
-                        }
-                        _ => directives.check = Some(value),
-                    }
+                    apply_directive(&key, value, lineno, &mut directives, &mut warnings)?;
                     continue;
                 }
                 _ => directives_done = true,
             }
         }
-
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-
         let escape = directives.escape;
-        let column = raw.chars().count() - trimmed.chars().count() + 1;
-        let (first, mut end_of_line) = trim_continuation(trimmed, escape);
-        let mut line = first.to_string();
-        let mut empty_continuation: Option<usize> = None;
-        while !end_of_line && i < lines.len() {
-            let cont = lines[i];
-            i += 1;
-            let cont_trimmed = cont.trim_start_matches(is_space);
-            if cont_trimmed.starts_with('#') {
-                continue;
-            }
-            if cont_trimmed.is_empty() {
-                empty_continuation.get_or_insert(i);
-                continue;
-            }
-            let (text, eol) = trim_continuation(cont, escape);
-            line.push_str(text);
-            end_of_line = eol;
-        }
-        let original = line.trim_matches(is_space).to_string();
+        let (original, empty_continuation) = join_continuations(&lines, &mut i, trimmed, escape);
         if let Some(at) = empty_continuation {
             warnings.push(Warning {
                 line: at,
                 message: format!("Empty continuation line found in: {original}"),
             });
         }
-
         let mut node = RawNode {
             line: lineno,
             end_line: i,
-            column,
+            column: raw.chars().count() - trimmed.chars().count() + 1,
             original,
             heredocs: Vec::new(),
         };
         if may_have_heredocs(&node.original) {
-            for marker in heredoc_markers(&node.original, escape) {
-                let mut body: Vec<&str> = Vec::new();
-                let mut terminated = false;
-                while i < lines.len() {
-                    let l = lines[i];
-                    i += 1;
-                    let candidate = if marker.strip_tabs {
-                        l.trim_start_matches('\t')
-                    } else {
-                        l
-                    };
-                    if candidate == marker.name {
-                        terminated = true;
-                        break;
-                    }
-                    body.push(if marker.strip_tabs { candidate } else { l });
-                }
-                if !terminated {
-                    return Err(ParseError::new(
-                        node.line,
-                        node.column,
-                        format!("unterminated heredoc: {}", marker.name),
-                    ));
-                }
-                let mut content = String::new();
-                for b in body {
-                    content.push_str(b);
-                    content.push('\n');
-                }
-                node.heredocs.push(Heredoc {
-                    name: marker.name,
-                    content,
-                    expand: marker.expand,
-                    strip_tabs: marker.strip_tabs,
-                });
-            }
-            node.end_line = i;
+            read_heredocs(&lines, &mut i, &mut node, escape)?;
         }
         nodes.push(node);
     }
-
     if nodes.is_empty() {
         return Err(ParseError::new(1, 1, "the Dockerfile has no instructions"));
     }
+    Ok(Dockerfile {
+        instructions: convert_all(nodes, directives.escape)?,
+        directives,
+        warnings,
+    })
+}
 
-    let escape = directives.escape;
+/// `# escape=`, `# syntax=`, `# check=`.
+fn apply_directive(
+    key: &str,
+    value: String,
+    lineno: usize,
+    directives: &mut Directives,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ParseError> {
+    match key {
+        "escape" => {
+            directives.escape = match value.as_str() {
+                "\\" => '\\',
+                "`" => '`',
+                _ => {
+                    return Err(ParseError::new(
+                        lineno,
+                        1,
+                        format!("invalid escape token '{value}' does not match ` or \\"),
+                    ))
+                }
+            }
+        }
+        "syntax" => {
+            if !is_dockerfile_frontend(&value) {
+                warnings.push(Warning {
+                    line: lineno,
+                    message: format!(
+                        "syntax directive names frontend {value:?}, which is not the \
+                         Dockerfile frontend; parsing as a plain Dockerfile"
+                    ),
+                });
+            }
+            directives.syntax = Some(value);
+        }
+        _ => directives.check = Some(value),
+    }
+    Ok(())
+}
+
+/// The instruction that starts with `first` (trimmed) and goes on over continuation lines
+/// (comment lines among them skipped); `*i` moves past them. Also the line of the first
+/// empty continuation line, which BuildKit warns about.
+fn join_continuations(
+    lines: &[&str],
+    i: &mut usize,
+    first: &str,
+    escape: char,
+) -> (String, Option<usize>) {
+    let (text, mut end_of_line) = trim_continuation(first, escape);
+    let mut line = text.to_string();
+    let mut empty_continuation: Option<usize> = None;
+    while !end_of_line && *i < lines.len() {
+        let cont = lines[*i];
+        *i += 1;
+        let cont_trimmed = cont.trim_start_matches(is_space);
+        if cont_trimmed.starts_with('#') {
+            continue;
+        }
+        if cont_trimmed.is_empty() {
+            empty_continuation.get_or_insert(*i);
+            continue;
+        }
+        let (text, eol) = trim_continuation(cont, escape);
+        line.push_str(text);
+        end_of_line = eol;
+    }
+    (line.trim_matches(is_space).to_string(), empty_continuation)
+}
+
+/// The bodies of the heredocs `node` opens, read from the lines after it (`*i` moves past
+/// them).
+fn read_heredocs(
+    lines: &[&str],
+    i: &mut usize,
+    node: &mut RawNode,
+    escape: char,
+) -> Result<(), ParseError> {
+    for marker in heredoc_markers(&node.original, escape) {
+        let mut content = String::new();
+        let mut terminated = false;
+        while *i < lines.len() {
+            let l = lines[*i];
+            *i += 1;
+            let candidate = if marker.strip_tabs {
+                l.trim_start_matches('\t')
+            } else {
+                l
+            };
+            if candidate == marker.name {
+                terminated = true;
+                break;
+            }
+            content.push_str(if marker.strip_tabs { candidate } else { l });
+            content.push('\n');
+        }
+        if !terminated {
+            return Err(ParseError::new(
+                node.line,
+                node.column,
+                format!("unterminated heredoc: {}", marker.name),
+            ));
+        }
+        node.heredocs.push(Heredoc {
+            name: marker.name,
+            content,
+            expand: marker.expand,
+            strip_tabs: marker.strip_tabs,
+        });
+    }
+    node.end_line = *i;
+    Ok(())
+}
+
+/// Every node converted, with only ARG allowed before the first FROM.
+fn convert_all(nodes: Vec<RawNode>, escape: char) -> Result<Vec<Instruction>, ParseError> {
     let mut instructions = Vec::with_capacity(nodes.len());
     let mut seen_from = false;
     for node in nodes {
@@ -224,12 +255,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         }
         instructions.push(inst);
     }
-
-    Ok(Dockerfile {
-        directives,
-        instructions,
-        warnings,
-    })
+    Ok(instructions)
 }
 
 /// Whether `# syntax=` names the Dockerfile frontend (`[docker.io/]docker/dockerfile[:tag][@digest]`,
