@@ -117,168 +117,18 @@ pub fn flag<'f>(flags: &'f [Flag], name: &str) -> Option<&'f str> {
 }
 
 pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
-    let lookup_in = |args: &[(String, Option<String>)], name: &str| -> Option<String> {
-        args.iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
-    };
-    let expand = |ins: &'a Instruction,
-                  keyword: &'static str,
-                  word: &str,
-                  args: &[(String, Option<String>)]| {
-        crate::dockerfile::expand_word(word, input.escape, &|n| lookup_in(args, n))
-            .map(|e| e.value)
-            .map_err(|e| error(Some(ins), keyword, e.to_string()))
-    };
-
     // Predefined platform args are in the global scope without a declaration.
-    let mut global_args: Vec<(String, Option<String>)> = platform_args(input.platform)
-        .into_iter()
-        .map(|(k, v)| (k, Some(v)))
-        .collect();
-    let mut declared_args = Vec::new();
-    let mut rest = input.instructions.iter().peekable();
-    while let Some(ins) = rest.peek() {
-        let InstructionKind::Arg(decls) = &ins.kind else {
-            break;
-        };
-        for decl in decls {
-            let value = match input.build_args.get(&decl.name) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.default {
-                    Some(default) => Some(expand(ins, "ARG", default, &global_args)?),
-                    None => lookup_in(&global_args, &decl.name),
-                },
-            };
-            declared_args.push(decl.name.clone());
-            global_args.push((decl.name.clone(), value));
-        }
-        rest.next();
-    }
-
-    let mut stages: Vec<StagePlan> = Vec::new();
-    for ins in rest {
-        if let InstructionKind::From {
-            image,
-            alias,
-            flags,
-        } = &ins.kind
-        {
-            if let Some(flag) = flags.iter().find(|f| f.name != "platform") {
-                return Err(error(
-                    Some(ins),
-                    "FROM",
-                    format!("unknown flag: --{}", flag.name),
-                ));
-            }
-            // FROM --platform=$BUILDPLATFORM (the cross-compilation idiom) or any platform.
-            let stage_platform = match flags
-                .iter()
-                .find(|f| f.name == "platform")
-                .and_then(|f| f.value.as_deref())
-            {
-                Some(value) => {
-                    let text = expand(ins, "FROM", value, &global_args)?;
-                    Some(
-                        Platform::parse(&text)
-                            .map_err(|e| error(Some(ins), "FROM", e.to_string()))?,
-                    )
-                }
-                None => None,
-            };
-            let index = stages.len();
-            let image = expand(ins, "FROM", image, &global_args)?;
-            let name = alias.as_ref().map(|a| a.to_ascii_lowercase());
-            if let Some(name) = &name {
-                if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
-                    return Err(error(
-                        Some(ins),
-                        "FROM",
-                        format!("duplicate stage name {name:?}"),
-                    ));
-                }
-            }
-            let base = if let Some(named) = input.named_contexts.get(&image) {
-                match named {
-                    NamedContext::Image(reference) => Base::Image(reference.clone()),
-                    NamedContext::Dir(_) => {
-                        return Err(error(
-                            Some(ins),
-                            "FROM",
-                            format!(
-                                "FROM a directory build context ({image}) is not supported yet"
-                            ),
-                        ))
-                    }
-                }
-            } else if image.eq_ignore_ascii_case("scratch") {
-                Base::Scratch
-            } else {
-                match find_stage(&stages, &image) {
-                    Some(i) => Base::Stage(i),
-                    None => Base::Image(image),
-                }
-            };
-            let deps = match base {
-                Base::Stage(i) => vec![i],
-                _ => Vec::new(),
-            };
-            stages.push(StagePlan {
-                index,
-                name,
-                from: ins,
-                base,
-                instructions: Vec::new(),
-                deps,
-                platform: stage_platform,
-            });
-            continue;
-        }
-        let Some(stage) = stages.last_mut() else {
-            return Err(error(Some(ins), ins.kind.keyword(), "no build stage in current context: the first instruction must be FROM (after optional ARGs)"));
-        };
-        stage.instructions.push(ins);
-    }
-    if stages.is_empty() {
-        return Err(error(
-            None,
-            "FROM",
-            "no FROM instruction: a Dockerfile needs at least one stage",
-        ));
-    }
-
-    // Sources named by --from: any other stage, even a later one (BuildKit allows that for
-    // --from; only FROM must name an earlier stage); cycles are refused below.
-    for i in 0..stages.len() {
-        let mut deps = stages[i].deps.clone();
-        for ins in stages[i].instructions.clone() {
-            let froms: Vec<String> = match &ins.kind {
-                InstructionKind::Copy(args) | InstructionKind::Add(args) => {
-                    flag(&args.flags, "from")
-                        .map(|f| vec![f.to_string()])
-                        .unwrap_or_default()
-                }
-                InstructionKind::Run { flags, .. } => RunFlags::read(flags)
-                    .map_err(|e| error(Some(ins), "RUN", e.to_string()))?
-                    .mounts
-                    .into_iter()
-                    .filter_map(|m| m.from)
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for from in froms {
-                let from = expand(ins, ins.kind.keyword(), &from, &global_args)?;
-                if let Source::Stage(j) = resolve_source(&stages, i, input.named_contexts, &from) {
-                    if !deps.contains(&j) {
-                        deps.push(j);
-                    }
-                }
-            }
-        }
-        stages[i].deps = deps;
-    }
-
+    let mut planner = Planner {
+        input,
+        global_args: platform_args(input.platform)
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
+        declared_args: Vec::new(),
+    };
+    let first_stage = planner.read_global_args()?;
+    let mut stages = planner.split_stages(&input.instructions[first_stage..])?;
+    planner.add_source_deps(&mut stages)?;
     let target = match input.target {
         None => stages.len() - 1,
         Some(name) => find_stage(&stages, name).ok_or_else(|| {
@@ -300,14 +150,202 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
         ));
     }
     Ok(Plan {
-        global_args,
+        global_args: planner.global_args,
         stages,
         target,
         order,
-        declared_args,
+        declared_args: planner.declared_args,
         named_contexts: input.named_contexts.clone(),
         platform: input.platform.clone(),
     })
+}
+
+/// The planner's state: the global ARGs as they are declared (the predefined platform args
+/// first).
+struct Planner<'a, 'i> {
+    input: &'i PlanInput<'a>,
+    global_args: Vec<(String, Option<String>)>,
+    declared_args: Vec<String>,
+}
+
+fn lookup_in(args: &[(String, Option<String>)], name: &str) -> Option<String> {
+    args.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.clone())
+}
+
+impl<'a> Planner<'a, '_> {
+    /// `word` with the global ARGs expanded, an error pointing at `ins`.
+    fn expand(
+        &self,
+        ins: &'a Instruction,
+        keyword: &'static str,
+        word: &str,
+    ) -> Result<String, PlanError<'a>> {
+        crate::dockerfile::expand_word(word, self.input.escape, &|n| {
+            lookup_in(&self.global_args, n)
+        })
+        .map(|e| e.value)
+        .map_err(|e| error(Some(ins), keyword, e.to_string()))
+    }
+
+    /// The ARGs before the first FROM; returns the index of the first other instruction.
+    fn read_global_args(&mut self) -> Result<usize, PlanError<'a>> {
+        let instructions = self.input.instructions;
+        let mut next = 0;
+        while let Some(ins) = instructions.get(next) {
+            let InstructionKind::Arg(decls) = &ins.kind else {
+                break;
+            };
+            for decl in decls {
+                let value = match self.input.build_args.get(&decl.name) {
+                    Some(v) => Some(v.clone()),
+                    None => match &decl.default {
+                        Some(default) => Some(self.expand(ins, "ARG", default)?),
+                        None => lookup_in(&self.global_args, &decl.name),
+                    },
+                };
+                self.declared_args.push(decl.name.clone());
+                self.global_args.push((decl.name.clone(), value));
+            }
+            next += 1;
+        }
+        Ok(next)
+    }
+
+    /// Each FROM starts a stage; the instructions after it are its own.
+    fn split_stages(
+        &self,
+        instructions: &'a [Instruction],
+    ) -> Result<Vec<StagePlan<'a>>, PlanError<'a>> {
+        let mut stages: Vec<StagePlan> = Vec::new();
+        for ins in instructions {
+            if let InstructionKind::From {
+                image,
+                alias,
+                flags,
+            } = &ins.kind
+            {
+                let stage = self.stage(ins, image, alias.as_deref(), flags, &stages)?;
+                stages.push(stage);
+                continue;
+            }
+            let Some(stage) = stages.last_mut() else {
+                return Err(error(Some(ins), ins.kind.keyword(), "no build stage in current context: the first instruction must be FROM (after optional ARGs)"));
+            };
+            stage.instructions.push(ins);
+        }
+        if stages.is_empty() {
+            return Err(error(
+                None,
+                "FROM",
+                "no FROM instruction: a Dockerfile needs at least one stage",
+            ));
+        }
+        Ok(stages)
+    }
+
+    /// The stage a FROM starts: its name, platform and base (a named context, scratch, an
+    /// earlier stage, else an image).
+    fn stage(
+        &self,
+        ins: &'a Instruction,
+        image: &str,
+        alias: Option<&str>,
+        flags: &[Flag],
+        stages: &[StagePlan<'a>],
+    ) -> Result<StagePlan<'a>, PlanError<'a>> {
+        if let Some(flag) = flags.iter().find(|f| f.name != "platform") {
+            return Err(error(
+                Some(ins),
+                "FROM",
+                format!("unknown flag: --{}", flag.name),
+            ));
+        }
+        // FROM --platform=$BUILDPLATFORM (the cross-compilation idiom) or any platform.
+        let platform = match flag(flags, "platform") {
+            Some(value) => {
+                let text = self.expand(ins, "FROM", value)?;
+                Some(Platform::parse(&text).map_err(|e| error(Some(ins), "FROM", e.to_string()))?)
+            }
+            None => None,
+        };
+        let image = self.expand(ins, "FROM", image)?;
+        let name = alias.map(str::to_ascii_lowercase);
+        if let Some(name) = &name {
+            if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
+                return Err(error(
+                    Some(ins),
+                    "FROM",
+                    format!("duplicate stage name {name:?}"),
+                ));
+            }
+        }
+        let base = match self.input.named_contexts.get(&image) {
+            Some(NamedContext::Image(reference)) => Base::Image(reference.clone()),
+            Some(NamedContext::Dir(_)) => {
+                return Err(error(
+                    Some(ins),
+                    "FROM",
+                    format!("FROM a directory build context ({image}) is not supported yet"),
+                ))
+            }
+            None if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            None => match find_stage(stages, &image) {
+                Some(i) => Base::Stage(i),
+                None => Base::Image(image),
+            },
+        };
+        Ok(StagePlan {
+            index: stages.len(),
+            name,
+            from: ins,
+            deps: match base {
+                Base::Stage(i) => vec![i],
+                _ => Vec::new(),
+            },
+            base,
+            instructions: Vec::new(),
+            platform,
+        })
+    }
+
+    /// Sources named by --from: any other stage, even a later one (BuildKit allows that for
+    /// --from; only FROM must name an earlier stage); cycles are refused by the caller.
+    fn add_source_deps(&self, stages: &mut [StagePlan<'a>]) -> Result<(), PlanError<'a>> {
+        for i in 0..stages.len() {
+            let mut deps = stages[i].deps.clone();
+            for ins in stages[i].instructions.clone() {
+                let froms: Vec<String> = match &ins.kind {
+                    InstructionKind::Copy(args) | InstructionKind::Add(args) => {
+                        flag(&args.flags, "from")
+                            .map(|f| vec![f.to_string()])
+                            .unwrap_or_default()
+                    }
+                    InstructionKind::Run { flags, .. } => RunFlags::read(flags)
+                        .map_err(|e| error(Some(ins), "RUN", e.to_string()))?
+                        .mounts
+                        .into_iter()
+                        .filter_map(|m| m.from)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for from in froms {
+                    let from = self.expand(ins, ins.kind.keyword(), &from)?;
+                    if let Source::Stage(j) =
+                        resolve_source(stages, i, self.input.named_contexts, &from)
+                    {
+                        if !deps.contains(&j) {
+                            deps.push(j);
+                        }
+                    }
+                }
+            }
+            stages[i].deps = deps;
+        }
+        Ok(())
+    }
 }
 
 /// A stage by name (case-insensitive) or index.
