@@ -41,6 +41,147 @@ pub struct PulledImage {
     pub tags: Vec<String>,
 }
 
+/// The digest of the entry of an image index for the platform asked (default: this host's).
+fn platform_entry(
+    index_bytes: &[u8],
+    options: &PullOptions,
+    display: &str,
+    log: Log,
+) -> Result<String, RegistryError> {
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let index: serde_json::Value =
+        serde_json::from_slice(index_bytes).map_err(|e| RegistryError::Invalid {
+            what: format!("index of {display}"),
+            message: e.to_string(),
+        })?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let chosen = entries
+        .iter()
+        .find(|m| platform.matches(&m["platform"]))
+        .ok_or_else(|| RegistryError::NoPlatform {
+            reference: display.to_string(),
+            platform: platform.to_string(),
+            available: entries
+                .iter()
+                .filter_map(|m| {
+                    let p = &m["platform"];
+                    let mut s = format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?);
+                    if let Some(v) = p["variant"].as_str() {
+                        s = format!("{s}/{v}");
+                    }
+                    Some(s)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let entry_digest = chosen["digest"]
+        .as_str()
+        .ok_or_else(|| RegistryError::Invalid {
+            what: format!("index of {display}"),
+            message: "an entry without a digest".to_string(),
+        })?
+        .to_string();
+    crate::store::digest_hex(&entry_digest)?;
+    log.line(&format!("platform {platform}: manifest {entry_digest}"));
+    Ok(entry_digest)
+}
+
+/// An image manifest's config digest and layers, each digest checked for form, foreign
+/// layers refused.
+fn read_manifest(bytes: &[u8], display: &str) -> Result<(String, Vec<LayerBlob>), RegistryError> {
+    let bad_manifest = |message: &str| RegistryError::Invalid {
+        what: format!("manifest of {display}"),
+        message: message.to_string(),
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad_manifest(&e.to_string()))?;
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| bad_manifest("no config digest"))?
+        .to_string();
+    crate::store::digest_hex(&config_digest)?;
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let digest = layer["digest"]
+            .as_str()
+            .ok_or_else(|| bad_manifest("a layer without a digest"))?;
+        crate::store::digest_hex(digest)?;
+        let media_type = layer["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.oci.image.layer.v1.tar+gzip")
+            .to_string();
+        if media_type.contains("foreign") || media_type.contains("nondistributable") {
+            return Err(RegistryError::Invalid {
+                what: format!("layer {digest} of {display}"),
+                message: "foreign (non-distributable) layers are not supported".to_string(),
+            });
+        }
+        layers.push(LayerBlob {
+            media_type,
+            digest: digest.to_string(),
+            // The size bounds the download: a registry cannot stream forever.
+            size: layer["size"]
+                .as_u64()
+                .ok_or_else(|| bad_manifest("a layer without a size"))?,
+        });
+    }
+    Ok((config_digest, layers))
+}
+
+/// The image config: from the store when it is there, else downloaded and checked against
+/// its digest.
+fn fetch_config(
+    store: &Store,
+    client: &Client,
+    config_digest: &str,
+    display: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    if store.has_blob(config_digest) {
+        return Ok(store.read_blob(config_digest)?);
+    }
+    let url = client.repo_url(&format!("blobs/{config_digest}"));
+    let response = client.expect("GET", &url, &[], &RequestBody::Empty, &[200])?;
+    let bytes = read_limited(response, &format!("config of {display}"))?;
+    let actual = sha256_of(&bytes);
+    if actual != config_digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("config of {display}"),
+            expected: config_digest.to_string(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The config agrees with the platform asked and with the manifest's layers.
+fn check_config(
+    config: &ImageConfig,
+    layers: &[LayerBlob],
+    options: &PullOptions,
+    display: &str,
+) -> Result<(), RegistryError> {
+    if let Some(platform) = &options.platform {
+        if config.architecture != platform.architecture {
+            return Err(RegistryError::NoPlatform {
+                reference: display.to_string(),
+                platform: platform.to_string(),
+                available: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+    }
+    if layers.len() != config.rootfs.diff_ids.len() {
+        return Err(RegistryError::Invalid {
+            what: format!("manifest of {display}"),
+            message: format!(
+                "{} layers but the config lists {} diff_ids",
+                layers.len(),
+                config.rootfs.diff_ids.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn sha256_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -180,42 +321,7 @@ fn pull_from(
     let (mut bytes, mut media_type, mut digest) =
         fetch_manifest(&client, reference.manifest_ref(), &display)?;
     if media_type == OCI_INDEX || media_type == DOCKER_LIST {
-        let platform = options.platform.clone().unwrap_or_else(Platform::host);
-        let index: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
-                what: format!("index of {display}"),
-                message: e.to_string(),
-            })?;
-        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-        let chosen = entries
-            .iter()
-            .find(|m| platform.matches(&m["platform"]))
-            .ok_or_else(|| RegistryError::NoPlatform {
-                reference: display.clone(),
-                platform: platform.to_string(),
-                available: entries
-                    .iter()
-                    .filter_map(|m| {
-                        let p = &m["platform"];
-                        let mut s =
-                            format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?);
-                        if let Some(v) = p["variant"].as_str() {
-                            s = format!("{s}/{v}");
-                        }
-                        Some(s)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-        let entry_digest = chosen["digest"]
-            .as_str()
-            .ok_or_else(|| RegistryError::Invalid {
-                what: format!("index of {display}"),
-                message: "an entry without a digest".to_string(),
-            })?
-            .to_string();
-        crate::store::digest_hex(&entry_digest)?;
-        log.line(&format!("platform {platform}: manifest {entry_digest}"));
+        let entry_digest = platform_entry(&bytes, options, &display, log)?;
         (bytes, media_type, digest) = fetch_manifest(&client, &entry_digest, &display)?;
     } else if let Some(platform) = &options.platform {
         // A single-platform image is used as it is; the config says what it is.
@@ -231,84 +337,14 @@ fn pull_from(
             ),
         });
     }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
-            what: format!("manifest of {display}"),
-            message: e.to_string(),
-        })?;
-    let bad_manifest = |message: &str| RegistryError::Invalid {
-        what: format!("manifest of {display}"),
-        message: message.to_string(),
-    };
-    let config_digest = manifest["config"]["digest"]
-        .as_str()
-        .ok_or_else(|| bad_manifest("no config digest"))?
-        .to_string();
-    crate::store::digest_hex(&config_digest)?;
-    let config_bytes = if store.has_blob(&config_digest) {
-        store.read_blob(&config_digest)?
-    } else {
-        let url = client.repo_url(&format!("blobs/{config_digest}"));
-        let response = client.expect("GET", &url, &[], &RequestBody::Empty, &[200])?;
-        let bytes = read_limited(response, &format!("config of {display}"))?;
-        let actual = sha256_of(&bytes);
-        if actual != config_digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("config of {display}"),
-                expected: config_digest,
-                actual,
-            });
-        }
-        bytes
-    };
+    let (config_digest, layers) = read_manifest(&bytes, &display)?;
+    let config_bytes = fetch_config(store, &client, &config_digest, &display)?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Invalid {
             what: format!("config of {display}"),
             message: e.to_string(),
         })?;
-    if let Some(platform) = &options.platform {
-        if config.architecture != platform.architecture {
-            return Err(RegistryError::NoPlatform {
-                reference: display.clone(),
-                platform: platform.to_string(),
-                available: format!("{}/{}", config.os, config.architecture),
-            });
-        }
-    }
-    let mut layers = Vec::new();
-    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
-        let digest = layer["digest"]
-            .as_str()
-            .ok_or_else(|| bad_manifest("a layer without a digest"))?;
-        crate::store::digest_hex(digest)?;
-        layers.push(LayerBlob {
-            media_type: layer["mediaType"]
-                .as_str()
-                .unwrap_or("application/vnd.oci.image.layer.v1.tar+gzip")
-                .to_string(),
-            digest: digest.to_string(),
-            // The size bounds the download: a registry cannot stream forever.
-            size: layer["size"]
-                .as_u64()
-                .ok_or_else(|| bad_manifest("a layer without a size"))?,
-        });
-    }
-    if layers.len() != config.rootfs.diff_ids.len() {
-        return Err(bad_manifest(&format!(
-            "{} layers but the config lists {} diff_ids",
-            layers.len(),
-            config.rootfs.diff_ids.len()
-        )));
-    }
-    for layer in &layers {
-        if layer.media_type.contains("foreign") || layer.media_type.contains("nondistributable") {
-            return Err(RegistryError::Invalid {
-                what: format!("layer {} of {display}", layer.digest),
-                message: "foreign (non-distributable) layers are not supported".to_string(),
-            });
-        }
-    }
-
+    check_config(&config, &layers, options, &display)?;
     let source = format!("{registry}/{repository}");
     fetch_layers(
         store,
