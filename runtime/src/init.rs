@@ -112,11 +112,47 @@ fn run(spec: &StepSpec, reporter: &mut Reporter) -> Result<i32, SetupError> {
 
 enum Never {}
 
+/// The step process's setup, one explicit step at a time: the root and its mounts, the
+/// switch into it, the user and environment, the confinement, the identity, then exec.
 fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, SetupError> {
-    let mut notices = Vec::new();
     if spec.network == NetworkMode::None {
         mounts::loopback_up()?;
     }
+    let (stubs, notices) = mount_rootfs(spec)?;
+    reporter.send(&StepReport::Stubs(stubs));
+    for notice in notices {
+        reporter.send(&StepReport::Notice(notice));
+    }
+    mounts::pivot_into(&spec.rootfs.merged_dir)?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| SetupError::os("sethostname", e))?;
+
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = crate::user::resolve_user(&spec.user, &passwd, &group)
+        .map_err(|e| SetupError::Refused(e.to_string()))?;
+    if std::fs::symlink_metadata(&spec.cwd).is_err() {
+        std::fs::create_dir_all(&spec.cwd)
+            .map_err(|e| SetupError::os(format!("create working dir {}", spec.cwd), e))?;
+    }
+    std::env::set_current_dir(&spec.cwd)
+        .map_err(|e| SetupError::os(format!("chdir {}", spec.cwd), e))?;
+    let mut env: Vec<String> = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+
+    let sandboxed = spec.security == crate::spec::Security::Sandbox;
+    if sandboxed {
+        confine()?;
+    }
+    switch_identity(&user, sandboxed)?;
+    exec(&spec.args, &env)
+}
+
+/// The overlay root with /proc, /dev, /sys, the /etc files and the RUN mounts in it; returns
+/// the mount points created in the root (kept out of the layer) and what to tell the user.
+fn mount_rootfs(spec: &StepSpec) -> Result<(Vec<MountStub>, Vec<String>), SetupError> {
+    let mut notices = Vec::new();
     mounts::mount_overlay(&spec.rootfs)?;
     let merged = &spec.rootfs.merged_dir;
     let root = rustix::fs::open(
@@ -145,92 +181,78 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Set
     })
     .collect::<Result<Vec<_>, SetupError>>()?;
 
-    let proc_flags = nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOEXEC;
-    if nix::mount::mount(
-        Some("proc"),
-        &proc_dir,
-        Some("proc"),
-        proc_flags,
-        None::<&str>,
-    )
-    .is_err()
-    {
-        // Nested in a container that masks /proc, a new procfs is refused: reuse the host's.
-        mounts::bind(Path::new("/proc"), &proc_dir, "/proc", true)?;
-        notices.push(
-            "procfs could not be mounted; /proc is the host's (read-only view of other processes)"
-                .into(),
-        );
-    }
+    mount_proc(&proc_dir, &mut notices)?;
     mounts::setup_dev(&dev_dir, &mut notices)?;
-    // A fresh sysfs needs a network namespace of our own; with the host's network, a
-    // read-only view of the host's /sys stands in.
-    let ro = nix::mount::MsFlags::MS_RDONLY
-        | nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOEXEC;
-    let own_sysfs = spec.network == NetworkMode::None
-        && nix::mount::mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None::<&str>).is_ok();
-    if !own_sysfs {
-        match mounts::bind(Path::new("/sys"), &sys_dir, "/sys", true) {
-            Ok(()) => mounts::remount_readonly(&sys_dir)?,
-            Err(e) => notices.push(format!("/sys is empty in this step ({e})")),
-        }
-    }
+    mount_sys(spec, &sys_dir, &mut notices)?;
     for (path, source, target) in &etc_targets {
         mounts::bind(source, target, path, false)?;
     }
     for step_mount in &spec.mounts {
         mount_one(&root, merged, step_mount, &mut stubs)?;
     }
-    reporter.send(&StepReport::Stubs(stubs));
-    for notice in notices {
-        reporter.send(&StepReport::Notice(notice));
+    Ok((stubs, notices))
+}
+
+/// A procfs of the step's pid namespace; nested in a container that masks /proc, where a new
+/// procfs is refused, the host's, read-only.
+fn mount_proc(proc_dir: &Path, notices: &mut Vec<String>) -> Result<(), SetupError> {
+    let proc_flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    if nix::mount::mount(
+        Some("proc"),
+        proc_dir,
+        Some("proc"),
+        proc_flags,
+        None::<&str>,
+    )
+    .is_err()
+    {
+        mounts::bind(Path::new("/proc"), proc_dir, "/proc", true)?;
+        notices.push(
+            "procfs could not be mounted; /proc is the host's (read-only view of other processes)"
+                .into(),
+        );
     }
-    drop(root);
+    Ok(())
+}
 
-    mounts::pivot_into(merged)?;
-    nix::unistd::sethostname(&spec.hostname).map_err(|e| SetupError::os("sethostname", e))?;
-
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = crate::user::resolve_user(&spec.user, &passwd, &group)
-        .map_err(|e| SetupError::Refused(e.to_string()))?;
-
-    if std::fs::symlink_metadata(&spec.cwd).is_err() {
-        std::fs::create_dir_all(&spec.cwd)
-            .map_err(|e| SetupError::os(format!("create working dir {}", spec.cwd), e))?;
+/// A fresh sysfs needs a network namespace of our own; with the host's network, a read-only
+/// view of the host's /sys stands in.
+fn mount_sys(spec: &StepSpec, sys_dir: &Path, notices: &mut Vec<String>) -> Result<(), SetupError> {
+    let ro = nix::mount::MsFlags::MS_RDONLY
+        | nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    let own_sysfs = spec.network == NetworkMode::None
+        && nix::mount::mount(Some("sysfs"), sys_dir, Some("sysfs"), ro, None::<&str>).is_ok();
+    if !own_sysfs {
+        match mounts::bind(Path::new("/sys"), sys_dir, "/sys", true) {
+            Ok(()) => mounts::remount_readonly(sys_dir)?,
+            Err(e) => notices.push(format!("/sys is empty in this step ({e})")),
+        }
     }
-    std::env::set_current_dir(&spec.cwd)
-        .map_err(|e| SetupError::os(format!("chdir {}", spec.cwd), e))?;
+    Ok(())
+}
 
-    let mut env: Vec<String> = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
-    let path_var = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .map(str::to_string);
-
-    let sandboxed = spec.security == crate::spec::Security::Sandbox;
-    if sandboxed {
-        // Now, while this process still holds CAP_SYS_ADMIN in the user namespace: the kernel
-        // then takes the filter without NO_NEW_PRIVS, which Docker does not set either.
-        crate::seccomp::install_default_filter().map_err(|e| match e {
-            crate::seccomp::SeccompError::Filter { what, source } => SetupError::Os {
-                what: format!("install the seccomp filter ({what})"),
-                source: crate::error::OsError {
-                    errno: source.errno().map_or(0, |e| e as i32),
-                    text: source.to_string(),
-                },
+/// The seccomp filter and the capability bounding set. Installed while this process still
+/// holds CAP_SYS_ADMIN in the user namespace: the kernel then takes the filter without
+/// NO_NEW_PRIVS, which Docker does not set either.
+fn confine() -> Result<(), SetupError> {
+    crate::seccomp::install_default_filter().map_err(|e| match e {
+        crate::seccomp::SeccompError::Filter { what, source } => SetupError::Os {
+            what: format!("install the seccomp filter ({what})"),
+            source: crate::error::OsError {
+                errno: source.errno().map_or(0, |e| e as i32),
+                text: source.to_string(),
             },
-        })?;
-        crate::caps::limit_bounding_set().map_err(|e| SetupError::os("limit capabilities", e))?;
-    }
+        },
+    })?;
+    crate::caps::limit_bounding_set().map_err(|e| SetupError::os("limit capabilities", e))
+}
+
+/// Becomes the step's user: its groups, gid and uid, and root's capabilities for root.
+fn switch_identity(user: &crate::user::ResolvedUser, sandboxed: bool) -> Result<(), SetupError> {
     let groups: Vec<Gid> = user
         .additional_gids
         .iter()
@@ -260,9 +282,17 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Set
     } else if user.uid == 0 {
         crate::caps::set_all_capabilities().map_err(|e| SetupError::os("set capabilities", e))?;
     }
+    Ok(())
+}
 
-    let program = spec
-        .args
+/// Execs `args[0]` (looked up in the step's PATH) with `env`, the process state reset first.
+fn exec(args: &[String], env: &[String]) -> Result<Never, SetupError> {
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .map(str::to_string);
+    let program = args
         .first()
         .ok_or_else(|| SetupError::Refused("no command to run".into()))?;
     let executable = mounts::find_executable(program, path_var.as_deref()).ok_or_else(|| {
@@ -274,7 +304,7 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Set
         CString::new(s.as_str())
             .map_err(|_| SetupError::Refused(format!("argument {s:?} holds a NUL byte")))
     };
-    let argv = spec.args.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
+    let argv = args.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(to_c).collect::<Result<Vec<_>, _>>()?;
     reset_process_state()?;
     let errno = nix::unistd::execve(&executable, &argv, &envp)
