@@ -319,3 +319,61 @@ pub(super) fn resolve_owner_for(
     let (view_mounted, _view) = ctx.mount_view(&stage.config.rootfs.diff_ids, "chown")?;
     resolve_owner(&view_mounted, spec, loc, keyword)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(flags: CopyFlags) -> CopyStep {
+        CopyStep {
+            keyword: "COPY",
+            is_add: false,
+            unpack: flags.unpack.unwrap_or(false),
+            chown: flags.chown.clone(),
+            chmod: None,
+            excludes: flags.excludes.clone(),
+            exclude_rules: IgnoreRules::parse(&flags.excludes.join("\n")),
+            flags,
+        }
+    }
+
+    /// Every flag that changes what lands in the layer, the source, its content and the
+    /// destination are in a COPY's key; the same inputs give the same key.
+    #[test]
+    fn every_input_of_a_copy_is_in_its_key() {
+        let base = step(CopyFlags::default());
+        let parts = |s: &CopyStep| s.key_parts("context", "sha256:content", "/app/", true);
+        assert_eq!(parts(&base), parts(&step(CopyFlags::default())));
+        type Change = fn(&mut CopyFlags);
+        let flag_changes: [(&str, Change); 6] = [
+            ("--link", |f| f.link = true),
+            ("--parents", |f| f.parents = true),
+            ("--chown", |f| f.chown = Some("app".into())),
+            ("--chmod", |f| f.chmod = Some("0755".into())),
+            ("--exclude", |f| f.excludes = vec!["*.md".into()]),
+            ("--unpack", |f| f.unpack = Some(true)),
+        ];
+        for (what, change) in flag_changes {
+            let mut flags = CopyFlags::default();
+            change(&mut flags);
+            assert_ne!(
+                parts(&step(flags)),
+                parts(&base),
+                "{what} must change the key"
+            );
+        }
+        let other = [
+            base.key_parts("stage-key", "sha256:content", "/app/", true),
+            base.key_parts("context", "sha256:other", "/app/", true),
+            base.key_parts("context", "sha256:content", "/srv/", true),
+            base.key_parts("context", "sha256:content", "/app/", false),
+        ];
+        for changed in other {
+            assert_ne!(changed, parts(&base), "{changed:?}");
+        }
+        // ADD of the same files is another step.
+        let mut add = step(CopyFlags::default());
+        add.keyword = "ADD";
+        assert_ne!(parts(&add), parts(&base));
+    }
+}

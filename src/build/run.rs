@@ -27,6 +27,124 @@ struct MountGuards {
     locks: Vec<std::fs::File>,
 }
 
+/// How a RUN's process is isolated: `--network` (the build's default unless the step says)
+/// and `--security`.
+struct Isolation {
+    network: String,
+    mode: NetworkMode,
+    security: Security,
+}
+
+impl Isolation {
+    fn read(ctx: &StepContext, loc: &Location, flags: &RunFlags) -> Result<Isolation, BuildError> {
+        let network = flags
+            .network
+            .clone()
+            .or_else(|| ctx.options.network.clone())
+            .unwrap_or_else(|| "default".into());
+        let security = match flags.security.as_deref() {
+            None | Some("sandbox") => Security::Sandbox,
+            Some("insecure") if ctx.options.allow_insecure => Security::Insecure,
+            Some("insecure") => {
+                return Err(loc.error(
+                    "RUN",
+                    "--security=insecure runs the step with every capability and no seccomp \
+                     filter: allow it with `rbuild build --allow security.insecure`",
+                ))
+            }
+            Some(value) => {
+                return Err(loc.error(
+                    "RUN",
+                    format!("--security={value}: expected sandbox or insecure"),
+                ))
+            }
+        };
+        let mode = match network.as_str() {
+            "default" | "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => {
+                return Err(loc.error(
+                    "RUN",
+                    format!("--network={other}: expected default, none or host"),
+                ))
+            }
+        };
+        Ok(Isolation {
+            network,
+            mode,
+            security,
+        })
+    }
+}
+
+/// A RUN's environment: BuildKit hands every ARG with a value to RUN as environment, under
+/// ENV. Proxy args reach the command too, but neither the history nor the cache key.
+struct StepEnv {
+    /// What the key and the process see.
+    env: Vec<String>,
+    /// The ARGs as the history shows them.
+    history_args: Vec<(String, String)>,
+    /// Proxy build args no ARG declares: for the process only.
+    proxy: Vec<String>,
+}
+
+impl StepEnv {
+    fn of(ctx: &StepContext, stage: &Stage) -> StepEnv {
+        let mut env: Vec<String> = Vec::new();
+        let mut history_args: Vec<(String, String)> = Vec::new();
+        for (key, value) in &stage.args {
+            let effective = stage
+                .config
+                .env_value(key)
+                .map(str::to_string)
+                .or_else(|| value.clone());
+            history_args.push((key.clone(), effective.unwrap_or_default()));
+            if let Some(value) = value {
+                if stage.config.env_value(key).is_none() {
+                    env.push(format!("{key}={value}"));
+                }
+            }
+        }
+        env.extend(stage.config.config.env.iter().cloned());
+        let proxy = ctx
+            .options
+            .build_args
+            .iter()
+            .filter(|(k, _)| is_proxy_arg(k) && !stage.args.iter().any(|(a, _)| a == *k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        StepEnv {
+            env,
+            history_args,
+            proxy,
+        }
+    }
+}
+
+/// What a RUN's cache key is made of (after the stage's chain): the command, its
+/// environment, user and working directory, its isolation and extra hosts, and its mounts'
+/// keys. Secret values, cache-mount contents and proxy args are not in it.
+pub(super) fn run_key_parts(
+    args: &[String],
+    env: &[String],
+    user: &str,
+    cwd: &str,
+    isolation: (&str, Security),
+    extra_hosts: &[(String, String)],
+    mount_keys: &[&str],
+) -> Vec<String> {
+    let (network, security) = isolation;
+    vec![
+        "RUN".to_string(),
+        serde_json::to_string(args).unwrap_or_default(),
+        serde_json::to_string(env).unwrap_or_default(),
+        user.to_string(),
+        cwd.to_string(),
+        format!("network={network} hosts={extra_hosts:?} security={security:?}"),
+        serde_json::to_string(mount_keys).unwrap_or_default(),
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     ctx: &StepContext,
@@ -39,100 +157,34 @@ pub(super) fn run(
     heredocs: &[Heredoc],
     progress: &mut StageProgress,
 ) -> Result<bool, BuildError> {
-    let mut network = ctx
-        .options
-        .network
-        .clone()
-        .unwrap_or_else(|| "default".into());
     let run_flags = RunFlags::read(flags).map_err(|e| loc.error("RUN", e.to_string()))?;
-    if let Some(value) = &run_flags.network {
-        network = value.clone();
-    }
-    let mount_specs = &run_flags.mounts;
-    let security = match run_flags.security.as_deref() {
-        None | Some("sandbox") => Security::Sandbox,
-        Some("insecure") if ctx.options.allow_insecure => Security::Insecure,
-        Some("insecure") => {
-            return Err(loc.error(
-                "RUN",
-                "--security=insecure runs the step with every capability and no seccomp \
-                 filter: allow it with `rbuild build --allow security.insecure`",
-            ))
-        }
-        Some(value) => {
-            return Err(loc.error(
-                "RUN",
-                format!("--security={value}: expected sandbox or insecure"),
-            ))
-        }
-    };
-    let network_mode = match network.as_str() {
-        "default" | "host" => NetworkMode::Host,
-        "none" => NetworkMode::None,
-        other => {
-            return Err(loc.error(
-                "RUN",
-                format!("--network={other}: expected default, none or host"),
-            ))
-        }
-    };
-
+    let isolation = Isolation::read(ctx, loc, &run_flags)?;
     let mut guards = MountGuards::default();
     let (args, mut extra_mounts) = heredoc_command(ctx, stage, command, heredocs, &mut guards)?;
-
-    // BuildKit hands every ARG with a value to RUN as environment, under ENV. Proxy args reach
-    // the command too, but neither the history nor the cache key.
-    let mut env: Vec<String> = Vec::new();
-    let mut history_args: Vec<(String, String)> = Vec::new();
-    for (key, value) in &stage.args {
-        let effective = stage
-            .config
-            .env_value(key)
-            .map(str::to_string)
-            .or_else(|| value.clone());
-        history_args.push((key.clone(), effective.unwrap_or_default()));
-        if let Some(value) = value {
-            if stage.config.env_value(key).is_none() {
-                env.push(format!("{key}={value}"));
-            }
-        }
-    }
-    env.extend(stage.config.config.env.iter().cloned());
-    let proxy_env: Vec<String> = ctx
-        .options
-        .build_args
-        .iter()
-        .filter(|(k, _)| is_proxy_arg(k) && !stage.args.iter().any(|(a, _)| a == *k))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let step_env = StepEnv::of(ctx, stage);
     let user = stage.config.config.user.clone();
     let cwd = stage.workdir();
-    let created_by = run_created_by(&args, &history_args);
+    let created_by = run_created_by(&args, &step_env.history_args);
 
     // The mounts' parts of the key come first, without side effects; they are prepared
     // (secret files written, cache-mount locks taken, imported caches extracted, bind
     // sources staged) only when the cache misses.
-    let mounts = mount_specs
+    let mounts = run_flags
+        .mounts
         .iter()
         .map(|mount| PlannedMount::plan(ctx, plan, deps, loc, mount, &cwd))
         .collect::<Result<Vec<_>, _>>()?;
     let mount_keys: Vec<&str> = mounts.iter().map(|m| m.key.as_str()).collect();
-    let args_json = serde_json::to_string(&args).unwrap_or_default();
-    let env_json = serde_json::to_string(&env).unwrap_or_default();
-    let mounts_json = serde_json::to_string(&mount_keys).unwrap_or_default();
-    let network_key = format!(
-        "network={network} hosts={:?} security={security:?}",
-        ctx.options.extra_hosts
-    );
-    let key = stage.next_key(&[
-        "RUN",
-        &args_json,
-        &env_json,
+    let parts = run_key_parts(
+        &args,
+        &step_env.env,
         &user,
         &cwd,
-        &network_key,
-        &mounts_json,
-    ]);
+        (&isolation.network, isolation.security),
+        &ctx.options.extra_hosts,
+        &mount_keys,
+    );
+    let key = stage.next_key(&parts.iter().map(String::as_str).collect::<Vec<_>>());
     let _step_lock = ctx.store.step_lock(&key)?;
     if try_cache(ctx, stage, &key, &created_by) {
         return Ok(true);
@@ -143,25 +195,41 @@ pub(super) fn run(
         extra_mounts.extend(mount.prepare(ctx, &mut guards, &mut hidden_env)?);
     }
     let snapshot = ctx.prepare(&stage.config.rootfs.diff_ids, "run")?;
-    let etc_files = write_etc_files(snapshot.temp.path(), &ctx.options.extra_hosts)?;
-    env.extend(proxy_env);
+    let mut env = step_env.env;
+    env.extend(step_env.proxy);
     env.extend(hidden_env);
     let spec = StepSpec {
         rootfs: snapshot.rootfs.clone(),
-        args: args.clone(),
+        args,
         env,
         cwd,
         user,
         hostname: "rbuild".into(),
-        etc_files,
-        network: network_mode,
+        etc_files: write_etc_files(snapshot.temp.path(), &ctx.options.extra_hosts)?,
+        network: isolation.mode,
         mounts: extra_mounts,
-        security,
+        security: isolation.security,
     };
+    execute(ctx, loc, &spec, &snapshot, guards, progress)?;
+    let diff_id = ctx.commit(snapshot)?;
+    finish_step(ctx, stage, key, diff_id, created_by)?;
+    Ok(false)
+}
+
+/// Runs the step through the worker's executor; its output goes to the progress display, the
+/// mount points it created are taken out of the snapshot, a failure names the line.
+fn execute(
+    ctx: &StepContext,
+    loc: &Location,
+    spec: &StepSpec,
+    snapshot: &crate::worker::Snapshot,
+    guards: MountGuards,
+    progress: &mut StageProgress,
+) -> Result<(), BuildError> {
     let outcome = ctx
         .worker
         .executor
-        .run(&spec, &mut |_stream: OutputStream, line: &[u8]| {
+        .run(spec, &mut |_stream: OutputStream, line: &[u8]| {
             progress.step_output(line)
         })
         .map_err(|e| match e {
@@ -178,14 +246,12 @@ pub(super) fn run(
         return Err(BuildError::RunFailed {
             file: loc.file.clone(),
             line: loc.line,
-            command: args.join(" "),
+            command: spec.args.join(" "),
             exit_code: outcome.exit_code,
             excerpt: loc.excerpt.clone(),
         });
     }
-    let diff_id = ctx.commit(snapshot)?;
-    finish_step(ctx, stage, key, diff_id, created_by)?;
-    Ok(false)
+    Ok(())
 }
 
 /// The argv of a RUN with heredocs. `RUN <<EOF` alone runs the body as the script (a `#!`
@@ -698,4 +764,72 @@ pub(super) fn write_etc_files(
     std::fs::write(&files.resolv_conf, resolv).map_err(io_error("write resolv.conf"))?;
     std::fs::write(&files.hostname, "rbuild\n").map_err(io_error("write hostname file"))?;
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inputs of one RUN's key, each of which can be changed alone.
+    #[derive(Clone)]
+    struct Inputs {
+        args: Vec<String>,
+        env: Vec<String>,
+        user: String,
+        cwd: String,
+        network: String,
+        security: Security,
+        hosts: Vec<(String, String)>,
+        mounts: Vec<String>,
+    }
+
+    impl Inputs {
+        fn parts(&self) -> Vec<String> {
+            let mounts: Vec<&str> = self.mounts.iter().map(String::as_str).collect();
+            run_key_parts(
+                &self.args,
+                &self.env,
+                &self.user,
+                &self.cwd,
+                (&self.network, self.security),
+                &self.hosts,
+                &mounts,
+            )
+        }
+    }
+
+    /// Every input of a RUN changes its key; the same inputs give the same key.
+    #[test]
+    fn every_input_of_a_run_is_in_its_key() {
+        let base = Inputs {
+            args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+            env: vec!["PATH=/bin".into(), "A=1".into()],
+            user: String::new(),
+            cwd: "/".into(),
+            network: "default".into(),
+            security: Security::Sandbox,
+            hosts: Vec::new(),
+            mounts: vec!["cache id=/c target=/c".into()],
+        };
+        assert_eq!(base.parts(), base.clone().parts());
+        type Change = fn(&mut Inputs);
+        let changes: [(&str, Change); 9] = [
+            ("command", |i| i.args[2] = "make all".into()),
+            ("env value", |i| i.env[1] = "A=2".into()),
+            ("env order", |i| i.env.reverse()),
+            ("user", |i| i.user = "app".into()),
+            ("workdir", |i| i.cwd = "/src".into()),
+            ("network", |i| i.network = "none".into()),
+            ("security", |i| i.security = Security::Insecure),
+            ("extra host", |i| {
+                i.hosts.push(("db".into(), "10.0.0.2".into()))
+            }),
+            ("mount", |i| i.mounts[0] = "cache id=/d target=/c".into()),
+        ];
+        for (what, change) in changes {
+            let mut changed = base.clone();
+            change(&mut changed);
+            assert_ne!(changed.parts(), base.parts(), "{what} must change the key");
+        }
+    }
 }
