@@ -317,25 +317,26 @@ pub fn write_layer_tar<W: Write>(layer_dir: &Path, out: W) -> Result<W, Snapshot
 /// [`write_layer_tar`] with every mtime newer than `clamp_mtime` set to it (BuildKit's
 /// `rewrite-timestamp` with `SOURCE_DATE_EPOCH`): files a build just made then carry no trace
 /// of when it ran.
-// Boundary: walks a layer dir without following symlinks; read_link only reads a link's own target.
+// Boundary: walks a layer dir rbuild made without following symlinks.
 #[allow(clippy::disallowed_methods)]
 pub fn write_layer_tar_clamped<W: Write>(
     layer_dir: &Path,
-    mut out: W,
+    out: W,
     clamp_mtime: Option<i64>,
 ) -> Result<W, SnapshotError> {
-    let mtime_of = |meta: &fs::Metadata| clamp_mtime.map_or(meta.mtime(), |c| meta.mtime().min(c));
-    let mut buf = vec![0u8; COPY_BUF];
+    let mut writer = LayerTarWriter {
+        out,
+        clamp_mtime,
+        buf: vec![0u8; COPY_BUF],
+        opaque: Vec::new(),
+        links: HashMap::new(),
+    };
     let root_meta = fs::symlink_metadata(layer_dir).map_err(read_err(layer_dir))?;
-    // depths of the opaque dirs on the current walk path (0 = the layer root)
-    let mut opaque: Vec<usize> = Vec::new();
     if is_opaque(layer_dir)? {
-        let marker = EntryMeta::marker(OPAQUE_MARKER.as_bytes(), mtime_of(&root_meta));
-        write_header(&mut out, &marker).map_err(write_err(layer_dir))?;
-        opaque.push(0);
+        let marker = EntryMeta::marker(OPAQUE_MARKER.as_bytes(), writer.mtime_of(&root_meta));
+        write_header(&mut writer.out, &marker).map_err(write_err(layer_dir))?;
+        writer.opaque.push(0);
     }
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-
     let walker = WalkDir::new(layer_dir)
         .min_depth(1)
         .follow_links(false)
@@ -345,9 +346,36 @@ pub fn write_layer_tar_clamped<W: Write>(
             path: e.path().unwrap_or(layer_dir).to_path_buf(),
             source: e.into(),
         })?;
+        writer.entry(layer_dir, &item)?;
+    }
+    let mut out = writer.out;
+    out.write_all(&[0; 2 * BLOCK])
+        .map_err(write_err(layer_dir))?;
+    Ok(out)
+}
+
+/// The state of one layer tar being written: where it goes, the copy buffer, the opaque dirs
+/// on the current walk path, and the first name of each hard-linked inode.
+struct LayerTarWriter<W> {
+    out: W,
+    clamp_mtime: Option<i64>,
+    buf: Vec<u8>,
+    /// Depths of the opaque dirs on the current walk path (0 = the layer root).
+    opaque: Vec<usize>,
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<W: Write> LayerTarWriter<W> {
+    fn mtime_of(&self, meta: &fs::Metadata) -> i64 {
+        self.clamp_mtime
+            .map_or(meta.mtime(), |c| meta.mtime().min(c))
+    }
+
+    /// One walked entry: a whiteout marker, a hard link to an earlier name, or the entry.
+    fn entry(&mut self, layer_dir: &Path, item: &walkdir::DirEntry) -> Result<(), SnapshotError> {
         let depth = item.depth();
-        while opaque.last().is_some_and(|&d| d >= depth) {
-            opaque.pop();
+        while self.opaque.last().is_some_and(|&d| d >= depth) {
+            self.opaque.pop();
         }
         let path = item.path();
         let rel = path
@@ -359,8 +387,6 @@ pub fn write_layer_tar_clamped<W: Write>(
             .as_os_str()
             .as_bytes();
         let file_name = item.file_name().as_bytes();
-        let parent_rel = &rel[..rel.len() - file_name.len()];
-        let parent_rel = parent_rel.strip_suffix(b"/").unwrap_or(parent_rel);
         let meta = item.metadata().map_err(|e| SnapshotError::Read {
             path: path.to_path_buf(),
             source: e.into(),
@@ -369,15 +395,17 @@ pub fn write_layer_tar_clamped<W: Write>(
 
         // whiteouts first: they are hard links of one another in an upper dir
         if ft.is_char_device() && meta.rdev() == 0 {
-            if !opaque.is_empty() {
-                continue;
+            if self.opaque.is_empty() {
+                let parent_rel = &rel[..rel.len() - file_name.len()];
+                let parent_rel = parent_rel.strip_suffix(b"/").unwrap_or(parent_rel);
+                let mut wh = WHITEOUT_PREFIX.as_bytes().to_vec();
+                wh.extend_from_slice(file_name);
+                let name = join_name(parent_rel, &wh);
+                let mtime = self.mtime_of(&meta);
+                write_header(&mut self.out, &EntryMeta::marker(&name, mtime))
+                    .map_err(write_err(path))?;
             }
-            let mut wh = WHITEOUT_PREFIX.as_bytes().to_vec();
-            wh.extend_from_slice(file_name);
-            let name = join_name(parent_rel, &wh);
-            write_header(&mut out, &EntryMeta::marker(&name, mtime_of(&meta)))
-                .map_err(write_err(path))?;
-            continue;
+            return Ok(());
         }
         if file_name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             return Err(SnapshotError::WhiteoutName {
@@ -385,63 +413,84 @@ pub fn write_layer_tar_clamped<W: Write>(
             });
         }
         if ft.is_socket() {
-            continue; // sockets cannot be archived (docker and buildkit skip them too)
+            return Ok(()); // sockets cannot be archived (docker and buildkit skip them too)
         }
-
         let base = EntryMeta {
             name: rel,
             kind: EntryType::Regular,
             mode: meta.mode() & 0o7777,
             uid: u64::from(meta.uid()),
             gid: u64::from(meta.gid()),
-            mtime: mtime_of(&meta),
+            mtime: self.mtime_of(&meta),
             size: 0,
             link: None,
             dev: (0, 0),
             xattrs: &[],
         };
-
         if !ft.is_dir() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
-            if let Some(first) = links.get(&key) {
+            if let Some(first) = self.links.get(&key) {
                 let e = EntryMeta {
                     kind: EntryType::Link,
                     link: Some(first),
                     ..base
                 };
-                write_header(&mut out, &e).map_err(write_err(path))?;
-                continue;
+                return write_header(&mut self.out, &e).map_err(write_err(path));
             }
-            links.insert(key, rel.to_vec());
+            self.links.insert(key, rel.to_vec());
         }
+        self.node(path, &meta, base, depth)
+    }
 
-        let mut e = base;
+    /// A directory (and its opaque marker), symlink, file (its content streamed), FIFO or
+    /// device.
+    // Boundary: read_link only reads a link's own target in a layer dir rbuild walks.
+    #[allow(clippy::disallowed_methods)]
+    fn node(
+        &mut self,
+        path: &Path,
+        meta: &fs::Metadata,
+        base: EntryMeta,
+        depth: usize,
+    ) -> Result<(), SnapshotError> {
+        let ft = meta.file_type();
+        let rel = base.name;
         let xattrs = read_xattrs(path)?;
-        e.xattrs = &xattrs;
+        let mut e = EntryMeta {
+            xattrs: &xattrs,
+            ..base
+        };
         if ft.is_dir() {
             let mut name = rel.to_vec();
             name.push(b'/');
-            e.name = &name;
-            e.kind = EntryType::Directory;
-            write_header(&mut out, &e).map_err(write_err(path))?;
+            let dir = EntryMeta {
+                name: &name,
+                kind: EntryType::Directory,
+                ..e
+            };
+            write_header(&mut self.out, &dir).map_err(write_err(path))?;
             if is_opaque(path)? {
                 let marker = join_name(rel, OPAQUE_MARKER.as_bytes());
-                write_header(&mut out, &EntryMeta::marker(&marker, mtime_of(&meta)))
+                let mtime = self.mtime_of(meta);
+                write_header(&mut self.out, &EntryMeta::marker(&marker, mtime))
                     .map_err(write_err(path))?;
-                opaque.push(depth);
+                self.opaque.push(depth);
             }
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(read_err(path))?;
-            e.kind = EntryType::Symlink;
-            e.link = Some(target.as_os_str().as_bytes());
-            write_header(&mut out, &e).map_err(write_err(path))?;
+            let link = EntryMeta {
+                kind: EntryType::Symlink,
+                link: Some(target.as_os_str().as_bytes()),
+                ..e
+            };
+            write_header(&mut self.out, &link).map_err(write_err(path))?;
         } else if ft.is_file() {
             e.size = meta.len();
-            write_header(&mut out, &e).map_err(write_err(path))?;
-            write_file_data(&mut out, path, e.size, &mut buf)?;
+            write_header(&mut self.out, &e).map_err(write_err(path))?;
+            write_file_data(&mut self.out, path, e.size, &mut self.buf)?;
         } else if ft.is_fifo() {
             e.kind = EntryType::Fifo;
-            write_header(&mut out, &e).map_err(write_err(path))?;
+            write_header(&mut self.out, &e).map_err(write_err(path))?;
         } else if ft.is_char_device() || ft.is_block_device() {
             e.kind = if ft.is_char_device() {
                 EntryType::Char
@@ -450,12 +499,10 @@ pub fn write_layer_tar_clamped<W: Write>(
             };
             let rdev = meta.rdev();
             e.dev = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
-            write_header(&mut out, &e).map_err(write_err(path))?;
+            write_header(&mut self.out, &e).map_err(write_err(path))?;
         }
+        Ok(())
     }
-    out.write_all(&[0; 2 * BLOCK])
-        .map_err(write_err(layer_dir))?;
-    Ok(out)
 }
 
 /// The diff_id of `layer_dir`: the digest of the tar [`write_layer_tar`] writes.
