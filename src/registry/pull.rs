@@ -452,6 +452,113 @@ fn fetch_layer(
     Ok(())
 }
 
+/// A blob being downloaded: `tmp/pull-HEX.partial` (locked, so two rbuilds never write it
+/// at once), what it holds so far and the hash of that.
+struct PartialBlob {
+    file: std::fs::File,
+    path: PathBuf,
+    hasher: Sha256,
+    have: u64,
+}
+
+impl PartialBlob {
+    /// Opens the partial file and hashes what an earlier run already wrote; None when another
+    /// rbuild finished the blob meanwhile.
+    fn open(store: &Store, blob: &LayerBlob) -> Result<Option<PartialBlob>, RegistryError> {
+        let hex = crate::store::digest_hex(&blob.digest)?;
+        let path = store.root().join("tmp").join(format!("pull-{hex}.partial"));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        // Another rbuild pulling the same blob: wait for it, then use its result.
+        file.lock().map_err(io_err("lock", &path))?;
+        if store.blob_path(&blob.digest)?.exists() {
+            // Another rbuild finished it; whoever opens this name now finds the blob too.
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
+        let mut hasher = Sha256::new();
+        let mut have = file.metadata().map_err(io_err("stat", &path))?.len();
+        if have > blob.size {
+            have = 0;
+        }
+        if have > 0 {
+            file.rewind().map_err(io_err("read", &path))?;
+            let mut reader = (&file).take(have);
+            have = std::io::copy(&mut reader, &mut HashWriter(&mut hasher))
+                .map_err(io_err("read", &path))?;
+        }
+        file.set_len(have).map_err(io_err("truncate", &path))?;
+        Ok(Some(PartialBlob {
+            file,
+            path,
+            hasher,
+            have,
+        }))
+    }
+
+    /// Drops what was written: the registry will send the blob from its start.
+    fn restart(&mut self) -> Result<(), RegistryError> {
+        self.have = 0;
+        self.hasher = Sha256::new();
+        self.file.set_len(0).map_err(io_err("truncate", &self.path))
+    }
+
+    /// Appends the response body; an Err is a broken transfer (worth a retry).
+    fn receive(
+        &mut self,
+        body: &mut dyn Read,
+        blob: &LayerBlob,
+        short: &str,
+        log: Log,
+    ) -> Result<std::io::Result<()>, RegistryError> {
+        self.file
+            .seek(std::io::SeekFrom::Start(self.have))
+            .map_err(io_err("write", &self.path))?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let n = match body.read(&mut buffer) {
+                Ok(0) => return Ok(Ok(())),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Err(e)),
+            };
+            self.file
+                .write_all(&buffer[..n])
+                .map_err(io_err("write", &self.path))?;
+            self.hasher.update(&buffer[..n]);
+            self.have += n as u64;
+            log.transfer(short, self.have, blob.size);
+            if self.have > blob.size {
+                return Ok(Err(std::io::Error::other(
+                    "the registry sent more than the blob's size",
+                )));
+            }
+        }
+    }
+
+    /// Checks the digest and renames the file into the store.
+    fn finish(self, store: &Store, blob: &LayerBlob) -> Result<PathBuf, RegistryError> {
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        if actual != blob.digest {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {}", blob.digest),
+                expected: blob.digest.clone(),
+                actual,
+            });
+        }
+        self.file.sync_all().map_err(io_err("sync", &self.path))?;
+        let final_path = store.blob_path(&blob.digest)?;
+        std::fs::rename(&self.path, &final_path).map_err(io_err("store blob", &final_path))?;
+        Ok(final_path)
+    }
+}
+
 /// Streams a blob into the store: into `tmp/pull-HEX.partial` first (kept across runs, so an
 /// interrupted download resumes with a Range request), then renamed once its digest checks.
 pub(crate) fn download_blob(
@@ -461,59 +568,31 @@ pub(crate) fn download_blob(
     log: Log,
 ) -> Result<PathBuf, RegistryError> {
     let short = short_digest(&blob.digest);
-    let hex = crate::store::digest_hex(&blob.digest)?;
-    let partial = store.root().join("tmp").join(format!("pull-{hex}.partial"));
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&partial)
-        .map_err(io_err("create", &partial))?;
-    // Another rbuild pulling the same blob: wait for it, then use its result.
-    file.lock().map_err(io_err("lock", &partial))?;
-    let final_path = store.blob_path(&blob.digest)?;
-    if final_path.exists() {
-        // Another rbuild finished it; whoever opens this name now finds the blob too.
-        let _ = std::fs::remove_file(&partial);
-        return Ok(final_path);
-    }
-    let mut hasher = Sha256::new();
-    let mut have = file.metadata().map_err(io_err("stat", &partial))?.len();
-    if have > blob.size {
-        have = 0;
-    }
-    if have > 0 {
-        // Hash what an earlier run already wrote.
-        file.rewind().map_err(io_err("read", &partial))?;
-        let mut reader = (&file).take(have);
-        let copied = std::io::copy(&mut reader, &mut HashWriter(&mut hasher))
-            .map_err(io_err("read", &partial))?;
-        have = copied;
-    }
-    file.set_len(have).map_err(io_err("truncate", &partial))?;
+    let Some(mut partial) = PartialBlob::open(store, blob)? else {
+        return Ok(store.blob_path(&blob.digest)?);
+    };
     let url = client.repo_url(&format!("blobs/{}", blob.digest));
     let started = std::time::Instant::now();
-    let resumed_at = have;
+    let resumed_at = partial.have;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut headers = Vec::new();
-        if have > 0 {
-            headers.push(("range", format!("bytes={have}-")));
-            log.line(&format!("{short}: resuming at {}", human_size(have)));
+        if partial.have > 0 {
+            headers.push(("range", format!("bytes={}-", partial.have)));
+            log.line(&format!(
+                "{short}: resuming at {}",
+                human_size(partial.have)
+            ));
         }
         let response = client.send("GET", &url, &headers, &RequestBody::Empty)?;
         match response.status().as_u16() {
             206 => {}
-            200 | 416 => {
-                // The registry ignored the range (or it is stale): start over.
-                have = 0;
-                hasher = Sha256::new();
-                file.set_len(0).map_err(io_err("truncate", &partial))?;
-                if response.status().as_u16() == 416 {
-                    continue;
-                }
+            // The registry ignored the range (or it is stale): start over.
+            200 => partial.restart()?,
+            416 => {
+                partial.restart()?;
+                continue;
             }
             status => {
                 return Err(RegistryError::Status {
@@ -523,41 +602,20 @@ pub(crate) fn download_blob(
                 })
             }
         }
-        file.seek(std::io::SeekFrom::Start(have))
-            .map_err(io_err("write", &partial))?;
         let mut body = response.into_body().into_reader();
-        let mut buffer = vec![0u8; 256 * 1024];
-        let outcome = loop {
-            let n = match body.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
-            };
-            file.write_all(&buffer[..n])
-                .map_err(io_err("write", &partial))?;
-            hasher.update(&buffer[..n]);
-            have += n as u64;
-            log.transfer(short, have, blob.size);
-            if have > blob.size {
-                break Err(std::io::Error::other(
-                    "the registry sent more than the blob's size",
-                ));
-            }
-        };
-        match outcome {
-            Ok(()) if have == blob.size => break,
+        match partial.receive(&mut body, blob, short, log)? {
+            Ok(()) if partial.have == blob.size => break,
             Ok(()) | Err(_) if attempt < 5 => {
                 log.line(&format!(
                     "{short}: download interrupted at {}; retrying",
-                    human_size(have)
+                    human_size(partial.have)
                 ));
                 std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
             }
             Ok(()) => {
                 return Err(RegistryError::Invalid {
                     what: format!("blob {}", blob.digest),
-                    message: format!("the registry sent {have} of {} bytes", blob.size),
+                    message: format!("the registry sent {} of {} bytes", partial.have, blob.size),
                 })
             }
             Err(e) => {
@@ -569,23 +627,13 @@ pub(crate) fn download_blob(
             }
         }
     }
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != blob.digest {
-        let _ = std::fs::remove_file(&partial);
-        return Err(RegistryError::DigestMismatch {
-            what: format!("blob {}", blob.digest),
-            expected: blob.digest.clone(),
-            actual,
-        });
-    }
-    file.sync_all().map_err(io_err("sync", &partial))?;
-    std::fs::rename(&partial, &final_path).map_err(io_err("store blob", &final_path))?;
+    let have = partial.have;
+    let final_path = partial.finish(store, blob)?;
     let secs = started.elapsed().as_secs_f64().max(0.001);
-    let fetched = have - resumed_at;
     log.line(&format!(
         "{short}: downloaded {} in {secs:.1}s ({}/s)",
         human_size(have),
-        human_size((fetched as f64 / secs) as u64)
+        human_size((have.saturating_sub(resumed_at) as f64 / secs) as u64)
     ));
     Ok(final_path)
 }
