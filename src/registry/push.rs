@@ -175,7 +175,6 @@ fn push_image(
     at: ManifestAt,
     log: Log,
 ) -> Result<PushedImage, RegistryError> {
-    let compression = options.compression;
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
     let display = match at {
         ManifestAt::Tag => dest.with_tag(&tag).to_string(),
@@ -188,10 +187,65 @@ fn push_image(
             what: format!("config of {image_id}"),
             message: e.to_string(),
         })?;
-    let blobs: Vec<LayerBlob> = std::thread::scope(|scope| {
-        let handles: Vec<_> = config
-            .rootfs
-            .diff_ids
+    let blobs = layer_blobs(store, &config.rootfs.diff_ids, options.compression)?;
+    let sources = BlobSources::of(store, dest);
+    let extra_pull = sources.repositories(&blobs);
+    let client = Client::connect(
+        &RegistrySettings::load()?,
+        &dest.registry,
+        &dest.repository,
+        "pull,push",
+        &extra_pull,
+    )?;
+    let config_blob = LayerBlob {
+        media_type: "config".into(),
+        digest: image_id.to_string(),
+        size: config_bytes.len() as u64,
+    };
+    let mut uploaded = 0;
+    for blob in blobs.iter().chain(std::iter::once(&config_blob)) {
+        let kind = if blob.digest == image_id {
+            "config"
+        } else {
+            "layer"
+        };
+        let path = store.blob_path(&blob.digest)?;
+        let mount = sources.mount_from(&blob.digest);
+        if push_blob(&client, &blob.digest, blob.size, &path, mount, kind, log)? {
+            uploaded += 1;
+        }
+        store.add_blob_source(&blob.digest, &sources.dest);
+    }
+    let manifest_bytes = manifest_bytes(image_id, config_bytes.len() as u64, &blobs, options)?;
+    let manifest_digest = sha256_digest(&manifest_bytes);
+    let url = match at {
+        ManifestAt::Tag => client.repo_url(&format!("manifests/{tag}")),
+        ManifestAt::Digest => client.repo_url(&format!("manifests/{manifest_digest}")),
+    };
+    client.expect(
+        "PUT",
+        &url,
+        &[],
+        &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
+        &[200, 201],
+    )?;
+    log.line(&format!("pushed {display}: {manifest_digest}"));
+    Ok(PushedImage {
+        manifest_digest,
+        manifest_size: manifest_bytes.len() as u64,
+        uploaded,
+    })
+}
+
+/// The compressed blob of each layer (gzip unless asked otherwise; a layer keeps the blob it
+/// came with), made in parallel.
+fn layer_blobs(
+    store: &Store,
+    diff_ids: &[String],
+    compression: Option<archive::Compression>,
+) -> Result<Vec<LayerBlob>, RegistryError> {
+    Ok(std::thread::scope(|scope| {
+        let handles: Vec<_> = diff_ids
             .iter()
             .map(|d| {
                 scope.spawn(move || match compression {
@@ -211,57 +265,56 @@ fn push_image(
                 })
             })
             .collect::<Result<Vec<_>, _>>()
-    })?;
+    })?)
+}
 
-    // Repositories of the same registry to mount from (their pull scope is asked up front).
-    let dest_source = format!("{}/{}", dest.registry, dest.repository);
-    let registry_prefix = format!("{}/", dest.registry);
-    let mount_from = |digest: &str| -> Option<String> {
-        store
-            .blob_sources(digest)
-            .into_iter()
-            .filter(|s| *s != dest_source)
-            .find_map(|s| s.strip_prefix(&registry_prefix).map(str::to_string))
-    };
-    let mut extra_pull: Vec<String> = blobs.iter().filter_map(|b| mount_from(&b.digest)).collect();
-    extra_pull.sort();
-    extra_pull.dedup();
-    let settings = RegistrySettings::load()?;
-    let client = Client::connect(
-        &settings,
-        &dest.registry,
-        &dest.repository,
-        "pull,push",
-        &extra_pull,
-    )?;
+/// Where the store knows a blob to live already: another repository of the destination's
+/// registry can lend it by a cross-repository mount.
+struct BlobSources<'s> {
+    store: &'s Store,
+    /// `registry/repository` of the destination.
+    dest: String,
+    registry_prefix: String,
+}
 
-    let mut uploaded = 0;
-    let config_path = store.blob_path(image_id)?;
-    let all: Vec<(String, u64, std::path::PathBuf, &str)> = blobs
-        .iter()
-        .map(|b| {
-            Ok((
-                b.digest.clone(),
-                b.size,
-                store.blob_path(&b.digest)?,
-                "layer",
-            ))
-        })
-        .chain(std::iter::once(Ok((
-            image_id.to_string(),
-            config_bytes.len() as u64,
-            config_path,
-            "config",
-        ))))
-        .collect::<Result<_, RegistryError>>()?;
-    for (digest, size, path, kind) in &all {
-        if push_blob(&client, digest, *size, path, mount_from(digest), kind, log)? {
-            uploaded += 1;
+impl<'s> BlobSources<'s> {
+    fn of(store: &'s Store, dest: &Reference) -> BlobSources<'s> {
+        BlobSources {
+            store,
+            dest: format!("{}/{}", dest.registry, dest.repository),
+            registry_prefix: format!("{}/", dest.registry),
         }
-        store.add_blob_source(digest, &dest_source);
     }
 
-    let config_desc = descriptor(MediaType::ImageConfig, image_id, config_bytes.len() as u64)?;
+    /// The repository of the same registry to mount `digest` from, if any.
+    fn mount_from(&self, digest: &str) -> Option<String> {
+        self.store
+            .blob_sources(digest)
+            .into_iter()
+            .filter(|s| *s != self.dest)
+            .find_map(|s| s.strip_prefix(&self.registry_prefix).map(str::to_string))
+    }
+
+    /// The repositories to ask pull access to up front, for the mounts.
+    fn repositories(&self, blobs: &[LayerBlob]) -> Vec<String> {
+        let mut repositories: Vec<String> = blobs
+            .iter()
+            .filter_map(|b| self.mount_from(&b.digest))
+            .collect();
+        repositories.sort();
+        repositories.dedup();
+        repositories
+    }
+}
+
+/// The OCI manifest of a pushed image: its config, its layers' blobs, its annotations.
+fn manifest_bytes(
+    config_digest: &str,
+    config_size: u64,
+    blobs: &[LayerBlob],
+    options: &PushOptions,
+) -> Result<Vec<u8>, RegistryError> {
+    let config_desc = descriptor(MediaType::ImageConfig, config_digest, config_size)?;
     let layer_descs = blobs
         .iter()
         .map(|b| {
@@ -276,25 +329,7 @@ fn push_image(
     if !options.annotations.is_empty() {
         manifest.set_annotations(Some(options.annotations.clone().into_iter().collect()));
     }
-    let manifest_bytes = to_bytes("manifest", &manifest)?;
-    let manifest_digest = sha256_digest(&manifest_bytes);
-    let url = match at {
-        ManifestAt::Tag => client.repo_url(&format!("manifests/{tag}")),
-        ManifestAt::Digest => client.repo_url(&format!("manifests/{manifest_digest}")),
-    };
-    client.expect(
-        "PUT",
-        &url,
-        &[],
-        &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
-        &[200, 201],
-    )?;
-    log.line(&format!("pushed {display}: {manifest_digest}"));
-    Ok(PushedImage {
-        manifest_digest,
-        manifest_size: manifest_bytes.len() as u64,
-        uploaded,
-    })
+    Ok(to_bytes("manifest", &manifest)?)
 }
 
 /// Puts one blob in the registry unless it is there; returns whether bytes were uploaded.
