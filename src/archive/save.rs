@@ -445,27 +445,7 @@ fn prepare(
                 .collect()
         })
         .unwrap_or_default();
-    let base_layers = options.base.as_ref().map_or(0, |b| b.layer_count);
-
-    let results: Vec<Result<ExportLayer, ArchiveError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = diff_ids
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let rewrite = options.rewrite_timestamp.is_some() && i >= base_layers;
-                let docker = format == ArchiveFormat::Docker;
-                scope.spawn(move || export_layer(store, d, options, rewrite, docker))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(invalid("layer compression panicked".into())))
-            })
-            .collect()
-    });
-    let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let layers = export_layers(store, &diff_ids, options, format, label)?;
 
     // Clamped layers have new diff_ids: the config changes with them.
     let new_diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
@@ -481,6 +461,76 @@ fn prepare(
         store.put_blob(&config_bytes)?;
     }
 
+    let manifest_type = match options.media_types {
+        MediaTypes::Oci => MediaType::ImageManifest,
+        MediaTypes::Docker => MediaType::Other(DOCKER_MANIFEST.into()),
+    };
+    let manifest_bytes = manifest_bytes(
+        options,
+        &config,
+        (&config_digest, config_bytes.len() as u64),
+        &layers,
+    )?;
+    let manifest_digest = sha256_oci(&manifest_bytes);
+    let manifest_desc = descriptor(manifest_type, &manifest_digest, manifest_bytes.len() as u64)?;
+    let index_bytes = layout_index(&manifest_desc, options)?;
+    Ok(PreparedImage {
+        config_digest,
+        config_bytes,
+        layers,
+        manifest_digest,
+        manifest_bytes,
+        manifest_media_type: match options.media_types {
+            MediaTypes::Oci => OCI_MANIFEST.to_string(),
+            MediaTypes::Docker => DOCKER_MANIFEST.to_string(),
+        },
+        index_bytes,
+    })
+}
+
+/// Each layer's blob as the options want it (compressed, timestamps rewritten above the
+/// base's layers), made in parallel.
+fn export_layers(
+    store: &Store,
+    diff_ids: &[String],
+    options: &ExportOptions,
+    format: ArchiveFormat,
+    label: &Path,
+) -> Result<Vec<ExportLayer>, ArchiveError> {
+    let base_layers = options.base.as_ref().map_or(0, |b| b.layer_count);
+    let results: Vec<Result<ExportLayer, ArchiveError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = diff_ids
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let rewrite = options.rewrite_timestamp.is_some() && i >= base_layers;
+                let docker = format == ArchiveFormat::Docker;
+                scope.spawn(move || export_layer(store, d, options, rewrite, docker))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ArchiveError::Invalid {
+                        path: label.to_path_buf(),
+                        message: "layer compression panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// The image manifest: its config and layers in the options' media types, and its
+/// annotations.
+fn manifest_bytes(
+    options: &ExportOptions,
+    config: &serde_json::Value,
+    (config_digest, config_size): (&str, u64),
+    layers: &[ExportLayer],
+) -> Result<Vec<u8>, ArchiveError> {
     let (manifest_type, config_type) = match options.media_types {
         MediaTypes::Oci => (MediaType::ImageManifest, MediaType::ImageConfig),
         MediaTypes::Docker => (
@@ -488,25 +538,27 @@ fn prepare(
             MediaType::Other(DOCKER_CONFIG.into()),
         ),
     };
-    let config_desc = descriptor(config_type, &config_digest, config_bytes.len() as u64)?;
+    let config_desc = descriptor(config_type, config_digest, config_size)?;
     let layer_descs = layers
         .iter()
         .map(|l| descriptor(MediaType::from(l.media_type.as_str()), &l.digest, l.size))
         .collect::<Result<Vec<_>, _>>()?;
     let mut manifest = image_manifest(config_desc, layer_descs)?;
-    manifest.set_media_type(Some(manifest_type.clone()));
-    let annotations = manifest_annotations(options, &config)?;
+    manifest.set_media_type(Some(manifest_type));
+    let annotations = manifest_annotations(options, config)?;
     if !annotations.is_empty() {
         manifest.set_annotations(Some(annotations.into_iter().collect()));
     }
-    let manifest_bytes = to_bytes("manifest", &manifest)?;
-    let manifest_digest = sha256_oci(&manifest_bytes);
-    let manifest_desc = descriptor(
-        manifest_type.clone(),
-        &manifest_digest,
-        manifest_bytes.len() as u64,
-    )?;
-    let mut index = tagged_index(&manifest_desc, &options.tags)?;
+    Ok(to_bytes("manifest", &manifest)?)
+}
+
+/// index.json of a layout holding one image: its descriptor under each tag, with the
+/// descriptor and index annotations asked.
+fn layout_index(
+    manifest_desc: &oci_spec::image::Descriptor,
+    options: &ExportOptions,
+) -> Result<Vec<u8>, ArchiveError> {
+    let mut index = tagged_index(manifest_desc, &options.tags)?;
     if !options.descriptor_annotations.is_empty() {
         let mut manifests = index.manifests().clone();
         for desc in &mut manifests {
@@ -527,19 +579,7 @@ fn prepare(
                 .collect(),
         ));
     }
-    let index_bytes = to_bytes("index", &index)?;
-    Ok(PreparedImage {
-        config_digest,
-        config_bytes,
-        layers,
-        manifest_digest,
-        manifest_bytes,
-        manifest_media_type: match options.media_types {
-            MediaTypes::Oci => OCI_MANIFEST.to_string(),
-            MediaTypes::Docker => DOCKER_MANIFEST.to_string(),
-        },
-        index_bytes,
-    })
+    Ok(to_bytes("index", &index)?)
 }
 
 /// What the image would be if written with `options` (its manifest and config digests),
