@@ -275,27 +275,39 @@ fn check_instruction(
                     undefined(source, visible, findings);
                 }
             }
-            let from_context = !args.flags.iter().any(|f| f.name == "from");
-            if from_context && !input.ignore.is_empty() {
-                for source in &args.sources {
-                    let clean = crate::context::clean_relative(source);
-                    if !source.starts_with("<<")
-                        && !clean.is_empty()
-                        && input.ignore.is_excluded(&clean)
-                    {
-                        findings.push(Finding {
-                            rule: "CopyIgnoredFile",
-                            line,
-                            message: format!(
-                                "Attempting to {} file \"{source}\" that is excluded by .dockerignore",
-                                if ins.kind.keyword() == "ADD" { "Add" } else { "Copy" }
-                            ),
-                        });
-                    }
-                }
-            }
+            copy_ignored_findings(input, ins, args, findings);
         }
         _ => {}
+    }
+}
+
+/// CopyIgnoredFile: a COPY or ADD from the context names a file `.dockerignore` excludes.
+fn copy_ignored_findings(
+    input: &CheckInput,
+    ins: &Instruction,
+    args: &crate::dockerfile::CopyArgs,
+    findings: &mut Vec<Finding>,
+) {
+    let from_context = !args.flags.iter().any(|f| f.name == "from");
+    if !from_context || input.ignore.is_empty() {
+        return;
+    }
+    for source in &args.sources {
+        let clean = crate::context::clean_relative(source);
+        if !source.starts_with("<<") && !clean.is_empty() && input.ignore.is_excluded(&clean) {
+            findings.push(Finding {
+                rule: "CopyIgnoredFile",
+                line: ins.span.line,
+                message: format!(
+                    "Attempting to {} file \"{source}\" that is excluded by .dockerignore",
+                    if ins.kind.keyword() == "ADD" {
+                        "Add"
+                    } else {
+                        "Copy"
+                    }
+                ),
+            });
+        }
     }
 }
 
