@@ -108,19 +108,7 @@ pub fn parse_output(spec: &str) -> Result<Output, OutputSpecError> {
             "dest" => dest = Some(PathBuf::from(value)),
             "tar" => tar = parse_bool(spec, key, value)?,
             "name" => output.names.push(value.to_string()),
-            "compression" => {
-                output.compression = Some(match value {
-                    "gzip" => Compression::Gzip,
-                    "zstd" => Compression::Zstd,
-                    "uncompressed" => Compression::Uncompressed,
-                    _ => {
-                        return Err(spec_error(
-                            spec,
-                            format!("compression={value}: expected gzip, zstd or uncompressed"),
-                        ))
-                    }
-                })
-            }
+            "compression" => output.compression = Some(parse_compression(spec, value)?),
             "compression-level" => {
                 output.compression_level = Some(value.parse().map_err(|_| {
                     spec_error(
@@ -150,11 +138,44 @@ pub fn parse_output(spec: &str) -> Result<Output, OutputSpecError> {
             _ => return Err(spec_error(spec, format!("unknown option {key:?}"))),
         }
     }
+    output.kind = output_kind(spec, kind.as_deref(), dest, tar, push, &output.names)?;
+    if let OutputKind::Archive {
+        format: ArchiveFormat::Docker,
+        tar: false,
+        ..
+    } = output.kind
+    {
+        return Err(spec_error(spec, "tar=false is only for type=oci"));
+    }
+    Ok(output)
+}
+
+fn parse_compression(spec: &str, value: &str) -> Result<Compression, OutputSpecError> {
+    match value {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "uncompressed" => Ok(Compression::Uncompressed),
+        _ => Err(spec_error(
+            spec,
+            format!("compression={value}: expected gzip, zstd or uncompressed"),
+        )),
+    }
+}
+
+/// Where a `type=` output goes: its dest (or, for images, its names).
+fn output_kind(
+    spec: &str,
+    kind: Option<&str>,
+    dest: Option<PathBuf>,
+    tar: bool,
+    push: bool,
+    names: &[String],
+) -> Result<OutputKind, OutputSpecError> {
     let dest = |what: &str| {
         dest.clone()
             .ok_or_else(|| spec_error(spec, format!("missing dest={what}")))
     };
-    output.kind = match kind.as_deref() {
+    Ok(match kind {
         Some("oci") => OutputKind::Archive {
             format: ArchiveFormat::Oci,
             dest: dest("FILE")?,
@@ -168,11 +189,11 @@ pub fn parse_output(spec: &str) -> Result<Output, OutputSpecError> {
         Some("local") => OutputKind::Local(dest("DIR")?),
         Some("tar") => OutputKind::Tar(dest("FILE")?),
         Some("image") | Some("registry") => {
-            if output.names.is_empty() {
+            if names.is_empty() {
                 return Err(spec_error(spec, "missing name=NAME[:TAG]"));
             }
             OutputKind::Image {
-                push: push || kind.as_deref() == Some("registry"),
+                push: push || kind == Some("registry"),
             }
         }
         Some(other) => {
@@ -190,16 +211,7 @@ pub fn parse_output(spec: &str) -> Result<Output, OutputSpecError> {
                 "missing type= (e.g. type=oci,dest=image.tar)",
             ))
         }
-    };
-    if let OutputKind::Archive {
-        format: ArchiveFormat::Docker,
-        tar: false,
-        ..
-    } = output.kind
-    {
-        return Err(spec_error(spec, "tar=false is only for type=oci"));
-    }
-    Ok(output)
+    })
 }
 
 /// What writing one output gave: the image as written (archives), and what could not be
