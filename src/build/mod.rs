@@ -57,7 +57,7 @@ pub struct BuildOptions {
     /// `--secret id=...`: id -> the secret's bytes, kept out of layers, history and keys.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--network` default for RUN steps.
-    pub network: Option<String>,
+    pub network: Option<crate::dockerfile::Network>,
     /// `--check`: run the build checks only.
     pub check_only: bool,
     /// `--no-cache-filter`: stages (by name) that must not use the cache.

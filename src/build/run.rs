@@ -16,7 +16,9 @@ use super::instructions::command_args;
 use super::steps::{finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
-use crate::dockerfile::{Command, Flag, Heredoc, MountKind, RunFlags, RunMount, Sharing};
+use crate::dockerfile::{
+    Command, Flag, Heredoc, MountKind, Network, RunFlags, RunMount, SecurityMode, Sharing,
+};
 use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
 use crate::progress::StageProgress;
 
@@ -30,50 +32,33 @@ struct MountGuards {
 /// How a RUN's process is isolated: `--network` (the build's default unless the step says)
 /// and `--security`.
 struct Isolation {
-    network: String,
-    mode: NetworkMode,
+    network: Network,
     security: Security,
 }
 
 impl Isolation {
     fn read(ctx: &StepContext, loc: &Location, flags: &RunFlags) -> Result<Isolation, BuildError> {
-        let network = flags
-            .network
-            .clone()
-            .or_else(|| ctx.options.network.clone())
-            .unwrap_or_else(|| "default".into());
-        let security = match flags.security.as_deref() {
-            None | Some("sandbox") => Security::Sandbox,
-            Some("insecure") if ctx.options.allow_insecure => Security::Insecure,
-            Some("insecure") => {
+        let network = flags.network.or(ctx.options.network).unwrap_or_default();
+        let security = match flags.security.unwrap_or_default() {
+            SecurityMode::Sandbox => Security::Sandbox,
+            SecurityMode::Insecure if ctx.options.allow_insecure => Security::Insecure,
+            SecurityMode::Insecure => {
                 return Err(loc.error(
                     "RUN",
                     "--security=insecure runs the step with every capability and no seccomp \
                      filter: allow it with `rbuild build --allow security.insecure`",
                 ))
             }
-            Some(value) => {
-                return Err(loc.error(
-                    "RUN",
-                    format!("--security={value}: expected sandbox or insecure"),
-                ))
-            }
         };
-        let mode = match network.as_str() {
-            "default" | "host" => NetworkMode::Host,
-            "none" => NetworkMode::None,
-            other => {
-                return Err(loc.error(
-                    "RUN",
-                    format!("--network={other}: expected default, none or host"),
-                ))
-            }
-        };
-        Ok(Isolation {
-            network,
-            mode,
-            security,
-        })
+        Ok(Isolation { network, security })
+    }
+
+    /// The runtime's network: rbuild gives steps the host's network, or none.
+    fn mode(&self) -> NetworkMode {
+        match self.network {
+            Network::Default | Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        }
     }
 }
 
@@ -129,7 +114,7 @@ pub(super) fn run_key_parts(
     env: &[String],
     user: &str,
     cwd: &str,
-    isolation: (&str, Security),
+    isolation: (Network, Security),
     extra_hosts: &[(String, String)],
     mount_keys: &[&str],
 ) -> Vec<String> {
@@ -180,7 +165,7 @@ pub(super) fn run(
         &step_env.env,
         &user,
         &cwd,
-        (&isolation.network, isolation.security),
+        (isolation.network, isolation.security),
         &ctx.options.extra_hosts,
         &mount_keys,
     );
@@ -206,7 +191,7 @@ pub(super) fn run(
         user,
         hostname: "rbuild".into(),
         etc_files: write_etc_files(snapshot.temp.path(), &ctx.options.extra_hosts)?,
-        network: isolation.mode,
+        network: isolation.mode(),
         mounts: extra_mounts,
         security: isolation.security,
     };
@@ -777,7 +762,7 @@ mod tests {
         env: Vec<String>,
         user: String,
         cwd: String,
-        network: String,
+        network: Network,
         security: Security,
         hosts: Vec<(String, String)>,
         mounts: Vec<String>,
@@ -791,7 +776,7 @@ mod tests {
                 &self.env,
                 &self.user,
                 &self.cwd,
-                (&self.network, self.security),
+                (self.network, self.security),
                 &self.hosts,
                 &mounts,
             )
@@ -806,7 +791,7 @@ mod tests {
             env: vec!["PATH=/bin".into(), "A=1".into()],
             user: String::new(),
             cwd: "/".into(),
-            network: "default".into(),
+            network: Network::Default,
             security: Security::Sandbox,
             hosts: Vec::new(),
             mounts: vec!["cache id=/c target=/c".into()],
@@ -819,7 +804,7 @@ mod tests {
             ("env order", |i| i.env.reverse()),
             ("user", |i| i.user = "app".into()),
             ("workdir", |i| i.cwd = "/src".into()),
-            ("network", |i| i.network = "none".into()),
+            ("network", |i| i.network = Network::None),
             ("security", |i| i.security = Security::Insecure),
             ("extra host", |i| {
                 i.hosts.push(("db".into(), "10.0.0.2".into()))

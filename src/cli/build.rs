@@ -9,9 +9,13 @@ use clap::Args;
 use rbuild::archive::output::{parse_output, Output};
 use rbuild::archive::{self, MediaTypes};
 use rbuild::build::{BuildError, BuildOptions};
+use rbuild::dockerfile::Network;
+use rbuild::export::load::LoadWith;
 use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loader};
 use rbuild::pipeline::{BuildRequest, PipelineError, SOURCE_DATE_EPOCH};
 use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
+
+use super::flags::{Entitlement, FormatFlag, ProgressFlag};
 use rbuild::store::Store;
 
 #[derive(Debug, Args)]
@@ -37,9 +41,10 @@ pub struct BuildArgs {
     /// Push the image to its registry under every -t name after the build
     #[arg(long)]
     pub push: bool,
-    /// Progress output
-    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
-    pub progress: String,
+    /// Progress output: `plain` (a line per event), `tty` (a live display; step output
+    /// shown when a step fails), `auto` (tty on a terminal)
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
     /// Print only the image id on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -68,11 +73,11 @@ pub struct BuildArgs {
     pub secrets: Vec<String>,
     /// Network for RUN steps: default (the host's), none, host
     #[arg(long, value_name = "default|none|host")]
-    pub network: Option<String>,
+    pub network: Option<Network>,
     /// Entitlements, as buildx: `security.insecure` lets RUN --security=insecure run with every
     /// capability and no seccomp filter; `network.host` is accepted (host is the default)
-    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
-    pub allow: Vec<String>,
+    #[arg(long = "allow", value_enum, value_delimiter = ',')]
+    pub allow: Vec<Entitlement>,
     /// Another context: `NAME=DIR`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG]`;
     /// replaces the stage or image NAME in FROM, COPY --from and RUN --mount from=
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
@@ -110,7 +115,7 @@ pub struct BuildArgs {
     /// picks whichever is installed, podman first
     #[arg(long, value_name = "podman|docker", num_args = 0..=1, require_equals = true,
           default_missing_value = "auto")]
-    pub load: Option<String>,
+    pub load: Option<LoadWith>,
     /// Write the image digest, config digest, descriptor and names as JSON (as buildx does)
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -118,8 +123,8 @@ pub struct BuildArgs {
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
     /// Media types of the written images: OCI (default) or Docker schema2
-    #[arg(long, value_name = "oci|docker", default_value = "oci")]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = FormatFlag::Oci)]
+    pub format: FormatFlag,
     /// Reproducible output: SOURCE_DATE_EPOCH defaults to 0 and every output rewrites timestamps
     #[arg(long)]
     pub reproducible: bool,
@@ -379,8 +384,8 @@ fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> 
 /// Starts the `--load` loader when `args` ask for it: before rbuild enters its user namespace
 /// (see [`rbuild::export::Loader`]).
 pub fn start_loader(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
-    match args.load.as_deref() {
-        Some(choice) => Ok(Some(Loader::start(choice)?)),
+    match args.load {
+        Some(with) => Ok(Some(Loader::start(with)?)),
         None => Ok(None),
     }
 }
@@ -398,15 +403,6 @@ fn parse_platforms(list: Option<&str>) -> anyhow::Result<Vec<rbuild::plan::Platf
     Ok(platforms)
 }
 
-fn parse_progress(args: &BuildArgs) -> anyhow::Result<ProgressMode> {
-    Ok(match (args.quiet, args.progress.as_str()) {
-        (true, _) => ProgressMode::Quiet,
-        (false, "plain") | (false, "auto") => ProgressMode::Plain,
-        (false, "tty") => ProgressMode::Tty,
-        (false, other) => bail!("--progress {other}: expected plain, tty or auto"),
-    })
-}
-
 /// Where the result goes: `-t`, `--output`, `--push`, `--load`, `--cache-to`, the files.
 fn export_request(
     args: &BuildArgs,
@@ -418,11 +414,7 @@ fn export_request(
         .iter()
         .map(|t| ImageName::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let media_types = match args.format.as_str() {
-        "oci" => MediaTypes::Oci,
-        "docker" => MediaTypes::Docker,
-        other => bail!("--format {other}: expected oci or docker"),
-    };
+    let media_types = MediaTypes::from(args.format);
     Ok(ExportRequest {
         settings: ImageSettings {
             names,
@@ -463,20 +455,6 @@ fn dockerfile_text(context: &Context, stdin_dockerfile: bool) -> anyhow::Result<
     })
 }
 
-fn check_run_flags(args: &BuildArgs) -> anyhow::Result<()> {
-    if let Some(network) = &args.network {
-        if !matches!(network.as_str(), "default" | "none" | "host") {
-            bail!("--network {network}: expected default, none or host");
-        }
-    }
-    for entitlement in &args.allow {
-        if !matches!(entitlement.as_str(), "security.insecure" | "network.host") {
-            bail!("--allow {entitlement}: expected security.insecure or network.host");
-        }
-    }
-    Ok(())
-}
-
 /// What to build: the context, the Dockerfile and every flag of the steps.
 fn build_options(
     store: &Store,
@@ -484,7 +462,6 @@ fn build_options(
     context: &Context,
     dockerfile_text: Option<String>,
 ) -> anyhow::Result<(BuildOptions, Option<i64>)> {
-    check_run_flags(args)?;
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
     let epoch = source_date_epoch(&mut build_args, args.reproducible)?;
     let options = BuildOptions {
@@ -498,8 +475,8 @@ fn build_options(
         target: args.target.clone(),
         jobs: args.jobs,
         secrets: parse_secrets(&args.secrets)?,
-        network: args.network.clone(),
-        allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        network: args.network,
+        allow_insecure: args.allow.contains(&Entitlement::SecurityInsecure),
         untrusted_context: context.untrusted,
         check_only: args.check,
         no_cache_filter: args.no_cache_filter.clone(),
@@ -531,7 +508,7 @@ fn build_options(
 }
 
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
-    let mode = parse_progress(&args)?;
+    let mode = args.progress.mode(args.quiet);
     let platforms = parse_platforms(args.platform.as_deref())?;
     // Flags are checked before the context is fetched.
     let mut export = export_request(&args, loader, None)?;

@@ -8,6 +8,7 @@
 mod output;
 
 mod build;
+mod flags;
 mod images;
 mod manage;
 mod registry;

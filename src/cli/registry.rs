@@ -1,13 +1,14 @@
 //! `rbuild pull`, `push`, `login`, `logout`.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 
+use super::flags::ProgressFlag;
 use rbuild::image::parse_reference;
-use rbuild::progress::{Reporter, TerminalTransfers};
+use rbuild::progress::{ProgressMode, Reporter, TerminalTransfers};
 use rbuild::registry::{self, Credentials, Platform, PullOptions, RegistrySettings};
 
 #[derive(Debug, Args)]
@@ -21,8 +22,8 @@ pub struct PullArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
-    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
-    pub progress: String,
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
 }
 
 #[derive(Debug, Args)]
@@ -35,8 +36,8 @@ pub struct PushArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
-    #[arg(long, value_name = "plain|tty|auto", default_value = "auto")]
-    pub progress: String,
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +74,7 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let plain = stderr_log(args.quiet);
     let terminal = TerminalTransfers::default();
-    let log: &dyn Reporter = if use_terminal(&args.progress)? && !args.quiet {
+    let log: &dyn Reporter = if args.progress.mode(args.quiet) == ProgressMode::Tty {
         &terminal
     } else {
         &plain
@@ -82,16 +83,6 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot pull {reference}"))?;
     outln!("{}", pulled.image_id);
     Ok(0)
-}
-
-/// `--progress plain|tty|auto`: whether to draw live transfers (auto: stderr is a terminal).
-pub fn use_terminal(progress: &str) -> anyhow::Result<bool> {
-    Ok(match progress {
-        "plain" => false,
-        "tty" => true,
-        "auto" => std::io::stderr().is_terminal(),
-        other => bail!("--progress {other}: expected plain, tty or auto"),
-    })
 }
 
 /// Pushes `image_id` to `dest` (a reference typed by the user).
@@ -152,7 +143,7 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.image)?;
     let dest = args.destination.as_deref().unwrap_or(&args.image);
-    let terminal = use_terminal(&args.progress)?;
+    let terminal = args.progress.mode(false) == ProgressMode::Tty;
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
             push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?.manifest_digest

@@ -83,20 +83,74 @@ impl CopyFlags {
     }
 }
 
-/// A `--mount` of a RUN that cannot be read: the value and what is wrong with it.
+/// A flag of RUN that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--mount={value}: {error}")]
-pub struct RunFlagError {
-    pub value: String,
-    pub error: super::runmount::MountSpecError,
+pub enum RunFlagError {
+    #[error("--mount={value}: {error}")]
+    Mount {
+        value: String,
+        error: super::runmount::MountSpecError,
+    },
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("--security={0}: expected sandbox or insecure")]
+    Security(String),
+}
+
+/// BuildKit's network modes, for `RUN --network` and `rbuild build --network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network (rbuild has no other to give).
+    #[default]
+    Default,
+    /// Only a loopback interface.
+    None,
+    Host,
+}
+
+/// A network mode BuildKit does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--network={0}: expected default, none or host")]
+pub struct NetworkError(pub String);
+
+impl std::str::FromStr for Network {
+    type Err = NetworkError;
+
+    fn from_str(text: &str) -> Result<Network, NetworkError> {
+        match text {
+            "default" => Ok(Network::Default),
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            other => Err(NetworkError(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Network::Default => "default",
+            Network::None => "none",
+            Network::Host => "host",
+        })
+    }
+}
+
+/// `RUN --security`: the sandbox (default), or every capability and no seccomp filter
+/// (allowed only with the build's `--allow security.insecure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityMode {
+    #[default]
+    Sandbox,
+    Insecure,
 }
 
 /// The flags of RUN: its mounts, `--network`, `--security`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFlags {
     pub mounts: Vec<super::runmount::RunMount>,
-    pub network: Option<String>,
-    pub security: Option<String>,
+    pub network: Option<Network>,
+    pub security: Option<SecurityMode>,
 }
 
 impl RunFlags {
@@ -106,16 +160,24 @@ impl RunFlags {
             .filter(|f| f.name == "mount")
             .map(|f| {
                 let value = f.value.as_deref().unwrap_or_default();
-                super::runmount::parse_mount(value).map_err(|error| RunFlagError {
+                super::runmount::parse_mount(value).map_err(|error| RunFlagError::Mount {
                     value: value.to_string(),
                     error,
                 })
             })
             .collect::<Result<_, _>>()?;
+        let security = match value_of(flags, "security").as_deref() {
+            None => None,
+            Some("sandbox") => Some(SecurityMode::Sandbox),
+            Some("insecure") => Some(SecurityMode::Insecure),
+            Some(other) => return Err(RunFlagError::Security(other.to_string())),
+        };
         Ok(RunFlags {
             mounts,
-            network: value_of(flags, "network"),
-            security: value_of(flags, "security"),
+            network: value_of(flags, "network")
+                .map(|v| v.parse::<Network>())
+                .transpose()?,
+            security,
         })
     }
 }
@@ -173,7 +235,7 @@ mod tests {
             bad.to_string(),
             "--mount=type=nfs,target=/x: unsupported mount type \"nfs\""
         );
-        assert_eq!(run.network.as_deref(), Some("none"));
+        assert_eq!(run.network, Some(Network::None));
         assert_eq!(run.security, None);
     }
 }

@@ -11,6 +11,28 @@ use super::{ExportContext, ExportError, ExportReport, Exporter};
 use crate::archive::{save_with, ArchiveDest, ArchiveFormat, Compression};
 use crate::build::BuildResult;
 
+/// Which program `--load` hands the image to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadWith {
+    /// podman when installed, else docker.
+    Auto,
+    Podman,
+    Docker,
+}
+
+impl std::str::FromStr for LoadWith {
+    type Err = LoadError;
+
+    fn from_str(text: &str) -> Result<LoadWith, LoadError> {
+        match text {
+            "auto" => Ok(LoadWith::Auto),
+            "podman" => Ok(LoadWith::Podman),
+            "docker" => Ok(LoadWith::Docker),
+            other => Err(LoadError::UnknownLoader(other.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("--load: neither podman nor docker is installed")]
@@ -51,16 +73,15 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Starts `podman load` (`podman`), `docker load` (`docker`), or the first of them that
-    /// is installed (`auto`).
-    pub fn start(choice: &str) -> Result<Loader, LoadError> {
-        let program = match choice {
-            "auto" => ["podman", "docker"]
+    /// Starts `podman load`, `docker load`, or the first of them that is installed.
+    pub fn start(with: LoadWith) -> Result<Loader, LoadError> {
+        let program = match with {
+            LoadWith::Auto => ["podman", "docker"]
                 .into_iter()
                 .find(|p| find_in_path(p))
                 .ok_or(LoadError::NoLoader)?,
-            "podman" | "docker" => choice,
-            other => return Err(LoadError::UnknownLoader(other.to_string())),
+            LoadWith::Podman => "podman",
+            LoadWith::Docker => "docker",
         };
         let child = Command::new(program)
             .arg("load")

@@ -145,6 +145,42 @@ fn save_in_both_formats_and_load_back() {
     assert_eq!(inspect[0]["Id"], Value::String(a.config_digest.clone()));
 }
 
+/// Flags with a fixed set of values are refused, before anything runs, with the value and
+/// the choices; RUN's own --network and --security values are refused with the line.
+#[test]
+fn flag_values_are_checked_once_with_their_choices() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[("Dockerfile", file("FROM scratch\nCOPY Dockerfile /\n"))]);
+    let ctx = ctx.to_str().expect("utf-8");
+    for (flag, value, choices) in [
+        ("--network", "bridge", "expected default, none or host"),
+        ("--progress", "fancy", "plain"),
+        ("--format", "zip", "oci"),
+        ("--allow", "everything", "security.insecure"),
+    ] {
+        let stderr = env.rbuild_err(["build", flag, value, ctx]);
+        assert!(
+            stderr.contains(value) && stderr.contains(choices),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    for (run, message) in [
+        ("RUN --network=bridge true", "--network=bridge: expected default, none or host"),
+        ("RUN --security=lax true", "--security=lax: expected sandbox or insecure"),
+    ] {
+        let bad = env.context(&[("Dockerfile", file(format!("FROM scratch\n{run}\n")))]);
+        let stderr = env.rbuild_err(["build", bad.to_str().expect("utf-8")]);
+        assert!(
+            stderr.contains(message) && stderr.contains("Dockerfile:2"),
+            "{run}: {stderr}"
+        );
+    }
+    assert!(
+        env.rbuild_ok(["images", "-q"]).trim().is_empty(),
+        "nothing was built"
+    );
+}
+
 #[test]
 fn shorthand_build_and_system_reset() {
     let Some(env) = TestEnv::with_busybox() else {
