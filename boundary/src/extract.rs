@@ -733,31 +733,18 @@ mod tests {
     /// A tar built entry by entry: (name, kind, link target or contents). Names are written
     /// raw, `..` and all, as a hostile archive would.
     fn tar_of(entries: &[(&str, EntryType, &str)]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
+        let mut tar = test_support::tar::RawTar::new().mtime(1_000_000);
         for (name, kind, data) in entries {
-            let mut header = tar::Header::new_old();
-            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-            header.set_entry_type(*kind);
-            header.set_mode(if *kind == EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(1_000_000);
-            let body: &[u8] = match kind {
-                EntryType::Symlink | EntryType::Link => {
-                    header.as_old_mut().linkname[..data.len()].copy_from_slice(data.as_bytes());
-                    &[]
+            tar = match kind {
+                EntryType::Symlink | EntryType::Link => tar.link(name, *kind, data),
+                EntryType::Directory => tar.dir(name, 0o755),
+                _ => {
+                    let header = tar.header(name.as_bytes(), *kind, data.len() as u64);
+                    tar.raw(header, data.as_bytes())
                 }
-                _ => data.as_bytes(),
             };
-            header.set_size(body.len() as u64);
-            header.set_cksum();
-            builder.append(&header, body).expect("append");
         }
-        builder.into_inner().expect("tar")
+        tar.finish()
     }
 
     fn plain() -> ExtractOptions {

@@ -593,49 +593,12 @@ fn big_ids_and_mtimes_use_pax() {
 
 /// A raw header with the name bytes written as is (no validation by the tar crate).
 fn raw_header(name: &[u8], kind: EntryType, size: u64) -> Header {
-    let mut h = Header::new_ustar();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name);
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(T as u64);
-    h
+    test_support::tar::raw_header(name, kind, size, T as u64)
 }
 
-struct TarBuilder(tar::Builder<Vec<u8>>);
-
-impl TarBuilder {
-    fn new() -> Self {
-        TarBuilder(tar::Builder::new(Vec::new()))
-    }
-    fn raw(mut self, mut h: Header, data: &[u8]) -> Self {
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-    fn file(self, name: &str, data: &[u8]) -> Self {
-        let h = raw_header(name.as_bytes(), EntryType::Regular, data.len() as u64);
-        self.raw(h, data)
-    }
-    fn dir(self, name: &str, mode: u32) -> Self {
-        let mut h = raw_header(name.as_bytes(), EntryType::Directory, 0);
-        h.set_mode(mode);
-        self.raw(h, b"")
-    }
-    fn link(self, name: &str, kind: EntryType, target: &str) -> Self {
-        let mut h = raw_header(name.as_bytes(), kind, 0);
-        h.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
-        self.raw(h, b"")
-    }
-    fn pax(mut self, recs: &[(&str, &[u8])]) -> Self {
-        self.0.append_pax_extensions(recs.iter().copied()).unwrap();
-        self
-    }
-    fn bytes(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
+/// A raw tar whose entries all carry the mtime `T`.
+fn raw_tar() -> test_support::tar::RawTar {
+    test_support::tar::RawTar::new().mtime(T as u64)
 }
 
 /// A layer dir inside its own temp dir, to check that nothing lands beside it.
@@ -702,10 +665,7 @@ fn dotdot_and_absolute_names_are_refused() {
         "/",
     ] {
         let sb = Sandbox::new();
-        let tar = TarBuilder::new()
-            .file("ok", b"1")
-            .file(name, b"bad")
-            .bytes();
+        let tar = raw_tar().file("ok", b"1").file(name, b"bad").finish();
         let err = sb.apply(&tar).unwrap_err();
         assert!(
             matches!(
@@ -723,10 +683,10 @@ fn dotdot_and_absolute_names_are_refused() {
     // a long PAX path with .. is refused just the same
     let sb = Sandbox::new();
     let long = format!("{}/../../escape", "a".repeat(120));
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .pax(&[("path", long.as_bytes())])
         .file("placeholder", b"x")
-        .bytes();
+        .finish();
     assert!(matches!(
         sb.apply(&tar),
         Err(SnapshotError::Extract {
@@ -740,12 +700,12 @@ fn dotdot_and_absolute_names_are_refused() {
 #[test]
 fn dot_prefixed_names_are_normalised() {
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .dir("./", 0o755)
         .dir("./a/", 0o750)
         .file("./a/b", b"b")
         .file("a//./c", b"c")
-        .bytes();
+        .finish();
     let report = sb.apply(&tar).unwrap();
     assert_eq!(report.entries, 4);
     assert_eq!(sb.list(), ["a", "a/b", "a/c"]);
@@ -758,7 +718,7 @@ fn dot_prefixed_names_are_normalised() {
 fn symlinks_cannot_carry_writes_outside() {
     let sb = Sandbox::new();
     let outer_abs = sb.outer.path().to_str().unwrap().to_string();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .link("x", EntryType::Symlink, "/")
         .file("x/etc/passwd", b"pwned")
         .link("up", EntryType::Symlink, "../../../..")
@@ -768,7 +728,7 @@ fn symlinks_cannot_carry_writes_outside() {
         .file("abs/escape", b"escape")
         .link("file_link", EntryType::Symlink, "/etc/hostname")
         .file("file_link", b"replaced, not followed")
-        .bytes();
+        .finish();
     sb.apply(&tar).unwrap();
     sb.assert_contained();
     let layer = sb.layer();
@@ -789,10 +749,10 @@ fn symlinks_cannot_carry_writes_outside() {
     // a parent that is a dangling symlink is followed inside the layer, as containerd does:
     // its target is made there, never on the host
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .link("abs", EntryType::Symlink, &outer_abs)
         .file("abs/escape", b"escape")
-        .bytes();
+        .finish();
     sb.apply(&tar).unwrap();
     sb.assert_contained();
     let inner = sb
@@ -813,11 +773,11 @@ fn hardlinks_only_to_earlier_entries() {
     ];
     for (name, target) in cases {
         let sb = Sandbox::new();
-        let tar = TarBuilder::new()
+        let tar = raw_tar()
             .link("s", EntryType::Symlink, "/etc")
             .link(name, EntryType::Link, target)
             .file("later", b"l")
-            .bytes();
+            .finish();
         let err = sb.apply(&tar).unwrap_err();
         assert!(
             matches!(
@@ -834,11 +794,11 @@ fn hardlinks_only_to_earlier_entries() {
     }
     // to a directory or a whiteout: refused too
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .file("d", b"")
         .dir("d/", 0o755)
         .link("h", EntryType::Link, "d")
-        .bytes();
+        .finish();
     assert!(matches!(
         sb.apply(&tar),
         Err(SnapshotError::Extract {
@@ -847,11 +807,11 @@ fn hardlinks_only_to_earlier_entries() {
         })
     ));
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .file("w", b"")
         .file(".wh.w", b"")
         .link("h", EntryType::Link, "w")
-        .bytes();
+        .finish();
     assert!(matches!(
         sb.apply(&tar),
         Err(SnapshotError::Extract {
@@ -861,10 +821,10 @@ fn hardlinks_only_to_earlier_entries() {
     ));
     // and a good one works, through ./ spelling too
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .file("./t", b"data")
         .link("l", EntryType::Link, "./t")
-        .bytes();
+        .finish();
     sb.apply(&tar).unwrap();
     let a = fs::metadata(sb.layer().join("t")).unwrap();
     let b = fs::metadata(sb.layer().join("l")).unwrap();
@@ -877,9 +837,7 @@ fn overlay_metadata_cannot_be_smuggled() {
     let mut h = raw_header(b"wh", EntryType::Char, 0);
     h.set_device_major(0).unwrap();
     h.set_device_minor(0).unwrap();
-    let err = sb
-        .apply(&TarBuilder::new().raw(h, b"").bytes())
-        .unwrap_err();
+    let err = sb.apply(&raw_tar().raw(h, b"").finish()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -902,10 +860,10 @@ fn overlay_metadata_cannot_be_smuggled() {
     ] {
         let sb = Sandbox::new();
         let key = format!("SCHILY.xattr.{name}");
-        let tar = TarBuilder::new()
+        let tar = raw_tar()
             .pax(&[(key.as_str(), b"y")])
             .dir("d/", 0o755)
-            .bytes();
+            .finish();
         let report = sb.apply(&tar).unwrap();
         assert_eq!(report.stripped_xattrs.get(name), Some(&1), "{report:?}");
         assert_eq!(sb.list(), ["d"]);
@@ -922,7 +880,7 @@ fn overlay_metadata_cannot_be_smuggled() {
 
     // other xattrs: user.* and security.capability kept, the rest skipped
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .pax(&[
             ("SCHILY.xattr.user.ok", b"1"),
             ("SCHILY.xattr.trusted.no", b"2"),
@@ -932,7 +890,7 @@ fn overlay_metadata_cannot_be_smuggled() {
             ),
         ])
         .file("f", b"")
-        .bytes();
+        .finish();
     sb.apply(&tar).unwrap();
     let names: Vec<_> = xattr::list(sb.layer().join("f")).unwrap().collect();
     assert_eq!(names, [OsStr::new("user.ok")]);
@@ -941,13 +899,13 @@ fn overlay_metadata_cannot_be_smuggled() {
 #[test]
 fn whiteouts_and_opaque_markers_become_overlay_format() {
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .file(".wh.gone", b"")
         .file("o/.wh..wh..opq", b"")
         .file("o/keep", b"k")
         .file("p/.wh.old", b"")
         .file(".wh..wh.plnk", b"")
-        .bytes();
+        .finish();
     let report = sb.apply(&tar).unwrap();
     assert_eq!(report.entries, 5);
     assert_eq!(sb.list(), ["gone", "o", "o/keep", "p", "p/old"]);
@@ -981,7 +939,7 @@ fn whiteouts_and_opaque_markers_become_overlay_format() {
 #[test]
 fn duplicates_replace_except_dir_over_dir() {
     let sb = Sandbox::new();
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .file("f", b"first")
         .file("f", b"second")
         .file("a", b"file")
@@ -993,7 +951,7 @@ fn duplicates_replace_except_dir_over_dir() {
         .dir("gone/", 0o755)
         .file("gone/inner", b"i")
         .link("gone", EntryType::Symlink, "f")
-        .bytes();
+        .finish();
     sb.apply(&tar).unwrap();
     assert_eq!(fs::read(sb.layer().join("f")).unwrap(), b"second");
     assert!(sb.layer().join("a").is_dir());
@@ -1021,11 +979,11 @@ fn owners_modes_devices_and_implicit_parents() {
     dev.set_mode(0o666);
     let mut fifo = raw_header(b"fifo", EntryType::Fifo, 0);
     fifo.set_mode(0o600);
-    let tar = TarBuilder::new()
+    let tar = raw_tar()
         .raw(su, b"su")
         .raw(dev, b"")
         .raw(fifo, b"")
-        .bytes();
+        .finish();
     let report = sb.apply(&tar).unwrap();
     assert!(
         report.skipped_devices.is_empty(),
@@ -1047,9 +1005,7 @@ fn unmappable_ids_give_an_actionable_error() {
     let sb = Sandbox::new();
     let mut h = raw_header(b"f", EntryType::Regular, 0);
     h.set_uid(u64::from(u32::MAX));
-    let err = sb
-        .apply(&TarBuilder::new().raw(h, b"").bytes())
-        .unwrap_err();
+    let err = sb.apply(&raw_tar().raw(h, b"").finish()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -1074,9 +1030,7 @@ fn unmappable_ids_give_an_actionable_error() {
 fn apply_wants_an_empty_dir_and_rejects_bad_types() {
     let sb = Sandbox::new();
     fs::write(sb.layer().join("junk"), b"").unwrap();
-    let err = sb
-        .apply(&TarBuilder::new().file("f", b"").bytes())
-        .unwrap_err();
+    let err = sb.apply(&raw_tar().file("f", b"").finish()).unwrap_err();
     assert!(matches!(
         err,
         SnapshotError::Extract {
@@ -1087,9 +1041,7 @@ fn apply_wants_an_empty_dir_and_rejects_bad_types() {
 
     let sb = Sandbox::new();
     let h = raw_header(b"vol", EntryType::new(b'V'), 0);
-    let err = sb
-        .apply(&TarBuilder::new().raw(h, b"").bytes())
-        .unwrap_err();
+    let err = sb.apply(&raw_tar().raw(h, b"").finish()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -1102,7 +1054,7 @@ fn apply_wants_an_empty_dir_and_rejects_bad_types() {
     );
 
     // a truncated tar is an error, not a silent partial layer
-    let tar = TarBuilder::new().file("big", &[7u8; 5000]).bytes();
+    let tar = raw_tar().file("big", &[7u8; 5000]).finish();
     for cut in [2048, 512 + 5000] {
         let sb = Sandbox::new();
         let err = sb.apply(&tar[..cut]).unwrap_err();

@@ -9,21 +9,18 @@ use std::io::Write;
 
 use crate::support::*;
 
+/// Files owned by 1000:1000, mode 0640.
 fn tarball(entries: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, content) in entries {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o640);
-        header.set_uid(1000);
-        header.set_gid(1000);
-        header.set_mtime(1_600_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, name, content.as_bytes())
-            .expect("append");
-    }
-    builder.into_inner().expect("tar")
+    let entries: Vec<TarEntry> = entries
+        .iter()
+        .map(|(name, content)| {
+            TarEntry::file(name, content)
+                .mode(0o640)
+                .owner(1000, 1000)
+                .mtime(1_600_000_000)
+        })
+        .collect();
+    layer_tar(&entries)
 }
 
 fn compressed(kind: &str, tar: &[u8]) -> Vec<u8> {
@@ -109,17 +106,9 @@ fn add_archive_entries_cannot_climb_out_of_the_destination() {
     let Some(env) = TestEnv::with_busybox() else {
         return;
     };
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    let name = b"../../escaped.txt";
-    header.as_old_mut().name[..name.len()].copy_from_slice(name);
-    header.set_size(3);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    builder.append(&header, &b"bad"[..]).expect("append");
+    let evil = RawTar::new().file("../../escaped.txt", b"bad").finish();
     let ctx = env.context(&[
-        ("evil.tar", file(builder.into_inner().expect("tar"))),
+        ("evil.tar", file(evil)),
         (
             "Dockerfile",
             file("FROM busybox:latest\nADD evil.tar /deep/dest/\n"),
@@ -178,28 +167,16 @@ fn add_git_repository() {
     assert!(tree.contains("with-git/.git"));
 }
 
+/// Files (mode 0644), and symlinks for contents written `->TARGET`.
 fn tarball_with_links(entries: &[(&str, &str)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, content) in entries {
-        let mut header = tar::Header::new_ustar();
-        if let Some(target) = content.strip_prefix("->") {
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
-            header.set_mode(0o777);
-            builder
-                .append_link(&mut header, name, target)
-                .expect("append symlink");
-            continue;
-        }
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_600_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, name, content.as_bytes())
-            .expect("append");
-    }
-    builder.into_inner().expect("tar")
+    let entries: Vec<TarEntry> = entries
+        .iter()
+        .map(|(name, content)| match content.strip_prefix("->") {
+            Some(target) => TarEntry::symlink(name, target).mtime(0),
+            None => TarEntry::file(name, content).mtime(1_600_000_000),
+        })
+        .collect();
+    layer_tar(&entries)
 }
 
 /// One build covering: testAddArchive (a destination without a trailing slash becomes the

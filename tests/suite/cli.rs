@@ -165,8 +165,14 @@ fn flag_values_are_checked_once_with_their_choices() {
         );
     }
     for (run, message) in [
-        ("RUN --network=bridge true", "--network=bridge: expected default, none or host"),
-        ("RUN --security=lax true", "--security=lax: expected sandbox or insecure"),
+        (
+            "RUN --network=bridge true",
+            "--network=bridge: expected default, none or host",
+        ),
+        (
+            "RUN --security=lax true",
+            "--security=lax: expected sandbox or insecure",
+        ),
     ] {
         let bad = env.context(&[("Dockerfile", file(format!("FROM scratch\n{run}\n")))]);
         let stderr = env.rbuild_err(["build", bad.to_str().expect("utf-8")]);
@@ -278,23 +284,14 @@ fn contexts_from_stdin_and_git() {
         return;
     };
     // A context tar on stdin.
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, content) in [
-        (
+    let tar_bytes = layer_tar(&[
+        TarEntry::file(
             "Dockerfile",
             "FROM busybox:latest\nCOPY hello.txt /hello.txt\n",
-        ),
-        ("hello.txt", "from a tar\n"),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, content.as_bytes())
-            .expect("append");
-    }
-    let tar_bytes = builder.into_inner().expect("tar");
+        )
+        .mtime(0),
+        TarEntry::file("hello.txt", "from a tar\n").mtime(0),
+    ]);
     let out = env.path("stdin-tar.tar");
     let output = env.rbuild_with_stdin(
         [

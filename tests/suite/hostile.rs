@@ -61,28 +61,16 @@ fn describe_tree(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A tar of (name, kind, link target or content) entries, owned by root, mode 0644.
+/// A tar of (name, kind, link target or content) entries, owned by root.
 fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, kind, data) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(*kind);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(1_700_000_000);
-        let body: &[u8] = if *kind == tar::EntryType::Symlink {
-            header.set_link_name(data).expect("link name");
-            b""
-        } else {
-            data.as_bytes()
-        };
-        header.set_size(body.len() as u64);
-        header.set_path(name).expect("name");
-        header.set_cksum();
-        archive.append(&header, body).expect("append");
-    }
-    archive.into_inner().expect("tar")
+    let entries: Vec<TarEntry> = entries
+        .iter()
+        .map(|(name, kind, data)| match kind {
+            tar::EntryType::Symlink => TarEntry::symlink(name, data),
+            _ => TarEntry::file(name, data),
+        })
+        .collect();
+    layer_tar(&entries)
 }
 
 /// A git ref is never an option (`--upload-pack=CMD` would run CMD on the host), and

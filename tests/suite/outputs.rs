@@ -7,7 +7,6 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::craft::layer_tar;
 use crate::support::oci::{read_tar_tree, sha256_digest};
 use crate::support::*;
 

@@ -27,7 +27,7 @@ pub mod tools;
 
 // Re-exported for the test modules; each uses a different part.
 #[allow(unused_imports)]
-pub use craft::{ImageBuilder, TarEntry};
+pub use craft::{layer_tar, ImageBuilder, TarEntry};
 #[allow(unused_imports)]
 pub use df::{build_df, build_df_err, config_field, created_by, df_context, env_value, path_str};
 #[allow(unused_imports)]
@@ -37,6 +37,7 @@ pub use git::{git_in, GitServer};
 pub use local::assert_dir_matches_tree;
 #[allow(unused_imports)]
 pub use oci::{Compression, Layer, Node, NodeKind, OciImage, Tree};
+pub use test_support::tar::RawTar;
 #[allow(unused_imports)]
 pub use tools::{
     podman_load_and_run, podman_load_and_run_with, skopeo_inspect, umoci_unpack, Bundle,
