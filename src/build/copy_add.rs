@@ -52,7 +52,7 @@ impl CopyStep {
     ) -> Result<CopyStep, BuildError> {
         let keyword = if is_add { "ADD" } else { "COPY" };
         // Which flags each instruction takes the parser has checked; here they are read, once.
-        let flags = CopyFlags::read(&args.flags).map_err(|e| loc.error(keyword, e.to_string()))?;
+        let flags = args.flags.clone();
         if is_add {
             check_add_sources(loc, &args.sources, flags.checksum.is_some())?;
         }

@@ -17,7 +17,7 @@ use super::steps::{finish_step, try_cache, StepContext};
 use super::{Stage, StageResult};
 use crate::context::hash_selection_with;
 use crate::dockerfile::{
-    Command, Flag, Heredoc, MountKind, Network, RunFlags, RunMount, SecurityMode, Sharing,
+    Command, Heredoc, MountKind, Network, RunFlags, RunMount, SecurityMode, Sharing,
 };
 use crate::plan::{is_proxy_arg, resolve_source, Source, StagePlan};
 use crate::progress::StageProgress;
@@ -137,13 +137,12 @@ pub(super) fn run(
     plan: &StagePlan,
     deps: &BTreeMap<usize, StageResult>,
     loc: &Location,
-    flags: &[Flag],
+    run_flags: &RunFlags,
     command: &Command,
     heredocs: &[Heredoc],
     progress: &mut StageProgress,
 ) -> Result<bool, BuildError> {
-    let run_flags = RunFlags::read(flags).map_err(|e| loc.error("RUN", e.to_string()))?;
-    let isolation = Isolation::read(ctx, loc, &run_flags)?;
+    let isolation = Isolation::read(ctx, loc, run_flags)?;
     let mut guards = MountGuards::default();
     let (args, mut extra_mounts) = heredoc_command(ctx, stage, command, heredocs, &mut guards)?;
     let step_env = StepEnv::of(ctx, stage);

@@ -87,7 +87,8 @@ pub struct Heredoc {
 /// Sources and destination of COPY or ADD.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyArgs {
-    pub flags: Vec<Flag>,
+    /// Read once by the parser (values unexpanded).
+    pub flags: super::flags::CopyFlags,
     /// Source words as written (unexpanded, quotes kept for the expander); a heredoc source is
     /// written `<<NAME` here and its body is in `heredocs`.
     pub sources: Vec<String>,
@@ -123,7 +124,8 @@ pub enum InstructionKind {
         alias: Option<String>,
     },
     Run {
-        flags: Vec<Flag>,
+        /// Read once by the parser: its mounts parsed, `--network`/`--security` checked.
+        flags: super::flags::RunFlags,
         command: Command,
         heredocs: Vec<Heredoc>,
     },

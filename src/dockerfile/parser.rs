@@ -5,7 +5,7 @@
 use thiserror::Error;
 
 use super::ast::*;
-use super::flags::FlagError;
+use super::flags::{CopyFlags, FlagError, RunFlags};
 use super::lexer::{
     extract_flags, is_space, parse_directive, parse_heredoc_word, parse_json_array, parse_words,
     split_command, split_lines, split_whitespace, trim_continuation, JsonForm, JSON_NOT_STRINGS,
@@ -503,6 +503,7 @@ impl Converting<'_> {
             None if self.args.is_empty() => return Err(self.err(at_least_one("RUN"))),
             None => Command::Shell(self.args.clone()),
         };
+        let flags = RunFlags::read(&flags).map_err(|e| self.err(e.to_string()))?;
         Ok(InstructionKind::Run {
             flags,
             command,
@@ -551,6 +552,7 @@ impl Converting<'_> {
             )));
         }
         let flags = self.flags(if kw == "COPY" { COPY_FLAGS } else { ADD_FLAGS })?;
+        let flags = CopyFlags::read(&flags).map_err(|e| self.err(e.to_string()))?;
         let dest = words.pop().unwrap_or_default();
         if !json_form && parse_heredoc_word(&dest, self.escape).is_some() {
             return Err(self.err(format!("{kw} cannot accept a heredoc as a destination")));

@@ -288,7 +288,7 @@ fn copy_ignored_findings(
     args: &crate::dockerfile::CopyArgs,
     findings: &mut Vec<Finding>,
 ) {
-    let from_context = !args.flags.iter().any(|f| f.name == "from");
+    let from_context = args.flags.from.is_none();
     if !from_context || input.ignore.is_empty() {
         return;
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 pub use args::{is_proxy_arg, platform_args, Platform, PROXY_ARGS};
 
-use crate::dockerfile::{Flag, Instruction, InstructionKind, RunFlags};
+use crate::dockerfile::{Flag, Instruction, InstructionKind};
 
 /// Where a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,16 +319,11 @@ impl<'a> Planner<'a, '_> {
             for ins in stages[i].instructions.clone() {
                 let froms: Vec<String> = match &ins.kind {
                     InstructionKind::Copy(args) | InstructionKind::Add(args) => {
-                        flag(&args.flags, "from")
-                            .map(|f| vec![f.to_string()])
-                            .unwrap_or_default()
+                        args.flags.from.iter().cloned().collect()
                     }
-                    InstructionKind::Run { flags, .. } => RunFlags::read(flags)
-                        .map_err(|e| error(Some(ins), "RUN", e.to_string()))?
-                        .mounts
-                        .into_iter()
-                        .filter_map(|m| m.from)
-                        .collect(),
+                    InstructionKind::Run { flags, .. } => {
+                        flags.mounts.iter().filter_map(|m| m.from.clone()).collect()
+                    }
                     _ => Vec::new(),
                 };
                 for from in froms {

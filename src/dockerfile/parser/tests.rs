@@ -31,9 +31,19 @@ fn hd(name: &str, content: &str, expand: bool, strip_tabs: bool) -> Heredoc {
     }
 }
 
+/// RUN's flags as the parser reads them.
+fn run_flags(flags: &[Flag]) -> RunFlags {
+    RunFlags::read(flags).expect("valid RUN flags")
+}
+
+/// COPY's and ADD's flags as the parser reads them.
+fn copy_flags(flags: &[Flag]) -> CopyFlags {
+    CopyFlags::read(flags).expect("valid COPY flags")
+}
+
 fn run(flags: Vec<Flag>, command: Command) -> InstructionKind {
     InstructionKind::Run {
-        flags,
+        flags: run_flags(&flags),
         command,
         heredocs: vec![],
     }
@@ -41,7 +51,7 @@ fn run(flags: Vec<Flag>, command: Command) -> InstructionKind {
 
 fn copy(flags: Vec<Flag>, sources: &[&str], dest: &str) -> InstructionKind {
     InstructionKind::Copy(CopyArgs {
-        flags,
+        flags: copy_flags(&flags),
         sources: sv(sources),
         dest: dest.to_string(),
         heredocs: vec![],
@@ -51,7 +61,7 @@ fn copy(flags: Vec<Flag>, sources: &[&str], dest: &str) -> InstructionKind {
 
 fn add(flags: Vec<Flag>, sources: &[&str], dest: &str) -> InstructionKind {
     InstructionKind::Add(CopyArgs {
-        flags,
+        flags: copy_flags(&flags),
         sources: sv(sources),
         dest: dest.to_string(),
         heredocs: vec![],
@@ -286,7 +296,7 @@ fn copy_add() {
         (
             "COPY [\"a b\", \"c\", \"/dst/\"]",
             InstructionKind::Copy(CopyArgs {
-                flags: vec![],
+                flags: copy_flags(&[]),
                 sources: sv(&["a b", "c"]),
                 dest: "/dst/".to_string(),
                 heredocs: vec![],
@@ -296,7 +306,7 @@ fn copy_add() {
         (
             "COPY --from=x [\"a\", \"b\"]",
             InstructionKind::Copy(CopyArgs {
-                flags: vec![flag("from", Some("x"))],
+                flags: copy_flags(&[flag("from", Some("x"))]),
                 sources: sv(&["a"]),
                 dest: "b".to_string(),
                 heredocs: vec![],
@@ -343,7 +353,7 @@ fn copy_add() {
         (
             "ADD [\"a\", \"b\"]",
             InstructionKind::Add(CopyArgs {
-                flags: vec![],
+                flags: copy_flags(&[]),
                 sources: sv(&["a"]),
                 dest: "b".to_string(),
                 heredocs: vec![],
@@ -544,7 +554,7 @@ fn heredocs() {
         (
             "RUN <<EOF\necho hi\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", "echo hi\n", true, false)],
             },
@@ -552,7 +562,7 @@ fn heredocs() {
         (
             "RUN <<EOF\nset -e\necho $HOME\n\nEOF\n",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", "set -e\necho $HOME\n\n", true, false)],
             },
@@ -560,7 +570,7 @@ fn heredocs() {
         (
             "RUN python3 <<EOF\nprint(1)\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("python3 <<EOF"),
                 heredocs: vec![hd("EOF", "print(1)\n", true, false)],
             },
@@ -568,7 +578,7 @@ fn heredocs() {
         (
             "RUN <<-EOF\n\techo a\n\t\techo b\n\tEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<-EOF"),
                 heredocs: vec![hd("EOF", "echo a\necho b\n", true, true)],
             },
@@ -576,7 +586,7 @@ fn heredocs() {
         (
             "RUN <<\"EOF\"\necho $X\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<\"EOF\""),
                 heredocs: vec![hd("EOF", "echo $X\n", false, false)],
             },
@@ -584,7 +594,7 @@ fn heredocs() {
         (
             "RUN <<'END'\n'quoted'\nEND",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<'END'"),
                 heredocs: vec![hd("END", "'quoted'\n", false, false)],
             },
@@ -592,7 +602,7 @@ fn heredocs() {
         (
             "RUN <<A <<B\na1\nA\nb1\nb2\nB",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<A <<B"),
                 heredocs: vec![
                     hd("A", "a1\n", true, false),
@@ -603,7 +613,7 @@ fn heredocs() {
         (
             "RUN --mount=type=cache,target=/c <<EOF\nls\nEOF",
             InstructionKind::Run {
-                flags: vec![flag("mount", Some("type=cache,target=/c"))],
+                flags: run_flags(&[flag("mount", Some("type=cache,target=/c"))]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", "ls\n", true, false)],
             },
@@ -611,7 +621,7 @@ fn heredocs() {
         (
             "RUN cat <<EOF > /f\n# not a comment\n  indented \\\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("cat <<EOF > /f"),
                 heredocs: vec![hd("EOF", "# not a comment\n  indented \\\n", true, false)],
             },
@@ -619,7 +629,7 @@ fn heredocs() {
         (
             "RUN <<EOF\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", "", true, false)],
             },
@@ -627,7 +637,7 @@ fn heredocs() {
         (
             "RUN <<EOF\n EOF\nEOF",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", " EOF\n", true, false)],
             },
@@ -635,7 +645,7 @@ fn heredocs() {
         (
             "RUN <<EOF\r\nwin\r\nEOF\r\n",
             InstructionKind::Run {
-                flags: vec![],
+                flags: run_flags(&[]),
                 command: shell("<<EOF"),
                 heredocs: vec![hd("EOF", "win\n", true, false)],
             },
@@ -651,7 +661,7 @@ fn heredocs() {
         (
             "COPY <<EOF /etc/conf\nkey=value\nEOF",
             InstructionKind::Copy(CopyArgs {
-                flags: vec![],
+                flags: copy_flags(&[]),
                 sources: sv(&["<<EOF"]),
                 dest: "/etc/conf".to_string(),
                 heredocs: vec![hd("EOF", "key=value\n", true, false)],
@@ -661,7 +671,7 @@ fn heredocs() {
         (
             "COPY --chmod=755 <<-\"A\" <<B /dst/\n\tx\n\tA\ny\nB",
             InstructionKind::Copy(CopyArgs {
-                flags: vec![flag("chmod", Some("755"))],
+                flags: copy_flags(&[flag("chmod", Some("755"))]),
                 sources: sv(&["<<A", "<<B"]),
                 dest: "/dst/".to_string(),
                 heredocs: vec![hd("A", "x\n", false, true), hd("B", "y\n", true, false)],
@@ -671,7 +681,7 @@ fn heredocs() {
         (
             "ADD <<EOF /x\nhello\nEOF",
             InstructionKind::Add(CopyArgs {
-                flags: vec![],
+                flags: copy_flags(&[]),
                 sources: sv(&["<<EOF"]),
                 dest: "/x".to_string(),
                 heredocs: vec![hd("EOF", "hello\n", true, false)],
@@ -681,7 +691,7 @@ fn heredocs() {
         (
             "COPY a <<EOF /dst/\nbody\nEOF",
             InstructionKind::Copy(CopyArgs {
-                flags: vec![],
+                flags: copy_flags(&[]),
                 sources: sv(&["a", "<<EOF"]),
                 dest: "/dst/".to_string(),
                 heredocs: vec![hd("EOF", "body\n", true, false)],
@@ -730,7 +740,7 @@ fn onbuild() {
     assert_eq!(
         inner.kind,
         InstructionKind::Run {
-            flags: vec![],
+            flags: run_flags(&[]),
             command: shell("<<EOF"),
             heredocs: vec![hd("EOF", "body\n", true, false)]
         }
@@ -1026,6 +1036,18 @@ fn errors() {
         ("FROM x\nRUN", 2, 1, "RUN requires at least one argument"),
         ("FROM x\nRUN []", 2, 1, "RUN requires at least one argument"),
         ("FROM x\nRUN --mount=type=cache", 2, 1, "RUN requires at least one argument"),
+        (
+            "FROM x\nRUN --mount=type=nfs,target=/x true",
+            2,
+            1,
+            "--mount=type=nfs,target=/x: unsupported mount type \"nfs\"",
+        ),
+        (
+            "FROM x\nRUN --network=bridge true",
+            2,
+            1,
+            "--network=bridge: expected default, none or host",
+        ),
         ("FROM x\nRUN --bogus echo", 2, 1, "unknown flag: bogus"),
         ("FROM x\nRUN --mount echo", 2, 1, "missing a value on flag: mount"),
         ("FROM x\nRUN --network=a --network=b echo", 2, 1, "duplicate flag specified: network"),
