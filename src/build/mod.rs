@@ -12,6 +12,8 @@ mod error;
 mod history;
 mod images;
 mod instructions;
+#[cfg(test)]
+mod keys_tests;
 mod metadata;
 mod result;
 mod rootfs;
@@ -297,6 +299,16 @@ pub fn build(
     options: &BuildOptions,
     progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
+    build_on(store, options, progress, crate::worker::Worker::default())
+}
+
+/// [`build`] with `worker`'s executor and snapshotter.
+pub(crate) fn build_on(
+    store: &Store,
+    options: &BuildOptions,
+    progress: &Progress,
+    worker: crate::worker::Worker,
+) -> Result<BuildOutcome, BuildError> {
     let loaded = match &options.loaded {
         Some(loaded) => loaded.clone(),
         None => LoadedDockerfile::load(options)?,
@@ -363,7 +375,7 @@ pub fn build(
         plan: &plan,
         cancelled: AtomicBool::new(false),
         lease: store.lease()?,
-        worker: crate::worker::Worker::default(),
+        worker,
     };
     let results = run_stages(&ctx, &plan, progress, &locate);
     ctx.hashes.save();

@@ -123,14 +123,27 @@ impl Snapshotter for OverlaySnapshotter {
     }
 }
 
-/// An overlay mounted at its merged dir in rbuild's own mount namespace, unmounted on drop
-/// (also on error paths).
+/// A root open for the steps that write without a container: an overlay mounted at its
+/// merged dir in rbuild's own mount namespace (unmounted on drop, also on error paths), or a
+/// plain directory a snapshotter keeps as the tree itself.
 pub struct MountedRootfs {
     merged: PathBuf,
     root: OwnedFd,
+    mounted: bool,
 }
 
 impl MountedRootfs {
+    /// A plain directory as the root: nothing to mount or unmount.
+    pub fn dir(path: &std::path::Path) -> Result<MountedRootfs, WorkerError> {
+        let root = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io_error("open", path)(e.into()))?;
+        Ok(MountedRootfs {
+            merged: path.to_path_buf(),
+            root,
+            mounted: false,
+        })
+    }
+
     fn mount(rootfs: &RootfsSpec) -> Result<MountedRootfs, WorkerError> {
         rbuild_runtime::mounts::mount_overlay(rootfs)?;
         match rustix::fs::open(
@@ -141,6 +154,7 @@ impl MountedRootfs {
             Ok(root) => Ok(MountedRootfs {
                 merged: rootfs.merged_dir.clone(),
                 root,
+                mounted: true,
             }),
             Err(e) => {
                 let _ = nix::mount::umount2(&rootfs.merged_dir, nix::mount::MntFlags::MNT_DETACH);
@@ -171,6 +185,8 @@ impl MountedRootfs {
 impl Drop for MountedRootfs {
     fn drop(&mut self) {
         // The root fd is closed after the lazy unmount; the mount goes once it is.
-        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
