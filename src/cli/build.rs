@@ -7,8 +7,9 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 
 use rbuild::archive::output::{parse_output, Output};
-use rbuild::archive::{self, MediaTypes};
+use rbuild::archive::MediaTypes;
 use rbuild::build::{BuildError, BuildOptions};
+use rbuild::context::AcquiredContext;
 use rbuild::dockerfile::Network;
 use rbuild::export::load::LoadWith;
 use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loader};
@@ -198,41 +199,6 @@ fn parse_key_values(
     Ok(map)
 }
 
-fn parse_build_contexts(
-    store: &rbuild::store::Store,
-    specs: &[String],
-) -> anyhow::Result<BTreeMap<String, rbuild::plan::NamedContext>> {
-    use rbuild::plan::NamedContext;
-    let mut named = BTreeMap::new();
-    for spec in specs {
-        let (name, value) = spec
-            .split_once('=')
-            .with_context(|| format!("--build-context {spec:?}: expected NAME=VALUE"))?;
-        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
-            NamedContext::Image(reference.to_string())
-        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
-            let path = layout
-                .rsplit_once(':')
-                .filter(|(_, tag)| !tag.contains('/'))
-                .map_or(layout, |(p, _)| p);
-            let loaded = archive::load(store, Path::new(path))
-                .with_context(|| format!("--build-context {name}: cannot load {path}"))?;
-            let image = loaded
-                .first()
-                .with_context(|| format!("--build-context {name}: no image in {path}"))?;
-            NamedContext::Image(image.image_id.clone())
-        } else {
-            let dir = PathBuf::from(value);
-            if !dir.is_dir() {
-                bail!("--build-context {name}={value}: not a directory (use docker-image:// or oci-layout:// for images)");
-            }
-            NamedContext::Dir(dir)
-        };
-        named.insert(name.to_string(), context);
-    }
-    Ok(named)
-}
-
 /// `--ssh default`, `--ssh ID=SOCKET`: agent sockets only (key files need an agent).
 fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut agents = BTreeMap::new();
@@ -258,96 +224,6 @@ fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
         agents.insert(id, socket);
     }
     Ok(agents)
-}
-
-/// Where the build's context is, and what keeps it there.
-struct Context {
-    dir: PathBuf,
-    /// Set when stdin held a Dockerfile rather than a context.
-    dockerfile_text: Option<String>,
-    /// A tree rbuild was given (stdin tar, git, URL) rather than the user's own directory.
-    untrusted: bool,
-    _temp: Option<tempfile::TempDir>,
-}
-
-/// A local dir as it is; a git URL fetched (one shallow commit); `-` read from stdin: a tar
-/// (plain or gzip) is the context, anything else is a Dockerfile with an empty context.
-fn acquire_context(
-    store: &rbuild::store::Store,
-    spec: &str,
-    stdin_dockerfile: bool,
-) -> anyhow::Result<Context> {
-    use rbuild::context::{http as remote_http, remote};
-    if spec == "-" {
-        if stdin_dockerfile {
-            bail!("-f - and a context from stdin cannot both read stdin");
-        }
-        let temp = store.temp_dir("context")?;
-        let mut head = Vec::new();
-        let mut stdin = std::io::stdin().lock();
-        std::io::Read::read_to_end(&mut stdin, &mut head)
-            .context("cannot read the context from stdin")?;
-        let is_tar =
-            head.starts_with(&[0x1f, 0x8b]) || (head.len() > 262 && &head[257..262] == b"ustar");
-        if is_tar {
-            remote::unpack_tar(std::io::Cursor::new(head), temp.path())
-                .context("cannot unpack the context from stdin")?;
-            return Ok(Context {
-                dir: temp.path().to_path_buf(),
-                dockerfile_text: None,
-                untrusted: true,
-                _temp: Some(temp),
-            });
-        }
-        let text = String::from_utf8(head).context("stdin is neither a tar nor a Dockerfile")?;
-        return Ok(Context {
-            dir: temp.path().to_path_buf(),
-            dockerfile_text: Some(text),
-            untrusted: true,
-            _temp: Some(temp),
-        });
-    }
-    if remote::is_git_url(spec) {
-        let temp = store.temp_dir("git")?;
-        let dir = remote::fetch_git(spec, temp.path())
-            .with_context(|| format!("cannot fetch the context {spec}"))?;
-        return Ok(Context {
-            dir,
-            dockerfile_text: None,
-            untrusted: true,
-            _temp: Some(temp),
-        });
-    }
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        // A tarball URL: downloaded, then unpacked (plain or gzip) as the context.
-        let temp = store.temp_dir("url-context")?;
-        let downloads = temp.path().join("download");
-        let dir = temp.path().join("context");
-        std::fs::create_dir_all(&downloads).context("cannot create a temp dir")?;
-        std::fs::create_dir_all(&dir).context("cannot create a temp dir")?;
-        let download = remote_http::download(spec, &downloads, None)
-            .with_context(|| format!("cannot fetch the context {spec}"))?;
-        let file = std::fs::File::open(&download.path)
-            .with_context(|| format!("cannot read {}", download.path.display()))?;
-        remote::unpack_tar(file, &dir)
-            .with_context(|| format!("the context {spec} is not a tar"))?;
-        return Ok(Context {
-            dir,
-            dockerfile_text: None,
-            untrusted: true,
-            _temp: Some(temp),
-        });
-    }
-    let dir = PathBuf::from(spec);
-    if !dir.is_dir() {
-        bail!("build context {spec} is not a directory");
-    }
-    Ok(Context {
-        dir,
-        dockerfile_text: None,
-        untrusted: false,
-        _temp: None,
-    })
 }
 
 /// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).
@@ -442,7 +318,10 @@ fn export_request(
 
 /// The Dockerfile's text when it does not come from a file: the context was one (stdin), or
 /// `-f -`.
-fn dockerfile_text(context: &Context, stdin_dockerfile: bool) -> anyhow::Result<Option<String>> {
+fn dockerfile_text(
+    context: &AcquiredContext,
+    stdin_dockerfile: bool,
+) -> anyhow::Result<Option<String>> {
     Ok(match (&context.dockerfile_text, stdin_dockerfile) {
         (Some(text), _) => Some(text.clone()),
         (None, true) => {
@@ -459,7 +338,7 @@ fn dockerfile_text(context: &Context, stdin_dockerfile: bool) -> anyhow::Result<
 fn build_options(
     store: &Store,
     args: &BuildArgs,
-    context: &Context,
+    context: &AcquiredContext,
     dockerfile_text: Option<String>,
 ) -> anyhow::Result<(BuildOptions, Option<i64>)> {
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
@@ -486,7 +365,11 @@ fn build_options(
             .map(|s| rbuild::cache::parse_cache_from(s))
             .collect::<Result<_, _>>()?,
         ssh: parse_ssh(&args.ssh)?,
-        named_contexts: parse_build_contexts(store, &args.build_contexts)?,
+        named_contexts: args
+            .build_contexts
+            .iter()
+            .map(|spec| rbuild::context::named_context(store, spec))
+            .collect::<Result<_, _>>()?,
         extra_hosts: args
             .add_hosts
             .iter()
@@ -514,7 +397,7 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let mut export = export_request(&args, loader, None)?;
     let store = super::open_store(root)?;
     let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
-    let context = acquire_context(&store, &args.context, stdin_dockerfile)?;
+    let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile)?;
     let text = dockerfile_text(&context, stdin_dockerfile)?;
     let (options, epoch) = build_options(&store, &args, &context, text)?;
     export.settings.epoch = epoch;
