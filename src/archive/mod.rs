@@ -38,6 +38,9 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
+    /// The image's filesystem could not be mounted as one view.
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
     #[error("manifest annotations need OCI media types: use --format oci")]
     AnnotationsNeedOci,
     #[error("{path}: {message}")]

@@ -10,12 +10,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rbuild_runtime::RootfsSpec;
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::{io_err, ArchiveError};
 use crate::snapshot;
 use crate::store::Store;
+use crate::worker::{MountedRootfs, OverlaySnapshotter, Snapshot, Snapshotter};
 
 /// What a local export could not reproduce as an unprivileged user.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,15 +24,14 @@ pub struct LocalReport {
     pub skipped_devices: Vec<String>,
 }
 
-/// The image's layers merged read-only at a mount point, unmounted on drop.
+/// The image's layers merged read-only at a mount point (the worker's read-only view),
+/// unmounted on drop before its dirs go.
 struct MergedView {
-    _temp: tempfile::TempDir,
-    merged: PathBuf,
+    mounted: MountedRootfs,
+    _view: Snapshot,
 }
 
 impl MergedView {
-    // Boundary: dirs rbuild makes in its own store temp dir.
-    #[allow(clippy::disallowed_methods)]
     fn mount(store: &Store, image_id: &str) -> Result<MergedView, ArchiveError> {
         let config = store.read_blob(image_id)?;
         let config: serde_json::Value =
@@ -40,13 +39,11 @@ impl MergedView {
                 path: PathBuf::from(image_id),
                 message: format!("image config: {e}"),
             })?;
-        let temp = store.temp_dir("export")?;
-        let mut lower_dirs = Vec::new();
+        let mut diff_ids = Vec::new();
         for diff_id in config["rootfs"]["diff_ids"]
             .as_array()
             .into_iter()
             .flatten()
-            .rev()
         {
             if let Some(diff_id) = diff_id.as_str() {
                 // A layer changed behind the store's back is never exported (as `save`).
@@ -56,35 +53,19 @@ impl MergedView {
                         message: format!("layer {diff_id}: {why}"),
                     });
                 }
-                lower_dirs.push(store.layer_dir(diff_id)?);
+                diff_ids.push(diff_id.to_string());
             }
         }
-        if lower_dirs.is_empty() {
-            let empty = temp.path().join("empty");
-            std::fs::create_dir(&empty).map_err(io_err("create", &empty))?;
-            lower_dirs.push(empty);
-        }
-        let rootfs = RootfsSpec {
-            lower_dirs,
-            upper_dir: temp.path().join("upper"),
-            work_dir: temp.path().join("work"),
-            merged_dir: temp.path().join("merged"),
-        };
-        for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
-            std::fs::create_dir(dir).map_err(io_err("create", dir))?;
-        }
-        rbuild_runtime::mounts::mount_overlay(&rootfs)?;
+        let snapshotter = OverlaySnapshotter;
+        let view = snapshotter.view(store, &diff_ids, "export")?;
         Ok(MergedView {
-            merged: rootfs.merged_dir,
-            _temp: temp,
+            mounted: snapshotter.mount(&view)?,
+            _view: view,
         })
     }
-}
 
-impl Drop for MergedView {
-    fn drop(&mut self) {
-        // Before `temp` (dropped after this) removes the mount point.
-        let _ = nix::mount::umount2(&self.merged, nix::mount::MntFlags::MNT_DETACH);
+    fn path(&self) -> &Path {
+        self.mounted.path()
     }
 }
 
@@ -96,7 +77,7 @@ pub fn export_tar(
     clamp_mtime: Option<i64>,
 ) -> Result<(), ArchiveError> {
     let view = MergedView::mount(store, image_id)?;
-    let mut out = snapshot::write_layer_tar_clamped(&view.merged, out, clamp_mtime)?;
+    let mut out = snapshot::write_layer_tar_clamped(view.path(), out, clamp_mtime)?;
     out.flush().map_err(io_err("write", Path::new("-")))?;
     Ok(())
 }
@@ -110,7 +91,7 @@ pub fn export_local(
     clamp_mtime: Option<i64>,
 ) -> Result<LocalReport, ArchiveError> {
     let view = MergedView::mount(store, image_id)?;
-    copy_tree(&view.merged, dest, is_host_root(), clamp_mtime)
+    copy_tree(view.path(), dest, is_host_root(), clamp_mtime)
 }
 
 /// True when the process is root of the initial user namespace (the identity map).

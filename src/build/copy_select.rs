@@ -228,12 +228,9 @@ fn download(
             );
         }
     }
-    let root =
-        BuildContext::image_root(temp.path()).map_err(|e| loc.error(keyword, e.to_string()))?;
-    gathered.selected.extend(
-        root.select(&download.name)
-            .map_err(|e| loc.error(keyword, e.to_string()))?,
-    );
+    gathered
+        .selected
+        .extend(select_fetched(loc, keyword, temp.path(), &download.name)?);
     if !how.unpack_downloads {
         gathered.kept_whole.push(download.path.clone());
     }
@@ -253,16 +250,27 @@ fn clone(
     let temp = ctx.store.temp_dir("add-git")?;
     let dir = crate::context::remote::fetch_git_keeping(url, temp.path(), how.keep_git_dir)
         .map_err(|e| loc.error(keyword, e.to_string()))?;
-    let root = BuildContext::image_root(&dir).map_err(|e| loc.error(keyword, e.to_string()))?;
-    let mut found = root
-        .select(".")
-        .map_err(|e| loc.error(keyword, e.to_string()))?;
+    let mut found = select_fetched(loc, keyword, &dir, ".")?;
     for sel in &mut found {
         sel.name = String::new();
     }
     gathered.selected.extend(found);
     gathered._temp_dirs.push(temp);
     Ok(())
+}
+
+/// What `pattern` selects in a tree rbuild fetched (a download, a clone).
+fn select_fetched(
+    loc: &Location,
+    keyword: &'static str,
+    dir: &std::path::Path,
+    pattern: &str,
+) -> Result<Vec<Selected>, BuildError> {
+    let error = |e: crate::context::ContextError| loc.error(keyword, e.to_string());
+    BuildContext::image_root(dir)
+        .map_err(error)?
+        .select(pattern)
+        .map_err(error)
 }
 
 /// The files `word` selects in `root`: `--parents` keeps each one's path below an optional

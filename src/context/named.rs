@@ -17,7 +17,7 @@ pub enum NamedContextError {
         name: String,
         path: String,
         #[source]
-        source: crate::archive::ArchiveError,
+        source: Box<crate::archive::ArchiveError>,
     },
     #[error("--build-context {name}: no image in {path}")]
     NoImage { name: String, path: String },
@@ -47,7 +47,7 @@ pub fn named_context(
             NamedContextError::Load {
                 name: name.to_string(),
                 path: path.to_string(),
-                source,
+                source: Box::new(source),
             }
         })?;
         let image = loaded.first().ok_or_else(|| NamedContextError::NoImage {

@@ -16,13 +16,25 @@ use crate::store::{LayerInfo, Lease, Store};
 
 pub struct OverlaySnapshotter;
 
-/// The layer dirs of `layers` (bottom first in the config), topmost first as overlay wants.
-fn lower_dirs(store: &Store, layers: &[String]) -> Result<Vec<PathBuf>, WorkerError> {
-    Ok(layers
+/// The layer dirs of `layers` (bottom first in the config), topmost first as overlay wants,
+/// with an empty dir of `temp` at the bottom when `add_empty`.
+fn lower_dirs(
+    store: &Store,
+    layers: &[String],
+    temp: &tempfile::TempDir,
+    add_empty: bool,
+) -> Result<Vec<PathBuf>, WorkerError> {
+    let mut dirs: Vec<PathBuf> = layers
         .iter()
         .rev()
         .map(|d| store.layer_dir(d))
-        .collect::<Result<_, _>>()?)
+        .collect::<Result<_, _>>()?;
+    if add_empty {
+        let empty = temp.path().join("empty");
+        create_dir(&empty)?;
+        dirs.push(empty);
+    }
+    Ok(dirs)
 }
 
 fn create_dir(dir: &std::path::Path) -> Result<(), WorkerError> {
@@ -41,13 +53,8 @@ impl Snapshotter for OverlaySnapshotter {
         purpose: &str,
     ) -> Result<Snapshot, WorkerError> {
         let temp = store.temp_dir(purpose)?;
-        let mut lower_dirs = lower_dirs(store, layers)?;
-        if lower_dirs.is_empty() {
-            // overlay needs a lower layer; FROM scratch has none.
-            let empty = temp.path().join("empty");
-            create_dir(&empty)?;
-            lower_dirs.push(empty);
-        }
+        // overlay needs a lower layer; FROM scratch has none.
+        let lower_dirs = lower_dirs(store, layers, &temp, layers.is_empty())?;
         let rootfs = RootfsSpec {
             lower_dirs,
             upper_dir: temp.path().join("upper"),
@@ -71,11 +78,8 @@ impl Snapshotter for OverlaySnapshotter {
         purpose: &str,
     ) -> Result<Snapshot, WorkerError> {
         let temp = store.temp_dir(purpose)?;
-        let mut lower_dirs = lower_dirs(store, layers)?;
         // Without an upper dir overlay wants two lowers at least.
-        let empty = temp.path().join("empty");
-        create_dir(&empty)?;
-        lower_dirs.push(empty);
+        let lower_dirs = lower_dirs(store, layers, &temp, true)?;
         let merged_dir = temp.path().join("merged");
         create_dir(&merged_dir)?;
         let rootfs = RootfsSpec {
