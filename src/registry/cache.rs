@@ -70,14 +70,7 @@ pub fn push_cache(dir: &Path, dest: &Reference, log: Log) -> Result<usize, Regis
         }
     }
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".to_string());
-    let url = client.repo_url(&format!("manifests/{tag}"));
-    client.expect(
-        "PUT",
-        &url,
-        &[],
-        &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
-        &[200, 201],
-    )?;
+    client.put_manifest(&tag, &manifest_bytes, OCI_MANIFEST)?;
     Ok(uploaded)
 }
 

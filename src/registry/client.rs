@@ -363,6 +363,24 @@ impl Client {
 
     /// Sends and expects one of `ok` statuses; anything else becomes an error with the
     /// registry's message.
+    /// PUTs a manifest or index (`media_type`) under `reference` (a tag or digest) of this
+    /// repository.
+    pub fn put_manifest(
+        &self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        self.expect(
+            "PUT",
+            &self.repo_url(&format!("manifests/{reference}")),
+            &[],
+            &RequestBody::Bytes(bytes, media_type),
+            &[200, 201],
+        )?;
+        Ok(())
+    }
+
     pub fn expect(
         &self,
         method: &str,

@@ -142,13 +142,7 @@ pub fn push_index(
         "pull,push",
         &[],
     )?;
-    client.expect(
-        "PUT",
-        &client.repo_url(&format!("manifests/{tag}")),
-        &[],
-        &RequestBody::Bytes(&index_bytes, OCI_INDEX),
-        &[200, 201],
-    )?;
+    client.put_manifest(&tag, &index_bytes, OCI_INDEX)?;
     log.line(&format!(
         "pushed {display}: {index_digest} (an index of {} platforms)",
         image_ids.len()
@@ -218,17 +212,11 @@ fn push_image(
     }
     let manifest_bytes = manifest_bytes(image_id, config_bytes.len() as u64, &blobs, options)?;
     let manifest_digest = sha256_digest(&manifest_bytes);
-    let url = match at {
-        ManifestAt::Tag => client.repo_url(&format!("manifests/{tag}")),
-        ManifestAt::Digest => client.repo_url(&format!("manifests/{manifest_digest}")),
+    let reference = match at {
+        ManifestAt::Tag => &tag,
+        ManifestAt::Digest => &manifest_digest,
     };
-    client.expect(
-        "PUT",
-        &url,
-        &[],
-        &RequestBody::Bytes(&manifest_bytes, OCI_MANIFEST),
-        &[200, 201],
-    )?;
+    client.put_manifest(reference, &manifest_bytes, OCI_MANIFEST)?;
     log.line(&format!("pushed {display}: {manifest_digest}"));
     Ok(PushedImage {
         manifest_digest,
