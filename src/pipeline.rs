@@ -66,3 +66,79 @@ fn declares_arg(dockerfile: &crate::dockerfile::Dockerfile, name: &str) -> bool 
             if decls.iter().any(|d| d.name == name))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    // Fixtures: a context and outputs in the test's own temp dir.
+    #![allow(clippy::disallowed_methods)]
+
+    use super::*;
+    use crate::archive::output::parse_output;
+    use crate::export::{ExportRequest, ImageName, ImageSettings};
+    use crate::progress::ProgressMode;
+
+    /// A build is a request struct: the Dockerfile read from its context, the image named in
+    /// the store, written as an OCI layout, and named by --iidfile and --metadata-file, with no
+    /// CLI involved (a Dockerfile of config-only instructions needs no sandbox).
+    #[test]
+    fn a_build_request_runs_from_dockerfile_to_outputs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let context = dir.path().join("context");
+        std::fs::create_dir(&context).expect("context");
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nARG V\nLABEL v=$V\nCMD [\"/app\"]\n",
+        )
+        .expect("Dockerfile");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let layout = dir.path().join("layout");
+        let (iid, metadata) = (dir.path().join("iid"), dir.path().join("meta.json"));
+        let request = BuildRequest {
+            options: BuildOptions {
+                context_dir: context,
+                build_args: [("V".to_string(), "42".to_string())].into(),
+                ..BuildOptions::default()
+            },
+            platforms: Vec::new(),
+            export: ExportRequest {
+                settings: ImageSettings {
+                    names: vec![ImageName::parse("app:1").expect("name")],
+                    ..ImageSettings::default()
+                },
+                outputs: vec![parse_output(&format!(
+                    "type=oci,dest={},tar=false",
+                    layout.display()
+                ))
+                .expect("output")],
+                iidfile: Some(iid.clone()),
+                metadata_file: Some(metadata.clone()),
+                ..ExportRequest::default()
+            },
+        };
+        let quiet = |_: &str| {};
+        let result = run(&store, request, &Progress::new(ProgressMode::Quiet), &quiet)
+            .unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+
+        let image_id = &result.default_image().image_id;
+        assert_eq!(store.resolve_image("app:1").ok().as_ref(), Some(image_id));
+        let config: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(image_id).expect("config")).expect("json");
+        assert_eq!(config["config"]["Labels"]["v"], "42");
+        assert_eq!(config["config"]["Cmd"][0], "/app");
+        assert_eq!(std::fs::read_to_string(&iid).expect("iid"), *image_id);
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+                .expect("json");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&metadata).expect("metadata")).expect("json");
+        assert_eq!(
+            meta["containerimage.digest"],
+            index["manifests"][0]["digest"]
+        );
+        assert_eq!(meta["containerimage.config.digest"], image_id.as_str());
+        assert_eq!(
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "app:1"
+        );
+    }
+}
