@@ -15,6 +15,8 @@
 //!   imports), with the layer-format rules (whiteouts, opaque dirs, overlay xattrs).
 //! - [`write`]: creating entries in a tree by fd (COPY into an image, `type=local` output).
 //! - [`decompress`]: compression told by magic bytes, decoded as it streams.
+//! - [`walk`]: walk-based snapshots: what a step changed in a tree, as a layer dir, without
+//!   overlayfs.
 //!
 //! Both other crates use it: `rbuild` for everything on the host side, `rbuild-runtime` to give
 //! a bind mount its source inside the step's mount namespace. `clippy.toml` forbids the
@@ -27,6 +29,7 @@ pub mod decompress;
 pub mod extract;
 pub mod layer;
 pub mod root;
+pub mod walk;
 pub mod write;
 
 pub use extract::{extract_tar, ExtractError, ExtractOptions, ExtractReport, Format, Ownership};
