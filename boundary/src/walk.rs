@@ -259,7 +259,7 @@ pub fn write_layer(
     changes: &[Change],
     layer: impl AsFd,
 ) -> Result<LayerReport, WalkError> {
-    let mut writer = LayerWriter {
+    let writer = LayerWriter {
         tree: tree.as_fd(),
         after,
         layer: layer.as_fd(),
@@ -267,17 +267,69 @@ pub fn write_layer(
         finish: Vec::new(),
         links: HashMap::new(),
         report: LayerReport::default(),
+        onto_tree: false,
     };
-    for change in changes {
-        writer.apply(change)?;
+    writer.run(changes)
+}
+
+/// Applies the layer dir `layer` (overlay upper-dir format: whiteouts, opaque dirs) onto the
+/// tree `tree`: what a walk snapshotter does to build a stage's working tree from its base
+/// layers. Whiteouts remove, opaque dirs replace, everything else is copied (never linked:
+/// steps write in the tree, the store's layers must not change).
+pub fn apply_layer(layer: impl AsFd, tree: impl AsFd) -> Result<LayerReport, WalkError> {
+    let layer = layer.as_fd();
+    let scan = Scan::of(layer, &|_| false).map_err(|source| WalkError::Read {
+        path: "/".into(),
+        source,
+    })?;
+    let mut changes = Vec::with_capacity(scan.len());
+    for (path, seen) in &scan.entries {
+        let change = if seen.kind == FileType::CharacterDevice && seen.rdev == 0 {
+            Change::Delete(path.clone())
+        } else if seen.kind == FileType::Directory && is_opaque(layer, path) {
+            Change::Opaque(path.clone())
+        } else {
+            Change::Write(path.clone())
+        };
+        changes.push(change);
     }
-    // Directory times last: writing their contents moved them. Deepest first.
-    for (path, seen) in writer.finish.iter().rev() {
-        if let Some(fd) = writer.dirs.get(path) {
-            write::finish_dir(fd, &display(path), &seen.meta())?;
+    let writer = LayerWriter {
+        tree: layer,
+        after: &scan,
+        layer: tree.as_fd(),
+        dirs: HashMap::new(),
+        finish: Vec::new(),
+        links: HashMap::new(),
+        report: LayerReport::default(),
+        onto_tree: true,
+    };
+    writer.run(&changes)
+}
+
+/// Whether the directory `path` beneath `root` is an overlay opaque dir.
+fn is_opaque(root: std::os::fd::BorrowedFd, path: &Path) -> bool {
+    let Ok(dir) = crate::root::open_beneath(root, path, OFlags::DIRECTORY) else {
+        return false;
+    };
+    [OPAQUE_XATTR, "trusted.overlay.opaque"].iter().any(|name| {
+        let mut value = [0u8; 1];
+        matches!(rfs::fgetxattr(&dir, *name, &mut value), Ok(1) if value == *b"y")
+    })
+}
+
+impl LayerWriter<'_> {
+    fn run(mut self, changes: &[Change]) -> Result<LayerReport, WalkError> {
+        for change in changes {
+            self.apply(change)?;
         }
+        // Directory times last: writing their contents moved them. Deepest first.
+        for (path, seen) in self.finish.iter().rev() {
+            if let Some(fd) = self.dirs.get(path) {
+                write::finish_dir(fd, &display(path), &seen.meta())?;
+            }
+        }
+        Ok(self.report)
     }
-    Ok(writer.report)
 }
 
 struct LayerWriter<'a> {
@@ -291,6 +343,9 @@ struct LayerWriter<'a> {
     /// (dev, ino) of hard-linked files written, and where.
     links: HashMap<(u64, u64), PathBuf>,
     report: LayerReport,
+    /// Writing onto a tree (deletions remove, opaque dirs replace) rather than into an empty
+    /// layer dir (deletions are whiteouts, opaque dirs are marked).
+    onto_tree: bool,
 }
 
 fn display(path: &Path) -> String {
@@ -334,6 +389,13 @@ impl LayerWriter<'_> {
         let parent = path.parent().unwrap_or(Path::new(""));
         let name = path.file_name().unwrap_or_default().to_os_string();
         match change {
+            Change::Delete(_) if self.onto_tree => {
+                let parent_fd = self.dir(parent)?;
+                crate::root::remove_all_at(parent_fd, &name).map_err(|source| WalkError::Read {
+                    path: shown,
+                    source,
+                })?;
+            }
             Change::Delete(_) => {
                 let parent_fd = self.dir(parent)?;
                 let whiteout = EntryMeta {
@@ -381,10 +443,21 @@ impl LayerWriter<'_> {
             path: shown.to_string(),
             source,
         };
+        if self.onto_tree {
+            // Onto a tree: what is there goes when a replacement (or an opaque dir) says so.
+            let parent_fd = self.dir(parent)?;
+            let there = rfs::statat(parent_fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+            let there_dir =
+                there.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+            if there.is_some() && (opaque || (there_dir && seen.kind != FileType::Directory)) {
+                crate::root::remove_all_at(parent_fd, name).map_err(read_err)?;
+            }
+        }
         match seen.kind {
             FileType::Directory => {
+                let mark_opaque = opaque && !self.onto_tree;
                 let fd = self.dir(path)?;
-                if opaque {
+                if mark_opaque {
                     rfs::fsetxattr(fd, OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
                         .map_err(|e| read_err(e.into()))?;
                 }

@@ -153,8 +153,13 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Set
 /// the mount points created in the root (kept out of the layer) and what to tell the user.
 fn mount_rootfs(spec: &StepSpec) -> Result<(Vec<MountStub>, Vec<String>), SetupError> {
     let mut notices = Vec::new();
-    mounts::mount_overlay(&spec.rootfs)?;
     let merged = &spec.rootfs.merged_dir;
+    if spec.rootfs.plain {
+        // The tree itself, made a mount point of its own so that the pivot can take it.
+        mounts::bind(merged, merged, "the step's root", false)?;
+    } else {
+        mounts::mount_overlay(&spec.rootfs)?;
+    }
     let root = rustix::fs::open(
         merged,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -222,6 +222,7 @@ pub fn mount_from_tree(
                 upper_dir: upper,
                 work_dir: work,
                 merged_dir: target,
+                plain: false,
             })
         }
         Some(scratch) if kind == rustix::fs::FileType::RegularFile => {
@@ -253,6 +254,7 @@ fn open_tree_root(tree: &TreeMount) -> Result<OwnedFd, SetupError> {
                 upper_dir: Default::default(),
                 work_dir: Default::default(),
                 merged_dir: tree.staging_dir.clone(),
+                plain: false,
             })?;
             &tree.staging_dir
         }
@@ -518,6 +520,7 @@ mod tests {
             upper_dir: "/s/tmp/1/upper".into(),
             work_dir: "/s/tmp/1/work".into(),
             merged_dir: "/s/tmp/1/merged".into(),
+            plain: false,
         }
     }
 

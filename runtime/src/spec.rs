@@ -36,6 +36,10 @@ pub struct RootfsSpec {
     pub work_dir: PathBuf,
     /// Where the merged tree is mounted (an empty dir).
     pub merged_dir: PathBuf,
+    /// No overlay: `merged_dir` is the tree itself (a walk snapshotter's working tree, where
+    /// overlayfs cannot be mounted); the step runs on it in place and changes it.
+    #[serde(default)]
+    pub plain: bool,
 }
 
 impl RootfsSpec {

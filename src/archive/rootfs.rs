@@ -15,7 +15,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use super::{io_err, ArchiveError};
 use crate::snapshot;
 use crate::store::Store;
-use crate::worker::{MountedRootfs, OverlaySnapshotter, Snapshot, Snapshotter};
+use crate::worker::{MountedRootfs, Snapshot, SnapshotterChoice, Worker};
 
 /// What a local export could not reproduce as an unprivileged user.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +56,10 @@ impl MergedView {
                 diff_ids.push(diff_id.to_string());
             }
         }
-        let snapshotter = OverlaySnapshotter;
+        // The snapshotter builds use: overlayfs, or a tree of its own where overlayfs cannot
+        // be mounted.
+        let (choice, _) = SnapshotterChoice::for_store(store);
+        let snapshotter = Worker::with(&choice)?.snapshotter;
         let view = snapshotter.view(store, &diff_ids, "export")?;
         Ok(MergedView {
             mounted: snapshotter.mount(&view)?,

@@ -60,8 +60,9 @@ impl Snapshotter for PlainDirs {
             upper_dir: upper.clone(),
             work_dir: upper.clone(),
             merged_dir: upper,
+            plain: false,
         };
-        Ok(Snapshot { rootfs, temp })
+        Ok(Snapshot::new(rootfs, temp))
     }
 
     fn view(

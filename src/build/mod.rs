@@ -299,7 +299,15 @@ pub fn build(
     options: &BuildOptions,
     progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
-    build_on(store, options, progress, crate::worker::Worker::default())
+    use crate::worker::{SnapshotterChoice, Worker};
+    let (choice, new) = SnapshotterChoice::for_store(store);
+    if let (SnapshotterChoice::Walk(why), true) = (&choice, new) {
+        progress.notice(&format!(
+            "notice: {why}: steps run on a working tree and their layers are found by walking \
+             it (slower than overlayfs)"
+        ));
+    }
+    build_on(store, options, progress, Worker::with(&choice)?)
 }
 
 /// [`build`] with `worker`'s executor and snapshotter.

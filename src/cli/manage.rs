@@ -198,6 +198,21 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
             .join(" ")
     );
     outln!("store: {}", store.root().display());
+    match rbuild::worker::SnapshotterChoice::for_store(&store).0 {
+        rbuild::worker::SnapshotterChoice::Overlay => {
+            outln!("snapshotter: overlayfs (a step's changes are its overlay upper dir)")
+        }
+        rbuild::worker::SnapshotterChoice::Walk(why) => outln!(
+            "snapshotter: walk ({why}; a step's changes are found by walking its working tree; \
+             RBUILD_SNAPSHOTTER=overlay|walk chooses)"
+        ),
+        choice @ rbuild::worker::SnapshotterChoice::Neither { .. } => {
+            match rbuild::worker::Worker::with(&choice) {
+                Err(e) => outln!("snapshotter: none: {e}"),
+                Ok(_) => outln!("snapshotter: none"),
+            }
+        }
+    }
     for text in [
         "linux/amd64",
         "linux/386",

@@ -12,6 +12,7 @@
 
 mod namespaces;
 mod overlay;
+mod walk;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ use crate::store::{Lease, Store};
 
 pub use namespaces::NamespaceExecutor;
 pub use overlay::{MountedRootfs, OverlaySnapshotter};
+pub use walk::WalkSnapshotter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -31,6 +33,19 @@ pub enum WorkerError {
     /// The runtime could not mount a view.
     #[error(transparent)]
     Setup(#[from] rbuild_runtime::SetupError),
+    #[error(
+        "overlayfs cannot be mounted here ({overlay}), and the store {} cannot hold layers \
+         without it (it is on overlayfs, which turns a layer's whiteouts into deletions): give \
+         rbuild a store on a volume or another filesystem (--root DIR or RBUILD_ROOT)",
+        store.display()
+    )]
+    NoSnapshotter { overlay: String, store: PathBuf },
+    #[error("cannot snapshot {}", path.display())]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: boundary::walk::WalkError,
+    },
     #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
@@ -58,9 +73,19 @@ pub struct Snapshot {
     pub rootfs: RootfsSpec,
     /// Where the step's helper files go (e.g. /etc/hosts), removed with the snapshot.
     pub temp: tempfile::TempDir,
+    /// The walk snapshotter's working tree and its walk before the step.
+    walked: Option<walk::WalkedTree>,
 }
 
 impl Snapshot {
+    pub fn new(rootfs: RootfsSpec, temp: tempfile::TempDir) -> Snapshot {
+        Snapshot {
+            rootfs,
+            temp,
+            walked: None,
+        }
+    }
+
     /// Takes the mount points the sandbox created out of the snapshot's changes.
     pub fn remove_stubs(&self, stubs: &[MountStub]) {
         rbuild_runtime::remove_stubs(&self.rootfs, stubs);
@@ -124,5 +149,75 @@ impl Default for Worker {
             executor: Box::new(NamespaceExecutor),
             snapshotter: Box::new(OverlaySnapshotter),
         }
+    }
+}
+
+/// Which snapshotter this process uses, decided once: `RBUILD_SNAPSHOTTER=overlay|walk`
+/// when set, else overlayfs when a test mount in the store works, else the walk snapshotter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotterChoice {
+    Overlay,
+    /// With why overlayfs was not used.
+    Walk(String),
+    /// Neither works: overlayfs cannot be mounted and the store cannot hold a layer's
+    /// whiteouts (a store on overlayfs turns them into real deletions).
+    Neither {
+        overlay: String,
+        store: PathBuf,
+    },
+}
+
+static CHOICE: std::sync::OnceLock<SnapshotterChoice> = std::sync::OnceLock::new();
+
+impl SnapshotterChoice {
+    /// The choice for `store`, and whether this call made it (to say it once).
+    pub fn for_store(store: &Store) -> (SnapshotterChoice, bool) {
+        let mut made = false;
+        let choice = CHOICE.get_or_init(|| {
+            made = true;
+            match std::env::var("RBUILD_SNAPSHOTTER").as_deref() {
+                Ok("walk") if walk::store_holds_whiteouts(store) => {
+                    SnapshotterChoice::Walk("RBUILD_SNAPSHOTTER=walk".into())
+                }
+                Ok("walk") => SnapshotterChoice::Neither {
+                    overlay: "RBUILD_SNAPSHOTTER=walk".into(),
+                    store: store.root().to_path_buf(),
+                },
+                Ok("overlay") => SnapshotterChoice::Overlay,
+                _ => match overlay::probe(store) {
+                    Ok(()) => SnapshotterChoice::Overlay,
+                    Err(e) if walk::store_holds_whiteouts(store) => {
+                        SnapshotterChoice::Walk(format!(
+                            "overlayfs cannot be mounted here ({})",
+                            crate::error_chain(&e)
+                        ))
+                    }
+                    Err(e) => SnapshotterChoice::Neither {
+                        overlay: crate::error_chain(&e),
+                        store: store.root().to_path_buf(),
+                    },
+                },
+            }
+        });
+        (choice.clone(), made)
+    }
+}
+
+impl Worker {
+    /// The namespaced sandbox over the snapshotter `choice` names.
+    pub fn with(choice: &SnapshotterChoice) -> Result<Worker, WorkerError> {
+        Ok(Worker {
+            executor: Box::new(NamespaceExecutor),
+            snapshotter: match choice {
+                SnapshotterChoice::Overlay => Box::new(OverlaySnapshotter),
+                SnapshotterChoice::Walk(_) => Box::new(WalkSnapshotter::default()),
+                SnapshotterChoice::Neither { overlay, store } => {
+                    return Err(WorkerError::NoSnapshotter {
+                        overlay: overlay.clone(),
+                        store: store.clone(),
+                    })
+                }
+            },
+        })
     }
 }

@@ -60,6 +60,7 @@ impl Snapshotter for OverlaySnapshotter {
             upper_dir: temp.path().join("upper"),
             work_dir: temp.path().join("work"),
             merged_dir: temp.path().join("merged"),
+            plain: false,
         };
         for dir in [&rootfs.upper_dir, &rootfs.work_dir, &rootfs.merged_dir] {
             create_dir(dir)?;
@@ -68,7 +69,7 @@ impl Snapshotter for OverlaySnapshotter {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&rootfs.upper_dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io_error("chmod", &rootfs.upper_dir))?;
-        Ok(Snapshot { rootfs, temp })
+        Ok(Snapshot::new(rootfs, temp))
     }
 
     fn view(
@@ -87,8 +88,9 @@ impl Snapshotter for OverlaySnapshotter {
             upper_dir: PathBuf::new(),
             work_dir: PathBuf::new(),
             merged_dir,
+            plain: false,
         };
-        Ok(Snapshot { rootfs, temp })
+        Ok(Snapshot::new(rootfs, temp))
     }
 
     fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError> {
@@ -125,6 +127,15 @@ impl Snapshotter for OverlaySnapshotter {
         )?;
         Ok(Some(diff_id))
     }
+}
+
+/// Whether an overlay can be mounted over dirs of the store, here: a read-write overlay of
+/// one empty lower dir, mounted and unmounted in rbuild's own mount namespace.
+pub(super) fn probe(store: &Store) -> Result<(), WorkerError> {
+    let snapshot = OverlaySnapshotter.prepare(store, &[], "overlay-probe")?;
+    let mounted = OverlaySnapshotter.mount(&snapshot)?;
+    drop(mounted);
+    Ok(())
 }
 
 /// A root open for the steps that write without a container: an overlay mounted at its

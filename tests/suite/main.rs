@@ -33,3 +33,4 @@ mod remote;
 mod runmounts;
 mod sandbox;
 mod seccomp;
+mod snapshotters;
