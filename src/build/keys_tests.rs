@@ -13,9 +13,7 @@ use rbuild_runtime::{OutputStream, RuntimeError, StepOutcome, StepSpec};
 use super::{build_on, BuildOptions};
 use crate::progress::{Progress, ProgressMode};
 use crate::store::{Lease, Store};
-use crate::worker::{
-    Executor, MountedRootfs, OverlaySnapshotter, Snapshot, Snapshotter, Worker, WorkerError,
-};
+use crate::worker::{Executor, OverlaySnapshotter, Snapshot, Snapshotter, Worker, WorkerError};
 
 /// Runs nothing: every RUN "succeeds" and changes nothing.
 struct NoRun;
@@ -63,19 +61,6 @@ impl Snapshotter for PlainDirs {
             plain: false,
         };
         Ok(Snapshot::new(rootfs, temp))
-    }
-
-    fn view(
-        &self,
-        store: &Store,
-        layers: &[String],
-        purpose: &str,
-    ) -> Result<Snapshot, WorkerError> {
-        self.prepare(store, layers, purpose)
-    }
-
-    fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError> {
-        MountedRootfs::dir(&snapshot.rootfs.merged_dir)
     }
 
     fn commit(

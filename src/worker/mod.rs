@@ -104,16 +104,22 @@ pub trait Snapshotter: Send + Sync {
         layers: &[String],
         purpose: &str,
     ) -> Result<Snapshot, WorkerError>;
-    /// A read-only view of `layers` (another stage, an image), for COPY --from and mounts.
+    /// A read-only view of `layers` (another stage, an image), for COPY --from and mounts;
+    /// by default a root of its own that nothing writes into.
     fn view(
         &self,
         store: &Store,
         layers: &[String],
         purpose: &str,
-    ) -> Result<Snapshot, WorkerError>;
-    /// Mounts a snapshot in rbuild's own mount namespace, for the steps that change files
-    /// without a container (COPY, WORKDIR) and for reading a view.
-    fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError>;
+    ) -> Result<Snapshot, WorkerError> {
+        self.prepare(store, layers, purpose)
+    }
+    /// Opens a snapshot's root in rbuild's own mount namespace, for the steps that change
+    /// files without a container (COPY, WORKDIR) and for reading a view; by default the root
+    /// is a plain directory and nothing is mounted.
+    fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError> {
+        MountedRootfs::dir(&snapshot.rootfs.merged_dir)
+    }
     /// What changed in `snapshot` as a layer in the store, held by `lease`; None when the
     /// step changed nothing.
     fn commit(

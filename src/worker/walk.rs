@@ -14,7 +14,6 @@ use std::sync::Mutex;
 use boundary::walk::{apply_layer, changes, write_layer, Scan};
 use rbuild_runtime::RootfsSpec;
 
-use super::overlay::MountedRootfs;
 use super::{io_error, Snapshot, Snapshotter, WorkerError};
 use crate::store::{LayerInfo, Lease, Store};
 
@@ -113,21 +112,6 @@ impl Snapshotter for WalkSnapshotter {
         let mut snapshot = Snapshot::new(rootfs, store.temp_dir(purpose)?);
         snapshot.walked = Some(tree);
         Ok(snapshot)
-    }
-
-    /// A tree of its own: nothing writes into a view, but it must not be a tree a step
-    /// continues.
-    fn view(
-        &self,
-        store: &Store,
-        layers: &[String],
-        purpose: &str,
-    ) -> Result<Snapshot, WorkerError> {
-        self.prepare(store, layers, purpose)
-    }
-
-    fn mount(&self, snapshot: &Snapshot) -> Result<MountedRootfs, WorkerError> {
-        MountedRootfs::dir(&snapshot.rootfs.merged_dir)
     }
 
     fn commit(
