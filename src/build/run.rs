@@ -27,6 +27,8 @@ use crate::progress::StageProgress;
 struct MountGuards {
     temp_dirs: Vec<tempfile::TempDir>,
     locks: Vec<std::fs::File>,
+    /// Trees of other stages or images a snapshotter made for bind mounts.
+    views: Vec<crate::worker::Snapshot>,
 }
 
 /// How a RUN's process is isolated: `--network` (the build's default unless the step says)
@@ -453,6 +455,26 @@ impl<'a> PlannedMount<'a> {
             Planned::Cache => host(cache_mount_dir(ctx, mount, guards)?, mount.read_only),
             Planned::Context(context, describe) => {
                 Some(bind.of_context(ctx, context.get(), describe, guards)?)
+            }
+            Planned::Layers(diff_ids, describe) if !ctx.worker.snapshotter.uses_overlay() => {
+                // Without overlayfs the snapshotter makes the tree (a copy: an `rw` mount
+                // would still need overlayfs to keep its writes away from it).
+                if !mount.read_only {
+                    return Err(BuildError::Io {
+                        action: format!("bind {describe} read-write"),
+                        source: std::io::Error::other(
+                            "rw bind mounts of another stage or image need overlayfs, which \
+                             cannot be mounted here",
+                        ),
+                    });
+                }
+                let view = ctx
+                    .worker
+                    .snapshotter
+                    .view(ctx.store, diff_ids, "bind-view")?;
+                let tree = view.rootfs.merged_dir.clone();
+                guards.views.push(view);
+                Some(bind.step_mount(ctx, vec![tree], false, describe.clone(), guards)?)
             }
             Planned::Layers(diff_ids, describe) => {
                 let layers = diff_ids

@@ -96,6 +96,11 @@ impl Snapshot {
 pub trait Snapshotter: Send + Sync {
     /// Its name, as the build output and `rbuild info` show it.
     fn name(&self) -> &'static str;
+    /// True when overlayfs can be mounted where it works (the step's bind mounts of layers
+    /// may then be overlays too).
+    fn uses_overlay(&self) -> bool {
+        false
+    }
     /// A writable root over `layers` (diff_ids, bottom first) whose changes become the next
     /// layer.
     fn prepare(

@@ -46,6 +46,10 @@ impl Snapshotter for OverlaySnapshotter {
         "overlayfs"
     }
 
+    fn uses_overlay(&self) -> bool {
+        true
+    }
+
     fn prepare(
         &self,
         store: &Store,

@@ -51,6 +51,7 @@ fn the_walk_snapshotter_builds_the_image_overlayfs_builds() {
         COPY --from=tools /out/ /opt/\n\
         WORKDIR /work/dir\n\
         RUN --mount=type=cache,target=/c echo cached > /c/f && cp /c/f ./copied && mkfifo pipe\n\
+        RUN --mount=type=bind,from=tools,source=/out,target=/in cat /in/bin/t > /from-bind\n\
         ENV K=v\n";
     let build = |env: &TestEnv, walk: bool| {
         let ctx = env.context(&[
@@ -105,6 +106,11 @@ fn the_walk_snapshotter_builds_the_image_overlayfs_builds() {
     assert_eq!(tree.node("app/ctx.txt").mode, 0o600);
     assert_eq!(tree.text("work/dir/copied"), "cached\n");
     assert_eq!(tree.text("opt/bin/t"), "tool\n");
+    assert_eq!(
+        tree.text("from-bind"),
+        "tool\n",
+        "a bind mount of another stage"
+    );
     assert_eq!(tree.node("opt/bin/t").mode, 0o750);
 }
 
