@@ -58,8 +58,12 @@ fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
     if userns.mapping == rbuild_runtime::IdMapping::HostRoot && parsed.command.needs_emulation() {
         rbuild_runtime::enter_identity_user_namespace()?;
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| anyhow::anyhow!("cannot create a mount namespace: {e}"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create a mount namespace: {e}{}",
+            rbuild_runtime::container::way_out("mount namespaces")
+        )
+    })?;
     rbuild_runtime::mounts::make_mounts_private()?;
     Ok(())
 }

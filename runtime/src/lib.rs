@@ -4,6 +4,7 @@
 
 pub mod binfmt;
 pub mod caps;
+pub mod container;
 pub mod error;
 pub mod idmap;
 pub mod init;

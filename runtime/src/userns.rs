@@ -100,7 +100,7 @@ pub fn userns_restriction_hint() -> String {
         return "; user namespaces are disabled: run `sudo sysctl -w user.max_user_namespaces=15000`"
             .to_string();
     }
-    String::new()
+    crate::container::way_out("user namespaces")
 }
 
 /// Enters a new user namespace where the caller is root, mapped as DESIGN.md says. Must run

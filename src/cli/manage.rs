@@ -198,6 +198,10 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
             .join(" ")
     );
     outln!("store: {}", store.root().display());
+    match rbuild_runtime::container::this_process() {
+        Some(signal) => outln!("container: yes ({signal})"),
+        None => outln!("container: none detected"),
+    }
     match rbuild::worker::SnapshotterChoice::for_store(&store).0 {
         rbuild::worker::SnapshotterChoice::Overlay => {
             outln!("snapshotter: overlayfs (a step's changes are its overlay upper dir)")

@@ -10,6 +10,7 @@ mod add;
 mod cache;
 mod cli;
 mod config;
+mod containers;
 mod copyflags;
 mod df_args;
 mod df_cmd;

@@ -92,6 +92,11 @@ impl Dockerd {
         output
     }
 
+    /// An image made from the filesystem tar at `tar`.
+    pub fn import_tar(&self, tar: &Path, tag: &str) {
+        self.run_ok(&["import", tar.to_str().expect("utf-8"), tag]);
+    }
+
     /// An image holding one executable file at `/NAME`, imported from a tar.
     pub fn import_file(&self, file: &Path, name: &str, tag: &str) {
         let tar = self.dir.path().join("import.tar");
