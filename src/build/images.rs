@@ -24,9 +24,22 @@ pub(super) fn image_config_for(
     name: &str,
     platform: Option<&crate::plan::Platform>,
 ) -> Result<(ImageConfig, String), BuildError> {
-    let pull = keyword == "FROM" && ctx.options.pull;
+    use super::PullPolicy;
+    let policy = ctx.options.pull;
+    let pull = keyword == "FROM" && matches!(policy, PullPolicy::Always | PullPolicy::Newer);
     let image_id = match (pull, ctx.store.resolve_image(name)) {
         (false, Ok(id)) => id,
+        (false, Err(crate::store::StoreError::NoSuchImage { .. }))
+            if policy == PullPolicy::Never =>
+        {
+            return Err(loc.error(
+                keyword,
+                format!(
+                    "image {name} is not in the store and --pull=never forbids pulling it: \
+                     load it (rbuild load -i FILE) or pull it (rbuild pull {name}) first"
+                ),
+            ))
+        }
         (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => pull_image(
             ctx,
             loc,

@@ -80,8 +80,8 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH`: the `created` time of the config and history, for reproducible
     /// images; None means now.
     pub source_date_epoch: Option<i64>,
-    /// Pull the FROM image even when the store has it (re-resolve the tag).
-    pub pull: bool,
+    /// `--pull`: when base images are pulled.
+    pub pull: PullPolicy,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
@@ -93,6 +93,21 @@ pub struct BuildOptions {
     /// Leave out the Dockerfile's warnings (another platform's build of the same Dockerfile
     /// prints them).
     pub quiet_warnings: bool,
+}
+
+/// `--pull[=always|missing|never|newer]`: when a base image is pulled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the store does not have it (the default).
+    #[default]
+    Missing,
+    /// The FROM image's tag is resolved again at its registry every build (`--pull`).
+    Always,
+    /// Never: an image the store lacks is an error.
+    Never,
+    /// As podman's: pulled when the registry's is newer; rbuild resolves the tag again and
+    /// transfers only what changed, as with `always`.
+    Newer,
 }
 
 /// A Dockerfile read and parsed: its text (for excerpts), the name messages call it by, and
@@ -138,21 +153,32 @@ pub fn dockerfile_source(options: &BuildOptions) -> Result<(String, String), Bui
             path.clone(),
             boundary::read_regular_file(path, DOCKERFILE_LIMIT),
         ),
-        None if options.untrusted_context => {
-            let path = options.context_dir.join("Dockerfile");
-            let bytes = boundary::open_root(&options.context_dir)
-                .map_err(|source| boundary::RootError::Io {
-                    action: "open",
-                    path: options.context_dir.display().to_string(),
-                    source,
-                })
-                .and_then(|root| boundary::read_in_root(&root, "Dockerfile", DOCKERFILE_LIMIT));
-            (path, bytes)
-        }
         None => {
-            let path = options.context_dir.join("Dockerfile");
-            let bytes = boundary::read_regular_file(&path, DOCKERFILE_LIMIT);
-            (path, bytes)
+            // `Dockerfile`, else podman's `Containerfile` (with both, `Dockerfile` wins, as
+            // docker reads only it). An untrusted context's is read inside it; the user's own
+            // may be a link to elsewhere of theirs.
+            let read = |name: &str| {
+                if !options.untrusted_context {
+                    return boundary::read_regular_file(
+                        &options.context_dir.join(name),
+                        DOCKERFILE_LIMIT,
+                    );
+                }
+                boundary::open_root(&options.context_dir)
+                    .map_err(|source| boundary::RootError::Io {
+                        action: "open",
+                        path: options.context_dir.display().to_string(),
+                        source,
+                    })
+                    .and_then(|root| boundary::read_in_root(&root, name, DOCKERFILE_LIMIT))
+            };
+            match read("Dockerfile") {
+                Err(e) if e.is_not_found() => match read("Containerfile") {
+                    Err(c) if c.is_not_found() => (options.context_dir.join("Dockerfile"), Err(e)),
+                    found => (options.context_dir.join("Containerfile"), found),
+                },
+                found => (options.context_dir.join("Dockerfile"), found),
+            }
         }
     };
     let bytes = bytes.map_err(|source| BuildError::ReadDockerfile {

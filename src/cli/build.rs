@@ -16,7 +16,7 @@ use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loade
 use rbuild::pipeline::{BuildRequest, PipelineError, SOURCE_DATE_EPOCH};
 use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
 
-use super::flags::{Entitlement, FormatFlag, ProgressFlag};
+use super::flags::{Entitlement, FormatFlag, ProgressFlag, PullFlag};
 use rbuild::store::Store;
 
 #[derive(Debug, Args)]
@@ -36,9 +36,11 @@ pub struct BuildArgs {
     /// Do not use the cache: run every step
     #[arg(long)]
     pub no_cache: bool,
-    /// Pull the FROM image even when the store has it (re-resolve its tag)
-    #[arg(long)]
-    pub pull: bool,
+    /// When to pull base images: `always` (`--pull` alone: resolve the FROM tag again),
+    /// `missing` (default: only what the store lacks), `never`, `newer` (as always)
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true,
+          default_missing_value = "always")]
+    pub pull: Option<PullFlag>,
     /// Push the image to its registry under every -t name after the build
     #[arg(long)]
     pub push: bool,
@@ -384,7 +386,7 @@ fn build_options(
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
-        pull: args.pull,
+        pull: args.pull.map(Into::into).unwrap_or_default(),
         ..BuildOptions::default()
     };
     Ok((options, epoch))

@@ -48,6 +48,27 @@ impl From<FormatFlag> for MediaTypes {
     }
 }
 
+/// `--pull[=POLICY]`: `--pull` alone is `always`, as in docker and buildx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullFlag {
+    Always,
+    Missing,
+    Never,
+    Newer,
+}
+
+impl From<PullFlag> for rbuild::build::PullPolicy {
+    fn from(flag: PullFlag) -> rbuild::build::PullPolicy {
+        use rbuild::build::PullPolicy;
+        match flag {
+            PullFlag::Always => PullPolicy::Always,
+            PullFlag::Missing => PullPolicy::Missing,
+            PullFlag::Never => PullPolicy::Never,
+            PullFlag::Newer => PullPolicy::Newer,
+        }
+    }
+}
+
 /// `--allow`: the entitlements buildx knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Entitlement {

@@ -199,7 +199,8 @@ impl BuildContext {
     }
 
     /// Opens the context for a Dockerfile: `<Dockerfile>.dockerignore` beside it wins over the
-    /// context's `.dockerignore`, as in BuildKit.
+    /// context's `.dockerignore`, as in BuildKit; without either, podman's `.containerignore`
+    /// is read (with both, `.dockerignore` wins, as docker reads only it).
     pub fn open_for(root: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
         let root = root.canonicalize().map_err(io(root))?;
         if !root.is_dir() {
@@ -222,15 +223,18 @@ impl BuildContext {
                 Err(source) => return Err(ContextError::Ignore { path, source }),
             }
         }
-        if text.is_none() {
-            let path = root.join(".dockerignore");
+        for name in [".dockerignore", ".containerignore"] {
+            if text.is_some() {
+                break;
+            }
+            let path = root.join(name);
             let read = boundary::open_root(&root)
                 .map_err(|source| boundary::RootError::Io {
                     action: "open",
                     path: root.display().to_string(),
                     source,
                 })
-                .and_then(|fd| boundary::read_in_root(&fd, ".dockerignore", LIMIT));
+                .and_then(|fd| boundary::read_in_root(&fd, name, LIMIT));
             match read {
                 Ok(bytes) => text = Some(bytes),
                 Err(e) if e.is_not_found() => {}

@@ -29,6 +29,7 @@ mod layers;
 mod multistage;
 mod outputs;
 mod platforms;
+mod podman_compat;
 mod registry;
 mod remote;
 mod runmounts;

@@ -823,6 +823,29 @@ fn build_pull_re_resolves_the_base_tag() {
             .to_string()
     };
     assert_eq!(id(&inspect), id(&v2), "--pull did not move the base tag");
+    // --pull=missing (the default) and --pull=never use the store's image; --pull=newer
+    // resolves the tag again, as --pull does.
+    for (policy, pulls) in [
+        ("--pull=missing", false),
+        ("--pull=never", false),
+        ("--pull=newer", true),
+    ] {
+        let built = ok(
+            &env,
+            &[
+                "build",
+                "--progress=plain",
+                policy,
+                ctx.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(
+            all_output(&built).contains("pulling"),
+            pulls,
+            "{policy}: {}",
+            all_output(&built)
+        );
+    }
 }
 
 #[test]
