@@ -145,6 +145,7 @@ fn setup_and_exec(spec: &StepSpec, reporter: &mut Reporter) -> Result<Never, Set
     if sandboxed {
         confine()?;
     }
+    crate::ulimit::apply(&spec.ulimits)?;
     switch_identity(&user, sandboxed)?;
     exec(&spec.args, &env)
 }
@@ -187,7 +188,7 @@ fn mount_rootfs(spec: &StepSpec) -> Result<(Vec<MountStub>, Vec<String>), SetupE
     .collect::<Result<Vec<_>, SetupError>>()?;
 
     mount_proc(&proc_dir, &mut notices)?;
-    mounts::setup_dev(&dev_dir, &mut notices)?;
+    mounts::setup_dev(&dev_dir, spec.shm_size, &mut notices)?;
     mount_sys(spec, &sys_dir, &mut notices)?;
     for (path, source, target) in &etc_targets {
         mounts::bind(source, target, path, false)?;

@@ -12,6 +12,7 @@ pub mod mounts;
 pub mod seccomp;
 pub mod spec;
 pub mod step;
+pub mod ulimit;
 pub mod user;
 pub mod userns;
 

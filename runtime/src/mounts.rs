@@ -342,7 +342,11 @@ pub fn remount_readonly(target: &Path) -> Result<(), SetupError> {
 
 /// /dev: a fresh tmpfs holding bind mounts of the host's harmless devices, /dev/shm, /dev/pts
 /// and the usual symlinks. `dev` is the resolved mount point inside the rootfs.
-pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), SetupError> {
+pub fn setup_dev(
+    dev: &Path,
+    shm_size: Option<u64>,
+    notices: &mut Vec<String>,
+) -> Result<(), SetupError> {
     mount(
         Some("tmpfs"),
         dev,
@@ -395,7 +399,7 @@ pub fn setup_dev(dev: &Path, notices: &mut Vec<String>) -> Result<(), SetupError
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(format!("mode=1777,size={}", shm_size.unwrap_or(64 << 20)).as_str()),
     )
     .map_err(|e| mount_err("tmpfs", "/dev/shm", e))?;
     let pts = dev.join("pts");

@@ -75,6 +75,12 @@ pub struct StepSpec {
     pub mounts: Vec<StepMount>,
     #[serde(default)]
     pub security: Security,
+    /// `--shm-size`: bytes of the step's /dev/shm (None: 64 MiB, as docker).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits the command starts with.
+    #[serde(default)]
+    pub ulimits: Vec<crate::ulimit::Ulimit>,
 }
 
 /// One RUN --mount, resolved by the caller to host paths.

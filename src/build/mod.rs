@@ -82,6 +82,10 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--pull`: when base images are pulled.
     pub pull: PullPolicy,
+    /// `--ulimit`: resource limits of RUN steps.
+    pub ulimits: Vec<rbuild_runtime::ulimit::Ulimit>,
+    /// `--shm-size`: bytes of RUN steps' /dev/shm.
+    pub shm_size: Option<u64>,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
@@ -93,6 +97,21 @@ pub struct BuildOptions {
     /// Leave out the Dockerfile's warnings (another platform's build of the same Dockerfile
     /// prints them).
     pub quiet_warnings: bool,
+}
+
+impl BuildOptions {
+    /// `--ulimit` and `--shm-size` as a RUN step's key shows them (empty without them).
+    pub(crate) fn limits_text(&self) -> String {
+        let mut parts: Vec<String> = self
+            .ulimits
+            .iter()
+            .map(|u| format!("ulimit {}", u.text()))
+            .collect();
+        if let Some(size) = self.shm_size {
+            parts.push(format!("shm {size}"));
+        }
+        parts.join(" ")
+    }
 }
 
 /// `--pull[=always|missing|never|newer]`: when a base image is pulled.

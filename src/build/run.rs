@@ -116,18 +116,24 @@ pub(super) fn run_key_parts(
     env: &[String],
     user: &str,
     cwd: &str,
-    isolation: (Network, Security),
+    isolation: (Network, Security, &str),
     extra_hosts: &[(String, String)],
     mount_keys: &[&str],
 ) -> Vec<String> {
-    let (network, security) = isolation;
+    let (network, security, limits) = isolation;
+    // --ulimit and --shm-size say themselves only when given: keys without them are as before.
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!(" limits={limits}")
+    };
     vec![
         "RUN".to_string(),
         serde_json::to_string(args).unwrap_or_default(),
         serde_json::to_string(env).unwrap_or_default(),
         user.to_string(),
         cwd.to_string(),
-        format!("network={network} hosts={extra_hosts:?} security={security:?}"),
+        format!("network={network} hosts={extra_hosts:?} security={security:?}{limits}"),
         serde_json::to_string(mount_keys).unwrap_or_default(),
     ]
 }
@@ -166,7 +172,11 @@ pub(super) fn run(
         &step_env.env,
         &user,
         &cwd,
-        (isolation.network, isolation.security),
+        (
+            isolation.network,
+            isolation.security,
+            &ctx.options.limits_text(),
+        ),
         &ctx.options.extra_hosts,
         &mount_keys,
     );
@@ -195,6 +205,8 @@ pub(super) fn run(
         network: isolation.mode(),
         mounts: extra_mounts,
         security: isolation.security,
+        shm_size: ctx.options.shm_size,
+        ulimits: ctx.options.ulimits.clone(),
     };
     execute(ctx, loc, &spec, &snapshot, guards, progress)?;
     let diff_id = ctx.commit(snapshot)?;
@@ -785,6 +797,7 @@ mod tests {
         cwd: String,
         network: Network,
         security: Security,
+        limits: String,
         hosts: Vec<(String, String)>,
         mounts: Vec<String>,
     }
@@ -797,7 +810,7 @@ mod tests {
                 &self.env,
                 &self.user,
                 &self.cwd,
-                (self.network, self.security),
+                (self.network, self.security, &self.limits),
                 &self.hosts,
                 &mounts,
             )
@@ -814,12 +827,13 @@ mod tests {
             cwd: "/".into(),
             network: Network::Default,
             security: Security::Sandbox,
+            limits: String::new(),
             hosts: Vec::new(),
             mounts: vec!["cache id=/c target=/c".into()],
         };
         assert_eq!(base.parts(), base.clone().parts());
         type Change = fn(&mut Inputs);
-        let changes: [(&str, Change); 9] = [
+        let changes: [(&str, Change); 10] = [
             ("command", |i| i.args[2] = "make all".into()),
             ("env value", |i| i.env[1] = "A=2".into()),
             ("env order", |i| i.env.reverse()),
@@ -827,6 +841,7 @@ mod tests {
             ("workdir", |i| i.cwd = "/src".into()),
             ("network", |i| i.network = Network::None),
             ("security", |i| i.security = Security::Insecure),
+            ("ulimit", |i| i.limits = "ulimit nofile=256:256".into()),
             ("extra host", |i| {
                 i.hosts.push(("db".into(), "10.0.0.2".into()))
             }),

@@ -108,7 +108,15 @@ pub struct BuildArgs {
     /// An ssh agent for RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or `ID=SOCKET`
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
-    /// Add a line to /etc/hosts of RUN steps: `HOST:IP`
+    /// A resource limit of RUN steps, as docker: `TYPE=SOFT[:HARD]` (nofile, nproc, core,
+    /// stack, ...); repeatable
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Size of RUN steps' /dev/shm: bytes, or with k, m or g [default: 64m]
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Add a line to /etc/hosts of RUN steps: `HOST:IP` or `HOST=IP`; `host-gateway` is the
+    /// host (the steps share its network)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
     /// Run the build checks only (exit 1 when they find something)
@@ -199,6 +207,24 @@ fn parse_key_values(
         }
     }
     Ok(map)
+}
+
+/// `--add-host NAME:IP` or `NAME=IP` (docker's newer spelling, which IPv6 addresses read
+/// better in); `host-gateway` is the host itself, whose network the steps share.
+fn parse_add_host(spec: &str) -> anyhow::Result<(String, String)> {
+    let (host, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .filter(|(host, ip)| !host.is_empty() && !ip.is_empty())
+        .with_context(|| format!("--add-host {spec:?}: expected NAME:IP or NAME=IP"))?;
+    let ip = if ip == "host-gateway" {
+        "127.0.0.1"
+    } else {
+        ip
+    };
+    ip.parse::<std::net::IpAddr>()
+        .with_context(|| format!("--add-host {spec:?}: {ip:?} is not an IP address"))?;
+    Ok((host.to_string(), ip.to_string()))
 }
 
 /// `--ssh default`, `--ssh ID=SOCKET`: agent sockets only (key files need an agent).
@@ -375,13 +401,21 @@ fn build_options(
         extra_hosts: args
             .add_hosts
             .iter()
-            .map(|h| {
-                h.split_once(':')
-                    .filter(|(host, ip)| !host.is_empty() && !ip.is_empty())
-                    .map(|(host, ip)| (host.to_string(), ip.to_string()))
-                    .with_context(|| format!("--add-host {h:?}: expected HOST:IP"))
-            })
+            .map(|h| parse_add_host(h))
             .collect::<anyhow::Result<_>>()?,
+        ulimits: args
+            .ulimits
+            .iter()
+            .map(|u| rbuild_runtime::ulimit::Ulimit::parse(u))
+            .collect::<Result<_, _>>()?,
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(|s| {
+                rbuild::dockerfile::runmount::parse_size(s)
+                    .with_context(|| format!("--shm-size {s}: expected bytes, or a size like 128m"))
+            })
+            .transpose()?,
         build_args,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,
@@ -455,6 +489,19 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_host_spellings() {
+        let parsed = |s: &str| parse_add_host(s).ok();
+        let pair = |h: &str, ip: &str| Some((h.to_string(), ip.to_string()));
+        assert_eq!(parsed("db:10.0.0.5"), pair("db", "10.0.0.5"));
+        assert_eq!(parsed("db=10.0.0.5"), pair("db", "10.0.0.5"));
+        assert_eq!(parsed("v6:::1"), pair("v6", "::1"));
+        assert_eq!(parsed("v6=fe80::1"), pair("v6", "fe80::1"));
+        assert_eq!(parsed("gw=host-gateway"), pair("gw", "127.0.0.1"));
+        assert_eq!(parsed("db"), None);
+        assert_eq!(parsed("db=not-an-ip"), None);
+    }
 
     #[test]
     fn annotations_by_target() {

@@ -75,8 +75,8 @@ fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, MountSpecError> {
     }
 }
 
-/// `512m`, `1g`, `65536` -> bytes.
-fn parse_size(text: &str) -> Result<u64, MountSpecError> {
+/// `512m`, `1g`, `65536` -> bytes (tmpfs `size=`, `--shm-size`).
+pub fn parse_size(text: &str) -> Result<u64, MountSpecError> {
     let lower = text.to_ascii_lowercase();
     let (digits, scale) = match lower.trim_end_matches('b').chars().last() {
         Some('k') => (&lower[..lower.trim_end_matches('b').len() - 1], 1u64 << 10),

@@ -204,7 +204,7 @@ fn named_build_contexts_and_extra_hosts() {
         file(
             "FROM base\nCOPY --from=assets shared.txt /copied.txt\n\
              RUN --mount=from=assets,target=/assets cat /assets/shared.txt > /mounted.txt\n\
-             RUN grep registry.internal /etc/hosts > /hosts-line\n",
+             RUN grep registry.internal /etc/hosts > /hosts-line && grep -w gw /etc/hosts > /gw-line\n",
         ),
     )]);
     let (_, image) = env.build_oci(
@@ -216,6 +216,8 @@ fn named_build_contexts_and_extra_hosts() {
             &format!("assets={}", extra.display()),
             "--add-host",
             "registry.internal:10.1.2.3",
+            "--add-host",
+            "gw=host-gateway",
         ],
         &ctx,
     );
@@ -223,6 +225,11 @@ fn named_build_contexts_and_extra_hosts() {
     assert_eq!(tree.text("copied.txt"), "from a named dir\n");
     assert_eq!(tree.text("mounted.txt"), "from a named dir\n");
     assert_eq!(tree.text("hosts-line"), "10.1.2.3\tregistry.internal\n");
+    assert_eq!(
+        tree.text("gw-line"),
+        "127.0.0.1\tgw\n",
+        "host-gateway: the host"
+    );
     assert!(
         tree.node("bin/busybox").is_file(),
         "FROM base is the busybox image"

@@ -284,3 +284,34 @@ fn without_subordinate_ids_a_single_mapping_is_used_and_unmapped_owners_fail_cle
     );
     let _ = run_as_user_without_subids(dir.path(), &["system", "reset"]);
 }
+
+/// `--ulimit` and `--shm-size` (docker's build flags) set what RUN steps start with: the
+/// limits and /dev/shm's size read back from inside a step; a bad value is refused.
+#[test]
+fn ulimit_and_shm_size_reach_run_steps() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest\n\
+             RUN ulimit -n > /soft && ulimit -Hn > /hard \
+                 && df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n",
+        ),
+    )]);
+    let (_, image) = env.build_oci(
+        "limits",
+        &["--ulimit", "nofile=256:512", "--shm-size", "16m"],
+        &ctx,
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("soft"), "256\n");
+    assert_eq!(tree.text("hard"), "512\n");
+    assert_eq!(tree.text("shm"), "16384\n");
+    let stderr = env.rbuild_err(["build", "--ulimit", "files=1", ctx.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("unknown type") && stderr.contains("nofile"),
+        "{stderr}"
+    );
+}
