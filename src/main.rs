@@ -16,9 +16,9 @@ fn main() {
     // `rbuild .` and `rbuild DIR` mean `rbuild build DIR` (after global options).
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
-        if arg == "--root" {
+        if arg == "--root" || arg == "--authfile" {
             i += 2;
-        } else if arg.starts_with("--root=") {
+        } else if arg.starts_with("--root=") || arg.starts_with("--authfile=") {
             i += 1;
         } else {
             if !arg.starts_with('-') && !cli::SUBCOMMANDS.contains(&arg) {

@@ -30,6 +30,10 @@ pub struct Cli {
     /// The store directory [default: $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild]
     #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Registry credentials file for this command (podman's `--authfile`; default
+    /// $REGISTRY_AUTH_FILE, else containers' auth.json and docker's config.json)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -139,6 +143,9 @@ pub fn start_loader(cli: &Cli) -> anyhow::Result<Option<Loader>> {
 
 pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
+    if let Some(file) = &cli.authfile {
+        rbuild::registry::use_auth_file(file.clone());
+    }
     match cli.command {
         Commands::Build(args) => build::run(&root, *args, loader),
         Commands::Images(args) => images::images(&root, args),

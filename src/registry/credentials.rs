@@ -65,10 +65,28 @@ fn docker_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
+/// `--authfile` of this command: the one file credentials are read from and `login` writes.
+static AUTH_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `path` this process's credentials file (`--authfile`, as podman's), in place of
+/// `$REGISTRY_AUTH_FILE` and the usual places.
+pub fn use_auth_file(path: PathBuf) {
+    let _ = AUTH_FILE.set(path);
+}
+
+/// `--authfile`, else `$REGISTRY_AUTH_FILE`.
+fn chosen_auth_file() -> Option<PathBuf> {
+    AUTH_FILE.get().cloned().or_else(|| {
+        std::env::var_os("REGISTRY_AUTH_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
 /// Files searched for credentials, in order.
 fn auth_files() -> Vec<PathBuf> {
-    if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|v| !v.is_empty()) {
-        return vec![PathBuf::from(file)];
+    if let Some(file) = chosen_auth_file() {
+        return vec![file];
     }
     let mut files = Vec::new();
     if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
@@ -209,12 +227,10 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>, Regis
     }
 }
 
-/// The file `login`/`logout` change: `$REGISTRY_AUTH_FILE`, else docker's config.json.
+/// The file `login`/`logout` change: `--authfile`, `$REGISTRY_AUTH_FILE`, else docker's
+/// config.json.
 pub fn login_file() -> Option<PathBuf> {
-    std::env::var_os("REGISTRY_AUTH_FILE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(docker_config_path)
+    chosen_auth_file().or_else(docker_config_path)
 }
 
 fn write_config(path: &Path, config: &serde_json::Value) -> Result<(), RegistryError> {

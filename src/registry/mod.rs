@@ -16,7 +16,7 @@ mod push;
 mod settings;
 
 pub use client::Client;
-pub use credentials::{login, logout, Credentials};
+pub use credentials::{login, logout, use_auth_file, Credentials};
 pub use pull::{pull, Platform, PullOptions, PulledImage};
 pub use push::{push, push_index, push_with, IndexPushOptions, PushOptions, PushedImage};
 pub use settings::RegistrySettings;

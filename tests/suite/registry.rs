@@ -434,6 +434,29 @@ fn bearer_tokens_anonymous_for_pull_and_credentials_from_an_auth_file_for_push()
     )
     .expect("skopeo");
     assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(1));
+    // The same file named with podman's --authfile (global, before or after the command).
+    let other = format!("{host}/team/other:1");
+    let (command, by_flag) = run(rbuild_cmd(
+        &env,
+        &[
+            "push",
+            "--authfile",
+            auth_file.to_str().expect("utf-8"),
+            &image,
+            &other,
+        ],
+    ));
+    assert!(
+        by_flag.status.success(),
+        "{} failed:\n{}",
+        describe_command(&command),
+        describe_output(&by_flag)
+    );
+    skopeo_inspect_with(
+        &format!("docker://{other}"),
+        &["--tls-verify=false", &format!("--creds=tester:{password}")],
+    )
+    .expect("skopeo");
 
     let tokens = issuer.tokens();
     assert!(tokens.len() >= 3, "the issuer was not used: {tokens:?}");
