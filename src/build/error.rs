@@ -70,6 +70,8 @@ pub enum BuildError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     Worker(#[from] crate::worker::WorkerError),
+    #[error("cannot squash the build's layers")]
+    Squash(#[from] boundary::walk::WalkError),
     /// The runtime could not prepare a mount (an overlay view for COPY, a RUN mount).
     #[error(transparent)]
     Setup(#[from] rbuild_runtime::SetupError),

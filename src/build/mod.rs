@@ -18,6 +18,7 @@ mod metadata;
 mod result;
 mod rootfs;
 mod run;
+mod squash;
 mod stage;
 mod steps;
 mod time;
@@ -86,6 +87,8 @@ pub struct BuildOptions {
     pub ulimits: Vec<rbuild_runtime::ulimit::Ulimit>,
     /// `--shm-size`: bytes of RUN steps' /dev/shm.
     pub shm_size: Option<u64>,
+    /// `--squash`: the layers the build makes over its base become one.
+    pub squash: bool,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
@@ -441,7 +444,11 @@ pub(crate) fn build_on(
     };
 
     warn_unused_build_args(options, parsed, progress);
-    let config = final_config(target, options);
+    let mut config = final_config(target, options);
+    if options.squash {
+        let base_layers = base_layer_count(store, target);
+        squash::squash(store, &ctx.lease, &mut config, base_layers)?;
+    }
     let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
         action: "serialize image config".into(),
         source: std::io::Error::other(e),
@@ -571,6 +578,29 @@ fn final_config(target: &StageResult, options: &BuildOptions) -> ImageConfig {
             .or_else(|| Some(created_time(options))),
     };
     config
+}
+
+/// How many of the target's layers (bottom first) are its base image's.
+fn base_layer_count(store: &Store, target: &StageResult) -> usize {
+    let Some(base) = &target.base else {
+        return 0;
+    };
+    let base_config: Option<ImageConfig> = store
+        .read_blob(&base.image_id)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    match base_config {
+        Some(base)
+            if target
+                .config
+                .rootfs
+                .diff_ids
+                .starts_with(&base.rootfs.diff_ids) =>
+        {
+            base.rootfs.diff_ids.len()
+        }
+        _ => 0,
+    }
 }
 
 /// RBUILD_TIMINGS=1: where a build's time went, and how often the Dockerfile was parsed.

@@ -112,6 +112,10 @@ pub struct BuildArgs {
     /// stack, ...); repeatable
     #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// One layer for everything the build adds over its base (podman's --squash; kaniko's
+    /// --single-snapshot)
+    #[arg(long, alias = "single-snapshot")]
+    pub squash: bool,
     /// Size of RUN steps' /dev/shm: bytes, or with k, m or g [default: 64m]
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -416,6 +420,7 @@ fn build_options(
                     .with_context(|| format!("--shm-size {s}: expected bytes, or a size like 128m"))
             })
             .transpose()?,
+        squash: args.squash,
         build_args,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,

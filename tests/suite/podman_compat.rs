@@ -65,3 +65,60 @@ fn pull_never_refuses_an_image_the_store_lacks() {
         "{stderr}"
     );
 }
+
+/// `--squash` (and kaniko's `--single-snapshot`): the build's layers become one over the
+/// base's, with the same files as without it (a base file deleted stays deleted); history
+/// keeps every instruction, and its non-empty entries still match the layers.
+#[test]
+fn squash_makes_one_layer_over_the_base() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[
+        (
+            "Dockerfile",
+            file(
+                "FROM busybox:latest\n\
+                 RUN echo one > /one && mkdir /d && echo x > /d/x\n\
+                 COPY added /added\n\
+                 RUN rm /one /etc/passwd && echo two > /d/x && ln -s /added /link\n\
+                 LABEL k=v\n",
+            ),
+        ),
+        ("added", file("added\n")),
+    ]);
+    let (_, plain) = env.build_oci("plain", &[], &ctx);
+    let (_, squashed) = env.build_oci("squashed", &["--squash"], &ctx);
+    let (_, single) = env.build_oci("single", &["--single-snapshot"], &ctx);
+    let base_layers = OciImage::open(&busybox_oci_archive().expect("fixture")).layer_count();
+    assert_eq!(plain.layer_count(), base_layers + 3);
+    assert_eq!(squashed.layer_count(), base_layers + 1);
+    assert_eq!(single.diff_ids(), squashed.diff_ids());
+    assert_eq!(
+        squashed.diff_ids()[..base_layers],
+        plain.diff_ids()[..base_layers],
+        "the base's layers are kept"
+    );
+    let listing = |image: &OciImage| -> Vec<(String, u32, String)> {
+        let tree = image.tree();
+        tree.nodes
+            .iter()
+            .map(|(path, node)| (path.clone(), node.mode, format!("{:?}", node.kind)))
+            .collect()
+    };
+    assert_eq!(listing(&squashed), listing(&plain));
+    let tree = squashed.tree();
+    assert!(!tree.contains("one") && !tree.contains("etc/passwd"));
+    assert_eq!(tree.text("d/x"), "two\n");
+    let history = squashed.history();
+    assert_eq!(
+        history.len(),
+        plain.history().len(),
+        "one entry per instruction"
+    );
+    let non_empty = history
+        .iter()
+        .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+        .count();
+    assert_eq!(non_empty, squashed.layer_count());
+}
