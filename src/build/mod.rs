@@ -390,23 +390,7 @@ pub(crate) fn build_on(
         excerpt: excerpt(source, ins.span.line, ins.span.end_line),
     };
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
-    let plan_input = PlanInput {
-        instructions: &parsed.instructions,
-        escape: parsed.directives.escape,
-        build_args: &options.build_args,
-        target: options.target.as_deref(),
-        platform: &platform,
-        named_contexts: &options.named_contexts,
-    };
-    let plan = plan::plan(&plan_input).map_err(|e| match e.instruction {
-        Some(ins) => locate(ins).error(e.keyword, e.message),
-        None => BuildError::Syntax {
-            file: file.clone(),
-            line: 1,
-            message: e.message,
-            excerpt: excerpt(source, 1, 1),
-        },
-    })?;
+    let plan = plan_of(&loaded, options, &platform)?;
 
     run_checks(store, options, &loaded, &plan, &context, progress)?;
 
@@ -466,6 +450,68 @@ pub(crate) fn build_on(
         config,
         base: target.base.clone(),
         cache: used_records(&ctx, &plan),
+    })
+}
+
+/// The plan of `loaded` for `options` and `platform`, errors pointing at their line.
+fn plan_of<'a>(
+    loaded: &'a LoadedDockerfile,
+    options: &'a BuildOptions,
+    platform: &'a Platform,
+) -> Result<Plan<'a>, BuildError> {
+    let parsed = &loaded.parsed;
+    let plan_input = PlanInput {
+        instructions: &parsed.instructions,
+        escape: parsed.directives.escape,
+        build_args: &options.build_args,
+        target: options.target.as_deref(),
+        platform,
+        named_contexts: &options.named_contexts,
+    };
+    plan::plan(&plan_input).map_err(|e| match e.instruction {
+        Some(ins) => Location {
+            file: loaded.file.clone(),
+            line: ins.span.line,
+            end_line: ins.span.end_line,
+            excerpt: excerpt(&loaded.source, ins.span.line, ins.span.end_line),
+        }
+        .error(e.keyword, e.message),
+        None => BuildError::Syntax {
+            file: loaded.file.clone(),
+            line: 1,
+            message: e.message,
+            excerpt: excerpt(&loaded.source, 1, 1),
+        },
+    })
+}
+
+/// What `--call=targets` or `--call=outline` prints instead of building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Describe {
+    Targets,
+    Outline,
+}
+
+/// The Dockerfile's targets, or what the target takes (see `plan::outline`).
+pub fn describe(options: &BuildOptions, what: Describe) -> Result<String, BuildError> {
+    let loaded = match &options.loaded {
+        Some(loaded) => loaded.clone(),
+        None => LoadedDockerfile::load(options)?,
+    };
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let plan = plan_of(&loaded, options, &platform)?;
+    Ok(match what {
+        Describe::Targets => plan::outline::targets(&plan),
+        Describe::Outline => {
+            let global: Vec<dockerfile::Instruction> = loaded
+                .parsed
+                .instructions
+                .iter()
+                .take_while(|ins| !matches!(ins.kind, InstructionKind::From { .. }))
+                .cloned()
+                .collect();
+            plan::outline::outline(&plan, &global)
+        }
     })
 }
 

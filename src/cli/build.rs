@@ -16,7 +16,7 @@ use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loade
 use rbuild::pipeline::{BuildRequest, PipelineError, SOURCE_DATE_EPOCH};
 use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
 
-use super::flags::{Entitlement, FormatFlag, ProgressFlag, PullFlag};
+use super::flags::{CallFlag, Entitlement, FormatFlag, ProgressFlag, PullFlag};
 use rbuild::store::Store;
 
 #[derive(Debug, Args)]
@@ -126,6 +126,10 @@ pub struct BuildArgs {
     /// Run the build checks only (exit 1 when they find something)
     #[arg(long)]
     pub check: bool,
+    /// What to do, as buildx: `build` (default), `check` (as --check), `outline` (what the
+    /// target takes: build args, secrets, ssh), `targets` (the Dockerfile's stages)
+    #[arg(long, value_enum, value_name = "build|check|outline|targets")]
+    pub call: Option<CallFlag>,
     /// Hand the image to the local podman or docker (`podman load`/`docker load`); the default
     /// picks whichever is installed, podman first
     #[arg(long, value_name = "podman|docker", num_args = 0..=1, require_equals = true,
@@ -389,7 +393,7 @@ fn build_options(
         network: args.network,
         allow_insecure: args.allow.contains(&Entitlement::SecurityInsecure),
         untrusted_context: context.untrusted,
-        check_only: args.check,
+        check_only: args.check || args.call == Some(CallFlag::Check),
         no_cache_filter: args.no_cache_filter.clone(),
         cache_from: args
             .cache_from
@@ -441,6 +445,15 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile)?;
     let text = dockerfile_text(&context, stdin_dockerfile)?;
     let (options, epoch) = build_options(&store, &args, &context, text)?;
+    let describe = match args.call {
+        Some(CallFlag::Outline) => Some(rbuild::build::Describe::Outline),
+        Some(CallFlag::Targets) => Some(rbuild::build::Describe::Targets),
+        _ => None,
+    };
+    if let Some(what) = describe {
+        outln!("{}", rbuild::build::describe(&options, what)?.trim_end());
+        return Ok(0);
+    }
     export.settings.epoch = epoch;
     let to_stdout = export.outputs.iter().any(Output::to_stdout);
     let request = BuildRequest {

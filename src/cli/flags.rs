@@ -69,6 +69,19 @@ impl From<PullFlag> for rbuild::build::PullPolicy {
     }
 }
 
+/// `--call` (buildx): what the build command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallFlag {
+    /// Build (the default).
+    Build,
+    /// Run the build checks only (as --check).
+    Check,
+    /// Print what the target takes: build args, secrets, ssh agents, with descriptions.
+    Outline,
+    /// Print the Dockerfile's targets with their descriptions.
+    Targets,
+}
+
 /// `--allow`: the entitlements buildx knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Entitlement {

@@ -55,6 +55,9 @@ pub struct Instruction {
     /// continuations removed), used for history entries and error context.
     pub original: String,
     pub kind: InstructionKind,
+    /// The comment lines right above it (no blank line between), `#` removed: where
+    /// descriptions of stages and ARGs come from (`--call=outline|targets`).
+    pub comments: Vec<String>,
 }
 
 /// A `--name=value` (or bare `--name`) flag given to an instruction, value unexpanded.

@@ -41,6 +41,8 @@ struct RawNode {
     /// Joined text, trimmed.
     original: String,
     heredocs: Vec<Heredoc>,
+    /// The comment lines right above it (no blank line between), `#` removed.
+    comments: Vec<String>,
 }
 
 /// Parses a Dockerfile. Pure: no I/O.
@@ -60,6 +62,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     let mut nodes = Vec::new();
     let mut directives_done = false;
     let mut seen_directives: Vec<String> = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
 
     let mut i = 0;
     while i < lines.len() {
@@ -84,7 +87,12 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
                 _ => directives_done = true,
             }
         }
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        if trimmed.is_empty() {
+            comments.clear();
+            continue;
+        }
+        if let Some(comment) = trimmed.strip_prefix('#') {
+            comments.push(comment.trim().to_string());
             continue;
         }
         let escape = directives.escape;
@@ -101,6 +109,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
             column: raw.chars().count() - trimmed.chars().count() + 1,
             original,
             heredocs: Vec::new(),
+            comments: std::mem::take(&mut comments),
         };
         if may_have_heredocs(&node.original) {
             read_heredocs(&lines, &mut i, &mut node, escape)?;
@@ -397,6 +406,7 @@ fn convert(node: RawNode, escape: char) -> Result<Instruction, ParseError> {
         column,
         original,
         heredocs,
+        comments,
     } = node;
     let (keyword, rest) = split_command(&original);
     let (args, flag_words) = extract_flags(rest);
@@ -434,6 +444,7 @@ fn convert(node: RawNode, escape: char) -> Result<Instruction, ParseError> {
         },
         original,
         kind,
+        comments,
     })
 }
 
@@ -721,6 +732,7 @@ impl Converting<'_> {
             column: self.column + self.original[..offset].chars().count(),
             original: self.args.clone(),
             heredocs: std::mem::take(&mut self.heredocs),
+            comments: Vec::new(),
         };
         Ok(InstructionKind::Onbuild(Box::new(convert(
             nested,

@@ -4,6 +4,7 @@
 
 mod args;
 pub mod checks;
+pub mod outline;
 
 use std::collections::BTreeMap;
 

@@ -529,3 +529,65 @@ fn a_commit_that_hits_a_full_disk_rolls_back() {
     let (_, image) = env.build_oci("after-enospc", &[], &small);
     assert_eq!(image.tree().text("small"), "small\n");
 }
+
+/// buildx's `--call`: `targets` lists the stages with the descriptions of the comments above
+/// their FROM, `outline` what a target takes (build args with defaults and descriptions,
+/// secrets), `check` is `--check`; nothing is built.
+#[test]
+fn call_targets_outline_and_check() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "# VERSION is the release\nARG VERSION=1.0\n\n\
+             # build compiles the app\nFROM scratch AS build\n\
+             RUN --mount=type=secret,id=token,required make\n\
+             FROM build AS release\nMAINTAINER someone\n",
+        ),
+    )]);
+    let ctx = ctx.to_str().expect("utf-8");
+    let targets = env.rbuild_ok(["build", "--call=targets", ctx]);
+    let lines: Vec<Vec<&str>> = targets
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["TARGET", "DESCRIPTION"],
+            vec!["build", "compiles", "the", "app"],
+            vec!["release", "(default)"],
+        ],
+        "{targets}"
+    );
+    let outline = env.rbuild_ok(["build", "--call=outline", "--target", "build", ctx]);
+    assert!(outline.starts_with("TARGET:      build\n"), "{outline}");
+    assert!(
+        outline.contains("DESCRIPTION: compiles the app"),
+        "{outline}"
+    );
+    assert!(
+        outline
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["VERSION", "1.0", "is", "the", "release"]),
+        "{outline}"
+    );
+    assert!(
+        outline
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["token", "true"]),
+        "{outline}"
+    );
+    let check = env.rbuild(["build", "--call=check", ctx]);
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "a finding (MAINTAINER): exit 1"
+    );
+    assert!(String::from_utf8_lossy(&check.stderr).contains("MaintainerDeprecated"));
+    assert!(
+        env.rbuild_ok(["images", "-q"]).trim().is_empty(),
+        "nothing built"
+    );
+}
