@@ -225,6 +225,51 @@ fn replaced(before: &Scan, after: &Scan, path: &Path) -> bool {
     )
 }
 
+/// Paths of a tree that are never walked, written, replaced or removed (mount points, the
+/// builder's own files): an entry is kept when it is one of them or below one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept(pub Vec<PathBuf>);
+
+impl Kept {
+    /// True for a kept path or anything below one.
+    pub fn keeps(&self, path: &Path) -> bool {
+        self.0.iter().any(|k| path.starts_with(k))
+    }
+
+    /// True when a kept path is strictly below `path` (it cannot be removed whole).
+    pub fn holds(&self, path: &Path) -> bool {
+        self.0.iter().any(|k| k.starts_with(path) && k != path)
+    }
+}
+
+/// Removes `name` (at `path`) in `parent` and all below it, except what `kept` keeps: a
+/// directory holding a kept path loses its other entries and stays.
+pub fn remove_except(parent: &OwnedFd, name: &OsStr, path: &Path, kept: &Kept) -> io::Result<()> {
+    if kept.keeps(path) {
+        return Ok(());
+    }
+    if !kept.holds(path) {
+        return crate::root::remove_all_at(parent, name);
+    }
+    let dir = rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in rfs::Dir::read_from(&dir)? {
+        let child = entry?.file_name().to_bytes().to_vec();
+        if child != b"." && child != b".." {
+            names.push(OsString::from_vec(child));
+        }
+    }
+    for child in names {
+        remove_except(&dir, &child, &path.join(&child), kept)?;
+    }
+    Ok(())
+}
+
 /// What writing a layer did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LayerReport {
@@ -268,6 +313,7 @@ pub fn write_layer(
         links: HashMap::new(),
         report: LayerReport::default(),
         onto_tree: false,
+        kept: Kept::default(),
     };
     writer.run(changes)
 }
@@ -277,6 +323,17 @@ pub fn write_layer(
 /// layers. Whiteouts remove, opaque dirs replace, everything else is copied (never linked:
 /// steps write in the tree, the store's layers must not change).
 pub fn apply_layer(layer: impl AsFd, tree: impl AsFd) -> Result<LayerReport, WalkError> {
+    apply_layer_keeping(layer, tree, &Kept::default())
+}
+
+/// [`apply_layer`] leaving what `kept` keeps alone: the layer's entries at or below a kept
+/// path are not applied, and nothing kept is removed (a container's mount points, when the
+/// tree is its root).
+pub fn apply_layer_keeping(
+    layer: impl AsFd,
+    tree: impl AsFd,
+    kept: &Kept,
+) -> Result<LayerReport, WalkError> {
     let layer = layer.as_fd();
     let scan = Scan::of(layer, &|_| false).map_err(|source| WalkError::Read {
         path: "/".into(),
@@ -284,6 +341,9 @@ pub fn apply_layer(layer: impl AsFd, tree: impl AsFd) -> Result<LayerReport, Wal
     })?;
     let mut changes = Vec::with_capacity(scan.len());
     for (path, seen) in &scan.entries {
+        if kept.keeps(path) {
+            continue;
+        }
         let change = if seen.kind == FileType::CharacterDevice && seen.rdev == 0 {
             Change::Delete(path.clone())
         } else if seen.kind == FileType::Directory && is_opaque(layer, path) {
@@ -302,6 +362,7 @@ pub fn apply_layer(layer: impl AsFd, tree: impl AsFd) -> Result<LayerReport, Wal
         links: HashMap::new(),
         report: LayerReport::default(),
         onto_tree: true,
+        kept: kept.clone(),
     };
     writer.run(&changes)
 }
@@ -346,6 +407,8 @@ struct LayerWriter<'a> {
     /// Writing onto a tree (deletions remove, opaque dirs replace) rather than into an empty
     /// layer dir (deletions are whiteouts, opaque dirs are marked).
     onto_tree: bool,
+    /// Onto a tree: what is never touched.
+    kept: Kept,
 }
 
 fn display(path: &Path) -> String {
@@ -390,8 +453,9 @@ impl LayerWriter<'_> {
         let name = path.file_name().unwrap_or_default().to_os_string();
         match change {
             Change::Delete(_) if self.onto_tree => {
+                let kept = self.kept.clone();
                 let parent_fd = self.dir(parent)?;
-                crate::root::remove_all_at(parent_fd, &name).map_err(|source| WalkError::Read {
+                remove_except(parent_fd, &name, path, &kept).map_err(|source| WalkError::Read {
                     path: shown,
                     source,
                 })?;
@@ -445,12 +509,13 @@ impl LayerWriter<'_> {
         };
         if self.onto_tree {
             // Onto a tree: what is there goes when a replacement (or an opaque dir) says so.
+            let kept = self.kept.clone();
             let parent_fd = self.dir(parent)?;
             let there = rfs::statat(parent_fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
             let there_dir =
                 there.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
             if there.is_some() && (opaque || (there_dir && seen.kind != FileType::Directory)) {
-                crate::root::remove_all_at(parent_fd, name).map_err(read_err)?;
+                remove_except(parent_fd, name, path, &kept).map_err(read_err)?;
             }
         }
         match seen.kind {

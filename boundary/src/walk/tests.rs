@@ -307,3 +307,62 @@ fn applying_the_layer_of_a_change_onto_the_old_tree_gives_the_new_one() {
     .expect("apply");
     assert_eq!(contents(copy.path()), contents(&case.tree));
 }
+
+/// Applying a layer onto a tree whose mount points are kept: nothing at or below a kept path
+/// is written, replaced or removed, whatever the layer says (a whiteout, an opaque dir).
+#[test]
+fn kept_paths_are_never_touched_by_an_applied_layer() {
+    let case = Case::new(|t| {
+        fs::create_dir_all(t.join("mnt/volume")).expect("dirs");
+        write(&t.join("mnt/volume/data"), "host data");
+        fs::create_dir_all(t.join("a/b")).expect("dirs");
+        write(&t.join("a/b/kept"), "kept");
+        write(&t.join("a/other"), "other");
+    });
+    // A layer that deletes mnt, replaces a with an opaque dir and writes below both.
+    let source = tempfile::tempdir().expect("source");
+    let layer = source.path();
+    fs::create_dir_all(layer.join("a")).expect("a");
+    write(&layer.join("a/new"), "new");
+    write(&layer.join("written-beside"), "fine");
+    rustix::fs::mknodat(
+        crate::open_root(layer).expect("layer"),
+        "mnt",
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("whiteout");
+    rfs::setxattr(
+        layer.join("a"),
+        OPAQUE_XATTR,
+        b"y",
+        rfs::XattrFlags::empty(),
+    )
+    .expect("opaque");
+    let kept = Kept(vec![PathBuf::from("mnt/volume"), PathBuf::from("a/b")]);
+    apply_layer_keeping(
+        crate::open_root(layer).expect("layer"),
+        crate::open_root(&case.tree).expect("tree"),
+        &kept,
+    )
+    .expect("apply");
+    let t = &case.tree;
+    assert_eq!(
+        fs::read_to_string(t.join("mnt/volume/data")).expect("data"),
+        "host data"
+    );
+    assert_eq!(
+        fs::read_to_string(t.join("a/b/kept")).expect("kept"),
+        "kept"
+    );
+    assert!(
+        !t.join("a/other").exists(),
+        "the opaque dir replaced what was not kept"
+    );
+    assert_eq!(fs::read_to_string(t.join("a/new")).expect("new"), "new");
+    assert_eq!(
+        fs::read_to_string(t.join("written-beside")).expect("beside"),
+        "fine"
+    );
+}
