@@ -146,7 +146,12 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
     })
 }
 
+/// `--cache-from type=local,src=DIR|type=registry,ref=REF`, or a bare image reference (the
+/// shorthand docker and buildx take for `type=registry,ref=REF`).
 pub fn parse_cache_from(spec: &str) -> Result<CacheFrom, CacheError> {
+    if !spec.contains('=') {
+        return parse_cache_from(&format!("type=registry,ref={spec}"));
+    }
     let fields = parse_fields("from", spec)?;
     Ok(CacheFrom {
         location: location("from", spec, &fields, "src")?,
@@ -597,6 +602,26 @@ impl Imported {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bare reference is the registry cache at it, as docker's `--cache-from IMAGE`.
+    #[test]
+    fn cache_from_takes_a_bare_image_reference() {
+        assert_eq!(
+            parse_cache_from("registry.lan/team/app:cache")
+                .map(|c| c.location)
+                .ok(),
+            Some(CacheLocation::Registry(
+                "registry.lan/team/app:cache".into()
+            ))
+        );
+        assert_eq!(
+            parse_cache_from("type=local,src=dir")
+                .map(|c| c.location)
+                .ok(),
+            Some(CacheLocation::Dir(PathBuf::from("dir")))
+        );
+        assert!(parse_cache_from("Not A Reference").is_err());
+    }
 
     /// mode=min exports the steps of the stages in the image, mode=max every step; the records
     /// of several platforms merge with each key once.

@@ -414,7 +414,8 @@ fn cache_travels_through_a_registry() {
     ]);
 
     let ctx_b = b.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
-    let from = format!("type=registry,ref={reference}");
+    // docker's shorthand: a bare reference is type=registry,ref=REF.
+    let from = reference.clone();
     let output = b.rbuild([
         "build",
         "--progress",
