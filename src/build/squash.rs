@@ -12,7 +12,7 @@ use boundary::walk::{apply_layer, changes, write_layer, Scan};
 
 use super::error::{io_error, BuildError};
 use crate::image::ImageConfig;
-use crate::store::{LayerInfo, Lease, Store};
+use crate::store::{Lease, Store};
 
 /// Squashes the layers of `config` above its first `base_layers` into one.
 pub(super) fn squash(
@@ -49,17 +49,7 @@ pub(super) fn squash(
     let after = walk()?;
     let layer_fd = boundary::open_root(&layer).map_err(io_error("open the squashed layer"))?;
     write_layer(&tree_fd, &after, &changes(&before, &after), &layer_fd)?;
-    let digest = crate::snapshot::layer_diff_id(&layer)?;
-    let diff_id = digest.as_oci();
-    lease.hold_new(store, &diff_id)?;
-    store.commit_layer(
-        &layer,
-        &LayerInfo {
-            diff_id: diff_id.clone(),
-            tar_size: digest.size,
-            blobs: Vec::new(),
-        },
-    )?;
+    let diff_id = crate::worker::commit_layer_dir(store, lease, &layer)?;
     config.rootfs.diff_ids = all[..base_layers].to_vec();
     config.rootfs.diff_ids.push(diff_id);
     mark_squashed_history(config, base_layers);

@@ -67,6 +67,28 @@ fn io_error(
     }
 }
 
+/// Moves the layer dir `dir` (overlay upper-dir format) into the store as a layer: its tar's
+/// digest computed by streaming, the layer claimed by `lease` before it exists (so that no
+/// prune removes it before an image or record holds it), the dir renamed into place.
+pub(crate) fn commit_layer_dir(
+    store: &Store,
+    lease: &Lease,
+    dir: &std::path::Path,
+) -> Result<String, WorkerError> {
+    let digest = crate::snapshot::layer_diff_id(dir)?;
+    let diff_id = digest.as_oci();
+    lease.hold_new(store, &diff_id)?;
+    store.commit_layer(
+        dir,
+        &crate::store::LayerInfo {
+            diff_id: diff_id.clone(),
+            tar_size: digest.size,
+            blobs: Vec::new(),
+        },
+    )?;
+    Ok(diff_id)
+}
+
 /// A root prepared by a snapshotter: what the executor mounts (`rootfs`), and the scratch
 /// space that lives as long as the snapshot.
 pub struct Snapshot {

@@ -12,7 +12,7 @@ use rbuild_runtime::RootfsSpec;
 use rustix::fs::{Mode, OFlags};
 
 use super::{io_error, Snapshot, Snapshotter, WorkerError};
-use crate::store::{LayerInfo, Lease, Store};
+use crate::store::{Lease, Store};
 
 pub struct OverlaySnapshotter;
 
@@ -117,19 +117,7 @@ impl Snapshotter for OverlaySnapshotter {
         if is_empty {
             return Ok(None);
         }
-        let digest = crate::snapshot::layer_diff_id(upper)?;
-        let diff_id = digest.as_oci();
-        // Claimed before it exists, so that no prune removes it before an image or record does.
-        lease.hold_new(store, &diff_id)?;
-        store.commit_layer(
-            upper,
-            &LayerInfo {
-                diff_id: diff_id.clone(),
-                tar_size: digest.size,
-                blobs: Vec::new(),
-            },
-        )?;
-        Ok(Some(diff_id))
+        Ok(Some(super::commit_layer_dir(store, lease, upper)?))
     }
 }
 

@@ -15,7 +15,7 @@ use boundary::walk::{apply_layer, changes, write_layer, Scan};
 use rbuild_runtime::RootfsSpec;
 
 use super::{io_error, Snapshot, Snapshotter, WorkerError};
-use crate::store::{LayerInfo, Lease, Store};
+use crate::store::{Lease, Store};
 
 /// True when a directory of the store keeps a whiteout (a 0/0 character device) as one:
 /// overlayfs, for one, turns it into a deletion, and layer dirs there would lose theirs.
@@ -139,18 +139,7 @@ impl Snapshotter for WalkSnapshotter {
                     source,
                 }
             })?;
-            let digest = crate::snapshot::layer_diff_id(&layer)?;
-            let diff_id = digest.as_oci();
-            // Claimed before it exists, so that no prune removes it before an image or record does.
-            lease.hold_new(store, &diff_id)?;
-            store.commit_layer(
-                &layer,
-                &LayerInfo {
-                    diff_id: diff_id.clone(),
-                    tar_size: digest.size,
-                    blobs: Vec::new(),
-                },
-            )?;
+            let diff_id = super::commit_layer_dir(store, lease, &layer)?;
             tree.layers.push(diff_id.clone());
             Some(diff_id)
         };
