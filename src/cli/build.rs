@@ -1,9 +1,8 @@
 //! `rbuild build`: flags -> a `BuildRequest` for `rbuild::pipeline::run`, and what it prints.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::Args;
 
 use rbuild::archive::output::{parse_output, Output};
@@ -12,10 +11,14 @@ use rbuild::build::{BuildError, BuildOptions};
 use rbuild::context::AcquiredContext;
 use rbuild::dockerfile::Network;
 use rbuild::export::load::LoadWith;
-use rbuild::export::{Annotations, ExportRequest, ImageName, ImageSettings, Loader};
-use rbuild::pipeline::{BuildRequest, PipelineError, SOURCE_DATE_EPOCH};
+use rbuild::export::{ExportRequest, ImageName, ImageSettings, Loader};
+use rbuild::pipeline::{BuildRequest, PipelineError};
 use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
 
+use super::build_flags::{
+    parse_add_host, parse_annotations, parse_key_values, parse_platforms, parse_secrets, parse_ssh,
+    source_date_epoch,
+};
 use super::flags::{CallFlag, Entitlement, FormatFlag, ProgressFlag, PullFlag};
 use rbuild::store::Store;
 
@@ -153,146 +156,6 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-fn parse_annotations(values: &[String]) -> anyhow::Result<Annotations> {
-    let mut annotations = Annotations::default();
-    for value in values {
-        let Some((key, val)) = value.split_once('=') else {
-            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
-        };
-        let (target, key) = match key.split_once(':') {
-            Some(("manifest", k)) => (&mut annotations.manifest, k),
-            Some(("manifest-descriptor", k)) => (&mut annotations.manifest_descriptor, k),
-            Some(("index", k)) => (&mut annotations.index, k),
-            Some(("index-descriptor", _)) => {
-                bail!("--annotation {value:?}: index-descriptor annotations are not supported")
-            }
-            _ => (&mut annotations.manifest, key),
-        };
-        if key.is_empty() {
-            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
-        }
-        target.insert(key.to_string(), val.to_string());
-    }
-    Ok(annotations)
-}
-
-/// `SOURCE_DATE_EPOCH` from `--build-arg` (taken out of the build args), else the environment,
-/// else 0 with `--reproducible`.
-fn source_date_epoch(
-    build_args: &mut BTreeMap<String, String>,
-    reproducible: bool,
-) -> anyhow::Result<Option<i64>> {
-    let value = build_args
-        .remove(SOURCE_DATE_EPOCH)
-        .or_else(|| std::env::var(SOURCE_DATE_EPOCH).ok())
-        .filter(|v| !v.is_empty());
-    match value {
-        Some(v) => Ok(Some(v.parse().with_context(|| {
-            format!("{SOURCE_DATE_EPOCH}={v}: expected seconds since 1970-01-01")
-        })?)),
-        None => Ok(reproducible.then_some(0)),
-    }
-}
-
-fn parse_key_values(
-    flag: &str,
-    values: &[String],
-    from_env: bool,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    for value in values {
-        match value.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                map.insert(k.to_string(), v.to_string());
-            }
-            None if from_env && !value.is_empty() => {
-                // `--build-arg K` takes K from the environment; unset means not given.
-                if let Ok(v) = std::env::var(value) {
-                    map.insert(value.clone(), v);
-                }
-            }
-            _ => bail!("{flag} {value:?}: expected KEY=VALUE"),
-        }
-    }
-    Ok(map)
-}
-
-/// `--add-host NAME:IP` or `NAME=IP` (docker's newer spelling, which IPv6 addresses read
-/// better in); `host-gateway` is the host itself, whose network the steps share.
-fn parse_add_host(spec: &str) -> anyhow::Result<(String, String)> {
-    let (host, ip) = spec
-        .split_once('=')
-        .or_else(|| spec.split_once(':'))
-        .filter(|(host, ip)| !host.is_empty() && !ip.is_empty())
-        .with_context(|| format!("--add-host {spec:?}: expected NAME:IP or NAME=IP"))?;
-    let ip = if ip == "host-gateway" {
-        "127.0.0.1"
-    } else {
-        ip
-    };
-    ip.parse::<std::net::IpAddr>()
-        .with_context(|| format!("--add-host {spec:?}: {ip:?} is not an IP address"))?;
-    Ok((host.to_string(), ip.to_string()))
-}
-
-/// `--ssh default`, `--ssh ID=SOCKET`: agent sockets only (key files need an agent).
-fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let mut agents = BTreeMap::new();
-    for spec in specs {
-        let (id, socket) = match spec.split_once('=') {
-            Some((id, socket)) => (id.to_string(), PathBuf::from(socket)),
-            None => {
-                let socket = std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
-                    format!(
-                        "--ssh {spec}: SSH_AUTH_SOCK is not set; give the socket as {spec}=PATH"
-                    )
-                })?;
-                (spec.clone(), PathBuf::from(socket))
-            }
-        };
-        use std::os::unix::fs::FileTypeExt;
-        let is_socket = std::fs::metadata(&socket)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false);
-        if !is_socket {
-            bail!("--ssh {id}={}: not an ssh-agent socket (key files are not supported; run ssh-agent and ssh-add)", socket.display());
-        }
-        agents.insert(id, socket);
-    }
-    Ok(agents)
-}
-
-/// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).
-fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    let mut secrets = BTreeMap::new();
-    for spec in specs {
-        let mut id = None;
-        let mut source = None;
-        for part in spec.split(',') {
-            match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => source = Some((false, v.to_string())),
-                Some(("env", v)) => source = Some((true, v.to_string())),
-                Some(("type", "file" | "env")) => {}
-                _ => bail!("--secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"),
-            }
-        }
-        let id = id.with_context(|| format!("--secret {spec:?}: missing id="))?;
-        let (from_env, name) = source.unwrap_or((true, id.clone()));
-        let value = if from_env {
-            std::env::var_os(&name)
-                .with_context(|| {
-                    format!("--secret id={id}: environment variable {name} is not set")
-                })?
-                .into_encoded_bytes()
-        } else {
-            std::fs::read(&name).with_context(|| format!("--secret id={id}: cannot read {name}"))?
-        };
-        secrets.insert(id, value);
-    }
-    Ok(secrets)
-}
-
 /// Starts the `--load` loader when `args` ask for it: before rbuild enters its user namespace
 /// (see [`rbuild::export::Loader`]).
 pub fn start_loader(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
@@ -300,19 +163,6 @@ pub fn start_loader(args: &BuildArgs) -> anyhow::Result<Option<Loader>> {
         Some(with) => Ok(Some(Loader::start(with)?)),
         None => Ok(None),
     }
-}
-
-/// `--platform a,b,...`: each platform once, in the order given (`local` is this host).
-fn parse_platforms(list: Option<&str>) -> anyhow::Result<Vec<rbuild::plan::Platform>> {
-    let mut platforms: Vec<rbuild::plan::Platform> = Vec::new();
-    for text in list.into_iter().flat_map(|l| l.split(',')) {
-        let platform = rbuild::plan::Platform::parse(text.trim())
-            .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
-        }
-    }
-    Ok(platforms)
 }
 
 /// Where the result goes: `-t`, `--output`, `--push`, `--load`, `--cache-to`, the files.
@@ -502,59 +352,4 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn add_host_spellings() {
-        let parsed = |s: &str| parse_add_host(s).ok();
-        let pair = |h: &str, ip: &str| Some((h.to_string(), ip.to_string()));
-        assert_eq!(parsed("db:10.0.0.5"), pair("db", "10.0.0.5"));
-        assert_eq!(parsed("db=10.0.0.5"), pair("db", "10.0.0.5"));
-        assert_eq!(parsed("v6:::1"), pair("v6", "::1"));
-        assert_eq!(parsed("v6=fe80::1"), pair("v6", "fe80::1"));
-        assert_eq!(parsed("gw=host-gateway"), pair("gw", "127.0.0.1"));
-        assert_eq!(parsed("db"), None);
-        assert_eq!(parsed("db=not-an-ip"), None);
-    }
-
-    #[test]
-    fn annotations_by_target() {
-        let parsed = parse_annotations(&[
-            "a=1".to_string(),
-            "manifest:b=2".to_string(),
-            "index:c=3".to_string(),
-            "manifest-descriptor:d=4".to_string(),
-        ])
-        .expect("valid");
-        assert_eq!(parsed.manifest.len(), 2);
-        assert_eq!(parsed.index.get("c").map(String::as_str), Some("3"));
-        assert_eq!(
-            parsed.manifest_descriptor.get("d").map(String::as_str),
-            Some("4")
-        );
-        assert!(parse_annotations(&["novalue".to_string()]).is_err());
-    }
-
-    #[test]
-    fn source_date_epoch_from_build_arg_or_reproducible() {
-        let mut args = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "42".to_string())]);
-        assert_eq!(source_date_epoch(&mut args, false).ok(), Some(Some(42)));
-        assert!(args.is_empty(), "taken out of the build args");
-        let mut bad = BTreeMap::from([(SOURCE_DATE_EPOCH.to_string(), "soon".to_string())]);
-        assert!(source_date_epoch(&mut bad, false).is_err());
-        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
-            assert_eq!(
-                source_date_epoch(&mut BTreeMap::new(), true).ok(),
-                Some(Some(0))
-            );
-            assert_eq!(
-                source_date_epoch(&mut BTreeMap::new(), false).ok(),
-                Some(None)
-            );
-        }
-    }
 }

@@ -8,6 +8,7 @@
 mod output;
 
 mod build;
+mod build_flags;
 mod flags;
 mod images;
 mod manage;
