@@ -17,6 +17,10 @@ use crate::store::{LayerBlob, LayerInfo, Store};
 pub struct LoadedImage {
     pub image_id: String,
     pub tags: Vec<String>,
+    /// In an OCI layout: the `org.opencontainers.image.ref.name` of its index entry (as
+    /// written, e.g. `1` or `app:1`) and that entry's digest.
+    pub ref_name: Option<String>,
+    pub descriptor_digest: Option<String>,
     /// What applying its layers neutralised or left out (overlay xattrs, device nodes), one
     /// line per layer concerned.
     pub notices: Vec<String>,
@@ -65,6 +69,8 @@ pub fn import_image(
         image_id,
         tags,
         notices,
+        ref_name: None,
+        descriptor_digest: None,
     })
 }
 

@@ -144,8 +144,10 @@ fn load_dir(store: &Store, dir: &Path, origin: &Path) -> Result<Vec<LoadedImage>
             .filter(|t| t.contains(':') || t.contains('/'))
             .map(|t| vec![normalise_tag(&t)])
             .unwrap_or_default();
-        let image = import_image(store, &config_bytes, layer_blobs, tags, origin)?;
+        let mut image = import_image(store, &config_bytes, layer_blobs, tags, origin)?;
         store.set_image_manifest(&image.image_id, &manifest_digest)?;
+        image.ref_name = desc["annotations"][REF_NAME].as_str().map(str::to_string);
+        image.descriptor_digest = desc["digest"].as_str().map(str::to_string);
         loaded.push(image);
     }
     Ok(loaded)

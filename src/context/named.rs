@@ -19,13 +19,30 @@ pub enum NamedContextError {
         #[source]
         source: Box<crate::archive::ArchiveError>,
     },
-    #[error("--build-context {name}: no image in {path}")]
-    NoImage { name: String, path: String },
+    #[error("--build-context {name}: no image{which} in {path}")]
+    NoImage {
+        name: String,
+        path: String,
+        /// ` tagged TAG` or ` with digest D`, when one was asked for.
+        which: String,
+    },
     #[error(
         "--build-context {name}={value}: not a directory (use docker-image:// or oci-layout:// \
          for images)"
     )]
     NotADirectory { name: String, value: String },
+}
+
+/// `PATH[:TAG][@sha256:DIGEST]` of an `oci-layout://` context, as buildx writes it.
+fn layout_parts(layout: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match layout.rsplit_once('@') {
+        Some((rest, digest)) if digest.starts_with("sha256:") => (rest, Some(digest)),
+        _ => (layout, None),
+    };
+    match rest.rsplit_once(':') {
+        Some((path, tag)) if !tag.is_empty() && !tag.contains('/') => (path, Some(tag), digest),
+        _ => (rest, None, digest),
+    }
 }
 
 /// The context `spec` (`NAME=VALUE`) names, with its name.
@@ -39,10 +56,7 @@ pub fn named_context(
     let context = if let Some(reference) = value.strip_prefix("docker-image://") {
         NamedContext::Image(reference.to_string())
     } else if let Some(layout) = value.strip_prefix("oci-layout://") {
-        let path = layout
-            .rsplit_once(':')
-            .filter(|(_, tag)| !tag.contains('/'))
-            .map_or(layout, |(p, _)| p);
+        let (path, tag, digest) = layout_parts(layout);
         let loaded = crate::archive::load(store, Path::new(path)).map_err(|source| {
             NamedContextError::Load {
                 name: name.to_string(),
@@ -50,9 +64,31 @@ pub fn named_context(
                 source: Box::new(source),
             }
         })?;
-        let image = loaded.first().ok_or_else(|| NamedContextError::NoImage {
+        // The entry named by digest, else by tag (its ref.name as written, or as a name),
+        // else the first.
+        let image = loaded.iter().find(|image| match (digest, tag) {
+            (Some(digest), _) => {
+                image.descriptor_digest.as_deref() == Some(digest)
+                    || store.image_manifest(&image.image_id).as_deref() == Some(digest)
+            }
+            (None, Some(tag)) => {
+                image.ref_name.as_deref() == Some(tag)
+                    || image
+                        .ref_name
+                        .as_deref()
+                        .and_then(|r| r.rsplit_once(':'))
+                        .is_some_and(|(_, t)| t == tag)
+            }
+            (None, None) => true,
+        });
+        let image = image.ok_or_else(|| NamedContextError::NoImage {
             name: name.to_string(),
             path: path.to_string(),
+            which: match (digest, tag) {
+                (Some(d), _) => format!(" with digest {d}"),
+                (None, Some(t)) => format!(" tagged {t}"),
+                (None, None) => String::new(),
+            },
         })?;
         NamedContext::Image(image.image_id.clone())
     } else {
@@ -66,4 +102,25 @@ pub fn named_context(
         NamedContext::Dir(dir)
     };
     Ok((name.to_string(), context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout_parts;
+
+    #[test]
+    fn layout_references_keep_their_tag_and_digest() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(layout_parts("/l"), ("/l", None, None));
+        assert_eq!(layout_parts("/l:v2"), ("/l", Some("v2"), None));
+        assert_eq!(
+            layout_parts(&format!("/l:v2@{digest}")),
+            ("/l", Some("v2"), Some(digest))
+        );
+        assert_eq!(
+            layout_parts(&format!("/l@{digest}")),
+            ("/l", None, Some(digest))
+        );
+        assert_eq!(layout_parts("./dir/x:y/z"), ("./dir/x:y/z", None, None));
+    }
 }

@@ -308,3 +308,72 @@ fn target_stage_config_and_scratch_results() {
     assert_eq!(last.layer_count(), 1);
     assert!(config_field(&last, "Labels").get("stage").is_none());
 }
+
+/// `--build-context NAME=oci-layout://PATH[:TAG][@DIGEST]`: the layout's image named by its
+/// tag or its digest is the context (the tag is not dropped, the digest not read as a path);
+/// one the layout does not hold is an error naming it.
+#[test]
+fn oci_layout_contexts_by_tag_and_digest() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let layout = env.path("layout");
+    // Two images in one layout: each built into a layout dir, the second merged in.
+    let mut digests = Vec::new();
+    for (which, dest) in [("one", layout.clone()), ("two", env.path("layout-two"))] {
+        let ctx = env.context(&[
+            (
+                "Dockerfile",
+                file("FROM busybox:latest\nCOPY which /which\n"),
+            ),
+            ("which", file(format!("{which}\n"))),
+        ]);
+        env.rbuild_ok([
+            "build",
+            "-o",
+            &format!(
+                "type=oci,dest={},tar=false,name=app:{which}",
+                dest.display()
+            ),
+            ctx.to_str().expect("utf-8"),
+        ]);
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dest.join("index.json")).expect("index"))
+                .expect("json");
+        digests.push(index["manifests"][0].clone());
+    }
+    for entry in std::fs::read_dir(env.path("layout-two/blobs/sha256")).expect("blobs") {
+        let entry = entry.expect("blob");
+        let target = layout.join("blobs/sha256").join(entry.file_name());
+        if !target.exists() {
+            std::fs::copy(entry.path(), target).expect("copy blob");
+        }
+    }
+    let merged = serde_json::json!({"schemaVersion": 2, "manifests": digests});
+    std::fs::write(layout.join("index.json"), merged.to_string()).expect("merged index");
+
+    let consumer = env.context(&[("Dockerfile", file("FROM base\nRUN cp /which /seen\n"))]);
+    let seen = |reference: &str| {
+        let (_, image) = env.build_oci(
+            "consumer",
+            &[
+                "--build-context",
+                &format!("base=oci-layout://{}", reference),
+            ],
+            &consumer,
+        );
+        image.tree().text("seen")
+    };
+    let path = layout.display().to_string();
+    assert_eq!(seen(&format!("{path}:two")), "two\n");
+    assert_eq!(seen(&format!("{path}:one")), "one\n");
+    let one_digest = digests[0]["digest"].as_str().expect("digest");
+    assert_eq!(seen(&format!("{path}@{one_digest}")), "one\n");
+    let stderr = env.rbuild_err([
+        "build",
+        "--build-context",
+        &format!("base=oci-layout://{path}:three"),
+        consumer.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr.contains("no image tagged three"), "{stderr}");
+}
