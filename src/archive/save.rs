@@ -85,6 +85,16 @@ pub fn manifest_annotations(
 ) -> Result<std::collections::BTreeMap<String, String>, super::ArchiveError> {
     let mut annotations: std::collections::BTreeMap<String, String> =
         options.manifest_annotations.clone().into_iter().collect();
+    let platform = match (config["os"].as_str(), config["architecture"].as_str()) {
+        (Some(os), Some(arch)) => match config["variant"].as_str().filter(|v| !v.is_empty()) {
+            Some(variant) => format!("{os}/{arch}/{variant}"),
+            None => format!("{os}/{arch}"),
+        },
+        _ => String::new(),
+    };
+    if let Some(extra) = options.platform_manifest_annotations.get(&platform) {
+        annotations.extend(extra.clone());
+    }
     if options.media_types == MediaTypes::Oci {
         if let Some(created) = config["created"].as_str() {
             annotations
@@ -122,6 +132,13 @@ pub struct ExportOptions {
     pub descriptor_annotations: BTreeMap<String, String>,
     /// Annotations on index.json itself.
     pub index_annotations: BTreeMap<String, String>,
+    /// `manifest[os/arch]:` annotations, by platform (`linux/arm64`): only on that
+    /// platform's manifest.
+    pub platform_manifest_annotations: BTreeMap<String, BTreeMap<String, String>>,
+    /// `manifest-descriptor[os/arch]:` annotations: only on that platform's index entry.
+    pub platform_descriptor_annotations: BTreeMap<String, BTreeMap<String, String>>,
+    /// `index-descriptor:` annotations: on the image index's entry in a layout's index.json.
+    pub index_descriptor_annotations: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH` with `rewrite-timestamp=true`: mtimes of the files of the layers the
     /// build made are clamped to it (the base's layers are kept as they are).
     pub rewrite_timestamp: Option<i64>,
@@ -768,10 +785,15 @@ fn prepare_platforms(
             image.manifest_bytes.len() as u64,
         )?;
         desc.set_platform(Some(config.oci_platform().map_err(|e| invalid(&e))?));
-        if !options.descriptor_annotations.is_empty() {
-            desc.set_annotations(Some(
-                options.descriptor_annotations.clone().into_iter().collect(),
-            ));
+        let mut annotations = options.descriptor_annotations.clone();
+        if let Some(extra) = options
+            .platform_descriptor_annotations
+            .get(&config.platform_text())
+        {
+            annotations.extend(extra.clone());
+        }
+        if !annotations.is_empty() {
+            desc.set_annotations(Some(annotations.into_iter().collect()));
         }
         manifests.push(desc);
     }
@@ -800,11 +822,20 @@ pub fn save_platforms(
 ) -> Result<ExportedIndex, ArchiveError> {
     let label = dest.label();
     let prepared = prepare_platforms(store, images, options, &label)?;
-    let index_desc = descriptor(
+    let mut index_desc = descriptor(
         MediaType::ImageIndex,
         &prepared.index_digest,
         prepared.index_bytes.len() as u64,
     )?;
+    if !options.index_descriptor_annotations.is_empty() {
+        index_desc.set_annotations(Some(
+            options
+                .index_descriptor_annotations
+                .clone()
+                .into_iter()
+                .collect(),
+        ));
+    }
     let layout_index = to_bytes("index", &tagged_index(&index_desc, &options.tags)?)?;
 
     let (mut sink, temp_file) = open_sink(dest, &label)?;

@@ -10,25 +10,81 @@ use anyhow::{bail, Context as _};
 use rbuild::export::Annotations;
 use rbuild::pipeline::SOURCE_DATE_EPOCH;
 
+/// `--annotation [TYPE[PLATFORMS]:]KEY=VALUE`, as buildx: TYPE is `manifest` (default),
+/// `manifest-descriptor`, `index` or `index-descriptor`; `[linux/amd64,linux/arm64]` after
+/// `manifest` or `manifest-descriptor` limits it to those platforms' images.
 pub(super) fn parse_annotations(values: &[String]) -> anyhow::Result<Annotations> {
     let mut annotations = Annotations::default();
     for value in values {
-        let Some((key, val)) = value.split_once('=') else {
-            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
-        };
-        let (target, key) = match key.split_once(':') {
-            Some(("manifest", k)) => (&mut annotations.manifest, k),
-            Some(("manifest-descriptor", k)) => (&mut annotations.manifest_descriptor, k),
-            Some(("index", k)) => (&mut annotations.index, k),
-            Some(("index-descriptor", _)) => {
-                bail!("--annotation {value:?}: index-descriptor annotations are not supported")
+        let syntax =
+            || anyhow::anyhow!("--annotation {value:?}: expected [TYPE[PLATFORMS]:]KEY=VALUE");
+        let (key, val) = value.split_once('=').ok_or_else(syntax)?;
+        let (kind, key) = match key.split_once(':') {
+            Some((kind, k))
+                if [
+                    "manifest",
+                    "manifest-descriptor",
+                    "index",
+                    "index-descriptor",
+                ]
+                .iter()
+                .any(|t| kind == *t || kind.starts_with(&format!("{t}["))) =>
+            {
+                (kind, k)
             }
-            _ => (&mut annotations.manifest, key),
+            _ => ("manifest", key),
         };
         if key.is_empty() {
-            bail!("--annotation {value:?}: expected [TYPE:]KEY=VALUE");
+            return Err(syntax());
         }
-        target.insert(key.to_string(), val.to_string());
+        let (kind, platforms) = match kind.split_once('[') {
+            Some((kind, rest)) => {
+                let list = rest.strip_suffix(']').ok_or_else(syntax)?;
+                let platforms = list
+                    .split(',')
+                    .map(|p| {
+                        rbuild::plan::Platform::parse(p.trim())
+                            .map(|p| p.text())
+                            .map_err(|e| anyhow::anyhow!("--annotation {value:?}: {e}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (kind, Some(platforms))
+            }
+            None => (kind, None),
+        };
+        let (key, val) = (key.to_string(), val.to_string());
+        match (kind, platforms) {
+            ("manifest", None) => {
+                annotations.manifest.insert(key, val);
+            }
+            ("manifest-descriptor", None) => {
+                annotations.manifest_descriptor.insert(key, val);
+            }
+            ("index", None) => {
+                annotations.index.insert(key, val);
+            }
+            ("index-descriptor", None) => {
+                annotations.index_descriptor.insert(key, val);
+            }
+            (kind @ ("manifest" | "manifest-descriptor"), Some(platforms)) => {
+                let by_platform = if kind == "manifest" {
+                    &mut annotations.platform_manifest
+                } else {
+                    &mut annotations.platform_manifest_descriptor
+                };
+                for platform in platforms {
+                    by_platform
+                        .entry(platform)
+                        .or_default()
+                        .insert(key.clone(), val.clone());
+                }
+            }
+            (kind, Some(_)) => bail!(
+                "--annotation {value:?}: {kind} annotations take no platform (only manifest and \
+                 manifest-descriptor do)"
+            ),
+            _ => return Err(syntax()),
+        }
     }
     Ok(annotations)
 }
@@ -196,6 +252,25 @@ mod tests {
             Some("4")
         );
         assert!(parse_annotations(&["novalue".to_string()]).is_err());
+        let qualified = parse_annotations(&[
+            "manifest[linux/arm64,linux/amd64]:e=5".to_string(),
+            "manifest-descriptor[linux/arm/v7]:f=6".to_string(),
+            "index-descriptor:g=7".to_string(),
+            "org.opencontainers.image.url=https://x".to_string(),
+        ])
+        .expect("valid");
+        assert_eq!(qualified.platform_manifest.len(), 2);
+        assert_eq!(
+            qualified.platform_manifest_descriptor["linux/arm/v7"]["f"],
+            "6"
+        );
+        assert_eq!(qualified.index_descriptor["g"], "7");
+        assert_eq!(
+            qualified.manifest["org.opencontainers.image.url"], "https://x",
+            "a key with a colon in its value is a plain manifest annotation"
+        );
+        assert!(parse_annotations(&["index[linux/amd64]:h=8".to_string()]).is_err());
+        assert!(parse_annotations(&["manifest[linux/amd64:h=8".to_string()]).is_err());
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub struct Annotations {
     pub manifest: BTreeMap<String, String>,
     pub manifest_descriptor: BTreeMap<String, String>,
     pub index: BTreeMap<String, String>,
+    /// `index-descriptor:`: on the image index's entry of a layout's index.json.
+    pub index_descriptor: BTreeMap<String, String>,
+    /// `manifest[os/arch]:` and `manifest-descriptor[os/arch]:`, by platform text.
+    pub platform_manifest: BTreeMap<String, BTreeMap<String, String>>,
+    pub platform_manifest_descriptor: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How every image of the result is written, whatever the output: names, media types,
@@ -122,6 +127,12 @@ impl ExportContext<'_> {
             manifest_annotations: settings.annotations.manifest.clone(),
             descriptor_annotations: settings.annotations.manifest_descriptor.clone(),
             index_annotations: settings.annotations.index.clone(),
+            platform_manifest_annotations: settings.annotations.platform_manifest.clone(),
+            platform_descriptor_annotations: settings
+                .annotations
+                .platform_manifest_descriptor
+                .clone(),
+            index_descriptor_annotations: settings.annotations.index_descriptor.clone(),
             base,
             ..ExportOptions::default()
         };

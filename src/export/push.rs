@@ -56,6 +56,11 @@ impl PushExporter {
         Ok(IndexPushOptions {
             images,
             descriptor_annotations: cx.settings.annotations.manifest_descriptor.clone(),
+            platform_descriptor_annotations: cx
+                .settings
+                .annotations
+                .platform_manifest_descriptor
+                .clone(),
             index_annotations: cx.settings.annotations.index.clone(),
         })
     }

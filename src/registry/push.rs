@@ -76,6 +76,9 @@ enum ManifestAt {
 pub struct IndexPushOptions {
     pub images: Vec<PushOptions>,
     pub descriptor_annotations: std::collections::BTreeMap<String, String>,
+    /// By platform (`linux/arm64`): annotations of that platform's entry only.
+    pub platform_descriptor_annotations:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     pub index_annotations: std::collections::BTreeMap<String, String>,
 }
 
@@ -120,10 +123,15 @@ pub fn push_index(
             pushed.manifest_size,
         )?;
         desc.set_platform(Some(platform));
-        if !options.descriptor_annotations.is_empty() {
-            desc.set_annotations(Some(
-                options.descriptor_annotations.clone().into_iter().collect(),
-            ));
+        let mut annotations = options.descriptor_annotations.clone();
+        if let Some(extra) = options
+            .platform_descriptor_annotations
+            .get(&config.platform_text())
+        {
+            annotations.extend(extra.clone());
+        }
+        if !annotations.is_empty() {
+            desc.set_annotations(Some(annotations.into_iter().collect()));
         }
         manifests.push(desc);
     }

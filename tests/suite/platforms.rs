@@ -786,3 +786,57 @@ fn several_platforms_name_their_index_and_share_one_cache_export() {
     assert!(checked.status.success(), "{stderr}");
     assert_eq!(stderr.matches("Check complete").count(), 1, "{stderr}");
 }
+
+/// buildx's annotation targets: `manifest[PLATFORM]:` and `manifest-descriptor[PLATFORM]:`
+/// reach only that platform's manifest and index entry; `index-descriptor:` the image index's
+/// entry in the layout's index.json.
+#[test]
+fn annotations_by_platform_and_on_the_index_descriptor() {
+    let env = TestEnv::new();
+    let ctx = env.context(&[
+        ("Dockerfile", file("FROM scratch\nCOPY a /a\n")),
+        ("a", file("a")),
+    ]);
+    let layout = env.path("annotated");
+    env.rbuild_ok([
+        "build",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "--annotation",
+        "manifest[linux/arm64]:only.arm=yes",
+        "--annotation",
+        "manifest-descriptor[linux/amd64]:only.amd=yes",
+        "--annotation",
+        "index-descriptor:on.index.entry=yes",
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let read = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+    };
+    let blob = |digest: &str| {
+        read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+    };
+    let top = read(layout.join("index.json"));
+    let entry = &top["manifests"][0];
+    assert_eq!(entry["annotations"]["on.index.entry"], "yes", "{top}");
+    let index = blob(entry["digest"].as_str().expect("digest"));
+    for descriptor in index["manifests"].as_array().expect("manifests") {
+        let arch = descriptor["platform"]["architecture"]
+            .as_str()
+            .expect("arch");
+        let manifest = blob(descriptor["digest"].as_str().expect("digest"));
+        let on_manifest = manifest["annotations"]["only.arm"].as_str();
+        let on_descriptor = descriptor["annotations"]["only.amd"].as_str();
+        match arch {
+            "arm64" => assert_eq!((on_manifest, on_descriptor), (Some("yes"), None)),
+            "amd64" => assert_eq!((on_manifest, on_descriptor), (None, Some("yes"))),
+            other => panic!("unexpected platform {other}"),
+        }
+    }
+}
