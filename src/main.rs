@@ -5,8 +5,13 @@ mod cli;
 
 use clap::Parser;
 
+/// Global options that take a separate value (`--root DIR`).
+const GLOBAL_WITH_VALUE: [&str; 4] = ["--root", "--authfile", "--creds", "--retry"];
+
 fn main() {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // After the copy above: the standard library reads the same argument memory.
+    cli::argv::hide_passwords();
     if args
         .get(1)
         .is_some_and(|a| a == rbuild_runtime::STEP_INIT_ARG)
@@ -16,9 +21,14 @@ fn main() {
     // `rbuild .` and `rbuild DIR` mean `rbuild build DIR` (after global options).
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
-        if arg == "--root" || arg == "--authfile" {
+        if GLOBAL_WITH_VALUE.contains(&arg) {
             i += 2;
-        } else if arg.starts_with("--root=") || arg.starts_with("--authfile=") {
+        } else if GLOBAL_WITH_VALUE
+            .iter()
+            .any(|option| arg.strip_prefix(option).is_some_and(|v| v.starts_with('=')))
+            || arg == "--skip-tls-verify"
+            || arg.starts_with("--tls-verify")
+        {
             i += 1;
         } else {
             if !arg.starts_with('-') && !cli::SUBCOMMANDS.contains(&arg) {

@@ -7,12 +7,14 @@
 #[macro_use]
 mod output;
 
+pub mod argv;
 mod build;
 mod build_flags;
 mod flags;
 mod images;
 mod manage;
 mod registry;
+mod terminal;
 
 use std::path::PathBuf;
 
@@ -35,6 +37,22 @@ pub struct Cli {
     /// $REGISTRY_AUTH_FILE, else containers' auth.json and docker's config.json)
     #[arg(long, global = true, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+    /// Registry credentials for this command, before any file (podman's `--creds`). Without
+    /// `:PASS` the password is read from $RBUILD_PASSWORD, else asked on the terminal; a
+    /// password given here is blanked in the process list at start
+    #[arg(long, global = true, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+    /// `--tls-verify=false`: talk to every registry of this command without checking its
+    /// certificate (or over plain http), as podman
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
+    /// kaniko's spelling of `--tls-verify=false`
+    #[arg(long, global = true)]
+    pub skip_tls_verify: bool,
+    /// Retries of a registry request that failed transiently (reset connection, 429, 5xx)
+    #[arg(long, global = true, value_name = "N", default_value_t = rbuild::registry::DEFAULT_RETRIES)]
+    pub retry: u32,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -144,9 +162,7 @@ pub fn start_loader(cli: &Cli) -> anyhow::Result<Option<Loader>> {
 
 pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
     let root = cli.root.clone().unwrap_or_else(default_root);
-    if let Some(file) = &cli.authfile {
-        rbuild::registry::use_auth_file(file.clone());
-    }
+    rbuild::registry::configure(registry::command_options(&cli)?);
     match cli.command {
         Commands::Build(args) => build::run(&root, *args, loader),
         Commands::Images(args) => images::images(&root, args),

@@ -60,6 +60,42 @@ pub struct LogoutArgs {
     pub registry: Option<String>,
 }
 
+/// The registry options of this command's global flags (`--authfile`, `--creds`,
+/// `--tls-verify`, `--skip-tls-verify`, `--retry`).
+pub fn command_options(cli: &super::Cli) -> anyhow::Result<registry::CommandOptions> {
+    let credentials = cli.creds.as_deref().map(creds_of).transpose()?;
+    Ok(registry::CommandOptions {
+        auth_file: cli.authfile.clone(),
+        credentials,
+        tls_verify: cli.tls_verify.unwrap_or(true) && !cli.skip_tls_verify,
+        retries: cli.retry,
+    })
+}
+
+/// `--creds USER[:PASS]`: without a password, $RBUILD_PASSWORD, else a prompt on the terminal.
+fn creds_of(value: &str) -> anyhow::Result<Credentials> {
+    let (username, secret) = match value.split_once(':') {
+        Some((user, pass)) => (user.to_string(), pass.to_string()),
+        None => {
+            let secret = match std::env::var("RBUILD_PASSWORD") {
+                Ok(secret) => secret,
+                Err(_) => super::terminal::read_password(&format!("Password for {value}: "))
+                    .with_context(|| {
+                        format!(
+                            "--creds {value}: no password; give it in $RBUILD_PASSWORD \
+                             (or run on a terminal to be asked)"
+                        )
+                    })?,
+            };
+            (value.to_string(), secret)
+        }
+    };
+    if username.is_empty() || secret.is_empty() {
+        bail!("--creds: expected USER[:PASS] with a non-empty user and password");
+    }
+    Ok(Credentials { username, secret })
+}
+
 pub fn stderr_log(quiet: bool) -> impl Fn(&str) + Sync {
     move |line: &str| {
         if !quiet {

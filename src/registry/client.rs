@@ -11,8 +11,11 @@ use ureq::Body;
 use super::credentials::{self, Credentials};
 use super::{RegistryError, RegistrySettings};
 
-/// Attempts for a request that fails transiently (connection errors, 429, 5xx).
-const ATTEMPTS: u32 = 4;
+/// The wait before retry `attempt` of a request that failed transiently (connection errors,
+/// 429, 5xx): 1 s, 2 s, 4 s, then 8 s each.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt.min(4))
+}
 
 /// What a request sends as its body; files are reopened on every attempt.
 pub enum RequestBody<'a> {
@@ -328,13 +331,14 @@ impl Client {
     ) -> Result<Response<Body>, RegistryError> {
         let mut authenticated = false;
         let mut attempt = 0;
+        let retries = super::command::options().retries;
         loop {
             attempt += 1;
             match self.send_once(method, url, headers, body) {
                 Err(RegistryError::Http { source, .. })
-                    if is_transient(&source) && attempt < ATTEMPTS =>
+                    if is_transient(&source) && attempt <= retries =>
                 {
-                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                    std::thread::sleep(backoff(attempt));
                 }
                 Err(e) => return Err(e),
                 Ok(response) if response.status().as_u16() == 401 => {
@@ -352,9 +356,9 @@ impl Client {
                     })
                 }
                 Ok(response)
-                    if transient_status(response.status().as_u16()) && attempt < ATTEMPTS =>
+                    if transient_status(response.status().as_u16()) && attempt <= retries =>
                 {
-                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                    std::thread::sleep(backoff(attempt));
                 }
                 Ok(response) => return Ok(response),
             }

@@ -65,18 +65,9 @@ fn docker_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
-/// `--authfile` of this command: the one file credentials are read from and `login` writes.
-static AUTH_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-/// Makes `path` this process's credentials file (`--authfile`, as podman's), in place of
-/// `$REGISTRY_AUTH_FILE` and the usual places.
-pub fn use_auth_file(path: PathBuf) {
-    let _ = AUTH_FILE.set(path);
-}
-
 /// `--authfile`, else `$REGISTRY_AUTH_FILE`.
 fn chosen_auth_file() -> Option<PathBuf> {
-    AUTH_FILE.get().cloned().or_else(|| {
+    super::command::options().auth_file.clone().or_else(|| {
         std::env::var_os("REGISTRY_AUTH_FILE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -134,8 +125,11 @@ fn helper_for(config: &serde_json::Value, registry: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Credentials for `registry`, if any are configured.
+/// Credentials for `registry`: this command's `--creds`, else any configured.
 pub fn find(registry: &str) -> Result<Option<Credentials>, RegistryError> {
+    if let Some(given) = &super::command::options().credentials {
+        return Ok(Some(given.clone()));
+    }
     for path in auth_files() {
         let Some(config) = read_config(&path)? else {
             continue;

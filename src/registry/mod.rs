@@ -10,13 +10,15 @@
 
 pub mod cache;
 mod client;
+mod command;
 mod credentials;
 mod pull;
 mod push;
 mod settings;
 
 pub use client::Client;
-pub use credentials::{login, logout, use_auth_file, Credentials};
+pub use command::{configure, CommandOptions, DEFAULT_RETRIES};
+pub use credentials::{login, logout, Credentials};
 pub use pull::{pull, Platform, PullOptions, PulledImage};
 pub use push::{push, push_index, push_with, IndexPushOptions, PushOptions, PushedImage};
 pub use settings::RegistrySettings;

@@ -16,7 +16,8 @@
 //! its `[[registry]]` `prefix`/`location`, `insecure` and `[[registry.mirror]]` entries.
 //!
 //! Loopback registries (`localhost`, `127.0.0.0/8`, `::1`) are insecure without configuration,
-//! as docker treats them. CA certificates are read from `certs.d/HOST/*.crt` under
+//! as docker treats them; `"insecure": false` in rbuild's file makes one verified (as podman
+//! treats every registry). CA certificates are read from `certs.d/HOST/*.crt` under
 //! `~/.config/rbuild`, `/etc/containers` and `/etc/docker`, as podman and docker do.
 
 use std::collections::BTreeMap;
@@ -29,9 +30,9 @@ use super::RegistryError;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEntry {
-    /// Use http, or https without certificate verification.
+    /// Use http, or https without certificate verification; unset: only for loopback hosts.
     #[serde(default)]
-    pub insecure: bool,
+    pub insecure: Option<bool>,
     /// Hosts (`host[:port]`, optionally with a path prefix) tried before this registry on pull.
     #[serde(default)]
     pub mirrors: Vec<String>,
@@ -172,10 +173,17 @@ impl RegistrySettings {
         }
     }
 
+    /// Is `registry` spoken to without certificate checks (or over plain http)? Loopback,
+    /// configured insecure, or every registry under `--tls-verify=false`.
     pub fn is_insecure(&self, registry: &str) -> bool {
-        is_loopback(registry)
-            || self.registries.get(registry).is_some_and(|r| r.insecure)
-            || self.conf_insecure.iter().any(|h| h == registry)
+        if !super::command::options().tls_verify || self.conf_insecure.iter().any(|h| h == registry)
+        {
+            return true;
+        }
+        match self.registries.get(registry).and_then(|r| r.insecure) {
+            Some(insecure) => insecure,
+            None => is_loopback(registry),
+        }
     }
 
     /// Where to try pulling `registry/repository` from before the registry itself:
@@ -286,9 +294,13 @@ mod tests {
     fn settings_file_names_insecure_registries_and_mirrors() {
         let settings: RegistrySettings = serde_json::from_str(
             r#"{"registries": {"docker.io": {"mirrors": ["m1:5000", "m2"]},
-                "reg.lan:5000": {"insecure": true}}}"#,
+                "reg.lan:5000": {"insecure": true},
+                "localhost:5000": {"insecure": false}}}"#,
         )
         .unwrap();
+        // An explicit false makes a loopback registry verified.
+        assert!(!settings.is_insecure("localhost:5000"));
+        assert!(settings.is_insecure("localhost:5001"));
         assert_eq!(
             settings.mirrors("docker.io", "library/busybox"),
             vec![

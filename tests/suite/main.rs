@@ -31,6 +31,7 @@ mod outputs;
 mod platforms;
 mod podman_compat;
 mod registry;
+mod registry_flags;
 mod remote;
 mod runmounts;
 mod sandbox;

@@ -8,7 +8,7 @@ use crate::support::tools::skopeo_inspect_with;
 use crate::support::{busybox_oci_archive, describe_command, describe_output, file, TestEnv};
 
 /// rbuild as the test user with its credential files inside the sandbox.
-fn rbuild_cmd(env: &TestEnv, args: &[&str]) -> Command {
+pub(crate) fn rbuild_cmd(env: &TestEnv, args: &[&str]) -> Command {
     let mut command = env.command(args);
     command
         .env("DOCKER_CONFIG", env.path("docker"))
@@ -24,7 +24,7 @@ fn run(mut command: Command) -> (Command, Output) {
     (command, output)
 }
 
-fn ok(env: &TestEnv, args: &[&str]) -> Output {
+pub(crate) fn ok(env: &TestEnv, args: &[&str]) -> Output {
     let (command, output) = run(rbuild_cmd(env, args));
     assert!(
         output.status.success(),
@@ -35,7 +35,7 @@ fn ok(env: &TestEnv, args: &[&str]) -> Output {
     output
 }
 
-fn fails(env: &TestEnv, args: &[&str]) -> String {
+pub(crate) fn fails(env: &TestEnv, args: &[&str]) -> String {
     let (command, output) = run(rbuild_cmd(env, args));
     assert!(
         output.status.code().is_some_and(|c| c != 0),
@@ -50,7 +50,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-fn all_output(output: &Output) -> String {
+pub(crate) fn all_output(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -254,7 +254,7 @@ fn basic_auth_over_tls_with_login_and_docker_config() {
     assert!(!stderr.contains(password));
 }
 
-fn pipe_stdin(mut command: Command, input: &[u8]) -> Output {
+pub(crate) fn pipe_stdin(mut command: Command, input: &[u8]) -> Output {
     use std::io::Write as _;
     let mut child = command
         .stdout(std::process::Stdio::piped())

@@ -19,6 +19,7 @@
 pub mod craft;
 pub mod df;
 pub mod docker;
+pub mod flaky_proxy;
 pub mod git;
 pub mod local;
 pub mod oci;
