@@ -65,7 +65,7 @@ pub(super) fn start_stage(
         .clone()
         .unwrap_or_else(|| ctx.plan.platform.clone());
     let (mut config, cache_key, args, base) = match &plan.base {
-        Base::Scratch => {
+        Base::Scratch | Base::Dir(_) => {
             let mut config = ImageConfig::scratch();
             config.architecture = platform.architecture.clone();
             config.variant = (!platform.variant.is_empty()).then(|| platform.variant.clone());
@@ -129,6 +129,9 @@ pub(super) fn start_stage(
         index: plan.index,
         base,
     };
+    if let Base::Dir(name) = &plan.base {
+        start_from_dir(ctx, &mut stage, plan, deps, loc, name, total, progress)?;
+    }
     // ONBUILD triggers of the base run right after FROM, and are not passed on.
     for trigger in triggers {
         let parsed = dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
@@ -155,4 +158,27 @@ pub(super) fn start_stage(
         )?;
     }
     Ok(stage)
+}
+
+/// `FROM NAME` of a directory `--build-context`: its files become the stage's first layer, by
+/// a `COPY --from=NAME / /` (so the dir's `.dockerignore`, the cache key of its content and
+/// root ownership are COPY's).
+#[allow(clippy::too_many_arguments)]
+fn start_from_dir(
+    ctx: &StepContext,
+    stage: &mut Stage,
+    plan: &StagePlan,
+    deps: &BTreeMap<usize, StageResult>,
+    loc: &Location,
+    name: &str,
+    total: usize,
+    progress: &mut StageProgress,
+) -> Result<(), BuildError> {
+    let text = format!("FROM scratch\nCOPY --from={name} / /\n");
+    let parsed = dockerfile::parse(&text)
+        .map_err(|e| loc.error("FROM", format!("build context {name:?}: {}", e.message)))?;
+    let Some(copy) = parsed.instructions.get(1) else {
+        return Err(loc.error("FROM", format!("build context {name:?} cannot be copied")));
+    };
+    dispatch(ctx, stage, plan, deps, copy, loc, 1, total, progress)
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use rbuild::archive::output::{parse_output, Output};
 use rbuild::archive::MediaTypes;
 use rbuild::build::{BuildError, BuildOptions};
-use rbuild::context::AcquiredContext;
+use rbuild::context::{AcquiredContext, NamedContexts};
 use rbuild::dockerfile::Network;
 use rbuild::export::load::LoadWith;
 use rbuild::export::{ExportRequest, ImageName, ImageSettings, Loader};
@@ -20,7 +20,6 @@ use super::build_flags::{
     source_date_epoch,
 };
 use super::flags::{CallFlag, Entitlement, FormatFlag, ProgressFlag, PullFlag};
-use rbuild::store::Store;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -222,9 +221,9 @@ fn dockerfile_text(
 
 /// What to build: the context, the Dockerfile and every flag of the steps.
 fn build_options(
-    store: &Store,
     args: &BuildArgs,
     context: &AcquiredContext,
+    named: &NamedContexts,
     dockerfile_text: Option<String>,
 ) -> anyhow::Result<(BuildOptions, Option<i64>)> {
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
@@ -251,11 +250,7 @@ fn build_options(
             .map(|s| rbuild::cache::parse_cache_from(s))
             .collect::<Result<_, _>>()?,
         ssh: parse_ssh(&args.ssh)?,
-        named_contexts: args
-            .build_contexts
-            .iter()
-            .map(|spec| rbuild::context::named_context(store, spec))
-            .collect::<Result<_, _>>()?,
+        named_contexts: named.contexts.clone(),
         extra_hosts: args
             .add_hosts
             .iter()
@@ -294,7 +289,9 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
     let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile)?;
     let text = dockerfile_text(&context, stdin_dockerfile)?;
-    let (options, epoch) = build_options(&store, &args, &context, text)?;
+    // Kept until the build is done: git and http contexts live in the store's temp dirs.
+    let named = rbuild::context::named_contexts(&store, &args.build_contexts)?;
+    let (options, epoch) = build_options(&args, &context, &named, text)?;
     let describe = match args.call {
         Some(CallFlag::Outline) => Some(rbuild::build::Describe::Outline),
         Some(CallFlag::Targets) => Some(rbuild::build::Describe::Targets),

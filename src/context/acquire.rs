@@ -57,7 +57,11 @@ pub struct AcquiredContext {
 }
 
 impl AcquiredContext {
-    fn given(temp: tempfile::TempDir, dir: PathBuf, dockerfile_text: Option<String>) -> Self {
+    pub(super) fn given(
+        temp: tempfile::TempDir,
+        dir: PathBuf,
+        dockerfile_text: Option<String>,
+    ) -> Self {
         AcquiredContext {
             dir,
             dockerfile_text,
@@ -154,4 +158,33 @@ fn from_url(store: &Store, spec: &str) -> Result<AcquiredContext, AcquireError> 
         source,
     })?;
     Ok(AcquiredContext::given(temp, dir, None))
+}
+
+/// Moves a finished download to `path` (a named context's `context` file): mode 0600 and
+/// the mtime of its Last-Modified, as BuildKit's http source leaves it.
+pub(super) fn place_download(
+    download: &http::Download,
+    path: &std::path::Path,
+) -> Result<(), AcquireError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let failed = |action: &'static str| {
+        move |source: std::io::Error| AcquireError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    std::fs::rename(&download.path, path).map_err(failed("create"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(failed("set the mode of"))?;
+    if let Some(modified) = download.modified {
+        let time = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(modified).unwrap_or(0));
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(time))
+            .map_err(failed("set the mtime of"))?;
+    }
+    Ok(())
 }

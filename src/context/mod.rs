@@ -13,7 +13,7 @@ mod select;
 pub use acquire::{acquire, AcquireError, AcquiredContext};
 pub use hashcache::HashCache;
 pub use ignore::{clean_relative, IgnoreRules};
-pub use named::{named_context, NamedContextError};
+pub use named::{named_contexts, NamedContextError, NamedContexts};
 pub use select::{
     hash_selection, hash_selection_with, BuildContext, ContextError, Selected, SourceEntry,
     SourceKind,

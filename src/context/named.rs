@@ -1,9 +1,14 @@
 //! `--build-context NAME=VALUE`: another context a Dockerfile names in FROM, COPY --from and
-//! RUN --mount from=: a directory, `docker-image://REF`, or `oci-layout://PATH[:TAG]` (the
-//! layout's image loaded into the store).
+//! RUN --mount from=: a directory, `docker-image://REF`, `oci-layout://PATH[:TAG][@DIGEST]`
+//! (the layout's image loaded into the store), a git repository (`git@`, `git://`, `ssh://`,
+//! `https://....git`, with `#REF:SUBDIR`), or any other http(s) URL: one downloaded file
+//! named `context` (mode 0600), as BuildKit's.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::acquire::{AcquireError, AcquiredContext};
+use super::{http, remote};
 use crate::plan::NamedContext;
 use crate::store::Store;
 
@@ -31,6 +36,57 @@ pub enum NamedContextError {
          for images)"
     )]
     NotADirectory { name: String, value: String },
+    #[error("--build-context {name}: cannot fetch {value}")]
+    Fetch {
+        name: String,
+        value: String,
+        #[source]
+        source: Box<AcquireError>,
+    },
+}
+
+/// The named contexts of a build, and the fetched trees (git, http) they point into, kept
+/// until the build is done.
+#[derive(Default)]
+pub struct NamedContexts {
+    pub contexts: BTreeMap<String, NamedContext>,
+    _fetched: Vec<AcquiredContext>,
+}
+
+/// Every `--build-context` spec, checked and fetched.
+pub fn named_contexts(store: &Store, specs: &[String]) -> Result<NamedContexts, NamedContextError> {
+    let mut named = NamedContexts::default();
+    for spec in specs {
+        let (name, context, fetched) = named_context(store, spec)?;
+        named.contexts.insert(name, context);
+        named._fetched.extend(fetched);
+    }
+    Ok(named)
+}
+
+/// A git repository or a downloaded file, as the tree of a named context.
+fn fetch(store: &Store, name: &str, value: &str) -> Result<AcquiredContext, NamedContextError> {
+    let failed = |source: AcquireError| NamedContextError::Fetch {
+        name: name.to_string(),
+        value: value.to_string(),
+        source: Box::new(source),
+    };
+    if remote::is_git_url(value) {
+        return super::acquire::acquire(store, value, false).map_err(failed);
+    }
+    let temp = store
+        .temp_dir("named-context")
+        .map_err(|e| failed(e.into()))?;
+    let dir = temp.path().to_path_buf();
+    let download = http::download(value, &dir, None).map_err(|source| {
+        failed(AcquireError::Fetch {
+            spec: value.to_string(),
+            source,
+        })
+    })?;
+    let file = dir.join("context");
+    super::acquire::place_download(&download, &file).map_err(failed)?;
+    Ok(AcquiredContext::given(temp, dir, None))
 }
 
 /// `PATH[:TAG][@sha256:DIGEST]` of an `oci-layout://` context, as buildx writes it.
@@ -45,14 +101,22 @@ fn layout_parts(layout: &str) -> (&str, Option<&str>, Option<&str>) {
     }
 }
 
-/// The context `spec` (`NAME=VALUE`) names, with its name.
-pub fn named_context(
+/// The context `spec` (`NAME=VALUE`) names, with its name and the tree fetched for it.
+fn named_context(
     store: &Store,
     spec: &str,
-) -> Result<(String, NamedContext), NamedContextError> {
+) -> Result<(String, NamedContext, Option<AcquiredContext>), NamedContextError> {
     let (name, value) = spec
         .split_once('=')
         .ok_or_else(|| NamedContextError::Syntax(spec.to_string()))?;
+    let is_url = ["git@", "git://", "ssh://", "http://", "https://"]
+        .iter()
+        .any(|prefix| value.starts_with(prefix));
+    if is_url {
+        let fetched = fetch(store, name, value)?;
+        let context = NamedContext::Dir(fetched.dir.clone());
+        return Ok((name.to_string(), context, Some(fetched)));
+    }
     let context = if let Some(reference) = value.strip_prefix("docker-image://") {
         NamedContext::Image(reference.to_string())
     } else if let Some(layout) = value.strip_prefix("oci-layout://") {
@@ -101,7 +165,7 @@ pub fn named_context(
         }
         NamedContext::Dir(dir)
     };
-    Ok((name.to_string(), context))
+    Ok((name.to_string(), context, None))
 }
 
 #[cfg(test)]

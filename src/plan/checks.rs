@@ -139,7 +139,7 @@ pub fn run_checks(input: &CheckInput) -> Vec<Finding> {
             }
         }
         let mut visible: Vec<String> = match &stage.base {
-            Base::Scratch => Vec::new(),
+            Base::Scratch | Base::Dir(_) => Vec::new(),
             Base::Stage(i) => stage_env.get(*i).cloned().unwrap_or_default(),
             Base::Image(name) => (input.image_env)(name),
         };

@@ -20,6 +20,9 @@ pub enum Base {
     Stage(usize),
     /// An image reference (expanded), looked up in the store.
     Image(String),
+    /// A directory `--build-context` by its name: the stage starts from its files (its
+    /// `.dockerignore` applied), with an empty config, as BuildKit's local contexts.
+    Dir(String),
 }
 
 /// Where `COPY --from` or a `RUN --mount` reads from.
@@ -285,13 +288,7 @@ impl<'a> Planner<'a, '_> {
         }
         let base = match self.input.named_contexts.get(&image) {
             Some(NamedContext::Image(reference)) => Base::Image(reference.clone()),
-            Some(NamedContext::Dir(_)) => {
-                return Err(error(
-                    Some(ins),
-                    "FROM",
-                    format!("FROM a directory build context ({image}) is not supported yet"),
-                ))
-            }
+            Some(NamedContext::Dir(_)) => Base::Dir(image.clone()),
             None if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
             None => match find_stage(stages, &image) {
                 Some(i) => Base::Stage(i),

@@ -176,3 +176,95 @@ fn tarball_url_as_build_context() {
     ]);
     assert_eq!(OciImage::open(&out).tree().text("data.txt"), "from a url\n");
 }
+
+/// buildx's `--build-context` sources beyond a dir and an image: a git repository (at a tag,
+/// a subdir), an http(s) URL (one file named `context`, mode 0600, BuildKit's llb.HTTP), and
+/// a directory as the base of `FROM` (its files, `.dockerignore` applied, as the first layer
+/// over an empty config); a context named like a stage replaces that stage (which is not built).
+#[test]
+fn named_contexts_from_git_a_url_and_a_directory_as_base() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(server) = HttpServer::start() else {
+        return;
+    };
+    if !require_command("git") {
+        return;
+    }
+    let repo = env.path("repo");
+    std::fs::create_dir_all(repo.join("docs")).expect("mkdir");
+    std::fs::write(repo.join("docs/readme.txt"), "tagged\n").expect("write");
+    let git = |args: &[&str]| crate::support::git::git_in(&repo, args);
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("docs/readme.txt"), "head\n").expect("write");
+    git(&["commit", "-qam", "two"]);
+    let git_server = crate::support::git::GitServer::serve(&env.path(""));
+    let page = server.put("notes.txt", b"served over http\n");
+
+    let rootfs = env.write_tree(
+        "rootfs",
+        &[
+            ("etc/app.conf", file("conf\n")),
+            ("bin/tool", executable("#!/bin/sh\n")),
+            ("secret.key", file("never in the image\n")),
+            (".dockerignore", file("secret.key\n")),
+        ],
+    );
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest AS tools\nRUN exit 3\n\
+             FROM rootfs\n\
+             COPY --from=tools /bin/tool /bin/tool-again\n\
+             COPY --from=repo /readme.txt /from-git.txt\n\
+             COPY --from=page /context /from-url\n",
+        ),
+    )]);
+    let dir = rootfs.display().to_string();
+    let (_, image) = env.build_oci(
+        "named-remote",
+        &[
+            "--build-context",
+            &format!("rootfs={dir}"),
+            "--build-context",
+            &format!("tools={dir}"),
+            "--build-context",
+            &format!("repo={}#v1:docs", git_server.url("repo")),
+            "--build-context",
+            &format!("page={page}"),
+        ],
+        &ctx,
+    );
+    let tree = image.tree();
+    assert_eq!(tree.text("etc/app.conf"), "conf\n");
+    assert_eq!(tree.node("etc/app.conf").owner(), (0, 0));
+    assert_eq!(tree.node("bin/tool").mode & 0o777, 0o755);
+    assert!(
+        !tree.contains("secret.key"),
+        "the dir's .dockerignore applies"
+    );
+    assert_eq!(
+        tree.text(".dockerignore"),
+        "secret.key\n",
+        "as COPY . / copies it"
+    );
+    assert_eq!(
+        tree.text("bin/tool-again"),
+        "#!/bin/sh\n",
+        "the stage is the dir"
+    );
+    assert_eq!(
+        tree.text("from-git.txt"),
+        "tagged\n",
+        "the tag, in the subdir"
+    );
+    assert_eq!(tree.text("from-url"), "served over http\n");
+    assert_eq!(tree.node("from-url").mode & 0o777, 0o600);
+    // The dir is one layer over nothing; each COPY one more.
+    assert_eq!(image.layer_count(), 4);
+    assert!(!tree.contains("bin/busybox"), "FROM rootfs is not an image");
+}
