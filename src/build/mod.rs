@@ -89,6 +89,9 @@ pub struct BuildOptions {
     pub shm_size: Option<u64>,
     /// `--squash`: the layers the build makes over its base become one.
     pub squash: bool,
+    /// `--cache-to type=inline` (or the build arg `BUILDKIT_INLINE_CACHE=1`): the image's
+    /// config carries the cache records of its own steps.
+    pub inline_cache: bool,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
@@ -103,6 +106,16 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
+    /// `--cache-to type=inline`, or `--build-arg BUILDKIT_INLINE_CACHE=1` as BuildKit reads it.
+    pub fn wants_inline_cache(&self) -> bool {
+        self.inline_cache
+            || self
+                .build_args
+                .get("BUILDKIT_INLINE_CACHE")
+                // Go's strconv.ParseBool, which BuildKit uses.
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "t" | "true"))
+    }
+
     /// `--ulimit` and `--shm-size` as a RUN step's key shows them (empty without them).
     pub(crate) fn limits_text(&self) -> String {
         let mut parts: Vec<String> = self
@@ -433,6 +446,13 @@ pub(crate) fn build_on(
         let base_layers = base_layer_count(store, target);
         squash::squash(store, &ctx.lease, &mut config, base_layers)?;
     }
+    let used = used_records(&ctx, &plan);
+    if options.wants_inline_cache() {
+        let inline = crate::cache::inline_records(store, &used.image, &config.rootfs.diff_ids);
+        config
+            .other
+            .insert(crate::cache::INLINE_FIELD.to_string(), inline);
+    }
     let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
         action: "serialize image config".into(),
         source: std::io::Error::other(e),
@@ -449,7 +469,7 @@ pub(crate) fn build_on(
         image_id,
         config,
         base: target.base.clone(),
-        cache: used_records(&ctx, &plan),
+        cache: used,
     })
 }
 
@@ -596,7 +616,8 @@ fn warn_unused_build_args(
         .build_args
         .keys()
         .map(String::as_str)
-        .filter(|k| !consumed.contains(k) && !plan::is_proxy_arg(k))
+        // BUILDKIT_* args are options of the frontend (BUILDKIT_INLINE_CACHE), as BuildKit's.
+        .filter(|k| !consumed.contains(k) && !plan::is_proxy_arg(k) && !k.starts_with("BUILDKIT_"))
         .collect();
     if !unused.is_empty() {
         progress.notice(&format!(

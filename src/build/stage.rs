@@ -77,7 +77,12 @@ pub(super) fn start_stage(
             )
         }
         Base::Image(name) => {
-            let (config, image_id) = image_config_for(ctx, loc, "FROM", name, Some(&platform))?;
+            let (mut config, image_id) = image_config_for(ctx, loc, "FROM", name, Some(&platform))?;
+            // A base's inline cache (rbuild's or BuildKit's) describes the base's build, not
+            // this one: not inherited, as BuildKit drops it.
+            for field in [crate::cache::INLINE_FIELD, "moby.buildkit.cache.v0"] {
+                config.other.remove(field);
+            }
             if config.architecture != platform.architecture {
                 progress.notice(&format!(
                     "warning: {}:{}: image {name} is for {}/{}, not {} (--pull fetches the \

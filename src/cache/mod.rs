@@ -51,12 +51,19 @@ fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// Where a cache lives: a directory, or a registry reference.
+/// Where a cache lives: a directory, a registry reference, or the image itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheLocation {
     Dir(PathBuf),
     Registry(String),
+    /// `--cache-to type=inline`: the records of the image's own steps in its config (field
+    /// [`INLINE_FIELD`]), read back by `--cache-from REF` of the pushed image.
+    Inline,
 }
+
+/// The image config field that holds an inline cache: `{"records": {KEY: CacheRecord}}`.
+/// Layers are not named: a record's layer is the image's layer of the same diff id.
+pub const INLINE_FIELD: &str = "rbuild.cache.v1";
 
 /// `--cache-to type=local,dest=DIR|type=registry,ref=REF [,mode=min|max][,mounts=true]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +95,14 @@ fn parse_fields(
     }
     match fields.get("type").map(String::as_str) {
         Some("local") | Some("registry") => Ok(fields),
+        Some("inline") if direction == "to" => Ok(fields),
         Some(other) => Err(CacheError::Spec {
             direction,
             spec: spec.to_string(),
-            message: format!("type={other} is not supported yet (supported: local, registry)"),
+            message: format!(
+                "type={other} is not supported (supported: local, registry{})",
+                if direction == "to" { ", inline" } else { "" }
+            ),
         }),
         None => Err(CacheError::Spec {
             direction,
@@ -127,6 +138,15 @@ fn location(
 
 pub fn parse_cache_to(spec: &str) -> Result<CacheTo, CacheError> {
     let fields = parse_fields("to", spec)?;
+    if fields.get("type").map(String::as_str) == Some("inline") {
+        // BuildKit's inline cache is mode=min: only the image's own steps have their layers
+        // in it.
+        return Ok(CacheTo {
+            location: CacheLocation::Inline,
+            max: false,
+            mounts: false,
+        });
+    }
     let err = |message: String| CacheError::Spec {
         direction: "to",
         spec: spec.to_string(),
@@ -265,7 +285,59 @@ pub fn describe_location(location: &CacheLocation) -> String {
     match location {
         CacheLocation::Dir(dir) => dir.display().to_string(),
         CacheLocation::Registry(reference) => reference.clone(),
+        CacheLocation::Inline => "the image config (inline)".to_string(),
     }
+}
+
+/// The inline cache of an image: the records of `keys` whose layer is one of `diff_ids` (the
+/// image's) or that added none.
+pub fn inline_records(store: &Store, keys: &[String], diff_ids: &[String]) -> serde_json::Value {
+    let records: BTreeMap<&String, CacheRecord> = keys
+        .iter()
+        .filter_map(|key| store.cache_peek(key).map(|record| (key, record)))
+        .filter(|(_, record)| {
+            record
+                .diff_id
+                .as_ref()
+                .is_none_or(|diff_id| diff_ids.contains(diff_id))
+        })
+        .collect();
+    serde_json::json!({ "records": records })
+}
+
+/// The cache an image config carries inline, its layers found in `layers` (the manifest's
+/// layer descriptors, in the order of the config's diff ids). None when it carries none.
+pub fn inline_config(
+    image_config: &serde_json::Value,
+    layers: &[LayerBlob],
+) -> Option<CacheConfig> {
+    #[derive(Deserialize)]
+    struct Inline {
+        records: BTreeMap<String, CacheRecord>,
+    }
+    let inline: Inline = serde_json::from_value(image_config.get(INLINE_FIELD)?.clone()).ok()?;
+    let diff_ids: Vec<&str> = image_config["rootfs"]["diff_ids"]
+        .as_array()?
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    let mut config = CacheConfig::default();
+    for (key, record) in inline.records {
+        let blob = match &record.diff_id {
+            Some(diff_id) => match diff_ids
+                .iter()
+                .position(|d| d == diff_id)
+                .and_then(|index| layers.get(index))
+            {
+                Some(layer) => Some(layer.clone()),
+                // A record whose layer is not the image's: of no use here.
+                None => continue,
+            },
+            None => None,
+        };
+        config.records.insert(key, TravelRecord { record, blob });
+    }
+    Some(config)
 }
 
 fn blob_path(dir: &Path, digest: &str) -> PathBuf {
@@ -322,6 +394,8 @@ pub fn export(
     mount_ids: &[String],
 ) -> Result<usize, CacheError> {
     match &to.location {
+        // Written into the image config when the image was made.
+        CacheLocation::Inline => Ok(0),
         CacheLocation::Dir(dir) => export_dir(store, dir, to.mounts, keys, mount_ids),
         CacheLocation::Registry(reference) => {
             let parsed =
@@ -519,6 +593,7 @@ impl Imported {
         let sources = from
             .iter()
             .filter_map(|f| match &f.location {
+                CacheLocation::Inline => None,
                 CacheLocation::Dir(dir) => read_config(dir)
                     .ok()
                     .map(|c| (BlobSource::Dir(dir.clone()), c)),
@@ -651,5 +726,39 @@ mod tests {
         assert_eq!(records.image, ["final-step", "arm-step"]);
         assert_eq!(records.all, ["builder-step", "final-step", "arm-step"]);
         assert_eq!(records.mounts, ["m"]);
+    }
+
+    /// An inline cache names no blobs: each record's layer is the manifest's layer at the
+    /// index of its diff id; a record whose layer the image lacks is left out.
+    #[test]
+    fn inline_records_find_their_layers_in_the_manifest() {
+        assert_eq!(
+            parse_cache_to("type=inline").map(|to| to.location).ok(),
+            Some(CacheLocation::Inline)
+        );
+        assert!(parse_cache_from("type=inline").is_err());
+        let record = |diff_id: Option<&str>| serde_json::json!({"diff_id": diff_id, "created": "2024-01-01T00:00:00Z"});
+        let config = serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:base", "sha256:mine"]},
+            INLINE_FIELD: {"records": {
+                "k-layer": record(Some("sha256:mine")),
+                "k-empty": record(None),
+                "k-elsewhere": record(Some("sha256:other")),
+            }},
+        });
+        let layer = |digest: &str| LayerBlob {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            digest: digest.into(),
+            size: 1,
+        };
+        let layers = [layer("sha256:gz-base"), layer("sha256:gz-mine")];
+        let found = inline_config(&config, &layers).expect("an inline cache");
+        assert_eq!(
+            found.records.keys().collect::<Vec<_>>(),
+            ["k-empty", "k-layer"]
+        );
+        assert_eq!(found.records["k-layer"].blob, Some(layers[1].clone()));
+        assert_eq!(found.records["k-empty"].blob, None);
+        assert!(inline_config(&serde_json::json!({"rootfs": {}}), &layers).is_none());
     }
 }

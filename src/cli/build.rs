@@ -270,6 +270,10 @@ fn build_options(
             })
             .transpose()?,
         squash: args.squash,
+        inline_cache: args.cache_to.iter().any(|spec| {
+            rbuild::cache::parse_cache_to(spec)
+                .is_ok_and(|to| to.location == rbuild::cache::CacheLocation::Inline)
+        }),
         build_args,
         labels: parse_key_values("--label", &args.labels, false)?,
         no_cache: args.no_cache,

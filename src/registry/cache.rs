@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::client::{Client, RequestBody};
-use super::pull::{download_blob, fetch_manifest, OCI_MANIFEST};
+use super::pull::{download_blob, fetch_manifest, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST};
 use super::push::push_blob;
 use super::{Log, RegistryError, RegistrySettings};
 use crate::image::Reference;
@@ -16,6 +16,40 @@ fn invalid(what: &str, message: impl Into<String>) -> RegistryError {
         what: what.to_string(),
         message: message.into(),
     }
+}
+
+/// A descriptor's media type, digest and size.
+fn descriptor(value: &serde_json::Value) -> Option<LayerBlob> {
+    Some(LayerBlob {
+        media_type: value["mediaType"].as_str().unwrap_or_default().to_string(),
+        digest: value["digest"].as_str()?.to_string(),
+        size: value["size"].as_u64().unwrap_or(0),
+    })
+}
+
+/// A small blob (a config), checked against its digest.
+fn fetch_verified(client: &Client, blob: &LayerBlob) -> Result<Vec<u8>, RegistryError> {
+    let url = client.repo_url(&format!("blobs/{}", blob.digest));
+    let response = client.expect("GET", &url, &[], &RequestBody::Empty, &[200])?;
+    // A config is small; a registry sending more is cut off (and fails the digest check).
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_body().into_reader(), 64 << 20),
+        &mut bytes,
+    )
+    .map_err(|e| invalid("cache config", e.to_string()))?;
+    let actual = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+    if actual != blob.digest {
+        return Err(RegistryError::DigestMismatch {
+            what: "cache config".into(),
+            expected: blob.digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 fn layout_blob(dir: &Path, digest: &str) -> PathBuf {
@@ -89,7 +123,9 @@ impl std::fmt::Debug for RemoteCache {
 }
 
 impl RemoteCache {
-    /// Reads the cache manifest and config at `source`.
+    /// Reads the cache at `source`: a cache manifest (`--cache-to type=registry`), or an
+    /// image (or image index) whose configs carry an inline cache (`--cache-to type=inline`).
+    /// `config_bytes` is the cache config either way.
     pub fn open(source: &Reference) -> Result<RemoteCache, RegistryError> {
         let settings = RegistrySettings::load()?;
         let client = Client::connect(&settings, &source.registry, &source.repository, "pull", &[])?;
@@ -98,36 +134,58 @@ impl RemoteCache {
             .clone()
             .or_else(|| source.tag.clone())
             .unwrap_or_else(|| "latest".to_string());
-        let (manifest_bytes, _, _) = fetch_manifest(&client, &reference, &source.to_string())?;
+        let (manifest_bytes, media_type, _) =
+            fetch_manifest(&client, &reference, &source.to_string())?;
         let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| invalid("cache manifest", e.to_string()))?;
-        let config = LayerBlob {
-            media_type: manifest["config"]["mediaType"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            digest: manifest["config"]["digest"]
-                .as_str()
-                .ok_or_else(|| invalid("cache manifest", "no config"))?
-                .to_string(),
-            size: manifest["config"]["size"].as_u64().unwrap_or(0),
+        let manifests = if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+            // Every platform's image: the keys of one platform's steps differ from another's.
+            let mut manifests = Vec::new();
+            for entry in manifest["manifests"].as_array().into_iter().flatten() {
+                let Some(digest) = entry["digest"].as_str() else {
+                    continue;
+                };
+                let (bytes, _, _) = fetch_manifest(&client, digest, &source.to_string())?;
+                manifests.push(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| invalid("image manifest", e.to_string()))?,
+                );
+            }
+            manifests
+        } else {
+            vec![manifest]
         };
-        let url = client.repo_url(&format!("blobs/{}", config.digest));
-        let response = client.expect("GET", &url, &[], &RequestBody::Empty, &[200])?;
-        let mut config_bytes = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_body().into_reader(), &mut config_bytes)
-            .map_err(|e| invalid("cache config", e.to_string()))?;
-        let actual = format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&config_bytes))
-        );
-        if actual != config.digest {
-            return Err(RegistryError::DigestMismatch {
-                what: "cache config".into(),
-                expected: config.digest,
-                actual,
-            });
+        let mut inline = crate::cache::CacheConfig::default();
+        for manifest in &manifests {
+            let config = descriptor(&manifest["config"])
+                .ok_or_else(|| invalid("cache manifest", "no config"))?;
+            let config_bytes = fetch_verified(&client, &config)?;
+            if config.media_type == crate::cache::CONFIG_MEDIA_TYPE {
+                return Ok(RemoteCache {
+                    client,
+                    config_bytes,
+                });
+            }
+            let image: serde_json::Value = serde_json::from_slice(&config_bytes)
+                .map_err(|e| invalid("image config", e.to_string()))?;
+            let layers: Vec<LayerBlob> = manifest["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(descriptor)
+                .collect();
+            if let Some(found) = crate::cache::inline_config(&image, &layers) {
+                inline.records.extend(found.records);
+            }
         }
+        if inline.records.is_empty() {
+            return Err(invalid(
+                &source.to_string(),
+                "neither a build cache nor an image with an inline cache",
+            ));
+        }
+        let config_bytes =
+            serde_json::to_vec(&inline).map_err(|e| invalid("inline cache", e.to_string()))?;
         Ok(RemoteCache {
             client,
             config_bytes,

@@ -508,3 +508,88 @@ fn a_cached_run_prepares_no_mounts() {
     assert!(status.success(), "{stderr}");
     assert_eq!(cached_steps(&stderr), [2], "{stderr}");
 }
+
+/// `--cache-to type=inline` (and BuildKit's `--build-arg BUILDKIT_INLINE_CACHE=1`): the pushed
+/// image's config carries the records of its own steps; `--cache-from IMAGE` in a fresh store
+/// hits every step from it and makes the same image; an image built FROM it does not inherit
+/// the records.
+#[test]
+fn inline_cache_travels_inside_the_pushed_image() {
+    let Some(a) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let dockerfile = "FROM busybox:latest\nCOPY in.txt /in.txt\nRUN echo $RANDOM$RANDOM > /random\nLABEL via=inline\n";
+    let image = format!("{}/team/inline:1", registry.host);
+    let ctx_a = a.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+    let id_a = a.rbuild_ok([
+        "build",
+        "-q",
+        "--cache-to",
+        "type=inline",
+        "-t",
+        &image,
+        "--push",
+        ctx_a.to_str().expect("utf-8"),
+    ]);
+    let config = crate::support::tools::skopeo_inspect_with(
+        &format!("docker://{image}"),
+        &["--tls-verify=false", "--config", "--raw"],
+    )
+    .expect("skopeo");
+    let records = config["rbuild.cache.v1"]["records"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no inline cache in {config}"));
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().expect("diff_ids");
+    let layered: Vec<&serde_json::Value> = records
+        .values()
+        .filter_map(|r| r.get("diff_id").filter(|d| !d.is_null()))
+        .collect();
+    assert_eq!(layered.len(), 2, "the COPY and the RUN: {records:?}");
+    assert!(layered.iter().all(|d| diff_ids.contains(d)), "{config}");
+
+    for (round, inline) in [
+        ("cache-to", "--cache-to=type=inline"),
+        ("build-arg", "--build-arg=BUILDKIT_INLINE_CACHE=1"),
+    ] {
+        // A fresh store each round: nothing but the pushed image to hit.
+        let Some(b) = TestEnv::with_busybox() else {
+            return;
+        };
+        let ctx_b = b.context(&[("Dockerfile", file(dockerfile)), ("in.txt", file("in\n"))]);
+        let iid = b.path(&format!("iid-{round}"));
+        let output = b.rbuild([
+            "build",
+            "--progress",
+            "plain",
+            inline,
+            "--iidfile",
+            iid.to_str().expect("utf-8"),
+            "--cache-from",
+            &image,
+            ctx_b.to_str().expect("utf-8"),
+        ]);
+        let stderr = stderr_of(&output);
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{round}: {stderr}");
+        assert!(!stderr.contains("not consumed"), "{stderr}");
+        let id_b = b.command_as_user("cat").arg(&iid).output().expect("cat");
+        assert_eq!(
+            String::from_utf8_lossy(&id_b.stdout),
+            id_a.trim(),
+            "{round}"
+        );
+    }
+
+    let child = a.context(&[(
+        "Dockerfile",
+        file(format!("FROM {image}\nRUN echo child > /child\n")),
+    )]);
+    let (_, built) = build(&a, &child, &[]);
+    assert!(
+        built.config().get("rbuild.cache.v1").is_none(),
+        "the base's inline cache is not inherited"
+    );
+}
