@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod snapshot;
+pub mod ssh;
 pub mod store;
 pub mod worker;
 

@@ -248,8 +248,14 @@ fn clone(
 ) -> Result<(), BuildError> {
     let keyword = how.keyword;
     let temp = ctx.store.temp_dir("add-git")?;
-    let dir = crate::context::remote::fetch_git_keeping(url, temp.path(), how.keep_git_dir)
-        .map_err(|e| loc.error(keyword, e.to_string()))?;
+    let dir = crate::context::remote::fetch_git_keeping(
+        url,
+        temp.path(),
+        how.keep_git_dir,
+        // ADD git@... authenticates with the build's `--ssh default`, as BuildKit.
+        &crate::context::remote::GitSsh::with_agent(ctx.options.ssh.get("default").cloned()),
+    )
+    .map_err(|e| loc.error(keyword, e.to_string()))?;
     let mut found = select_fetched(loc, keyword, &dir, ".")?;
     for sel in &mut found {
         sel.name = String::new();

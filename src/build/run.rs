@@ -25,6 +25,8 @@ use crate::progress::StageProgress;
 /// What a RUN needs kept alive while it runs: temp dirs and cache locks.
 #[derive(Default)]
 struct MountGuards {
+    /// Sockets of ssh mounts (dropped before their temp dirs).
+    ssh_proxies: Vec<crate::ssh::SocketProxy>,
     temp_dirs: Vec<tempfile::TempDir>,
     locks: Vec<std::fs::File>,
     /// Trees of other stages or images a snapshotter made for bind mounts.
@@ -459,10 +461,10 @@ impl<'a> PlannedMount<'a> {
                     host(secret_file(ctx, mount, value, guards)?, true)
                 }
             }
-            Planned::Ssh(socket) => {
-                // SSH_AUTH_SOCK points at the agent socket bind-mounted at the target.
+            Planned::Ssh(agent) => {
+                // SSH_AUTH_SOCK points at the forwarding socket bind-mounted at the target.
                 hidden_env.push(format!("SSH_AUTH_SOCK={}", self.target));
-                host(socket.clone(), false)
+                host(ssh_socket(mount, agent, guards)?, false)
             }
             Planned::Cache => host(cache_mount_dir(ctx, mount, guards)?, mount.read_only),
             Planned::Context(context, describe) => {
@@ -521,6 +523,31 @@ fn secret_file(
     .map_err(io_error("chmod secret"))?;
     guards.temp_dirs.push(dir);
     Ok(file)
+}
+
+/// `type=ssh`: a socket owned and moded as the mount says, forwarding to the agent.
+fn ssh_socket(
+    mount: &RunMount,
+    agent: &Path,
+    guards: &mut MountGuards,
+) -> Result<PathBuf, BuildError> {
+    let failed = |e: crate::ssh::SshError| BuildError::Io {
+        action: format!("serve ssh agent {} to the step", mount.id),
+        source: std::io::Error::other(crate::error_chain(&e)),
+    };
+    let dir = crate::ssh::private_dir().map_err(&failed)?;
+    let proxy = crate::ssh::SocketProxy::start(
+        &dir.path().join("agent.sock"),
+        agent,
+        mount.uid,
+        mount.gid,
+        mount.mode.unwrap_or(0o600),
+    )
+    .map_err(failed)?;
+    let socket = proxy.socket().to_path_buf();
+    guards.ssh_proxies.push(proxy);
+    guards.temp_dirs.push(dir);
+    Ok(socket)
 }
 
 /// `type=cache`: a dir of the store kept between builds, never part of a layer.

@@ -8,6 +8,7 @@ use clap::Args;
 use rbuild::archive::output::{parse_output, Output};
 use rbuild::archive::MediaTypes;
 use rbuild::build::{BuildError, BuildOptions};
+use rbuild::context::remote::GitSsh;
 use rbuild::context::{AcquiredContext, NamedContexts};
 use rbuild::dockerfile::Network;
 use rbuild::export::load::LoadWith;
@@ -16,7 +17,7 @@ use rbuild::pipeline::{BuildRequest, PipelineError};
 use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
 
 use super::build_flags::{
-    parse_add_host, parse_annotations, parse_key_values, parse_platforms, parse_secrets, parse_ssh,
+    parse_add_host, parse_annotations, parse_key_values, parse_platforms, parse_secrets,
     source_date_epoch,
 };
 use super::flags::{CallFlag, Entitlement, FormatFlag, ProgressFlag, PullFlag};
@@ -107,8 +108,10 @@ pub struct BuildArgs {
         value_delimiter = ','
     )]
     pub no_cache_filter: Vec<String>,
-    /// An ssh agent for RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or `ID=SOCKET`
-    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    /// An ssh agent for RUN --mount=type=ssh and git over ssh: `default` (your
+    /// $SSH_AUTH_SOCK: the whole agent), `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE...]` (an agent
+    /// rbuild runs for the build, holding just those keys)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEYFILE,...]")]
     pub ssh: Vec<String>,
     /// A resource limit of RUN steps, as docker: `TYPE=SOFT[:HARD]` (nofile, nproc, core,
     /// stack, ...); repeatable
@@ -224,6 +227,7 @@ fn build_options(
     args: &BuildArgs,
     context: &AcquiredContext,
     named: &NamedContexts,
+    agents: &rbuild::ssh::BuildAgents,
     dockerfile_text: Option<String>,
 ) -> anyhow::Result<(BuildOptions, Option<i64>)> {
     let mut build_args = parse_key_values("--build-arg", &args.build_args, true)?;
@@ -249,7 +253,7 @@ fn build_options(
             .iter()
             .map(|s| rbuild::cache::parse_cache_from(s))
             .collect::<Result<_, _>>()?,
-        ssh: parse_ssh(&args.ssh)?,
+        ssh: agents.sockets.clone(),
         named_contexts: named.contexts.clone(),
         extra_hosts: args
             .add_hosts
@@ -291,11 +295,14 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     let mut export = export_request(&args, loader, None)?;
     let store = super::open_store(root)?;
     let stdin_dockerfile = args.file.as_deref() == Some(Path::new("-"));
-    let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile)?;
+    // Kept until the build is done: the agents rbuild started for --ssh key files, and the
+    // git and http contexts in the store's temp dirs.
+    let agents = rbuild::ssh::BuildAgents::start(&args.ssh)?;
+    let git_ssh = GitSsh::with_agent(agents.sockets.get("default").cloned());
+    let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile, &git_ssh)?;
     let text = dockerfile_text(&context, stdin_dockerfile)?;
-    // Kept until the build is done: git and http contexts live in the store's temp dirs.
-    let named = rbuild::context::named_contexts(&store, &args.build_contexts)?;
-    let (options, epoch) = build_options(&args, &context, &named, text)?;
+    let named = rbuild::context::named_contexts(&store, &args.build_contexts, &git_ssh)?;
+    let (options, epoch) = build_options(&args, &context, &named, &agents, text)?;
     let describe = match args.call {
         Some(CallFlag::Outline) => Some(rbuild::build::Describe::Outline),
         Some(CallFlag::Targets) => Some(rbuild::build::Describe::Targets),

@@ -3,7 +3,6 @@
 //! `--platform` lists.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 
@@ -146,33 +145,6 @@ pub(super) fn parse_add_host(spec: &str) -> anyhow::Result<(String, String)> {
     ip.parse::<std::net::IpAddr>()
         .with_context(|| format!("--add-host {spec:?}: {ip:?} is not an IP address"))?;
     Ok((host.to_string(), ip.to_string()))
-}
-
-/// `--ssh default`, `--ssh ID=SOCKET`: agent sockets only (key files need an agent).
-pub(super) fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let mut agents = BTreeMap::new();
-    for spec in specs {
-        let (id, socket) = match spec.split_once('=') {
-            Some((id, socket)) => (id.to_string(), PathBuf::from(socket)),
-            None => {
-                let socket = std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
-                    format!(
-                        "--ssh {spec}: SSH_AUTH_SOCK is not set; give the socket as {spec}=PATH"
-                    )
-                })?;
-                (spec.clone(), PathBuf::from(socket))
-            }
-        };
-        use std::os::unix::fs::FileTypeExt;
-        let is_socket = std::fs::metadata(&socket)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false);
-        if !is_socket {
-            bail!("--ssh {id}={}: not an ssh-agent socket (key files are not supported; run ssh-agent and ssh-add)", socket.display());
-        }
-        agents.insert(id, socket);
-    }
-    Ok(agents)
 }
 
 /// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).

@@ -77,6 +77,7 @@ pub fn acquire(
     store: &Store,
     spec: &str,
     stdin_dockerfile: bool,
+    ssh: &remote::GitSsh,
 ) -> Result<AcquiredContext, AcquireError> {
     if spec == "-" {
         if stdin_dockerfile {
@@ -86,10 +87,11 @@ pub fn acquire(
     }
     if remote::is_git_url(spec) {
         let temp = store.temp_dir("git")?;
-        let dir = remote::fetch_git(spec, temp.path()).map_err(|source| AcquireError::Fetch {
-            spec: spec.to_string(),
-            source,
-        })?;
+        let dir =
+            remote::fetch_git(spec, temp.path(), ssh).map_err(|source| AcquireError::Fetch {
+                spec: spec.to_string(),
+                source,
+            })?;
         return Ok(AcquiredContext::given(temp, dir, None));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {

@@ -54,10 +54,14 @@ pub struct NamedContexts {
 }
 
 /// Every `--build-context` spec, checked and fetched.
-pub fn named_contexts(store: &Store, specs: &[String]) -> Result<NamedContexts, NamedContextError> {
+pub fn named_contexts(
+    store: &Store,
+    specs: &[String],
+    ssh: &remote::GitSsh,
+) -> Result<NamedContexts, NamedContextError> {
     let mut named = NamedContexts::default();
     for spec in specs {
-        let (name, context, fetched) = named_context(store, spec)?;
+        let (name, context, fetched) = named_context(store, spec, ssh)?;
         named.contexts.insert(name, context);
         named._fetched.extend(fetched);
     }
@@ -65,14 +69,19 @@ pub fn named_contexts(store: &Store, specs: &[String]) -> Result<NamedContexts, 
 }
 
 /// A git repository or a downloaded file, as the tree of a named context.
-fn fetch(store: &Store, name: &str, value: &str) -> Result<AcquiredContext, NamedContextError> {
+fn fetch(
+    store: &Store,
+    name: &str,
+    value: &str,
+    ssh: &remote::GitSsh,
+) -> Result<AcquiredContext, NamedContextError> {
     let failed = |source: AcquireError| NamedContextError::Fetch {
         name: name.to_string(),
         value: value.to_string(),
         source: Box::new(source),
     };
     if remote::is_git_url(value) {
-        return super::acquire::acquire(store, value, false).map_err(failed);
+        return super::acquire::acquire(store, value, false, ssh).map_err(failed);
     }
     let temp = store
         .temp_dir("named-context")
@@ -105,6 +114,7 @@ fn layout_parts(layout: &str) -> (&str, Option<&str>, Option<&str>) {
 fn named_context(
     store: &Store,
     spec: &str,
+    ssh: &remote::GitSsh,
 ) -> Result<(String, NamedContext, Option<AcquiredContext>), NamedContextError> {
     let (name, value) = spec
         .split_once('=')
@@ -113,7 +123,7 @@ fn named_context(
         .iter()
         .any(|prefix| value.starts_with(prefix));
     if is_url {
-        let fetched = fetch(store, name, value)?;
+        let fetched = fetch(store, name, value, ssh)?;
         let context = NamedContext::Dir(fetched.dir.clone());
         return Ok((name.to_string(), context, Some(fetched)));
     }

@@ -87,31 +87,90 @@ fn check_git_source(url: &str, reference: Option<&str>) -> Result<(), ContextErr
     Ok(())
 }
 
-fn git(dir: &Path, config: &Path, args: &[&str]) -> Result<(), ContextError> {
-    let output = Command::new("git")
+/// How git reaches a repository over ssh (`git@host:repo`, `ssh://`): with the build's
+/// `--ssh default` agent only (never the user's $SSH_AUTH_SOCK behind the build's back), and
+/// host keys checked against the user's `known_hosts`, failing closed (no key is ever added).
+#[derive(Debug, Clone, Default)]
+pub struct GitSsh {
+    /// The agent socket of `--ssh default`.
+    pub agent: Option<PathBuf>,
+    /// `$HOME/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl GitSsh {
+    /// The user's known hosts, and `agent`.
+    pub fn with_agent(agent: Option<PathBuf>) -> GitSsh {
+        GitSsh {
+            agent,
+            known_hosts: std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".ssh/known_hosts")),
+        }
+    }
+
+    /// `GIT_SSH_COMMAND`: no ssh config file, no prompt, strict host key checking.
+    fn command(&self) -> String {
+        let quote =
+            |path: &Path| format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
+        let known = self
+            .known_hosts
+            .as_deref()
+            .map(quote)
+            .unwrap_or_else(|| "/dev/null".to_string());
+        format!(
+            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes \
+             -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/etc/ssh/ssh_known_hosts"
+        )
+    }
+
+    /// What to do about a failed ssh fetch, from git's message.
+    fn hint(&self, stderr: &str) -> &'static str {
+        if stderr.contains("Host key verification failed") {
+            "\nthe host's key is not in ~/.ssh/known_hosts (rbuild checks it and never adds \
+             one): add it after checking its fingerprint, e.g. ssh-keyscan HOST >> \
+             ~/.ssh/known_hosts"
+        } else if stderr.contains("Permission denied") && self.agent.is_none() {
+            "\ngive rbuild a key or an agent for the build: --ssh default=KEYFILE or \
+             --ssh default (your $SSH_AUTH_SOCK)"
+        } else {
+            ""
+        }
+    }
+}
+
+fn git(dir: &Path, config: &Path, ssh: &GitSsh, args: &[&str]) -> Result<(), ContextError> {
+    let mut command = Command::new("git");
+    command
         .args(args)
         .env("GIT_CONFIG_GLOBAL", config)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| ContextError::Io {
-            path: PathBuf::from("git"),
-            source: e,
-        })?;
+        .env("GIT_SSH_COMMAND", ssh.command())
+        .env_remove("GIT_SSH")
+        .env_remove("SSH_ASKPASS");
+    match &ssh.agent {
+        Some(socket) => command.env("SSH_AUTH_SOCK", socket),
+        None => command.env_remove("SSH_AUTH_SOCK"),
+    };
+    let output = command.output().map_err(|e| ContextError::Io {
+        path: PathBuf::from("git"),
+        source: e,
+    })?;
     if output.status.success() {
         Ok(())
     } else {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         Err(ContextError::Remote {
             what: format!("git {}", args.join(" ")),
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            detail: format!("{stderr}{}", ssh.hint(&stderr)),
         })
     }
 }
 
 /// Fetches `spec` (one commit, shallow) into `dir`; returns the context dir (the subdir).
-pub fn fetch_git(spec: &str, dir: &Path) -> Result<PathBuf, ContextError> {
-    fetch_git_keeping(spec, dir, false)
+pub fn fetch_git(spec: &str, dir: &Path, ssh: &GitSsh) -> Result<PathBuf, ContextError> {
+    fetch_git_keeping(spec, dir, false, ssh)
 }
 
 /// Like `fetch_git`; `keep_git_dir` keeps `.git` (ADD --keep-git-dir).
@@ -119,6 +178,7 @@ pub fn fetch_git_keeping(
     spec: &str,
     dir: &Path,
     keep_git_dir: bool,
+    ssh: &GitSsh,
 ) -> Result<PathBuf, ContextError> {
     let (url, reference, subdir) = split_git_url(spec);
     check_git_source(&url, reference.as_deref())?;
@@ -132,16 +192,18 @@ pub fn fetch_git_keeping(
         path: config.clone(),
         source: e,
     })?;
-    git(dir, &config, &["init", "-q"])?;
+    git(dir, &config, ssh, &["init", "-q"])?;
     git(
         dir,
         &config,
+        ssh,
         &["remote", "add", "--end-of-options", "origin", &url],
     )?;
     let wanted = reference.as_deref().unwrap_or("HEAD");
     git(
         dir,
         &config,
+        ssh,
         &[
             "fetch",
             "-q",
@@ -152,7 +214,7 @@ pub fn fetch_git_keeping(
             wanted,
         ],
     )?;
-    git(dir, &config, &["checkout", "-q", "FETCH_HEAD"])?;
+    git(dir, &config, ssh, &["checkout", "-q", "FETCH_HEAD"])?;
     if !keep_git_dir {
         let _ = std::fs::remove_dir_all(dir.join(".git"));
     }

@@ -37,3 +37,4 @@ mod runmounts;
 mod sandbox;
 mod seccomp;
 mod snapshotters;
+mod ssh;

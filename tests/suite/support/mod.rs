@@ -24,6 +24,7 @@ pub mod git;
 pub mod local;
 pub mod oci;
 pub mod registry;
+pub mod sshd;
 pub mod tools;
 
 // Re-exported for the test modules; each uses a different part.
