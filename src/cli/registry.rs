@@ -78,7 +78,11 @@ fn creds_of(value: &str) -> anyhow::Result<Credentials> {
         Some((user, pass)) => (user.to_string(), pass.to_string()),
         None => {
             let secret = match std::env::var("RBUILD_PASSWORD") {
-                Ok(secret) => secret,
+                Ok(secret) => {
+                    // Not passed on to the programs rbuild runs (git, credential helpers).
+                    std::env::remove_var("RBUILD_PASSWORD");
+                    secret
+                }
                 Err(_) => super::terminal::read_password(&format!("Password for {value}: "))
                     .with_context(|| {
                         format!(
