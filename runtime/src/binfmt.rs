@@ -98,6 +98,13 @@ pub enum EmulationError {
     )]
     NoQemu { architecture: String, qemu: String },
     #[error(
+        "cannot run {architecture} steps in place (--isolation none): the host's binfmt_misc \
+         registration {name} is missing, disabled or lacks flag F (fix binary), so QEMU cannot \
+         be found from inside this container; register it on the host with flag F (Debian's \
+         qemu-user-static does)"
+    )]
+    NotFixed { architecture: String, name: String },
+    #[error(
         "cannot run {architecture} steps: this kernel does not let a user namespace mount its own \
          binfmt_misc (Linux >= 6.7 does: {detail}) and the host has no registration; register \
          QEMU on the host with `sudo apt-get install qemu-user-static binfmt-support`"
@@ -143,6 +150,43 @@ fn host_registration(qemu: &str) -> Option<String> {
         .next()
         .is_some_and(|l| l.trim() == "enabled")
         .then_some(name)
+}
+
+/// For a step run in place (`--isolation none`, in a container that cannot mount): how
+/// `architecture` runs, which can only be the host's registration, and only with flag F (the
+/// kernel opened QEMU when it was registered; the container has no QEMU of its own). A notice
+/// when the registration cannot be read here (binfmt_misc is not mounted in the container).
+pub fn check_in_place(architecture: &str, host: &str) -> Result<Option<String>, EmulationError> {
+    if is_native(architecture, host) {
+        return Ok(None);
+    }
+    let target = qemu_target(architecture)
+        .ok_or_else(|| EmulationError::Unknown(architecture.to_string()))?;
+    let name = format!("qemu-{}", target.qemu);
+    let path = Path::new("/proc/sys/fs/binfmt_misc").join(&name);
+    match std::fs::read_to_string(&path) {
+        Ok(status) => {
+            let fixed = status
+                .lines()
+                .any(|l| l.starts_with("flags:") && l.contains('F'));
+            let enabled = status.lines().next().is_some_and(|l| l.trim() == "enabled");
+            if enabled && fixed {
+                Ok(Some(format!(
+                    "{architecture} steps run through the host's {name} (flag F)"
+                )))
+            } else {
+                Err(EmulationError::NotFixed {
+                    architecture: architecture.to_string(),
+                    name,
+                })
+            }
+        }
+        Err(_) => Ok(Some(format!(
+            "{architecture} steps need the host's binfmt_misc registration {name} with flag F \
+             (fix binary), which cannot be read from this container; without it they fail to \
+             start (on the host: apt-get install qemu-user-static registers it so)"
+        ))),
+    }
 }
 
 /// A private binfmt_misc instance of this process's user namespace, mounted once (in its own

@@ -367,7 +367,7 @@ fn mount_one(
 /// empty signal mask (the Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
 /// across exec, so `yes | head` would never end), and no descriptor but 0-2. Descriptors are
 /// marked close-on-exec rather than closed, so a failed exec can still be reported.
-fn reset_process_state() -> Result<(), SetupError> {
+pub(crate) fn reset_process_state() -> Result<(), SetupError> {
     // The raw system call: the C library refuses the two real-time signals it reserves for
     // itself, and those can be inherited as ignored too. An all-zero kernel sigaction is
     // SIG_DFL with no flags and an empty mask, whatever the architecture's layout.

@@ -8,6 +8,7 @@ pub mod container;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod inplace;
 pub mod mounts;
 pub mod seccomp;
 pub mod spec;

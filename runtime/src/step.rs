@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 use crate::error::RuntimeError;
@@ -62,6 +62,44 @@ pub fn run_step(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&spec_json).map_err(RuntimeError::Channel)?;
     }
+    pump_output(&mut child, on_output);
+    let status = child.wait().map_err(RuntimeError::Channel)?;
+
+    let mut reports = String::new();
+    std::fs::File::from(report_read)
+        .read_to_string(&mut reports)
+        .map_err(RuntimeError::Channel)?;
+    let mut outcome = StepOutcome {
+        exit_code: 0,
+        stubs: Vec::new(),
+        notices: Vec::new(),
+    };
+    let mut setup_failure = None;
+    for line in reports.lines() {
+        match serde_json::from_str::<StepReport>(line) {
+            Ok(StepReport::Stubs(stubs)) => outcome.stubs = stubs,
+            Ok(StepReport::Notice(notice)) => outcome.notices.push(notice),
+            Ok(StepReport::SetupFailed(message)) => setup_failure = Some(message),
+            Err(_) => {}
+        }
+    }
+    outcome.exit_code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => SETUP_FAILED_STATUS,
+    };
+    if let Some(message) = setup_failure {
+        return Err(RuntimeError::Setup(message));
+    }
+    Ok(outcome)
+}
+
+/// Hands the child's stdout and stderr to `on_output` line by line, as they come, until both
+/// close.
+pub(crate) fn pump_output(child: &mut Child, on_output: &mut dyn FnMut(OutputStream, &[u8])) {
     let (sender, receiver) = mpsc::channel::<(OutputStream, Vec<u8>)>();
     let mut readers = Vec::new();
     let pipes: [(OutputStream, Option<Box<dyn Read + Send>>); 2] = [
@@ -100,38 +138,6 @@ pub fn run_step(
     for reader in readers {
         let _ = reader.join();
     }
-    let status = child.wait().map_err(RuntimeError::Channel)?;
-
-    let mut reports = String::new();
-    std::fs::File::from(report_read)
-        .read_to_string(&mut reports)
-        .map_err(RuntimeError::Channel)?;
-    let mut outcome = StepOutcome {
-        exit_code: 0,
-        stubs: Vec::new(),
-        notices: Vec::new(),
-    };
-    let mut setup_failure = None;
-    for line in reports.lines() {
-        match serde_json::from_str::<StepReport>(line) {
-            Ok(StepReport::Stubs(stubs)) => outcome.stubs = stubs,
-            Ok(StepReport::Notice(notice)) => outcome.notices.push(notice),
-            Ok(StepReport::SetupFailed(message)) => setup_failure = Some(message),
-            Err(_) => {}
-        }
-    }
-    outcome.exit_code = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => SETUP_FAILED_STATUS,
-    };
-    if let Some(message) = setup_failure {
-        return Err(RuntimeError::Setup(message));
-    }
-    Ok(outcome)
 }
 
 /// Removes the mount points the sandbox created from the upper dir (deepest first), so that

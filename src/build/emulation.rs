@@ -60,3 +60,20 @@ pub fn prepare(
     }
     Ok(())
 }
+
+/// `--isolation none`: each foreign platform must run through the host's registration with
+/// flag F (nothing can be mounted or registered from the container); says how, once each.
+pub fn check_host_handlers(platforms: &[Platform], progress: &Progress) -> Result<(), BuildError> {
+    let host = crate::image::host_architecture();
+    let mut seen: Vec<&str> = Vec::new();
+    for platform in platforms {
+        if seen.contains(&platform.architecture.as_str()) {
+            continue;
+        }
+        seen.push(&platform.architecture);
+        if let Some(notice) = binfmt::check_in_place(&platform.architecture, host)? {
+            progress.notice(&format!("emulation: {notice}"));
+        }
+    }
+    Ok(())
+}

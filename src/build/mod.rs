@@ -92,6 +92,10 @@ pub struct BuildOptions {
     /// `--cache-to type=inline` (or the build arg `BUILDKIT_INLINE_CACHE=1`): the image's
     /// config carries the cache records of its own steps.
     pub inline_cache: bool,
+    /// `--isolation none`: steps run in place on this container's root, leaving these paths
+    /// (the ones the build uses; mount points are found by the worker) alone. None: the
+    /// namespaced sandbox.
+    pub in_place: Option<Vec<PathBuf>>,
     /// `--allow security.insecure`: RUN --security=insecure may run.
     pub allow_insecure: bool,
     /// The context is a tree rbuild was given (a tar from stdin or a URL, a git repository),
@@ -361,6 +365,12 @@ pub fn build(
     progress: &Progress,
 ) -> Result<BuildOutcome, BuildError> {
     use crate::worker::{SnapshotterChoice, Worker};
+    if let Some(used) = &options.in_place {
+        let mut used = used.clone();
+        used.push(store.root().to_path_buf());
+        let worker = Worker::in_place(store, crate::worker::kept_paths(&used))?;
+        return build_on(store, options, progress, worker);
+    }
     let (choice, new) = SnapshotterChoice::for_store(store);
     if let (SnapshotterChoice::Walk(why), true) = (&choice, new) {
         progress.notice(&format!(
@@ -414,7 +424,11 @@ pub(crate) fn build_on(
             .iter()
             .filter_map(|i| plan.stages[*i].platform.clone()),
     );
-    emulation::prepare(store, &platforms, progress)?;
+    if options.in_place.is_some() {
+        emulation::check_host_handlers(&platforms, progress)?;
+    } else {
+        emulation::prepare(store, &platforms, progress)?;
+    }
     let ctx = steps::StepContext {
         timings: Timings::default(),
         progress_mode: progress.mode(),
@@ -709,7 +723,10 @@ fn run_stages(
     progress: &Progress,
     locate: &(dyn Fn(&dockerfile::Instruction) -> Location + Sync),
 ) -> Result<BTreeMap<usize, StageResult>, BuildError> {
-    let jobs = if ctx.options.jobs == 0 {
+    // One root: in place, stages run one after the other.
+    let jobs = if ctx.options.in_place.is_some() {
+        1
+    } else if ctx.options.jobs == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)

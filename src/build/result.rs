@@ -87,6 +87,13 @@ pub fn build_platforms(
         [first, ..] if options.check_only => vec![first.clone()],
         all => all.to_vec(),
     };
+    if options.in_place.is_some() && platforms.len() > 1 {
+        return Err(BuildError::Setup(rbuild_runtime::SetupError::Refused(
+            "--isolation none builds one platform per run (there is one root to build on): \
+             run rbuild once per --platform"
+                .into(),
+        )));
+    }
     if let [platform] = platforms.as_slice() {
         let mut options = options.clone();
         options.platform = Some(platform.clone());

@@ -464,7 +464,13 @@ impl<'a> PlannedMount<'a> {
             Planned::Ssh(agent) => {
                 // SSH_AUTH_SOCK points at the forwarding socket bind-mounted at the target.
                 hidden_env.push(format!("SSH_AUTH_SOCK={}", self.target));
-                host(ssh_socket(mount, agent, guards)?, false)
+                if ctx.options.in_place.is_some() {
+                    // In place the step links to the agent itself: a socket of rbuild's own
+                    // would be a change of the root (uid, gid and mode are not applied).
+                    host(agent.clone(), false)
+                } else {
+                    host(ssh_socket(mount, agent, guards)?, false)
+                }
             }
             Planned::Cache => host(cache_mount_dir(ctx, mount, guards)?, mount.read_only),
             Planned::Context(context, describe) => {

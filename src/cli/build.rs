@@ -20,7 +20,7 @@ use super::build_flags::{
     parse_add_host, parse_annotations, parse_key_values, parse_platforms, parse_secrets,
     source_date_epoch,
 };
-use super::flags::{CallFlag, Entitlement, FormatFlag, ProgressFlag, PullFlag};
+use super::flags::{CallFlag, Entitlement, FormatFlag, IsolationFlag, ProgressFlag, PullFlag};
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -121,6 +121,15 @@ pub struct BuildArgs {
     /// --single-snapshot)
     #[arg(long, alias = "single-snapshot")]
     pub squash: bool,
+    /// Where RUN steps run: `auto` (the namespaced sandbox), `namespaces`, or `none`: as root
+    /// in a container made for the build, directly on its own root (kaniko's model; the root
+    /// is put back after; refused outside a container)
+    #[arg(long, value_enum, env = "RBUILD_ISOLATION", default_value_t = IsolationFlag::Auto)]
+    pub isolation: IsolationFlag,
+    /// Let `--isolation none` run where rbuild sees no container (it replaces that machine's
+    /// root files for the build); a flag only, never an environment variable
+    #[arg(long)]
+    pub force_isolation_none: bool,
     /// Size of RUN steps' /dev/shm: bytes, or with k, m or g [default: 64m]
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -255,6 +264,10 @@ fn build_options(
             .collect::<Result<_, _>>()?,
         ssh: agents.sockets.clone(),
         named_contexts: named.contexts.clone(),
+        in_place: super::isolation::in_place(args).then(|| {
+            let sockets: Vec<PathBuf> = agents.sockets.values().cloned().collect();
+            super::isolation::used_paths(args, context, named, &sockets)
+        }),
         extra_hosts: args
             .add_hosts
             .iter()
@@ -291,6 +304,7 @@ fn build_options(
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
     let mode = args.progress.mode(args.quiet);
     let platforms = parse_platforms(args.platform.as_deref())?;
+    super::isolation::check(&args)?;
     // Flags are checked before the context is fetched.
     let mut export = export_request(&args, loader, None)?;
     let store = super::open_store(root)?;

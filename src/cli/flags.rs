@@ -8,6 +8,18 @@ use clap::ValueEnum;
 use rbuild::archive::MediaTypes;
 use rbuild::progress::ProgressMode;
 
+/// `--isolation`: where RUN steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationFlag {
+    /// The namespaced sandbox (today: the same as `namespaces`; never `none`).
+    Auto,
+    /// User, mount, pid, ipc and uts namespaces, seccomp, over overlayfs or a walked tree.
+    Namespaces,
+    /// kaniko's model, for a container made for the build: steps run as root directly on
+    /// the container's own root, which is put back after the build.
+    None,
+}
+
 /// `--progress`: how a command shows what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressFlag {

@@ -12,6 +12,7 @@ mod build;
 mod build_flags;
 mod flags;
 mod images;
+mod isolation;
 mod manage;
 mod registry;
 mod terminal;
@@ -118,8 +119,18 @@ impl Commands {
         }
     }
 
-    /// Commands that touch files owned by subordinate ids work inside the user namespace.
+    /// Commands that touch files owned by subordinate ids work inside the user namespace;
+    /// none does for root under `--isolation none` (or `RBUILD_ISOLATION=none`, the rbuild
+    /// image's setting): it owns its store's files, and a default container lets it make no
+    /// namespace.
     pub fn needs_user_namespace(&self) -> bool {
+        let in_place = match self {
+            Commands::Build(args) => isolation::in_place(args),
+            _ => std::env::var("RBUILD_ISOLATION").is_ok_and(|v| v == "none"),
+        };
+        if in_place && nix::unistd::geteuid().is_root() {
+            return false;
+        }
         matches!(
             self,
             Commands::Build(_)

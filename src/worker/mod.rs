@@ -12,6 +12,7 @@
 
 mod namespaces;
 mod overlay;
+mod root;
 mod walk;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::store::{Lease, Store};
 
 pub use namespaces::NamespaceExecutor;
 pub use overlay::{MountedRootfs, OverlaySnapshotter};
+pub use root::{kept_paths, InPlaceExecutor, RootSnapshotter};
 pub use walk::WalkSnapshotter;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,14 @@ pub enum WorkerError {
         store.display()
     )]
     NoSnapshotter { overlay: String, store: PathBuf },
+    #[error(
+        "--isolation none keeps its layers in the store {}, which cannot hold them (it is on \
+         overlayfs, as a container's own files are, which turns a layer's whiteouts into \
+         deletions): put the store on a volume or a tmpfs (docker run -v rbuild-store:{0} or \
+         --tmpfs {0}), or give another with --root DIR",
+        .store.display()
+    )]
+    StoreOnOverlay { store: PathBuf },
     #[error("cannot snapshot {}", path.display())]
     Walk {
         path: PathBuf,
@@ -97,6 +107,8 @@ pub struct Snapshot {
     pub temp: tempfile::TempDir,
     /// The walk snapshotter's working tree and its walk before the step.
     walked: Option<walk::WalkedTree>,
+    /// The root snapshotter's: the layers the root held when the step began.
+    root_layers: Option<Vec<String>>,
 }
 
 impl Snapshot {
@@ -105,6 +117,7 @@ impl Snapshot {
             rootfs,
             temp,
             walked: None,
+            root_layers: None,
         }
     }
 
@@ -237,6 +250,20 @@ impl SnapshotterChoice {
 }
 
 impl Worker {
+    /// `--isolation none`: steps in place on this container's root, `kept` left alone; the
+    /// store must hold whiteouts (not be on the container's overlayfs).
+    pub fn in_place(store: &Store, kept: boundary::walk::Kept) -> Result<Worker, WorkerError> {
+        if !walk::store_holds_whiteouts(store) {
+            return Err(WorkerError::StoreOnOverlay {
+                store: store.root().to_path_buf(),
+            });
+        }
+        Ok(Worker {
+            executor: Box::new(InPlaceExecutor),
+            snapshotter: Box::new(RootSnapshotter::new(kept)),
+        })
+    }
+
     /// The namespaced sandbox over the snapshotter `choice` names.
     pub fn with(choice: &SnapshotterChoice) -> Result<Worker, WorkerError> {
         Ok(Worker {

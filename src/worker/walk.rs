@@ -19,7 +19,7 @@ use crate::store::{Lease, Store};
 
 /// True when a directory of the store keeps a whiteout (a 0/0 character device) as one:
 /// overlayfs, for one, turns it into a deletion, and layer dirs there would lose theirs.
-pub(super) fn store_holds_whiteouts(store: &Store) -> bool {
+pub(crate) fn store_holds_whiteouts(store: &Store) -> bool {
     use rustix::fs::{AtFlags, FileType, Mode};
     let Ok(temp) = store.temp_dir("whiteout-probe") else {
         return false;

@@ -152,3 +152,164 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
     let built = crate::support::oci::OciImage::open(&volume.join("image.tar"));
     assert_eq!(built.tree().text("hello"), "from a container\n");
 }
+
+/// `--isolation none`, kaniko's model, as root in a container with Docker's default security
+/// (no namespace can be made there): a multi-stage build (COPY --from, a deletion, a new user,
+/// a step as that user, a secret) gives the image the namespaced sandbox gives (same files,
+/// kinds, modes, owners, contents and config), the secret is in no layer, and the container's
+/// root is as it was afterwards (its files back, the build's gone), so a second build runs.
+#[test]
+fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back() {
+    let Some(docker) = Dockerd::start() else {
+        return;
+    };
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(fixtures) = fixtures_dir() else {
+        return;
+    };
+    let image = env.path("rbuild-none-image.tar");
+    let binary = std::fs::read(rbuild_binary()).expect("rbuild binary");
+    std::fs::write(
+        &image,
+        layer_tar(&[
+            TarEntry::file("rbuild", binary).mode(0o755),
+            TarEntry::symlink("lib", "usr/lib"),
+            TarEntry::symlink("lib64", "usr/lib64"),
+            TarEntry::symlink("bin", "usr/bin"),
+            TarEntry::dir("tmp").mode(0o1777),
+            TarEntry::dir("etc"),
+            TarEntry::file("etc/marker", b"as found\n").mode(0o644),
+        ]),
+    )
+    .expect("image tar");
+    docker.import_tar(&image, "rbuild-none:1");
+    let dockerfile = "FROM busybox:latest AS build\n\
+        RUN echo built > /artifact && mkdir -p /deep/dir && echo x > /deep/dir/y\n\
+        FROM busybox:latest\n\
+        COPY --from=build /artifact /artifact\n\
+        COPY --from=build /deep /deep\n\
+        RUN rm /bin/ls && echo $((6*7)) > /answer && echo app:x:1000:1000::/home/app:/bin/sh >> /etc/passwd \
+            && echo app:x:1000: >> /etc/group && mkdir -p /home/app && chown 1000:1000 /home/app\n\
+        RUN --mount=type=secret,id=tok,mode=0444 cat /run/secrets/tok > /tok-copy\n\
+        USER app\n\
+        WORKDIR /home/app\n\
+        RUN id -u > whoami && touch mine\n\
+        CMD [\"sh\"]\n";
+    let ctx = env.context(&[
+        ("Dockerfile", file(dockerfile)),
+        ("tok.txt", file("s3cret\n")),
+    ]);
+    let out = env.path("out");
+    std::fs::create_dir(&out).expect("out dir");
+    // The namespaced build, on the host, as the oracle.
+    let (_, sandboxed) = env.build_oci(
+        "sandboxed",
+        &[
+            "--secret",
+            &format!("id=tok,src={}", ctx.join("tok.txt").display()),
+        ],
+        &ctx,
+    );
+    let script = "set -e\n\
+        R='/rbuild --root /store'\n\
+        $R load -i /fixtures/busybox-oci.tar >/dev/null\n\
+        $R build -q --isolation none --secret id=tok,src=/ctx/tok.txt -o type=oci,dest=/out/first.tar /ctx\n\
+        cat /etc/marker\n\
+        test ! -e /artifact && test ! -e /answer && test -L /bin\n\
+        $R build -q --no-cache --secret id=tok,src=/ctx/tok.txt -o type=oci,dest=/out/second.tar /ctx\n\
+        cat /etc/marker\n";
+    let output = docker
+        .command(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0:0",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            &format!("{}:/fixtures:ro", fixtures.display()),
+            "-v",
+            &format!("{}:/ctx:ro", ctx.display()),
+            "-v",
+            &format!("{}:/out", out.display()),
+            "--tmpfs",
+            "/store:exec",
+            // As the rbuild image presets it: `load` needs no namespace either.
+            "-e",
+            "RBUILD_ISOLATION=none",
+            "rbuild-none:1",
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("run docker");
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .matches("as found")
+            .count(),
+        2,
+        "the root is put back after each build: {}",
+        describe_output(&output)
+    );
+    for name in ["first.tar", "second.tar"] {
+        let in_place = crate::support::oci::OciImage::open(&out.join(name));
+        let (a, b) = (in_place.tree(), sandboxed.tree());
+        let listing = |tree: &crate::support::oci::Tree| -> Vec<String> {
+            tree.paths()
+                .map(|p| {
+                    let node = tree.node(p);
+                    format!(
+                        "{p} {:?} {:o} {}:{}",
+                        node.kind, node.mode, node.uid, node.gid
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            listing(a),
+            listing(b),
+            "{name}: the same files, kinds, modes, owners"
+        );
+        for path in [
+            "artifact",
+            "deep/dir/y",
+            "answer",
+            "tok-copy",
+            "home/app/whoami",
+            "etc/passwd",
+        ] {
+            assert_eq!(a.text(path), b.text(path), "{name}: {path}");
+        }
+        assert_eq!(a.text("home/app/whoami"), "1000\n");
+        assert_eq!(a.text("tok-copy"), "s3cret\n");
+        assert!(
+            !a.contains("bin/ls") && !a.contains("run/secrets"),
+            "{name}"
+        );
+        assert_eq!(in_place.layer_count(), sandboxed.layer_count(), "{name}");
+        for field in ["User", "WorkingDir", "Cmd", "Env"] {
+            assert_eq!(
+                in_place.config()["config"][field],
+                sandboxed.config()["config"][field],
+                "{name}: {field}"
+            );
+        }
+        // The secret is in no layer.
+        for index in 0..in_place.layer_count() {
+            assert!(
+                !in_place
+                    .layer(index)
+                    .paths()
+                    .iter()
+                    .any(|p| p.starts_with("run/secrets")),
+                "{name}: layer {index}"
+            );
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The in-place step of `--isolation none`: the command runs directly in the container rbuild
+//! itself runs in, as root there, on the container's own root (the stage's files were put
+//! there by the root snapshotter). No namespace, mount or seccomp filter is made (the
+//! container has none to give); what a RUN asks that needs one is emulated or refused:
+//!
+//! - a secret or other file rbuild made: copied to the target for the step, removed after;
+//! - an ssh agent socket: a symlink at the target to it, removed after;
+//! - a cache mount: its store dir renamed to the target for the step and back after;
+//! - a tmpfs: an empty dir, removed after with what the step put in it;
+//! - a bind of the context, a stage or an image, and `--network=none`: refused, naming why.
+//!
+//! Every directory the emulation creates is removed after the step and the modification
+//! times of the directories it touched are put back, so nothing of it reaches the layer.
+
+// The root is the container's own, which the caller (rbuild as root in a container made for
+// the build) owns; the paths here are its mount targets and rbuild's own files.
+#![allow(clippy::disallowed_methods)]
+
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{RuntimeError, SetupError};
+use crate::spec::{MountSource, NetworkMode, StepSpec};
+use crate::step::{pump_output, OutputStream, StepOutcome};
+
+fn refused(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Setup(SetupError::Refused(message.into()))
+}
+
+fn failed(what: String) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    move |e| RuntimeError::Setup(SetupError::os(what, e))
+}
+
+/// What the emulation put in the root, undone on drop (deepest first).
+#[derive(Default)]
+struct Emulated {
+    /// Files, symlinks and dirs to remove.
+    made: Vec<PathBuf>,
+    /// Cache dirs to move back: (target in the root, store dir).
+    moved: Vec<(PathBuf, PathBuf)>,
+    /// Directories whose mtime changed, with the times to put back.
+    times: Vec<(PathBuf, i64, i64, i64, i64)>,
+}
+
+impl Emulated {
+    /// Creates the missing parents of `target`, remembering them and the times of the first
+    /// existing one.
+    fn parents(&mut self, target: &Path) -> Result<(), RuntimeError> {
+        let mut missing = Vec::new();
+        let mut at = target.parent();
+        while let Some(dir) = at {
+            if dir.symlink_metadata().is_ok() {
+                self.keep_times(dir);
+                break;
+            }
+            missing.push(dir.to_path_buf());
+            at = dir.parent();
+        }
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(&dir).map_err(failed(format!("create {}", dir.display())))?;
+            self.made.push(dir);
+        }
+        Ok(())
+    }
+
+    fn keep_times(&mut self, dir: &Path) {
+        if let Ok(meta) = dir.metadata() {
+            self.times.push((
+                dir.to_path_buf(),
+                meta.atime(),
+                meta.atime_nsec(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            ));
+        }
+    }
+
+    fn add(&mut self, target: &Path, source: &MountSource) -> Result<(), RuntimeError> {
+        if target.symlink_metadata().is_ok() {
+            return Err(refused(format!(
+                "RUN --mount at {}: the image has something there, which --isolation none \
+                 cannot cover without mounting (pick another target)",
+                target.display()
+            )));
+        }
+        self.parents(target)?;
+        match source {
+            MountSource::Host { path, .. } => {
+                let meta = path
+                    .symlink_metadata()
+                    .map_err(failed(format!("read {}", path.display())))?;
+                let kind = meta.file_type();
+                use std::os::unix::fs::FileTypeExt as _;
+                if kind.is_socket() {
+                    std::os::unix::fs::symlink(path, target)
+                        .map_err(failed(format!("link {}", target.display())))?;
+                    self.made.push(target.to_path_buf());
+                } else if kind.is_dir() {
+                    std::fs::rename(path, target).map_err(failed(format!(
+                        "move the cache {} to {} (the store and the container's root must be \
+                         one filesystem with --isolation none)",
+                        path.display(),
+                        target.display()
+                    )))?;
+                    self.moved.push((target.to_path_buf(), path.clone()));
+                } else {
+                    std::fs::copy(path, target)
+                        .map_err(failed(format!("copy to {}", target.display())))?;
+                    self.made.push(target.to_path_buf());
+                    std::os::unix::fs::lchown(target, Some(meta.uid()), Some(meta.gid()))
+                        .map_err(failed(format!("chown {}", target.display())))?;
+                    std::fs::set_permissions(target, meta.permissions())
+                        .map_err(failed(format!("chmod {}", target.display())))?;
+                }
+            }
+            MountSource::Tmpfs { .. } => {
+                std::fs::create_dir(target)
+                    .map_err(failed(format!("create {}", target.display())))?;
+                self.made.push(target.to_path_buf());
+            }
+            MountSource::InTree(_) => {
+                return Err(refused(format!(
+                    "RUN --mount=type=bind at {}: --isolation none cannot mount (no \
+                     CAP_SYS_ADMIN in the container): COPY the files in a step before, or \
+                     build with namespaces",
+                    target.display()
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Emulated {
+    fn drop(&mut self) {
+        for (target, store_dir) in self.moved.drain(..).rev() {
+            let _ = std::fs::rename(&target, &store_dir);
+        }
+        for made in self.made.drain(..).rev() {
+            let removed = match made.symlink_metadata() {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&made),
+                Ok(_) => std::fs::remove_file(&made),
+                Err(_) => Ok(()),
+            };
+            drop(removed);
+        }
+        for (dir, atime, atime_ns, mtime, mtime_ns) in self.times.drain(..) {
+            let times = [
+                nix::sys::time::TimeSpec::new(atime, atime_ns),
+                nix::sys::time::TimeSpec::new(mtime, mtime_ns),
+            ];
+            let _ = nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &dir,
+                &times[0],
+                &times[1],
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
+        }
+    }
+}
+
+/// Runs `spec` in place (see the module doc) and waits for it and every process it left in
+/// its session.
+pub fn run_in_place(
+    spec: &StepSpec,
+    on_output: &mut dyn FnMut(OutputStream, &[u8]),
+) -> Result<StepOutcome, RuntimeError> {
+    if spec.network == NetworkMode::None {
+        return Err(refused(
+            "RUN --network=none needs a network namespace, which --isolation none does not \
+             make: drop the flag, or build with namespaces",
+        ));
+    }
+    let root = &spec.rootfs.merged_dir;
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap_or_default();
+    let user = crate::user::resolve_user(&spec.user, &read("etc/passwd"), &read("etc/group"))?;
+    let mut emulated = Emulated::default();
+    for mount in &spec.mounts {
+        let target = root.join(mount.target.trim_start_matches('/'));
+        emulated.add(&target, &mount.source)?;
+    }
+    let cwd = root.join(spec.cwd.trim_start_matches('/'));
+    if cwd.symlink_metadata().is_err() {
+        std::fs::create_dir_all(&cwd).map_err(failed(format!("create {}", cwd.display())))?;
+    }
+    let program = spec
+        .args
+        .first()
+        .ok_or_else(|| refused("RUN has no command"))?;
+    let mut command = Command::new(program);
+    command
+        .args(&spec.args[1..])
+        .env_clear()
+        .envs(spec.env.iter().filter_map(|kv| kv.split_once('=')))
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let ulimits = spec.ulimits.clone();
+    let (uid, gid, groups) = (user.uid, user.gid, user.additional_gids.clone());
+    // SAFETY: between fork and exec: signal and id system calls, and setrlimit.
+    unsafe {
+        command.pre_exec(move || {
+            let os = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+            crate::init::reset_process_state().map_err(std::io::Error::other)?;
+            // Its own session: whatever it leaves running is killed with it.
+            nix::unistd::setsid().map_err(os)?;
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            crate::ulimit::apply(&ulimits).map_err(std::io::Error::other)?;
+            let gids: Vec<nix::unistd::Gid> = groups
+                .iter()
+                .map(|g| nix::unistd::Gid::from_raw(*g))
+                .collect();
+            nix::unistd::setgroups(&gids).map_err(os)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(os)?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(os)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(RuntimeError::Spawn)?;
+    let session = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    pump_output(&mut child, on_output);
+    let status = child.wait().map_err(RuntimeError::Channel)?;
+    // What the step left running ends with it, as in a container whose init exits.
+    let _ = nix::sys::signal::killpg(session, nix::sys::signal::Signal::SIGKILL);
+    drop(emulated);
+    let exit_code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 255,
+    };
+    Ok(StepOutcome {
+        exit_code,
+        stubs: Vec::new(),
+        notices: Vec::new(),
+    })
+}
