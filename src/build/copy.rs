@@ -19,6 +19,49 @@ pub struct CopyAttrs {
     pub chmod: Option<Chmod>,
     /// --parents: a directory source lands at `dest/<its name>`, not merged into dest.
     pub keep_dir_names: bool,
+    /// `--isolation none`: where the copy may not write.
+    pub stay_on: Option<StayOn>,
+}
+
+/// `--isolation none` copies onto the container's own root: never at or below one of its
+/// mount points (volumes hold host data; told by the mount id of the directory a file goes
+/// into, whatever symlinks led there) nor a path rbuild keeps.
+#[derive(Debug, Clone)]
+pub struct StayOn {
+    mount_id: u64,
+    kept: boundary::walk::Kept,
+}
+
+fn mount_id(fd: &OwnedFd) -> Option<u64> {
+    rustix::fs::statx(
+        fd,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::MNT_ID,
+    )
+    .ok()
+    .map(|st| st.stx_mnt_id)
+}
+
+impl StayOn {
+    /// The rule for `root` (the container's root, open) and the `kept` paths.
+    pub fn of_root(root: &OwnedFd, kept: boundary::walk::Kept) -> Option<StayOn> {
+        Some(StayOn {
+            mount_id: mount_id(root)?,
+            kept,
+        })
+    }
+
+    /// Refuses writing `target` into the directory `parent`.
+    pub fn check(&self, parent: &OwnedFd, target: &str) -> Result<(), ImageFsError> {
+        let relative = std::path::Path::new(target.trim_start_matches('/'));
+        if self.kept.keeps(relative) || mount_id(parent) != Some(self.mount_id) {
+            return Err(ImageFsError::Kept {
+                path: target.to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A `--chmod` value BuildKit refuses, worded as it words it.
@@ -187,6 +230,9 @@ pub fn copy_sources(
             // Directories COPY has to create belong to the --chown owner (root without it),
             // as BuildKit creates them.
             let parent_fd = mkdir_all_in_root(root, parent, 0o755, attrs.owner.unwrap_or((0, 0)))?;
+            if let Some(stay_on) = &attrs.stay_on {
+                stay_on.check(&parent_fd, &target)?;
+            }
             let name = OsStr::new(name);
             match &entry.kind {
                 SourceKind::Dir => {

@@ -291,10 +291,31 @@ fn write_layer(
             super::add::extract_archive(mounted.root_fd(), entry, dest, chown_owner)
                 .map_err(|e| loc.error(keyword, crate::error_chain(&e)))?;
         }
+        let stay_on = ctx
+            .worker
+            .snapshotter
+            .kept()
+            .and_then(|kept| super::copy::StayOn::of_root(mounted.root_fd(), kept.clone()));
+        if let Some(stay_on) = &stay_on {
+            // ADD's archives are extracted into dest: it must be a place the copy may write.
+            if !archives.is_empty() {
+                let dest_fd = crate::build::rootfs::open_in_root(
+                    mounted.root_fd(),
+                    dest,
+                    rustix::fs::OFlags::DIRECTORY,
+                );
+                if let Ok(fd) = dest_fd {
+                    stay_on
+                        .check(&fd, dest)
+                        .map_err(|e| loc.error(keyword, crate::error_chain(&e)))?;
+                }
+            }
+        }
         let attrs = CopyAttrs {
             owner,
             chmod: step.chmod.clone(),
             keep_dir_names: step.flags.parents,
+            stay_on,
         };
         copy_sources(mounted.root_fd(), &plain, dest, into_dir, attrs)
             .map_err(|e| loc.error(keyword, crate::error_chain(&e)))?;

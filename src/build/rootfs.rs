@@ -16,6 +16,12 @@ pub enum ImageFsError {
     Unmapped { path: String, uid: u32, gid: u32 },
     #[error("{path} exists in the image and is not a directory")]
     NotADirectory { path: String },
+    #[error(
+        "{path}: --isolation none never writes at or below a mount point of the container \
+         (a volume holds the host's data) or a path the build uses; the destination is, or \
+         resolves to, one: pick another"
+    )]
+    Kept { path: String },
     #[error(transparent)]
     Root(boundary::RootError),
     /// A source file (context, archive) could not be read.

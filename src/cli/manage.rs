@@ -202,7 +202,25 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
         Some(signal) => outln!("container: yes ({signal})"),
         None => outln!("container: none detected"),
     }
+    let in_place = std::env::var("RBUILD_ISOLATION").is_ok_and(|v| v == "none");
+    if in_place {
+        outln!(
+            "isolation: none (RBUILD_ISOLATION=none: RUN steps run as root directly on this \
+             container's root, put back after each build; --isolation namespaces for the sandbox)"
+        );
+        outln!(
+            "snapshotter: the container's root, walked (mount points and rbuild's own paths \
+             left out)"
+        );
+    } else {
+        outln!(
+            "isolation: namespaces (user, mount, pid, ipc and uts namespaces and seccomp per \
+             step; --isolation none runs steps in place, as root in a container made for the \
+             build)"
+        );
+    }
     match rbuild::worker::SnapshotterChoice::for_store(&store).0 {
+        _ if in_place => {}
         rbuild::worker::SnapshotterChoice::Overlay => {
             outln!("snapshotter: overlayfs (a step's changes are its overlay upper dir)")
         }

@@ -136,6 +136,11 @@ pub trait Snapshotter: Send + Sync {
     fn uses_overlay(&self) -> bool {
         false
     }
+    /// Paths of the root its steps may not write (`--isolation none`: mount points and
+    /// rbuild's own); None when the root is a tree of rbuild's own.
+    fn kept(&self) -> Option<&boundary::walk::Kept> {
+        None
+    }
     /// A writable root over `layers` (diff_ids, bottom first) whose changes become the next
     /// layer.
     fn prepare(

@@ -195,6 +195,10 @@ impl Snapshotter for RootSnapshotter {
         "the container's root (--isolation none)"
     }
 
+    fn kept(&self) -> Option<&Kept> {
+        Some(&self.kept)
+    }
+
     fn prepare(
         &self,
         store: &Store,

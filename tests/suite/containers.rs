@@ -201,6 +201,14 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         ("Dockerfile", file(dockerfile)),
         ("tok.txt", file("s3cret\n")),
     ]);
+    // COPY onto a volume of the container, by its path or through a symlink: refused.
+    let escape = env.context(&[
+        (
+            "Dockerfile",
+            file("FROM busybox:latest\nRUN ln -s /out /link\nCOPY hello /link/escaped\n"),
+        ),
+        ("hello", file("must not reach the volume\n")),
+    ]);
     let out = env.path("out");
     std::fs::create_dir(&out).expect("out dir");
     // The namespaced build, on the host, as the oracle.
@@ -219,6 +227,8 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         cat /etc/marker\n\
         test ! -e /artifact && test ! -e /answer && test -L /bin\n\
         $R build -q --no-cache --secret id=tok,src=/ctx/tok.txt -o type=oci,dest=/out/second.tar /ctx\n\
+        cat /etc/marker\n\
+        if $R build -q /escape 2>/out/escape.err; then echo escaped; fi\n\
         cat /etc/marker\n";
     let output = docker
         .command(&[
@@ -236,6 +246,8 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             &format!("{}:/ctx:ro", ctx.display()),
             "-v",
             &format!("{}:/out", out.display()),
+            "-v",
+            &format!("{}:/escape:ro", escape.display()),
             "--tmpfs",
             "/store:exec",
             // As the rbuild image presets it: `load` needs no namespace either.
@@ -249,11 +261,18 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         .output()
         .expect("run docker");
     assert!(output.status.success(), "{}", describe_output(&output));
+    let refused = std::fs::read_to_string(out.join("escape.err")).unwrap_or_default();
+    assert!(
+        refused.contains("never writes at or below a mount point")
+            && !out.join("escaped").exists()
+            && !String::from_utf8_lossy(&output.stdout).contains("escaped"),
+        "{refused}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout)
             .matches("as found")
             .count(),
-        2,
+        3,
         "the root is put back after each build: {}",
         describe_output(&output)
     );
@@ -312,4 +331,83 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             );
         }
     }
+}
+
+/// Where rbuild sees no container (a chroot on a tmpfs in a private mount namespace: no
+/// /.dockerenv or /run/.containerenv, no `container` variable, a tmpfs root, the machine's
+/// own cgroup), `--isolation none` is refused, from the flag and from RBUILD_ISOLATION alike;
+/// `--force-isolation-none` builds, and the chroot's root is put back afterwards.
+#[test]
+fn isolation_none_is_refused_where_no_container_is_seen() {
+    if !require_root() || !require_command("unshare") || !require_command("chroot") {
+        return;
+    }
+    let Some(fixtures) = fixtures_dir() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo in-place > /built\n"),
+    )]);
+    let root = env.path("chroot");
+    std::fs::create_dir(&root).expect("chroot dir");
+    let script = format!(
+        "set -e\n\
+         D={root}\n\
+         mount -t tmpfs tmpfs $D\n\
+         mkdir -p $D/usr $D/proc $D/dev $D/tmp $D/store $D/ctx $D/fixtures $D/etc\n\
+         ln -s usr/lib $D/lib && ln -s usr/lib64 $D/lib64 && ln -s usr/bin $D/bin\n\
+         cp {rbuild} $D/rbuild\n\
+         echo 'as found' > $D/etc/marker\n\
+         cp -r {ctx}/. $D/ctx/\n\
+         mount --bind /usr $D/usr && mount -t proc proc $D/proc && mount --bind /dev $D/dev\n\
+         mount --bind {fixtures} $D/fixtures\n\
+         exec chroot $D /usr/bin/env -i PATH=/usr/bin:/bin /bin/sh -c '\n\
+           RBUILD_ISOLATION=none /rbuild --root /store load -i /fixtures/busybox-oci.tar >/dev/null\n\
+           echo flag:; /rbuild --root /store build --isolation none /ctx 2>&1 || true\n\
+           echo env:; RBUILD_ISOLATION=none /rbuild --root /store build /ctx 2>&1 || true\n\
+           echo forced:; /rbuild --root /store build -q --isolation none --force-isolation-none \
+             -o type=oci,dest=/tmp/image.tar /ctx 2>&1\n\
+           echo after:; cat /etc/marker; test ! -e /built && echo no-build-files\n\
+           tar -xOf /tmp/image.tar index.json >/dev/null && echo image-written'\n",
+        root = root.display(),
+        rbuild = rbuild_binary().display(),
+        ctx = ctx.display(),
+        fixtures = fixtures.display(),
+    );
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let section = |name: &str| -> String {
+        stdout
+            .split(&format!("{name}:\n"))
+            .nth(1)
+            .and_then(|rest| rest.split(":\n").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    for refused in ["flag", "env"] {
+        assert!(
+            section(refused).contains("does not look like a container")
+                && section(refused).contains("--force-isolation-none"),
+            "{refused}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("after:\nas found\nno-build-files\nimage-written"),
+        "{}",
+        describe_output(&output)
+    );
 }
