@@ -40,23 +40,25 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The executable's own directory when it is one of its own (the rbuild image's), else the
-/// executable alone: a system bin dir must still be captured by the steps.
+/// rbuild's own files: the directory of the executable, or the one above a `bin` dir of its
+/// own (the rbuild image's `/rbuild`, with its libraries and certificates); in a system
+/// directory (`/usr/bin`...) only the executable itself, as the steps must still see the rest.
 fn own_files() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
+    let home = if dir.file_name().is_some_and(|n| n == "bin") {
+        dir.parent()?
+    } else {
+        dir
+    };
     let system = [
-        "/bin",
-        "/sbin",
-        "/usr/bin",
-        "/usr/sbin",
-        "/usr/local/bin",
-        "/usr/local/sbin",
+        "/", "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/local", "/usr/local/bin",
+        "/usr/local/sbin", "/opt",
     ];
-    if dir == Path::new("/") || system.iter().any(|s| dir == Path::new(s)) {
+    if system.iter().any(|s| home == Path::new(s)) {
         Some(exe)
     } else {
-        Some(dir.to_path_buf())
+        Some(home.to_path_buf())
     }
 }
 
