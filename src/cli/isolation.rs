@@ -52,8 +52,16 @@ fn own_files() -> Option<PathBuf> {
         dir
     };
     let system = [
-        "/", "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/local", "/usr/local/bin",
-        "/usr/local/sbin", "/opt",
+        "/",
+        "/bin",
+        "/sbin",
+        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/opt",
     ];
     if system.iter().any(|s| home == Path::new(s)) {
         Some(exe)
