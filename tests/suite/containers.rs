@@ -411,3 +411,104 @@ fn isolation_none_is_refused_where_no_container_is_seen() {
         describe_output(&output)
     );
 }
+
+/// The rbuild image (`scripts/image`, a docker-archive; CI makes it and names it in
+/// RBUILD_IMAGE), loaded into a private dockerd and run as root in a default container, as a
+/// CI job would: a multi-stage Dockerfile with a base pulled from a registry, RUN, COPY
+/// --from and ADD of a git repository (git runs from the image's own /rbuild), then a second
+/// build in the same container.
+#[test]
+fn the_rbuild_image_builds_in_a_default_container() {
+    let image = std::env::var_os("RBUILD_IMAGE").map(std::path::PathBuf::from);
+    if !gate(
+        "the rbuild image (RBUILD_IMAGE=FILE after scripts/image FILE)",
+        image.as_ref().is_some_and(|i| i.exists()),
+    ) {
+        return;
+    }
+    let Some(image) = image else { return };
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(docker) = Dockerd::start() else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let loaded = docker.run_ok(&["load", "-i", image.to_str().expect("utf-8")]);
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("rbuild"),
+        "{}",
+        describe_output(&loaded)
+    );
+    let env = TestEnv::new();
+    let repo = env.path("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::write(repo.join("notes.txt"), "from git\n").expect("write");
+    let git = |args: &[&str]| crate::support::git::git_in(&repo, args);
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    let git_server = crate::support::git::GitServer::serve(&env.path(""));
+    let base = format!("{}/library/busybox:latest", registry.host);
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM {base} AS build\nRUN echo built > /artifact\n\
+             FROM {base}\nCOPY --from=build /artifact /artifact\n\
+             ADD {}#v1 /src\nRUN echo $((6*7)) > /answer\n",
+            git_server.url("repo")
+        )),
+    )]);
+    let out = env.path("out");
+    std::fs::create_dir(&out).expect("out dir");
+    // As GitLab runs a job in an image whose entrypoint is rbuild: `entrypoint: [""]` and a
+    // script of lines for the image's shell.
+    let script = "set -e\n\
+        rbuild info | grep '^isolation: none'\n\
+        rbuild build -q -o type=oci,dest=/out/first.tar /workspace\n\
+        rbuild build -q --no-cache -t again -o type=oci,dest=/out/second.tar /workspace\n\
+        test -x /rbuild/bin/rbuild && echo still-here\n";
+    let output = docker
+        .command(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "-v",
+            &format!("{}:/workspace:ro", ctx.display()),
+            "-v",
+            &format!("{}:/out", out.display()),
+            "--entrypoint",
+            "",
+            "rbuild:latest",
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("run docker");
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("still-here"),
+        "{}",
+        describe_output(&output)
+    );
+    for name in ["first.tar", "second.tar"] {
+        let built = crate::support::oci::OciImage::open(&out.join(name));
+        let tree = built.tree();
+        assert_eq!(tree.text("artifact"), "built\n", "{name}");
+        assert_eq!(tree.text("answer"), "42\n", "{name}");
+        assert_eq!(tree.text("src/notes.txt"), "from git\n", "{name}");
+        assert!(
+            tree.node("bin/busybox").is_file(),
+            "{name}: the pulled base"
+        );
+        assert!(
+            !tree.contains("rbuild"),
+            "{name}: nothing of the image's own"
+        );
+    }
+}
