@@ -105,7 +105,9 @@ pub fn way_out(what: &str) -> String {
              Docker's and Kubernetes' defaults do: run it with `--security-opt \
              seccomp=unconfined --security-opt apparmor=unconfined` (Docker, Podman), or give \
              the pod `Unconfined` seccomp and AppArmor profiles in its securityContext \
-             (Kubernetes)"
+             (Kubernetes); or, as root in a container made for the build, use `--isolation \
+             none` (steps run on the container's own root, put back after), as the rbuild \
+             image (scripts/image) does"
         ),
     }
 }

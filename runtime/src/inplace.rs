@@ -20,10 +20,48 @@ use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::error::{RuntimeError, SetupError};
 use crate::spec::{MountSource, NetworkMode, StepSpec};
 use crate::step::{pump_output, OutputStream, StepOutcome};
+
+/// The session of the step running now (0: none), for the termination handler.
+static CURRENT_SESSION: AtomicI32 = AtomicI32::new(0);
+/// Set once SIGTERM, SIGINT or SIGHUP arrived.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_termination(_: libc::c_int) {
+    TERMINATED.store(true, Ordering::SeqCst);
+    let session = CURRENT_SESSION.load(Ordering::SeqCst);
+    if session > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(-session, libc::SIGKILL) };
+    }
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP end the running step and the build instead of rbuild
+/// itself, so that the build can put the container's root back on its way out (a CI job
+/// cancelled, `docker stop`).
+pub fn handle_termination() -> Result<(), SetupError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_termination),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to atomics and calls kill.
+        unsafe { sigaction(signal, &action) }
+            .map_err(|e| SetupError::os(format!("handle {signal}"), e))?;
+    }
+    Ok(())
+}
+
+/// True once a termination signal arrived: no further step starts.
+pub fn terminated() -> bool {
+    TERMINATED.load(Ordering::SeqCst)
+}
 
 fn refused(message: impl Into<String>) -> RuntimeError {
     RuntimeError::Setup(SetupError::Refused(message.into()))
@@ -168,6 +206,9 @@ pub fn run_in_place(
     spec: &StepSpec,
     on_output: &mut dyn FnMut(OutputStream, &[u8]),
 ) -> Result<StepOutcome, RuntimeError> {
+    if terminated() {
+        return Err(refused("the build was stopped (SIGTERM, SIGINT or SIGHUP)"));
+    }
     if spec.network == NetworkMode::None {
         return Err(refused(
             "RUN --network=none needs a network namespace, which --isolation none does not \
@@ -222,8 +263,15 @@ pub fn run_in_place(
     }
     let mut child = command.spawn().map_err(RuntimeError::Spawn)?;
     let session = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    CURRENT_SESSION.store(session.as_raw(), Ordering::SeqCst);
+    if terminated() {
+        // The signal came between the check above and now.
+        let _ = nix::sys::signal::killpg(session, nix::sys::signal::Signal::SIGKILL);
+    }
     pump_output(&mut child, on_output);
-    let status = child.wait().map_err(RuntimeError::Channel)?;
+    let status = child.wait().map_err(RuntimeError::Channel);
+    CURRENT_SESSION.store(0, Ordering::SeqCst);
+    let status = status?;
     // What the step left running ends with it, as in a container whose init exits.
     let _ = nix::sys::signal::killpg(session, nix::sys::signal::Signal::SIGKILL);
     drop(emulated);

@@ -26,7 +26,7 @@ pub(crate) fn build_stage(
     let total = plan.instructions.len() + 1;
     let mut stage = start_stage(ctx, plan, deps, &locate(plan.from), progress, total)?;
     for (index, ins) in plan.instructions.iter().enumerate() {
-        if ctx.cancelled.load(Ordering::SeqCst) {
+        if ctx.cancelled.load(Ordering::SeqCst) || rbuild_runtime::inplace::terminated() {
             return Err(BuildError::Cancelled);
         }
         dispatch(

@@ -37,6 +37,8 @@ pub fn check(args: &BuildArgs) -> anyhow::Result<()> {
              rbuild cannot recognise, add --force-isolation-none"
         );
     }
+    // A stopped job still gets the container's root back.
+    rbuild_runtime::inplace::handle_termination()?;
     Ok(())
 }
 

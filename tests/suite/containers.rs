@@ -71,7 +71,8 @@ fn default_containers_get_an_error_that_names_the_way_out() {
                 && stderr.contains(
                     "--security-opt seccomp=unconfined --security-opt apparmor=unconfined"
                 )
-                && stderr.contains("Unconfined"),
+                && stderr.contains("Unconfined")
+                && stderr.contains("--isolation none"),
             "user {user}: the way out is named: {stderr}"
         );
         assert_eq!(
@@ -153,6 +154,27 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
     assert_eq!(built.tree().text("hello"), "from a container\n");
 }
 
+/// An image of `/rbuild` as `import_rbuild` makes it, plus `/etc/marker` ("as found"), to see
+/// that an in-place build puts the container's root back.
+fn import_none_image(docker: &Dockerd, env: &TestEnv, tag: &str) {
+    let image = env.path("rbuild-none-image.tar");
+    let binary = std::fs::read(rbuild_binary()).expect("rbuild binary");
+    std::fs::write(
+        &image,
+        layer_tar(&[
+            TarEntry::file("rbuild", binary).mode(0o755),
+            TarEntry::symlink("lib", "usr/lib"),
+            TarEntry::symlink("lib64", "usr/lib64"),
+            TarEntry::symlink("bin", "usr/bin"),
+            TarEntry::dir("tmp").mode(0o1777),
+            TarEntry::dir("etc"),
+            TarEntry::file("etc/marker", b"as found\n").mode(0o644),
+        ]),
+    )
+    .expect("image tar");
+    docker.import_tar(&image, tag);
+}
+
 /// `--isolation none`, kaniko's model, as root in a container with Docker's default security
 /// (no namespace can be made there): a multi-stage build (COPY --from, a deletion, a new user,
 /// a step as that user, a secret) gives the image the namespaced sandbox gives (same files,
@@ -169,22 +191,7 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
     let Some(fixtures) = fixtures_dir() else {
         return;
     };
-    let image = env.path("rbuild-none-image.tar");
-    let binary = std::fs::read(rbuild_binary()).expect("rbuild binary");
-    std::fs::write(
-        &image,
-        layer_tar(&[
-            TarEntry::file("rbuild", binary).mode(0o755),
-            TarEntry::symlink("lib", "usr/lib"),
-            TarEntry::symlink("lib64", "usr/lib64"),
-            TarEntry::symlink("bin", "usr/bin"),
-            TarEntry::dir("tmp").mode(0o1777),
-            TarEntry::dir("etc"),
-            TarEntry::file("etc/marker", b"as found\n").mode(0o644),
-        ]),
-    )
-    .expect("image tar");
-    docker.import_tar(&image, "rbuild-none:1");
+    import_none_image(&docker, &env, "rbuild-none:1");
     let dockerfile = "FROM busybox:latest AS build\n\
         RUN echo built > /artifact && mkdir -p /deep/dir && echo x > /deep/dir/y\n\
         FROM busybox:latest\n\
@@ -511,4 +518,84 @@ fn the_rbuild_image_builds_in_a_default_container() {
             "{name}: nothing of the image's own"
         );
     }
+}
+
+/// `docker stop` during an in-place build (SIGTERM to rbuild, the container's PID 1): the
+/// running step is ended and the container's root put back before rbuild exits.
+#[test]
+fn a_stopped_in_place_build_still_puts_the_root_back() {
+    let Some(docker) = Dockerd::start() else {
+        return;
+    };
+    let Some(fixtures) = fixtures_dir() else {
+        return;
+    };
+    let env = TestEnv::new();
+    import_none_image(&docker, &env, "rbuild-none:2");
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest\nRUN echo changed > /changed && touch /out/started && sleep 120\n",
+        ),
+    )]);
+    let out = env.path("out");
+    std::fs::create_dir(&out).expect("out dir");
+    let name = format!("rbuild-stop-{}", std::process::id());
+    docker.run_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        &format!("{}:/fixtures:ro", fixtures.display()),
+        "-v",
+        &format!("{}:/ctx:ro", ctx.display()),
+        "-v",
+        &format!("{}:/out", out.display()),
+        "--tmpfs",
+        "/store:exec",
+        "-e",
+        "RBUILD_ISOLATION=none",
+        "rbuild-none:2",
+        "/bin/sh",
+        "-c",
+        "/rbuild --root /store load -i /fixtures/busybox-oci.tar >/dev/null && \
+         exec /rbuild --root /store build /ctx",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !out.join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let started = std::time::Instant::now();
+    docker.run_ok(&["stop", "-t", "60", &name]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "rbuild ended the step rather than waiting for it"
+    );
+    let exported = env.path("root.tar");
+    docker.run_ok(&["export", "-o", exported.to_str().expect("utf-8"), &name]);
+    let logs = docker.run_ok(&["logs", &name]);
+    let _ = docker.command(&["rm", "-f", &name]).output();
+    let listing = run_ok(std::process::Command::new("tar").arg("-tf").arg(&exported));
+    let paths: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
+    assert!(
+        paths.contains(&"etc/marker") && paths.contains(&"rbuild") && !paths.contains(&"changed"),
+        "the root as found, without the step's file: {paths:?}\n{}",
+        describe_output(&logs)
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("bin/")),
+        "/bin is the image's link again, not busybox's dir: {paths:?}"
+    );
 }

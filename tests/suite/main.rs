@@ -8,6 +8,7 @@ mod support;
 
 mod add;
 mod cache;
+mod ci_recipes;
 mod cli;
 mod config;
 mod containers;
