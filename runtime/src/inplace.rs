@@ -5,7 +5,8 @@
 //!
 //! - a secret or other file rbuild made: copied to the target for the step, removed after;
 //! - an ssh agent socket: a symlink at the target to it, removed after;
-//! - a cache mount: its store dir renamed to the target for the step and back after;
+//! - a cache mount: its store dir renamed to the target for the step and back after (copied
+//!   in and back when the store is on another filesystem, as it mostly is: a volume);
 //! - a tmpfs: an empty dir, removed after with what the step put in it;
 //! - a bind of the context, a stage or an image, and `--network=none`: refused, naming why.
 //!
@@ -78,6 +79,8 @@ struct Emulated {
     made: Vec<PathBuf>,
     /// Cache dirs to move back: (target in the root, store dir).
     moved: Vec<(PathBuf, PathBuf)>,
+    /// Cache dirs copied in (the store is on another filesystem), to copy back and remove.
+    copied: Vec<(PathBuf, PathBuf)>,
     /// Directories whose mtime changed, with the times to put back.
     times: Vec<(PathBuf, i64, i64, i64, i64)>,
 }
@@ -136,13 +139,26 @@ impl Emulated {
                         .map_err(failed(format!("link {}", target.display())))?;
                     self.made.push(target.to_path_buf());
                 } else if kind.is_dir() {
-                    std::fs::rename(path, target).map_err(failed(format!(
-                        "move the cache {} to {} (the store and the container's root must be \
-                         one filesystem with --isolation none)",
-                        path.display(),
-                        target.display()
-                    )))?;
-                    self.moved.push((target.to_path_buf(), path.clone()));
+                    // A cache dir: moved in when the store is on the root's filesystem, else
+                    // copied in (and back after the step).
+                    match std::fs::rename(path, target) {
+                        Ok(()) => self.moved.push((target.to_path_buf(), path.clone())),
+                        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                            copy_tree(path, target).map_err(failed(format!(
+                                "copy the cache {} to {}",
+                                path.display(),
+                                target.display()
+                            )))?;
+                            self.copied.push((target.to_path_buf(), path.clone()));
+                        }
+                        Err(e) => {
+                            return Err(failed(format!(
+                                "move the cache {} to {}",
+                                path.display(),
+                                target.display()
+                            ))(e))
+                        }
+                    }
                 } else {
                     std::fs::copy(path, target)
                         .map_err(failed(format!("copy to {}", target.display())))?;
@@ -176,6 +192,13 @@ impl Drop for Emulated {
         for (target, store_dir) in self.moved.drain(..).rev() {
             let _ = std::fs::rename(&target, &store_dir);
         }
+        for (target, store_dir) in self.copied.drain(..).rev() {
+            // The cache keeps what the step left; the target goes with the step.
+            if std::fs::remove_dir_all(&store_dir).is_ok() {
+                let _ = copy_tree(&target, &store_dir);
+            }
+            let _ = std::fs::remove_dir_all(&target);
+        }
         for made in self.made.drain(..).rev() {
             let removed = match made.symlink_metadata() {
                 Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&made),
@@ -198,6 +221,44 @@ impl Drop for Emulated {
             );
         }
     }
+}
+
+/// Copies the tree `from` to `to` (which must not exist) with modes, owners and times,
+/// never following a symlink: they are copied as links. Only directories, regular files and
+/// symlinks are copied (a cache holds nothing else worth keeping).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = from.symlink_metadata()?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if kind.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+    } else if kind.is_file() {
+        std::fs::copy(from, to)?;
+    } else {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    if !kind.is_symlink() {
+        std::fs::set_permissions(to, meta.permissions())?;
+        let times = [
+            nix::sys::time::TimeSpec::new(meta.atime(), meta.atime_nsec()),
+            nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+        ];
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            to,
+            &times[0],
+            &times[1],
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(std::io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// Runs `spec` in place (see the module doc) and waits for it and every process it left in

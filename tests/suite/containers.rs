@@ -200,6 +200,9 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         RUN rm /bin/ls && echo $((6*7)) > /answer && echo app:x:1000:1000::/home/app:/bin/sh >> /etc/passwd \
             && echo app:x:1000: >> /etc/group && mkdir -p /home/app && chown 1000:1000 /home/app\n\
         RUN --mount=type=secret,id=tok,mode=0444 cat /run/secrets/tok > /tok-copy\n\
+        RUN --mount=type=cache,target=/var/cache/app echo kept > /var/cache/app/entry\n\
+        RUN --mount=type=cache,target=/var/cache/app --mount=type=tmpfs,target=/scratch \
+            cat /var/cache/app/entry > /from-cache && echo gone > /scratch/x\n\
         USER app\n\
         WORKDIR /home/app\n\
         RUN id -u > whoami && touch mine\n\
@@ -215,6 +218,14 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             file("FROM busybox:latest\nRUN ln -s /out /link\nCOPY hello /link/escaped\n"),
         ),
         ("hello", file("must not reach the volume\n")),
+        (
+            "Dockerfile.bind",
+            file("FROM busybox:latest\nRUN --mount=type=bind,target=/src cat /src/hello\n"),
+        ),
+        (
+            "Dockerfile.netnone",
+            file("FROM busybox:latest\nRUN --network=none true\n"),
+        ),
     ]);
     let out = env.path("out");
     std::fs::create_dir(&out).expect("out dir");
@@ -236,6 +247,8 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         $R build -q --no-cache --secret id=tok,src=/ctx/tok.txt -o type=oci,dest=/out/second.tar /ctx\n\
         cat /etc/marker\n\
         if $R build -q /escape 2>/out/escape.err; then echo escaped; fi\n\
+        if $R build -q -f /escape/Dockerfile.bind /escape 2>/out/bind.err; then echo bound; fi\n\
+        if $R build -q -f /escape/Dockerfile.netnone /escape 2>/out/netnone.err; then echo isolated; fi\n\
         cat /etc/marker\n";
     let output = docker
         .command(&[
@@ -275,6 +288,19 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             && !String::from_utf8_lossy(&output.stdout).contains("escaped"),
         "{refused}"
     );
+    // What needs a mount or a namespace is refused, naming why.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for (file, what) in [
+        ("bind.err", "cannot mount"),
+        ("netnone.err", "network namespace"),
+    ] {
+        let text = std::fs::read_to_string(out.join(file)).unwrap_or_default();
+        assert!(text.contains(what), "{file}: {text}");
+    }
+    assert!(
+        !stdout.contains("bound") && !stdout.contains("isolated"),
+        "{stdout}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout)
             .matches("as found")
@@ -307,6 +333,7 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             "deep/dir/y",
             "answer",
             "tok-copy",
+            "from-cache",
             "home/app/whoami",
             "etc/passwd",
         ] {
@@ -316,6 +343,15 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         assert_eq!(a.text("tok-copy"), "s3cret\n");
         assert!(
             !a.contains("bin/ls") && !a.contains("run/secrets"),
+            "{name}"
+        );
+        assert_eq!(
+            a.text("from-cache"),
+            "kept\n",
+            "{name}: the cache mount, moved in and back"
+        );
+        assert!(
+            !a.contains("var/cache/app") && !a.contains("scratch"),
             "{name}"
         );
         assert_eq!(in_place.layer_count(), sandboxed.layer_count(), "{name}");
