@@ -65,7 +65,12 @@ fn prepare(parsed: &cli::Cli) -> anyhow::Result<()> {
     }
     // Root too gets a user namespace (mapping ids to themselves) when foreign platforms need a
     // binfmt_misc instance of rbuild's own: the host's registrations are never touched.
-    if userns.mapping == rbuild_runtime::IdMapping::HostRoot && parsed.command.needs_emulation() {
+    // So does root without CAP_SYS_ADMIN (a container's root, even with seccomp unconfined):
+    // it gets its capabilities, and so its mount namespaces, in a namespace of its own.
+    let can_mount = rbuild_runtime::caps::can_mount();
+    if userns.mapping == rbuild_runtime::IdMapping::HostRoot
+        && (parsed.command.needs_emulation() || !can_mount)
+    {
         rbuild_runtime::enter_identity_user_namespace()?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {

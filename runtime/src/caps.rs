@@ -54,3 +54,14 @@ pub fn set_all_capabilities() -> Result<(), caps::errors::CapsError> {
     caps::set(None, CapSet::Inheritable, &keep)?;
     Ok(())
 }
+
+/// True when this process may mount (CAP_SYS_ADMIN in its user namespace): root in a
+/// container usually may not, and must first make a user namespace of its own.
+pub fn can_mount() -> bool {
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false)
+}

@@ -118,7 +118,25 @@ impl Emulated {
         }
     }
 
-    fn add(&mut self, target: &Path, source: &MountSource) -> Result<(), RuntimeError> {
+    fn add(
+        &mut self,
+        target: &Path,
+        source: &MountSource,
+        root_mount: Option<u64>,
+    ) -> Result<(), RuntimeError> {
+        // Never into a mount point of the container (a volume holds the host's data): the
+        // nearest existing directory on the way must be on the root's own mount.
+        let existing = target
+            .ancestors()
+            .skip(1)
+            .find(|dir| dir.symlink_metadata().is_ok());
+        if root_mount.is_some() && existing.and_then(mount_id) != root_mount {
+            return Err(refused(format!(
+                "RUN --mount at {}: it is on a mount point of the container (a volume), which \
+                 --isolation none never writes to: pick another target",
+                target.display()
+            )));
+        }
         if target.symlink_metadata().is_ok() {
             return Err(refused(format!(
                 "RUN --mount at {}: the image has something there, which --isolation none \
@@ -223,6 +241,18 @@ impl Drop for Emulated {
     }
 }
 
+/// The mount id of `path` (statx, Linux >= 5.8), following symlinks as the copy would.
+fn mount_id(path: &Path) -> Option<u64> {
+    rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::MNT_ID,
+    )
+    .ok()
+    .map(|st| st.stx_mnt_id)
+}
+
 /// Copies the tree `from` to `to` (which must not exist) with modes, owners and times,
 /// never following a symlink: they are copied as links. Only directories, regular files and
 /// symlinks are copied (a cache holds nothing else worth keeping).
@@ -280,9 +310,10 @@ pub fn run_in_place(
     let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap_or_default();
     let user = crate::user::resolve_user(&spec.user, &read("etc/passwd"), &read("etc/group"))?;
     let mut emulated = Emulated::default();
+    let root_mount = mount_id(root);
     for mount in &spec.mounts {
         let target = root.join(mount.target.trim_start_matches('/'));
-        emulated.add(&target, &mount.source)?;
+        emulated.add(&target, &mount.source, root_mount)?;
     }
     let cwd = root.join(spec.cwd.trim_start_matches('/'));
     if cwd.symlink_metadata().is_err() {

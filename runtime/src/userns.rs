@@ -256,8 +256,25 @@ fn map_helper_child(go_read: OwnedFd, result_write: OwnedFd, writer: &MapWriter)
         } => (*newuidmap, *newgidmap, *uid_map, *gid_map),
         MapWriter::Identity => {
             for map in ["uid_map", "gid_map"] {
-                if let Err(e) = std::fs::write(format!("/proc/{target}/{map}"), "0 0 4294967295\n")
-                {
+                // Every id this process has, to itself: all of them in the initial namespace,
+                // the container's ranges in a user-namespaced one.
+                let own = std::fs::read_to_string(format!("/proc/self/{map}")).unwrap_or_default();
+                let identity: String = own
+                    .lines()
+                    .filter_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        match fields.as_slice() {
+                            [inside, _, count] => Some(format!("{inside} {inside} {count}\n")),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                let identity = if identity.is_empty() {
+                    "0 0 4294967295\n".to_string()
+                } else {
+                    identity
+                };
+                if let Err(e) = std::fs::write(format!("/proc/{target}/{map}"), identity) {
                     let _ = write!(result, "{map}\n{e}");
                     return 1;
                 }
@@ -292,9 +309,9 @@ fn write_proc(path: &str, content: &str) -> Result<(), RuntimeError> {
     })
 }
 
-/// For root in the initial namespace: a user namespace mapping every id to itself, so that
-/// rbuild gets binfmt_misc and mount namespaces of its own (foreign platforms) without
-/// touching the host's.
+/// For root: a user namespace mapping every id it has to itself, so that rbuild gets
+/// binfmt_misc and mount namespaces of its own (foreign platforms) without touching the
+/// host's, and mount namespaces at all in a container that gives root no CAP_SYS_ADMIN.
 pub fn enter_identity_user_namespace() -> Result<(), RuntimeError> {
     unshare_with_writer(&MapWriter::Identity)
 }

@@ -60,7 +60,7 @@ fn default_containers_get_an_error_that_names_the_way_out() {
     let env = TestEnv::new();
     import_rbuild(&docker, &env, "rbuild-bin:1");
     for (user, what) in [
-        ("0:0", "cannot create a mount namespace"),
+        ("0:0", "cannot create a user namespace"),
         ("1000:1000", "cannot create a user namespace"),
     ] {
         let (ok, stderr) = rbuild_in_default_container(&docker, user);
@@ -104,7 +104,7 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
             .arg("1000:1000")
             .arg(&volume),
     );
-    let run = |root: &str| {
+    let run_as = |user: &str, root: &str| {
         docker
             .command(&[
                 "run",
@@ -112,7 +112,7 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
                 "--network",
                 "none",
                 "--user",
-                "1000:1000",
+                user,
                 "--security-opt",
                 "seccomp=unconfined",
                 "--security-opt",
@@ -137,6 +137,7 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
             .output()
             .expect("run docker")
     };
+    let run = |root: &str| run_as("1000:1000", root);
     let on_overlay = run("/tmp/store");
     let stderr = String::from_utf8_lossy(&on_overlay.stderr);
     assert!(!on_overlay.status.success(), "{stderr}");
@@ -150,6 +151,12 @@ fn unconfined_containers_build_with_the_store_on_a_volume() {
         "{}",
         describe_output(&on_volume)
     );
+    let built = crate::support::oci::OciImage::open(&volume.join("image.tar"));
+    assert_eq!(built.tree().text("hello"), "from a container\n");
+    // Root in the same unconfined container: the namespaced sandbox too.
+    std::fs::remove_file(volume.join("image.tar")).expect("remove the first image");
+    let as_root = run_as("0:0", "/volume/root-store");
+    assert!(as_root.status.success(), "{}", describe_output(&as_root));
     let built = crate::support::oci::OciImage::open(&volume.join("image.tar"));
     assert_eq!(built.tree().text("hello"), "from a container\n");
 }
@@ -226,6 +233,10 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
             "Dockerfile.netnone",
             file("FROM busybox:latest\nRUN --network=none true\n"),
         ),
+        (
+            "Dockerfile.mountvol",
+            file("FROM busybox:latest\nRUN --mount=type=tmpfs,target=/out/tmpdir true\n"),
+        ),
     ]);
     let out = env.path("out");
     std::fs::create_dir(&out).expect("out dir");
@@ -249,6 +260,7 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
         if $R build -q /escape 2>/out/escape.err; then echo escaped; fi\n\
         if $R build -q -f /escape/Dockerfile.bind /escape 2>/out/bind.err; then echo bound; fi\n\
         if $R build -q -f /escape/Dockerfile.netnone /escape 2>/out/netnone.err; then echo isolated; fi\n\
+        if $R build -q -f /escape/Dockerfile.mountvol /escape 2>/out/mountvol.err; then echo mounted; fi\n\
         cat /etc/marker\n";
     let output = docker
         .command(&[
@@ -290,15 +302,17 @@ fn isolation_none_builds_as_root_in_a_default_container_and_puts_the_root_back()
     );
     // What needs a mount or a namespace is refused, naming why.
     let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!out.join("tmpdir").exists(), "nothing made in the volume");
     for (file, what) in [
         ("bind.err", "cannot mount"),
         ("netnone.err", "network namespace"),
+        ("mountvol.err", "mount point of the container"),
     ] {
         let text = std::fs::read_to_string(out.join(file)).unwrap_or_default();
         assert!(text.contains(what), "{file}: {text}");
     }
     assert!(
-        !stdout.contains("bound") && !stdout.contains("isolated"),
+        !stdout.contains("bound") && !stdout.contains("isolated") && !stdout.contains("mounted"),
         "{stdout}"
     );
     assert_eq!(
@@ -496,7 +510,9 @@ fn the_rbuild_image_builds_in_a_default_container() {
     git(&["commit", "-qm", "one"]);
     git(&["tag", "v1"]);
     let git_server = crate::support::git::GitServer::serve(&env.path(""));
-    let base = format!("{}/library/busybox:latest", registry.host);
+    // By a name the static rbuild resolves (from /etc/hosts: no NSS library in the image).
+    let port = registry.host.rsplit(':').next().expect("port");
+    let base = format!("registry.test:{port}/library/busybox:latest");
     let ctx = env.context(&[(
         "Dockerfile",
         file(format!(
@@ -512,8 +528,8 @@ fn the_rbuild_image_builds_in_a_default_container() {
     // script of lines for the image's shell.
     let script = "set -e\n\
         rbuild info | grep '^isolation: none'\n\
-        rbuild build -q -o type=oci,dest=/out/first.tar /workspace\n\
-        rbuild build -q --no-cache -t again -o type=oci,dest=/out/second.tar /workspace\n\
+        rbuild --tls-verify=false build -q -o type=oci,dest=/out/first.tar /workspace\n\
+        rbuild --tls-verify=false build -q --no-cache -t again -o type=oci,dest=/out/second.tar /workspace\n\
         test -x /rbuild/bin/rbuild && echo still-here\n";
     let output = docker
         .command(&[
@@ -521,6 +537,8 @@ fn the_rbuild_image_builds_in_a_default_container() {
             "--rm",
             "--network",
             "host",
+            "--add-host",
+            "registry.test:127.0.0.1",
             "-v",
             &format!("{}:/workspace:ro", ctx.display()),
             "-v",
