@@ -14,7 +14,7 @@
 //! previous one and never follows a symlink; the writer reads each file with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` and writes the layer through [`crate::write`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -79,11 +79,12 @@ impl Seen {
     }
 }
 
-/// Every entry of a tree below its root (the root itself excluded), by relative path; paths
-/// sort parents first.
+/// Every entry of a tree below its root (the root itself excluded), by relative path, in
+/// path order (parents first). A sorted vector, filled in that order by a walk that sorts
+/// each directory's names: no map to insert into, and two walks compare in one merge pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scan {
-    entries: BTreeMap<PathBuf, Seen>,
+    entries: Vec<(PathBuf, Seen)>,
 }
 
 impl Scan {
@@ -114,6 +115,9 @@ impl Scan {
                 names.push(OsString::from_vec(name));
             }
         }
+        // Byte order of the names, depth first: the order of the paths, component by
+        // component, so `entries` comes out sorted.
+        names.sort_unstable();
         for name in names {
             let path = rel.join(&name);
             if skip(&path) {
@@ -125,7 +129,7 @@ impl Scan {
                 Err(e) => return Err(e.into()),
             };
             let seen = Seen::of(&st);
-            self.entries.insert(path.clone(), seen);
+            self.entries.push((path.clone(), seen));
             if seen.kind == FileType::Directory {
                 let child = rfs::openat(
                     dir,
@@ -148,7 +152,15 @@ impl Scan {
     }
 
     pub fn get(&self, path: &Path) -> Option<&Seen> {
-        self.entries.get(path)
+        self.entries
+            .binary_search_by(|(p, _)| p.as_path().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// The entries, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&PathBuf, &Seen)> {
+        self.entries.iter().map(|(p, s)| (p, s))
     }
 }
 
@@ -175,42 +187,70 @@ impl Change {
 /// directory everything is written again and nothing is whited out (the opaque directory
 /// hides the old contents); below a deleted directory only the directory is whited out.
 pub fn changes(before: &Scan, after: &Scan) -> Vec<Change> {
+    use std::cmp::Ordering;
     let mut out = Vec::new();
     let mut opaque: Option<&Path> = None;
-    for (path, seen) in &after.entries {
-        if opaque.is_some_and(|o| path.starts_with(o)) {
-            out.push(Change::Write(path.clone()));
-            continue;
-        }
-        opaque = None;
-        match before.entries.get(path) {
-            Some(old) if seen.unchanged(old) => {}
-            Some(old)
-                if seen.kind == FileType::Directory
-                    && old.kind == FileType::Directory
-                    && seen.ino == old.ino =>
-            {
-                out.push(Change::Write(path.clone())); // its own mode or owner
-            }
-            Some(_) if seen.kind == FileType::Directory => {
-                out.push(Change::Opaque(path.clone()));
-                opaque = Some(path);
-            }
-            _ => out.push(Change::Write(path.clone())),
-        }
-    }
     let mut deleted: Option<&Path> = None;
-    for path in before.entries.keys() {
-        if deleted.is_some_and(|d| path.starts_with(d)) || after.entries.contains_key(path) {
-            continue;
+    // One pass over both walks, in path order.
+    let (mut old, mut new) = (
+        before.entries.iter().peekable(),
+        after.entries.iter().peekable(),
+    );
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((was_path, _)), Some((now_path, _))) => was_path.cmp(now_path),
+        };
+        match order {
+            // Only before: deleted.
+            Ordering::Less => {
+                let Some((path, _)) = old.next() else { break };
+                if deleted.is_some_and(|d| path.starts_with(d)) {
+                    continue;
+                }
+                // A replaced ancestor (a new directory is opaque; a non-directory hides all
+                // below) hides this already.
+                let hidden = path.ancestors().skip(1).any(|a| replaced(before, after, a));
+                if !hidden {
+                    out.push(Change::Delete(path.clone()));
+                }
+                deleted = Some(path);
+            }
+            // Only after: new.
+            Ordering::Greater => {
+                let Some((path, _)) = new.next() else { break };
+                if !opaque.is_some_and(|o| path.starts_with(o)) {
+                    opaque = None;
+                }
+                out.push(Change::Write(path.clone()));
+            }
+            Ordering::Equal => {
+                let (Some((_, was)), Some((path, seen))) = (old.next(), new.next()) else {
+                    break;
+                };
+                if opaque.is_some_and(|o| path.starts_with(o)) {
+                    out.push(Change::Write(path.clone()));
+                    continue;
+                }
+                opaque = None;
+                if seen.unchanged(was) {
+                    continue;
+                }
+                if seen.kind == FileType::Directory
+                    && was.kind == FileType::Directory
+                    && seen.ino == was.ino
+                {
+                    out.push(Change::Write(path.clone())); // its own mode or owner
+                } else if seen.kind == FileType::Directory {
+                    out.push(Change::Opaque(path.clone()));
+                    opaque = Some(path);
+                } else {
+                    out.push(Change::Write(path.clone()));
+                }
+            }
         }
-        // A replaced ancestor (a new directory is opaque; a non-directory hides all below)
-        // hides this already.
-        let hidden = path.ancestors().skip(1).any(|a| replaced(before, after, a));
-        if !hidden {
-            out.push(Change::Delete(path.clone()));
-        }
-        deleted = Some(path);
     }
     out.sort_by(|a, b| a.path().cmp(b.path()));
     out
@@ -220,7 +260,7 @@ pub fn changes(before: &Scan, after: &Scan) -> Vec<Change> {
 /// another type).
 fn replaced(before: &Scan, after: &Scan, path: &Path) -> bool {
     matches!(
-        (after.entries.get(path), before.entries.get(path)),
+        (after.get(path), before.get(path)),
         (Some(now), Some(was)) if now.kind != was.kind || now.ino != was.ino
     )
 }
@@ -340,7 +380,7 @@ pub fn apply_layer_keeping(
         source,
     })?;
     let mut changes = Vec::with_capacity(scan.len());
-    for (path, seen) in &scan.entries {
+    for (path, seen) in scan.iter() {
         if kept.keeps(path) {
             continue;
         }

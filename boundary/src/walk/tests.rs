@@ -366,3 +366,22 @@ fn kept_paths_are_never_touched_by_an_applied_layer() {
         "fine"
     );
 }
+
+/// A walk lists its entries in path order (component by component), which the one-pass diff
+/// relies on: names that sort differently as bytes and as paths (`a/x` before `a.b`, `a-c`).
+#[test]
+fn a_walk_comes_out_in_path_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for made in ["a/x", "a.b/y", "a-c", "b", "a/x/deep"] {
+        fs::create_dir_all(dir.path().join(made)).expect("mkdir");
+    }
+    fs::write(dir.path().join("a/file"), "f").expect("write");
+    let scan = Scan::of(crate::open_root(dir.path()).expect("open"), &|_| false).expect("scan");
+    let paths: Vec<&PathBuf> = scan.iter().map(|(p, _)| p).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    assert_eq!(paths.len(), 8);
+    assert!(scan.get(Path::new("a/x/deep")).is_some());
+    assert!(scan.get(Path::new("a/missing")).is_none());
+}
