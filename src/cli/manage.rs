@@ -189,14 +189,12 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
         "host platform: linux/{}",
         rbuild::image::host_architecture()
     );
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     outln!(
         "uid map: {}",
-        std::fs::read_to_string("/proc/self/uid_map")
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        uid_map.split_whitespace().collect::<Vec<_>>().join(" ")
     );
+    outln!("id mapping: {}", id_mapping_text(&uid_map));
     outln!("store: {}", store.root().display());
     match rbuild_runtime::container::this_process() {
         Some(signal) => outln!("container: yes ({signal})"),
@@ -245,12 +243,60 @@ pub fn info(root: &Path) -> anyhow::Result<i32> {
         "linux/s390x",
     ] {
         let platform = rbuild::plan::Platform::parse(text)?;
+        if in_place {
+            let host = rbuild::image::host_architecture();
+            match rbuild_runtime::binfmt::check_in_place(&platform.architecture, host) {
+                Ok(None) => outln!("{text}: native"),
+                Ok(Some(how)) => outln!("{text}: {how}"),
+                Err(e) => outln!("{text}: unavailable: {e}"),
+            }
+            continue;
+        }
         match rbuild::build::emulation::emulation_for(&store, &platform) {
+            Ok(how @ rbuild_runtime::binfmt::Emulation::Sandboxed { .. }) => outln!(
+                "{text}: {how} (rbuild's own binfmt_misc, in its user namespace: the host's \
+                 registrations are not touched)"
+            ),
+            Ok(how @ rbuild_runtime::binfmt::Emulation::HostRegistration { .. }) => outln!(
+                "{text}: {how} (this kernel gives rbuild no binfmt_misc of its own; Linux >= \
+                 6.7 does)"
+            ),
             Ok(how) => outln!("{text}: {how}"),
             Err(e) => outln!("{text}: unavailable: {e}"),
         }
     }
     Ok(0)
+}
+
+/// What the uid map of rbuild's process means for the images it can build, and what would
+/// change it.
+fn id_mapping_text(uid_map: &str) -> String {
+    let ranges: Vec<Vec<u64>> = uid_map
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .filter(|fields: &Vec<u64>| fields.len() == 3)
+        .collect();
+    match ranges.as_slice() {
+        [only] if only[0] == only[1] && only[2] >= 65536 => {
+            "every id is itself (root; no subordinate ids needed)".to_string()
+        }
+        [_] => "your own id only (no range for you in /etc/subuid and /etc/subgid, or no \
+                newuidmap): images with files of other owners fail; scripts/setup adds a \
+                range (or: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 \
+                $USER)"
+            .to_string(),
+        _ => {
+            let count: u64 = ranges.iter().skip(1).map(|r| r[2]).sum();
+            format!(
+                "your id as root, and {count} subordinate ids (/etc/subuid, newuidmap) for the \
+                 images' other owners"
+            )
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -437,7 +483,14 @@ pub fn system(root: &Path, command: SystemCommand) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, parse_size};
+    use super::{id_mapping_text, parse_duration, parse_size};
+
+    #[test]
+    fn id_mappings_are_explained() {
+        assert!(id_mapping_text("0 0 4294967295\n").contains("every id is itself"));
+        assert!(id_mapping_text("0 1000 1\n").contains("scripts/setup"));
+        assert!(id_mapping_text("0 1000 1\n1 100000 65536\n").contains("65536 subordinate ids"));
+    }
 
     #[test]
     fn sizes_and_durations() {
