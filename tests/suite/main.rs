@@ -11,6 +11,7 @@ mod cache;
 mod ci_recipes;
 mod cli;
 mod config;
+mod conformance;
 mod containers;
 mod copyflags;
 mod df_args;
