@@ -24,9 +24,15 @@ pub(super) fn apply(
     };
     let entry = match kind {
         InstructionKind::Env { pairs, .. } => {
-            let mut parts = Vec::new();
+            // Every value is expanded with the environment as it was before the instruction
+            // (`ENV A=1 B=$A` gives B the old A), as BuildKit processes the whole command's
+            // words first (conformance case env-001-multi-pair).
+            let mut values = Vec::new();
             for (key, raw) in pairs {
-                let value = expand_in(stage, "ENV", raw)?;
+                values.push((key, expand_in(stage, "ENV", raw)?));
+            }
+            let mut parts = Vec::new();
+            for (key, value) in values {
                 stage.config.set_env(key, &value);
                 parts.push(format!("{key}={value}"));
             }

@@ -196,6 +196,8 @@ pub fn copy_sources(
 ) -> Result<(), ImageFsError> {
     let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
     let mut dir_times: Vec<(String, (i64, i64))> = Vec::new();
+    // Hard-linked sources: the first one written, by (device, inode).
+    let mut linked: std::collections::HashMap<(u64, u64), String> = Default::default();
     for sel in selected {
         let base = if sel.is_dir() && !attrs.keep_dir_names {
             dest.to_string()
@@ -234,13 +236,48 @@ pub fn copy_sources(
                 stay_on.check(&parent_fd, &target)?;
             }
             let name = OsStr::new(name);
+            // A directory source's contents go into dest: dest itself is not the source dir.
+            // An existing one is left as it is (`COPY tmp/ /tmp/` keeps /tmp's 1777 and
+            // owner); a new one is 0755, owned by --chown's owner or root, as BuildKit
+            // creates it (conformance cases copy-003, copy-006, copy-009).
+            let copy_root = entry.rel.is_empty() && sel.is_dir() && !attrs.keep_dir_names;
             match &entry.kind {
+                SourceKind::Dir if copy_root => {
+                    if open_in_root(root, &target, OFlags::DIRECTORY).is_err() {
+                        let fd = write::dir(&parent_fd, name, &target)?;
+                        let created = EntryMeta {
+                            owner: Some(attrs.owner.unwrap_or((0, 0))),
+                            mode: 0o755,
+                            mtime: meta.mtime,
+                        };
+                        write::set_owner_mode(&fd, &target, &created)?;
+                    }
+                }
                 SourceKind::Dir => {
                     let fd = write::dir(&parent_fd, name, &target)?;
                     write::set_owner_mode(&fd, &target, &meta)?;
                     dir_times.push((target.clone(), meta.mtime));
                 }
+                SourceKind::File { .. }
+                    if entry.link_id.is_some_and(|id| linked.contains_key(&id)) =>
+                {
+                    let first = entry
+                        .link_id
+                        .and_then(|id| linked.get(&id))
+                        .cloned()
+                        .unwrap_or_default();
+                    write::hard_link(
+                        root,
+                        std::path::Path::new(first.trim_start_matches('/')),
+                        &parent_fd,
+                        name,
+                        &target,
+                    )?;
+                }
                 SourceKind::File { .. } => {
+                    if let Some(id) = entry.link_id {
+                        linked.insert(id, target.clone());
+                    }
                     let mut input = entry.open().map_err(|source| ImageFsError::Source {
                         action: "read",
                         path: entry.host_path.clone(),

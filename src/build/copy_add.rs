@@ -22,6 +22,11 @@ pub(super) fn resolve_owner(
     loc: &Location,
     keyword: &'static str,
 ) -> Result<(u32, u32), BuildError> {
+    // A uid alone is also the gid, without a look at /etc/passwd (BuildKit's file ops take
+    // an id user as uid:uid; conformance case copy-001-chown-uid).
+    if let Ok(id) = spec.parse::<u32>() {
+        return Ok((id, id));
+    }
     let passwd = mounted.read_image_file("/etc/passwd");
     let group = mounted.read_image_file("/etc/group");
     // `--chown=user` alone means the user's primary group, as in BuildKit.
@@ -179,13 +184,11 @@ pub(super) fn copy(
     let how = step.selection();
     let gathered = gather(ctx, stage, loc, &how, &source, &args.sources, &heredocs)?;
     let dest_raw = expand(loc, keyword, &args.dest, ctx.escape, &|n| stage.lookup(n))?;
+    // Several sources into a destination without `/` are no error (the reference says it
+    // must be a directory; BuildKit copies each in turn: into it when it is an existing
+    // directory, else the last one is the file; conformance cases copy-007, copy-011,
+    // copy-013).
     let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
-    if gathered.sources.len() > 1 && !dest_is_dir {
-        return Err(loc.error(
-            keyword,
-            format!("when using {keyword} with more than one source file, the destination must be a directory and end with a /"),
-        ));
-    }
     let dest = join_image_path(&stage.workdir(), &dest_raw);
     let created_by = step.created_by(&gathered.sources, &dest_raw);
 
@@ -223,8 +226,7 @@ pub(super) fn copy(
             return Ok(true);
         }
     }
-    // Several files (a wildcard matching more than one) also land inside dest.
-    let into_dir = gathered.selected.len() > 1 || dest_is_dir || step.flags.parents;
+    let into_dir = dest_is_dir || step.flags.parents;
     let diff_id = write_layer(ctx, stage, loc, &step, &source, &gathered, &dest, into_dir)?;
     drop(source);
     let next = chained(stage);

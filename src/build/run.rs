@@ -497,11 +497,7 @@ impl<'a> PlannedMount<'a> {
                 Some(bind.step_mount(ctx, vec![tree], false, describe.clone(), guards)?)
             }
             Planned::Layers(diff_ids, describe) => {
-                let layers = diff_ids
-                    .iter()
-                    .rev()
-                    .map(|diff_id| ctx.store.layer_dir(diff_id))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let layers = ctx.store.overlay_lowers(diff_ids)?;
                 Some(bind.step_mount(ctx, layers, true, describe.clone(), guards)?)
             }
         })

@@ -82,13 +82,26 @@ impl StepContext<'_> {
         Ok(self.worker.snapshotter.mount(snapshot)?)
     }
 
-    /// What changed in `snapshot` as a layer held by this build's lease; None when nothing
-    /// changed.
+    /// What changed in `snapshot` as a layer held by this build's lease. A step that changed
+    /// nothing still gets a layer, an empty one, as BuildKit gives every RUN, COPY, ADD and
+    /// WORKDIR (its testExportedHistory: `RUN ["ls"]` is not an empty_layer; conformance
+    /// cases run-001-empty-layer and copy-012-wildcard-none-alone).
     pub fn commit(&self, snapshot: crate::worker::Snapshot) -> Result<Option<String>, BuildError> {
-        Ok(self
+        match self
             .worker
             .snapshotter
-            .commit(self.store, &self.lease, snapshot)?)
+            .commit(self.store, &self.lease, snapshot)?
+        {
+            Some(diff_id) => Ok(Some(diff_id)),
+            None => {
+                let empty = self.store.temp_dir("empty-layer")?;
+                Ok(Some(crate::worker::commit_layer_dir(
+                    self.store,
+                    &self.lease,
+                    empty.path(),
+                )?))
+            }
+        }
     }
 
     /// Stores what a step produced under its key, as used by this stage.

@@ -13,7 +13,13 @@ pub(super) fn workdir(
     loc: &Location,
     path: &str,
 ) -> Result<bool, BuildError> {
-    let wd = join_image_path(&stage.workdir(), path);
+    // An absolute path is kept as written (a trailing `/` too), a relative one joins the
+    // current directory: BuildKit's NormalizeWorkdir (util/system/path.go).
+    let wd = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        join_image_path(&stage.workdir(), path)
+    };
     stage.config.config.working_dir = wd.clone();
     let created_by = format!("WORKDIR {wd}");
     if wd == "/" {
@@ -29,10 +35,12 @@ pub(super) fn workdir(
     let snapshot = ctx.prepare(&stage.config.rootfs.diff_ids, "workdir")?;
     {
         let mounted = ctx.mount(&snapshot)?;
+        // A USER the image does not know (yet) makes no error here: the directory is
+        // root's, as BuildKit makes it (conformance case user-001-missing-name-workdir).
         let owner = if user.is_empty() {
             (0, 0)
         } else {
-            resolve_owner(&mounted, &user, loc, "WORKDIR")?
+            resolve_owner(&mounted, &user, loc, "WORKDIR").unwrap_or((0, 0))
         };
         mkdir_all_in_root(mounted.root_fd(), &wd, 0o755, owner)
             .map_err(|e| loc.error("WORKDIR", crate::error_chain(&e)))?;

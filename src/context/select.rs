@@ -22,8 +22,6 @@ pub enum ContextError {
         source_path: String,
         why: &'static str,
     },
-    #[error("no source files were specified: {pattern} matches nothing in the build context")]
-    NoMatch { pattern: String },
     #[error("{what} failed: {detail}")]
     Remote { what: String, detail: String },
     #[error("git source {url:?} is not allowed: {why}")]
@@ -90,6 +88,9 @@ pub struct SourceEntry {
     pub gid: u32,
     pub mtime: i64,
     pub mtime_nsec: i64,
+    /// (device, inode) of a regular file with other hard links: the files of one copy that
+    /// share it are linked again at the destination, as BuildKit copies them.
+    pub link_id: Option<(u64, u64)>,
 }
 
 impl SourceEntry {
@@ -353,17 +354,23 @@ impl BuildContext {
         }
         let rel = clean_relative(source);
         if has_wildcards(&rel) {
+            // A COPY source is matched as Go's filepath.Match matches it: `**` is two `*`, one
+            // path component, not any depth as in .dockerignore (conformance case
+            // copy-010-doublestar).
+            let mut pattern = String::with_capacity(rel.len());
+            for c in rel.chars() {
+                if !(c == '*' && pattern.ends_with('*')) {
+                    pattern.push(c);
+                }
+            }
             let mut matches = Vec::new();
             self.walk_paths("", &mut |path| {
-                if glob_match(&rel, path) {
+                if glob_match(&pattern, path) {
                     matches.push(path.to_string());
                 }
             })?;
-            if matches.is_empty() {
-                return Err(ContextError::NoMatch {
-                    pattern: source.to_string(),
-                });
-            }
+            // A wildcard may match nothing: BuildKit copies with AllowEmptyWildcard
+            // (conformance cases copy-008-wildcard-nomatch, copy-012-wildcard-none-alone).
             // A match inside a matched dir is already copied with it.
             let mut selected = Vec::new();
             for path in &matches {
@@ -462,6 +469,9 @@ impl BuildContext {
             gid: stat.st_gid,
             mtime: stat.st_mtime,
             mtime_nsec: i64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+            link_id: (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+                && stat.st_nlink > 1)
+                .then_some((stat.st_dev, stat.st_ino)),
         }
     }
 
@@ -638,10 +648,7 @@ mod tests {
             ctx.select("nope"),
             Err(ContextError::NotFound { .. })
         ));
-        assert!(matches!(
-            ctx.select("*.md"),
-            Err(ContextError::NoMatch { .. })
-        ));
+        assert!(ctx.select("*.md").is_ok_and(|s| s.is_empty()));
         assert!(matches!(
             ctx.select("../etc/passwd"),
             Err(ContextError::OutsideContext { .. })

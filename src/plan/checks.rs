@@ -206,8 +206,11 @@ fn check_instruction(
                     message: "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into(),
                 });
             }
-            for (key, value) in pairs {
+            // Values see the environment from before the instruction (see build's ENV).
+            for (_, value) in pairs {
                 undefined(value, visible, findings);
+            }
+            for (key, _) in pairs {
                 if looks_secret(key) {
                     findings.push(secret_finding(ins, "ENV", key));
                 }

@@ -33,6 +33,21 @@ impl Store {
     }
 
     /// The dir holding the layer's files (a lowerdir).
+    /// The dirs of `diff_ids` (bottom first, as an image lists them) as overlayfs stacks lower
+    /// dirs: topmost first, each dir once. A layer that appears twice (empty layers all share
+    /// one) would make the mount fail with ELOOP; keeping only its topmost place changes
+    /// nothing, as the same content above hides all the lower copy could show.
+    pub fn overlay_lowers(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut dirs = Vec::new();
+        for diff_id in diff_ids.iter().rev() {
+            if seen.insert(diff_id.as_str()) {
+                dirs.push(self.layer_dir(diff_id)?);
+            }
+        }
+        Ok(dirs)
+    }
+
     pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, StoreError> {
         Ok(self.layer_root(diff_id)?.join("diff"))
     }

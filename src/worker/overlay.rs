@@ -24,11 +24,7 @@ fn lower_dirs(
     temp: &tempfile::TempDir,
     add_empty: bool,
 ) -> Result<Vec<PathBuf>, WorkerError> {
-    let mut dirs: Vec<PathBuf> = layers
-        .iter()
-        .rev()
-        .map(|d| store.layer_dir(d))
-        .collect::<Result<_, _>>()?;
+    let mut dirs: Vec<PathBuf> = store.overlay_lowers(layers)?;
     if add_empty {
         let empty = temp.path().join("empty");
         create_dir(&empty)?;
