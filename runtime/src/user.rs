@@ -98,8 +98,20 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
         };
     }
 
-    // The primary group is also a supplementary one, as containerd and podman set it; the
-    // groups listing the user are added only when no group was named explicitly.
+    // `uid:gid` in numbers has no supplementary group at all, as BuildKit's GetUser takes it
+    // (its fast path; conformance case user-002-uid-gid: busybox `id` shows no groups).
+    // Otherwise the primary group is also a supplementary one, as containerd and podman set
+    // it; the groups listing the user are added only when no group was named explicitly.
+    let numeric =
+        user_part.parse::<u32>().is_ok() && group_part.is_some_and(|g| g.parse::<u32>().is_ok());
+    if numeric {
+        return Ok(ResolvedUser {
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+            home: if home.is_empty() { "/".into() } else { home },
+        });
+    }
     let mut additional_gids = vec![gid];
     if group_part.is_none() {
         if let Some(name) = name {
@@ -145,9 +157,9 @@ mod tests {
             ("1000", Ok((1000, 1000, vec![1000, 2000], "/home/app"))),
             ("app:extra", Ok((1000, 2000, vec![2000], "/home/app"))),
             ("app:0", Ok((1000, 0, vec![0], "/home/app"))),
-            ("1000:1000", Ok((1000, 1000, vec![1000], "/home/app"))),
+            ("1000:1000", Ok((1000, 1000, vec![], "/home/app"))),
             ("4242", Ok((4242, 0, vec![0], "/"))),
-            ("4242:77", Ok((4242, 77, vec![77], "/"))),
+            ("4242:77", Ok((4242, 77, vec![], "/"))),
             ("nobody", Ok((65534, 65534, vec![65534], "/nonexistent"))),
             (
                 "ghost",

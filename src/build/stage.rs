@@ -67,6 +67,9 @@ pub(super) fn start_stage(
     let (mut config, cache_key, args, base) = match &plan.base {
         Base::Scratch | Base::Dir(_) => {
             let mut config = ImageConfig::scratch();
+            // BuildKit's empty image has WorkingDir "/" (dockerfile2llb/image.go emptyImage;
+            // conformance case from-004-scratch-copy).
+            config.config.working_dir = "/".to_string();
             config.architecture = platform.architecture.clone();
             config.variant = (!platform.variant.is_empty()).then(|| platform.variant.clone());
             (

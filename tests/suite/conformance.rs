@@ -215,9 +215,16 @@ fn normalize_created_by(text: &str) -> String {
     text.trim_end_matches(" # buildkit").to_string()
 }
 
-/// Where a failing build stopped: the instruction text (`RUN false`), from rbuild's error
-/// excerpt (`   3 | RUN false`) or BuildKit's (` > [2/3] RUN false:`).
-fn failing_instruction(output: &str) -> Option<String> {
+/// Where a failing build stopped, as the text of the Dockerfile's instruction: from rbuild's
+/// excerpt (`   3 | RUN false`), BuildKit's step (` > [2/3] RUN false:`), or the line number
+/// an error names (`line 3:`, `Dockerfile:3`, for errors before any step runs).
+fn failing_instruction(output: &str, dockerfile: &str) -> Option<String> {
+    let line_text = |number: usize| {
+        dockerfile
+            .lines()
+            .nth(number.checked_sub(1)?)
+            .map(|l| l.trim().to_string())
+    };
     for line in output.lines() {
         let line = line.trim();
         if let Some((number, text)) = line.split_once(" | ") {
@@ -228,6 +235,17 @@ fn failing_instruction(output: &str) -> Option<String> {
         if let Some(rest) = line.strip_prefix("> [") {
             if let Some((_, text)) = rest.split_once("] ") {
                 return Some(text.trim_end_matches(':').trim().to_string());
+            }
+        }
+    }
+    for marker in ["line ", "Dockerfile:"] {
+        for (at, _) in output.match_indices(marker) {
+            let digits: String = output[at + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Some(text) = digits.parse().ok().and_then(line_text) {
+                return Some(text);
             }
         }
     }
@@ -276,7 +294,8 @@ fn rbuild_result(env: &TestEnv, case: &Case) -> Value {
         json!({ "summary": summary(&OciImage::open(&archive)) })
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        json!({ "fails_at": failing_instruction(&stderr) })
+        let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap_or_default();
+        json!({ "fails_at": failing_instruction(&stderr, &dockerfile) })
     }
 }
 
@@ -420,7 +439,8 @@ fn buildkit_result(docker: &Dockerd, env: &TestEnv, case: &Case) -> Value {
         case.id
     );
     if !output.status.success() {
-        return json!({ "fails_at": failing_instruction(&text) });
+        let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap_or_default();
+        return json!({ "fails_at": failing_instruction(&text, &dockerfile) });
     }
     let saved = env.path(&format!("oracle-{}.tar", case.id));
     docker.run_ok(&["save", "-o", saved.to_str().expect("utf-8"), &tag]);
