@@ -57,12 +57,15 @@ impl CopyStep {
     ) -> Result<CopyStep, BuildError> {
         let keyword = if is_add { "ADD" } else { "COPY" };
         // Which flags each instruction takes the parser has checked; here they are read, once.
-        let flags = args.flags.clone();
+        let mut flags = args.flags.clone();
         if is_add {
             check_add_sources(loc, &args.sources, flags.checksum.is_some())?;
         }
         let expand_here = |word: &str| expand(loc, keyword, word, ctx.escape, &|n| stage.lookup(n));
+        // As BuildKit's Expand of COPY/ADD: --chown, --chmod and --checksum take variables.
         let chown = flags.chown.as_deref().map(expand_here).transpose()?;
+        flags.chmod = flags.chmod.as_deref().map(expand_here).transpose()?;
+        flags.checksum = flags.checksum.as_deref().map(expand_here).transpose()?;
         let chmod = flags
             .chmod
             .as_deref()

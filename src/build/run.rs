@@ -163,8 +163,20 @@ pub(super) fn run(
     // The mounts' parts of the key come first, without side effects; they are prepared
     // (secret files written, cache-mount locks taken, imported caches extracted, bind
     // sources staged) only when the cache misses.
-    let mounts = run_flags
+    let expand_value = |word: &str| {
+        super::instructions::expand(loc, "RUN", word, ctx.escape, &|n| stage.lookup(n))
+            .map_err(|e| e.to_string())
+    };
+    let expanded = run_flags
         .mounts
+        .iter()
+        .map(|mount| {
+            mount
+                .expanded(&expand_value)
+                .map_err(|e| loc.error("RUN", format!("--mount={}: {e}", mount.spec)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mounts = expanded
         .iter()
         .map(|mount| PlannedMount::plan(ctx, plan, deps, loc, mount, &cwd))
         .collect::<Result<Vec<_>, _>>()?;
@@ -654,9 +666,6 @@ fn plan_bind<'a>(
             Planned::Context(ContextRef::Build(ctx.context), "the build context".into()),
         ));
     };
-    let from = super::instructions::expand(loc, "RUN", from, ctx.escape, &|n| {
-        super::lookup_args(&ctx.plan.global_args, n)
-    })?;
     let (diff_ids, from_key, describe) = match resolve_source(
         &ctx.plan.stages,
         plan.index,

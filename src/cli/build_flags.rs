@@ -147,31 +147,70 @@ pub(super) fn parse_add_host(spec: &str) -> anyhow::Result<(String, String)> {
     Ok((host.to_string(), ip.to_string()))
 }
 
-/// `--secret id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID` (the variable ID, as buildx).
+/// The largest secret BuildKit's secret store accepts (500 KiB).
+const MAX_SECRET_SIZE: u64 = 500 << 10;
+
+/// Where one `--secret` value comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum SecretSource {
+    File(String),
+    Env(String),
+}
+
+/// One `--secret` spec, read as buildx reads it: `id=ID,src=FILE` (a file), `id=ID,env=VAR`,
+/// `type=env,id=ID,src=VAR` (for type=env the source names a variable), or a bare `id=ID`:
+/// the variable ID when it is set, else the file ID.
+fn secret_spec(spec: &str) -> anyhow::Result<(String, SecretSource)> {
+    let mut id = None;
+    let mut source = None;
+    let mut env = None;
+    let mut is_env = false;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => source = Some(v.to_string()),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file")) => is_env = false,
+            Some(("type", "env")) => is_env = true,
+            Some(("type", other)) => {
+                bail!("--secret {spec:?}: type={other} is not a secret type (file or env)")
+            }
+            _ => bail!("--secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"),
+        }
+    }
+    let id = id.with_context(|| format!("--secret {spec:?}: missing id="))?;
+    let from = match (env, source, is_env) {
+        (Some(var), _, _) | (None, Some(var), true) => SecretSource::Env(var),
+        (None, Some(file), false) => SecretSource::File(file),
+        (None, None, _) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None, _) => SecretSource::File(id.clone()),
+    };
+    Ok((id, from))
+}
+
+/// Every `--secret`, read now: by id, its value.
 pub(super) fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut secrets = BTreeMap::new();
     for spec in specs {
-        let mut id = None;
-        let mut source = None;
-        for part in spec.split(',') {
-            match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => source = Some((false, v.to_string())),
-                Some(("env", v)) => source = Some((true, v.to_string())),
-                Some(("type", "file" | "env")) => {}
-                _ => bail!("--secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"),
-            }
-        }
-        let id = id.with_context(|| format!("--secret {spec:?}: missing id="))?;
-        let (from_env, name) = source.unwrap_or((true, id.clone()));
-        let value = if from_env {
-            std::env::var_os(&name)
+        let (id, from) = secret_spec(spec)?;
+        let value = match from {
+            SecretSource::Env(name) => std::env::var_os(&name)
                 .with_context(|| {
                     format!("--secret id={id}: environment variable {name} is not set")
                 })?
-                .into_encoded_bytes()
-        } else {
-            std::fs::read(&name).with_context(|| format!("--secret id={id}: cannot read {name}"))?
+                .into_encoded_bytes(),
+            SecretSource::File(name) => {
+                let size = std::fs::metadata(&name)
+                    .with_context(|| format!("--secret id={id}: cannot read {name}"))?
+                    .len();
+                if size > MAX_SECRET_SIZE {
+                    bail!(
+                        "--secret id={id}: {name} is {size} bytes; a secret holds at most 500 KiB"
+                    );
+                }
+                std::fs::read(&name)
+                    .with_context(|| format!("--secret id={id}: cannot read {name}"))?
+            }
         };
         secrets.insert(id, value);
     }
@@ -194,6 +233,25 @@ pub(super) fn parse_platforms(list: Option<&str>) -> anyhow::Result<Vec<rbuild::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_sources_as_buildx_reads_them() {
+        let spec = |s: &str| secret_spec(s).ok();
+        let file = |id: &str, f: &str| Some((id.to_string(), SecretSource::File(f.into())));
+        let env = |id: &str, v: &str| Some((id.to_string(), SecretSource::Env(v.into())));
+        assert_eq!(spec("id=a,src=/f"), file("a", "/f"));
+        assert_eq!(spec("id=a,type=file,source=/f"), file("a", "/f"));
+        assert_eq!(spec("id=a,env=TOKEN"), env("a", "TOKEN"));
+        assert_eq!(spec("id=a,type=env,src=TOKEN"), env("a", "TOKEN"));
+        // A bare id: the variable when set (PATH is), else the file of that name.
+        assert_eq!(spec("id=PATH"), env("PATH", "PATH"));
+        assert_eq!(
+            spec("id=rbuild-no-such-variable-x"),
+            file("rbuild-no-such-variable-x", "rbuild-no-such-variable-x")
+        );
+        assert_eq!(spec("id=a,type=ftp"), None);
+        assert_eq!(spec("src=/f"), None);
+    }
 
     #[test]
     fn add_host_spellings() {

@@ -1,5 +1,10 @@
 //! `RUN --mount=...` specs as BuildKit reads them: comma-separated `key=value` fields and
 //! the defaults of each mount type.
+//!
+//! Values may name variables (`target=$DIR`, `id=$CACHE`): the parser checks what it can
+//! and keeps the spec; the build expands every value with the stage's ARG/ENV values and
+//! reads the spec again (`RunMount::expanded`). Only `from=` cannot use a variable, as in
+//! BuildKit: the stage graph is fixed before any value is known.
 
 /// A `--mount` value BuildKit would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +31,10 @@ pub enum MountSpecError {
     CacheTarget,
     #[error("the mount needs target=")]
     Target,
+    #[error("from={0}: from= does not expand variables; name the stage with an alias (FROM ... AS name)")]
+    FromVariable(String),
+    #[error("{0}")]
+    Expand(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,25 @@ pub struct RunMount {
     pub size: u64,
     /// secret: also (or only) exposed as this environment variable.
     pub env: Option<String>,
+    /// The spec as written, read again once its variables are known.
+    pub spec: String,
+    /// True when some value names a variable: the fields above are then only what the
+    /// parser could check, and the build must use `expanded`.
+    pub deferred: bool,
+}
+
+impl RunMount {
+    /// The mount with every value expanded by `expand` (a word with the stage's ARG/ENV
+    /// values substituted), checked as at parse time.
+    pub fn expanded(
+        &self,
+        expand: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<RunMount, MountSpecError> {
+        if !self.deferred {
+            return Ok(self.clone());
+        }
+        parse_with(&self.spec, Some(expand))
+    }
 }
 
 fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, MountSpecError> {
@@ -91,14 +119,40 @@ pub fn parse_size(text: &str) -> Result<u64, MountSpecError> {
         .ok_or_else(|| MountSpecError::Size(text.to_string()))
 }
 
-/// Parses one `--mount` value.
+/// Parses one `--mount` value as written; values naming a variable are checked only once
+/// expanded (`RunMount::expanded`).
 pub fn parse_mount(spec: &str) -> Result<RunMount, MountSpecError> {
+    parse_with(spec, None)
+}
+
+type Expander<'a> = Option<&'a dyn Fn(&str) -> Result<String, String>>;
+
+fn parse_with(spec: &str, expand: Expander<'_>) -> Result<RunMount, MountSpecError> {
     let mut kind = MountKind::Bind;
     let mut fields: Vec<(String, Option<String>)> = Vec::new();
+    let mut deferred = false;
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_string())),
             None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let names_variable = value
+            .as_deref()
+            .and_then(|v| v.find('$'))
+            .is_some_and(|at| Some(at + 1) != value.as_deref().map(str::len));
+        if key == "from" && names_variable {
+            return Err(MountSpecError::FromVariable(value.unwrap_or_default()));
+        }
+        let value = match (value, expand) {
+            (Some(v), Some(expand)) if names_variable => {
+                Some(expand(&v).map_err(MountSpecError::Expand)?)
+            }
+            (Some(_), None) if names_variable => {
+                // Known only at build time: checked then.
+                deferred = true;
+                continue;
+            }
+            (value, _) => value,
         };
         if key == "type" {
             kind = match value.as_deref() {
@@ -127,6 +181,8 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, MountSpecError> {
         required: false,
         size: 0,
         env: None,
+        spec: spec.to_string(),
+        deferred,
     };
     for (key, value) in fields {
         let text = || {
@@ -161,6 +217,10 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, MountSpecError> {
             "env" => mount.env = Some(text()?),
             other => return Err(MountSpecError::Unknown(other.to_string())),
         }
+    }
+    if deferred {
+        // The defaults and the checks below need every value.
+        return Ok(mount);
     }
     match mount.kind {
         MountKind::Secret => {
@@ -230,6 +290,29 @@ mod tests {
         assert_eq!(tmpfs.size, 64 << 20);
         let from = parse_mount("type=bind,from=builder,source=/out,target=/in").expect("from");
         assert_eq!(from.from.as_deref(), Some("builder"));
+        let deferred = parse_mount("type=cache,id=$ID,target=${DIR},uid=$U").expect("deferred");
+        assert!(deferred.deferred);
+        let values = |word: &str| {
+            Ok(match word {
+                "$ID" => "one".to_string(),
+                "${DIR}" => "/c".to_string(),
+                _ => "1000".to_string(),
+            })
+        };
+        let cache = deferred.expanded(&values).expect("expanded");
+        assert_eq!(
+            (cache.id.as_str(), cache.target.as_str(), cache.uid),
+            ("one", "/c", 1000)
+        );
+        // A value that is no number once expanded is refused then.
+        let bad_uid = parse_mount("type=cache,target=/c,uid=$U").expect("deferred");
+        assert!(bad_uid.expanded(&|_| Ok("me".to_string())).is_err());
+        // A trailing `$` is no variable; from= takes none.
+        assert!(!parse_mount("target=/a$").expect("literal").deferred);
+        assert_eq!(
+            parse_mount("from=$STAGE,target=/s").expect_err("from variable"),
+            MountSpecError::FromVariable("$STAGE".into())
+        );
         for bad in [
             "type=nfs,target=/x",
             "type=cache",

@@ -87,13 +87,18 @@ fn add_downloads_urls_with_checksum_mode_and_mtime() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(b"not extracted").expect("gzip");
     let archive = gz.finish().expect("gzip");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer_tar(&[TarEntry::file("inner.txt", "inside\n")]))
+        .expect("gzip");
+    let real_tar = gz.finish().expect("gzip");
     let plain_url = server.put("notes.txt", b"remote notes\n");
     let archive_url = server.put("bundle.tar.gz", &archive);
+    let real_tar_url = server.put("real.tar.gz", &real_tar);
     let checksum = format!("sha256:{}", sha256_hex(b"remote notes\n"));
     let ctx = env.context(&[(
         "Dockerfile",
         file(format!(
-            "FROM busybox:latest\nADD {plain_url} /downloads/\nADD --checksum={checksum} {plain_url} /checked.txt\nADD {archive_url} /archives/\n"
+            "FROM busybox:latest\nADD {plain_url} /downloads/\nADD --checksum={checksum} {plain_url} /checked.txt\nADD {archive_url} /archives/\nADD --unpack {real_tar_url} /unpacked/\nADD --unpack=true {real_tar_url} /unpacked-too/\n"
         )),
     )]);
     let (_, image) = env.build_oci("add-url", &[], &ctx);
@@ -115,6 +120,9 @@ fn add_downloads_urls_with_checksum_mode_and_mtime() {
         archive.as_slice(),
         "remote archives are not extracted"
     );
+    // A bare boolean flag is true, as `--unpack=true` (BuildKit's one rule for booleans).
+    assert_eq!(tree.text("unpacked/inner.txt"), "inside\n");
+    assert_eq!(tree.text("unpacked-too/inner.txt"), "inside\n");
 
     let bad = env.context(&[(
         "Dockerfile",

@@ -265,8 +265,9 @@ fn bind_and_cache_mount_options() {
 }
 
 /// One build covering: testSecretFileParams (`target`, `uid`, `gid`, `mode`), a secret
-/// from an environment variable (`--secret id=,env=`), testTmpfsMount with `size`, and
-/// testNetworkHost-ish `--network=default` running normally.
+/// from an environment variable (`--secret id=,env=` and `type=env,src=`), a bare `id=` (the
+/// variable of that name when set, else the file of that name, as buildx), testTmpfsMount with
+/// `size`, and testNetworkHost-ish `--network=default` running normally.
 #[test]
 fn secret_options_and_tmpfs_size() {
     let Some(env) = TestEnv::with_busybox() else {
@@ -279,6 +280,8 @@ fn secret_options_and_tmpfs_size() {
         RUN --mount=type=secret,id=tok,target=/custom/place,uid=1000,gid=2000,mode=0440 \
             stat -c '%u:%g %a' /custom/place > /secret-meta && wc -c < /custom/place > /secret-size\n\
         RUN --mount=type=secret,id=fromenv wc -c < /run/secrets/fromenv > /env-secret-size\n\
+        RUN --mount=type=secret,id=typed --mount=type=secret,id=BARE_VAR --mount=type=secret,id=token \
+            cat /run/secrets/typed /run/secrets/BARE_VAR /run/secrets/token > /other-secrets\n\
         RUN --mount=type=tmpfs,target=/small,size=1m grep ' /small ' /proc/mounts | grep -o 'size=[0-9a-z]*' > /tmpfs-size\n\
         RUN --network=default echo net > /net\n";
     let ctx = df_context(&env, dockerfile, &[]);
@@ -290,11 +293,19 @@ fn secret_options_and_tmpfs_size() {
             &format!("id=tok,src={}", secret.display()),
             "--secret",
             "id=fromenv,env=SECRET_FROM_ENV",
+            "--secret",
+            "id=typed,type=env,src=SECRET_FROM_ENV",
+            "--secret",
+            "id=BARE_VAR",
+            "--secret",
+            "id=token",
             "-o",
             &format!("type=oci,dest={}", archive.display()),
             path_str(&ctx),
         ])
         .env("SECRET_FROM_ENV", "twelve chars")
+        .env("BARE_VAR", "+bare+")
+        .current_dir(secret.parent().expect("secrets dir"))
         .output()
         .expect("run rbuild");
     assert!(output.status.success(), "{}", describe_output(&output));
@@ -303,6 +314,7 @@ fn secret_options_and_tmpfs_size() {
     assert_eq!(tree.text("secret-meta"), "1000:2000 440\n");
     assert_eq!(tree.text("secret-size").trim(), "11");
     assert_eq!(tree.text("env-secret-size").trim(), "12");
+    assert_eq!(tree.text("other-secrets"), "twelve chars+bare+file-secret");
     assert_eq!(tree.text("tmpfs-size"), "size=1024k\n");
     assert_eq!(tree.text("net"), "net\n");
     assert!(!tree.contains("custom"));
