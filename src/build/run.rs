@@ -670,7 +670,7 @@ fn plan_bind<'a>(
         &ctx.plan.stages,
         plan.index,
         &ctx.plan.named_contexts,
-        &from,
+        from,
     ) {
         Source::Dir(dir) => {
             let named = crate::context::BuildContext::open(&dir)
