@@ -119,6 +119,33 @@ pub fn dir(parent: &OwnedFd, name: &OsStr, path: &str) -> Result<OwnedFd, WriteE
     .map_err(io_err("open", path))
 }
 
+/// Sets `xattrs` (from [`crate::layer::kept_xattrs_at`]: `user.*`, `security.capability`)
+/// on the file or directory `name` in `parent`, written just before; last, since a chown
+/// clears `security.capability`. The entry is opened without following a symlink.
+pub fn set_xattrs_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &str,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), WriteError> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let fd = rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err("open", path))?;
+    for (key, value) in xattrs {
+        use std::os::unix::ffi::OsStrExt;
+        rfs::fsetxattr(&fd, OsStr::from_bytes(key), value, rfs::XattrFlags::empty())
+            .map_err(io_err("set the extended attributes of", path))?;
+    }
+    Ok(())
+}
+
 /// Owner, mode and mtime of a directory whose contents are written.
 pub fn finish_dir(fd: &OwnedFd, path: &str, meta: &EntryMeta) -> Result<(), WriteError> {
     set_owner_mode(fd, path, meta)?;

@@ -48,7 +48,9 @@ pub fn extract_archive(
         },
         special_files: false,
         links: true,
-        xattrs: false,
+        // An archive's `user.*` and `security.capability` xattrs are kept, as BuildKit's
+        // unpacking keeps them.
+        xattrs: true,
     };
     boundary::extract_tar(stream, &dest_fd, options).map_err(|source| ImageFsError::Extract {
         archive: archive.clone(),

@@ -256,6 +256,7 @@ pub fn copy_sources(
                 SourceKind::Dir => {
                     let fd = write::dir(&parent_fd, name, &target)?;
                     write::set_owner_mode(&fd, &target, &meta)?;
+                    write::set_xattrs_at(&parent_fd, name, &target, &entry.xattrs)?;
                     dir_times.push((target.clone(), meta.mtime));
                 }
                 SourceKind::File { .. }
@@ -284,6 +285,7 @@ pub fn copy_sources(
                         source,
                     })?;
                     write::file(&parent_fd, name, &target, &mut input, &meta)?;
+                    write::set_xattrs_at(&parent_fd, name, &target, &entry.xattrs)?;
                 }
                 SourceKind::Fifo => {
                     write::node(&parent_fd, name, &target, FileType::Fifo, 0, &meta)?;

@@ -666,32 +666,28 @@ fn plan_bind<'a>(
             Planned::Context(ContextRef::Build(ctx.context), "the build context".into()),
         ));
     };
-    let (diff_ids, from_key, describe) = match resolve_source(
-        &ctx.plan.stages,
-        plan.index,
-        &ctx.plan.named_contexts,
-        from,
-    ) {
-        Source::Dir(dir) => {
-            let named = crate::context::BuildContext::open(&dir)
-                .map_err(|e| loc.error("RUN", e.to_string()))?;
-            // Keyed by content, like the main context: the dir may change between builds.
-            let key = context_key(&named, &format!("named-context {from}"))?;
-            let describe = format!("build context {from}");
-            return Ok((key, Planned::Context(ContextRef::Named(named), describe)));
-        }
-        Source::Stage(index) => {
-            let done = deps
-                .get(&index)
-                .ok_or_else(|| loc.error("RUN", format!("stage {from} has not been built")))?;
-            let diff_ids = done.config.rootfs.diff_ids.clone();
-            (diff_ids, done.cache_key.clone(), format!("stage {from}"))
-        }
-        Source::Image(name) => {
-            let (config, image_id) = image_config(ctx, loc, "RUN", &name)?;
-            (config.rootfs.diff_ids, image_id, format!("image {from}"))
-        }
-    };
+    let (diff_ids, from_key, describe) =
+        match resolve_source(&ctx.plan.stages, plan.index, &ctx.plan.named_contexts, from) {
+            Source::Dir(dir) => {
+                let named = crate::context::BuildContext::open(&dir)
+                    .map_err(|e| loc.error("RUN", e.to_string()))?;
+                // Keyed by content, like the main context: the dir may change between builds.
+                let key = context_key(&named, &format!("named-context {from}"))?;
+                let describe = format!("build context {from}");
+                return Ok((key, Planned::Context(ContextRef::Named(named), describe)));
+            }
+            Source::Stage(index) => {
+                let done = deps
+                    .get(&index)
+                    .ok_or_else(|| loc.error("RUN", format!("stage {from} has not been built")))?;
+                let diff_ids = done.config.rootfs.diff_ids.clone();
+                (diff_ids, done.cache_key.clone(), format!("stage {from}"))
+            }
+            Source::Image(name) => {
+                let (config, image_id) = image_config(ctx, loc, "RUN", &name)?;
+                (config.rootfs.diff_ids, image_id, format!("image {from}"))
+            }
+        };
     let key = format!("bind {from_key} {source} {target} {}", mount.read_only);
     Ok((key, Planned::Layers(diff_ids, describe)))
 }

@@ -91,6 +91,9 @@ pub struct SourceEntry {
     /// (device, inode) of a regular file with other hard links: the files of one copy that
     /// share it are linked again at the destination, as BuildKit copies them.
     pub link_id: Option<(u64, u64)>,
+    /// The `user.*` and `security.capability` xattrs COPY carries over (as BuildKit's copy
+    /// does), part of the cache key.
+    pub xattrs: boundary::layer::Xattrs,
 }
 
 impl SourceEntry {
@@ -177,7 +180,9 @@ fn list_dir(dir: impl AsFd, shown: &Path) -> Result<Vec<(String, Stat)>, Context
 
 /// What a walk calls for each entry it keeps: its path below the root, its stat, and its
 /// link target when it is a symlink.
-type WalkVisitor<'a> = dyn FnMut(&str, &Stat, Option<String>) -> Result<(), ContextError> + 'a;
+/// `visit(path, stat, link target, (its dir, its name))`.
+type WalkVisitor<'a> =
+    dyn FnMut(&str, &Stat, Option<String>, (&OwnedFd, &str)) -> Result<(), ContextError> + 'a;
 
 /// Opens the subdirectory `name` of `dir` without following a symlink.
 fn open_subdir(dir: impl AsFd, name: &str) -> rustix::io::Result<OwnedFd> {
@@ -413,7 +418,9 @@ impl BuildContext {
                 why: " (a socket cannot be copied)",
             });
         }
-        let mut entries = vec![self.entry_for("", &resolved_rel, &stat, None)];
+        let xattrs = kept_xattrs(&stat, || boundary::layer::kept_xattrs_of(resolved.as_fd()))
+            .map_err(io(&host))?;
+        let mut entries = vec![self.entry_for("", &resolved_rel, &stat, None, xattrs)];
         if is_dir(&stat) {
             let dir = rfs::openat(
                 &resolved,
@@ -423,7 +430,7 @@ impl BuildContext {
             )
             .map_err(|e| io(&host)(e.into()))?;
             let base = resolved_rel;
-            self.walk_from(&dir, &base, &mut |path, stat, link| {
+            self.walk_from(&dir, &base, &mut |path, stat, link, (dir, name)| {
                 if !copyable(path, stat)? {
                     return Ok(());
                 }
@@ -432,7 +439,10 @@ impl BuildContext {
                 } else {
                     path.strip_prefix(&format!("{base}/")).unwrap_or(path)
                 };
-                entries.push(self.entry_for(inner, path, stat, link));
+                let xattrs =
+                    kept_xattrs(stat, || boundary::layer::kept_xattrs_at(dir.as_fd(), name))
+                        .map_err(io(&self.root.join(path)))?;
+                entries.push(self.entry_for(inner, path, stat, link, xattrs));
                 Ok(())
             })?;
         }
@@ -449,6 +459,7 @@ impl BuildContext {
         root_rel: &str,
         stat: &Stat,
         link: Option<String>,
+        xattrs: boundary::layer::Xattrs,
     ) -> SourceEntry {
         let kind = match (link, FileType::from_raw_mode(stat.st_mode)) {
             (Some(target), _) => SourceKind::Symlink { target },
@@ -472,6 +483,7 @@ impl BuildContext {
             link_id: (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
                 && stat.st_nlink > 1)
                 .then_some((stat.st_dev, stat.st_ino)),
+            xattrs,
         }
     }
 
@@ -479,7 +491,7 @@ impl BuildContext {
     fn walk_paths(&self, start: &str, visit: &mut dyn FnMut(&str)) -> Result<(), ContextError> {
         let dir = boundary::open_beneath(&*self.root_fd, start, OFlags::DIRECTORY)
             .map_err(|e| io(&self.root.join(start))(e.into()))?;
-        self.walk_from(&dir, start, &mut |path, _, _| {
+        self.walk_from(&dir, start, &mut |path, _, _, _| {
             visit(path);
             Ok(())
         })
@@ -510,7 +522,7 @@ impl BuildContext {
                 } else {
                     None
                 };
-                visit(&path, &stat, link)?;
+                visit(&path, &stat, link, (dir, &name))?;
             }
             if is_dir(&stat) && (!excluded || self.ignore.may_reinclude_below(&path)) {
                 let sub =
@@ -519,6 +531,18 @@ impl BuildContext {
             }
         }
         Ok(())
+    }
+}
+
+/// The kept xattrs of a regular file or directory (`read`); other kinds carry none (Linux
+/// allows no `user.*` xattr on a symlink or FIFO).
+fn kept_xattrs(
+    stat: &Stat,
+    read: impl FnOnce() -> std::io::Result<boundary::layer::Xattrs>,
+) -> std::io::Result<boundary::layer::Xattrs> {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile | FileType::Directory => read(),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -574,6 +598,11 @@ pub fn hash_selection_with(
                 )
                 .as_bytes(),
             );
+            for (name, value) in &entry.xattrs {
+                hasher.update(b"xattr\0");
+                hasher.update(name);
+                hasher.update(format!("\0{}\0", hex::encode(value)).as_bytes());
+            }
             match &entry.kind {
                 SourceKind::Dir => hasher.update(b"dir\0"),
                 SourceKind::Fifo => hasher.update(b"fifo\0"),

@@ -145,6 +145,29 @@ fn hit_and_miss_matrix() {
         );
     }
 
+    // Only an xattr of a COPY source: a miss, and the new value is in the image (BuildKit
+    // sends and copies xattrs; conformance case copy-090-xattrs).
+    if xattr::set(ctx.join("b.txt"), "user.tag", b"one").is_ok() {
+        let (stderr, _) = build(&env, &ctx, &[]);
+        assert_eq!(cached_steps(&stderr), vec![2, 3, 4], "{stderr}");
+        xattr::set(ctx.join("b.txt"), "user.tag", b"two").expect("set the xattr again");
+        let (stderr, image) = build(&env, &ctx, &[]);
+        assert_eq!(
+            cached_steps(&stderr),
+            vec![2, 3, 4],
+            "an xattr change misses: {stderr}"
+        );
+        assert_eq!(
+            image
+                .tree()
+                .node("b.txt")
+                .xattrs
+                .get("user.tag")
+                .map(Vec::as_slice),
+            Some(&b"two"[..])
+        );
+    }
+
     // ENV value: the RUN after it misses.
     let edited = DOCKERFILE.replace("MODE=fast", "MODE=slow");
     let ctx2 = env.context(&[

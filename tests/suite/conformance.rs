@@ -11,6 +11,9 @@
 //! "/summary/history[1]/created_by", "expect": ..., "source": "..."}]`, applied over the
 //! golden file before comparing (the golden file itself stays what the oracle built).
 //!
+//! Hard links and xattrs, which git cannot store, are listed in `case.json` (`"hardlinks"`,
+//! `"xattrs"`) and made in the copied context.
+//!
 //! In CI every case runs against its golden file, without the oracle. `scripts/conformance
 //! --refresh` (the ignored test `conformance_refresh`) rebuilds the golden files with the
 //! oracle. A case rbuild does not match yet says so in `case.json` (`"pending"`, with why):
@@ -273,6 +276,16 @@ fn context_of(env: &TestEnv, case: &Case) -> PathBuf {
             .args(["-R", "a+rX"])
             .arg(&dir),
     );
+    // xattrs git cannot keep: `"xattrs": [["path", "name", "hex value"], ...]`, set after the
+    // chmod (which would not clear them; a chown would clear security.capability).
+    for item in case.meta["xattrs"].as_array().into_iter().flatten() {
+        if let (Some(path), Some(name), Some(value)) =
+            (item[0].as_str(), item[1].as_str(), item[2].as_str())
+        {
+            let value = hex::decode(value).expect("xattr value in hex");
+            xattr::set(dir.join(path), name, &value).expect("set an xattr in the context");
+        }
+    }
     dir
 }
 
@@ -301,6 +314,11 @@ fn rbuild_result(env: &TestEnv, case: &Case) -> Value {
 
 /// Sets the value at `at` (`/key/list[2]/key`, the paths `differences` prints) in `value`.
 fn set_at(value: &mut Value, at: &str, new: Value) {
+    // A tree path is one key, slashes and all (`/summary/tree/dir/file`).
+    if let Some(path) = at.strip_prefix("/summary/tree/") {
+        value["summary"]["tree"][path] = new;
+        return;
+    }
     let mut here = value;
     for part in at.split('/').filter(|p| !p.is_empty()) {
         let (key, index) = match part.split_once('[') {
