@@ -392,11 +392,13 @@ impl BuildContext {
     }
 
     fn select_path(&self, rel: &str) -> Result<Selected, ContextError> {
-        if !rel.is_empty() && self.ignore.is_excluded(rel) {
-            return Err(ContextError::NotFound {
-                source_path: rel.to_string(),
-                why: " (excluded by .dockerignore)",
-            });
+        let excluded_itself = !rel.is_empty() && self.ignore.is_excluded(rel);
+        let excluded = || ContextError::NotFound {
+            source_path: rel.to_string(),
+            why: " (excluded by .dockerignore)",
+        };
+        if excluded_itself && !self.ignore.may_reinclude_below(rel) {
+            return Err(excluded());
         }
         // The top-level source is followed if it is a symlink, resolved inside the root.
         let (resolved, resolved_rel) = self.resolve_in_root(rel)?;
@@ -445,6 +447,10 @@ impl BuildContext {
                 entries.push(self.entry_for(inner, path, stat, link, xattrs));
                 Ok(())
             })?;
+        }
+        if excluded_itself && entries.len() < 2 {
+            // An excluded dir exists only as the parent of something re-included.
+            return Err(excluded());
         }
         Ok(Selected {
             name,
@@ -524,10 +530,24 @@ impl BuildContext {
                 };
                 visit(&path, &stat, link, (dir, &name))?;
             }
-            if is_dir(&stat) && (!excluded || self.ignore.may_reinclude_below(&path)) {
+            if is_dir(&stat) && !excluded {
                 let sub =
                     open_subdir(dir, &name).map_err(|e| io(&self.root.join(&path))(e.into()))?;
                 self.walk_from(&sub, &path, visit)?;
+            } else if is_dir(&stat) && self.ignore.may_reinclude_below(&path) {
+                // An excluded dir is still there as the parent of what an exception brings
+                // back (`**` then `!dir/keep`), and only then: it is visited just before the
+                // first entry below it, as BuildKit's context transfer sends it.
+                let sub =
+                    open_subdir(dir, &name).map_err(|e| io(&self.root.join(&path))(e.into()))?;
+                let mut parent_sent = false;
+                self.walk_from(&sub, &path, &mut |p, st, link, at| {
+                    if !parent_sent {
+                        parent_sent = true;
+                        visit(&path, &stat, None, (dir, &name))?;
+                    }
+                    visit(p, st, link, at)
+                })?;
             }
         }
         Ok(())
@@ -645,6 +665,37 @@ mod tests {
                     .map(move |e| format!("{}:{}", s.name, e.rel))
             })
             .collect()
+    }
+
+    /// Excluded dirs are there only as parents of what an exception re-includes
+    /// (conformance case dockerignore-090-reinclude-under-all).
+    #[test]
+    fn excluded_dirs_exist_only_around_reincluded_files() {
+        let (_dir, ctx) = context(
+            &[
+                ("dir/keep", "k"),
+                ("dir/drop", "d"),
+                ("other/drop", "d"),
+                ("top", "t"),
+            ],
+            "**\n!**/keep\n",
+        );
+        assert_eq!(
+            names(&ctx.select("dir").expect("dir")),
+            ["dir:", "dir:keep"]
+        );
+        assert!(matches!(
+            ctx.select("other"),
+            Err(ContextError::NotFound { .. })
+        ));
+        assert_eq!(
+            names(&ctx.select("*").expect("wildcard")),
+            ["dir:", "dir:keep"]
+        );
+        assert_eq!(
+            names(&ctx.select(".").expect("all")),
+            [":", ":dir", ":dir/keep"]
+        );
     }
 
     #[test]
