@@ -76,7 +76,9 @@ pub fn decompressing_reader<R: Read + Send + 'static>(
 /// block's bytes with the checksum field counted as spaces. Old v7 tars without the `ustar`
 /// magic pass too.
 pub fn is_tar_header(block: &[u8; 512]) -> bool {
-    if block[0] == 0 {
+    // An all-zero block ends an archive; a header may have an empty name (Go's tar reader,
+    // which BuildKit's ADD asks, reads such a member; its extractor skips it).
+    if block.iter().all(|&b| b == 0) {
         return false;
     }
     let field = String::from_utf8_lossy(&block[148..156]);
@@ -105,4 +107,34 @@ pub fn archive_compression<R: Read + Send + 'static>(reader: R) -> Option<Compre
     let mut block = [0u8; 512];
     let n = read_up_to(&mut stream, &mut block).ok()?;
     (n == 512 && is_tar_header(&block)).then_some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ustar header for `name` with a valid checksum.
+    fn header(name: &[u8]) -> [u8; 512] {
+        let mut block = [0u8; 512];
+        block[..name.len()].copy_from_slice(name);
+        block[100..107].copy_from_slice(b"0000755");
+        block[156] = b'5';
+        block[257..263].copy_from_slice(b"ustar\0");
+        block[148..156].copy_from_slice(b"        ");
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        block
+    }
+
+    #[test]
+    fn tar_headers_are_told_by_checksum_even_with_an_empty_name() {
+        assert!(is_tar_header(&header(b"dir/")));
+        // Go's tar reader (BuildKit's ADD) takes a member with an empty name: so does rbuild.
+        assert!(is_tar_header(&header(b"")));
+        // The end-of-archive block and a block with a wrong checksum are no header.
+        assert!(!is_tar_header(&[0u8; 512]));
+        let mut bad = header(b"x");
+        bad[0] = b'y';
+        assert!(!is_tar_header(&bad));
+    }
 }
