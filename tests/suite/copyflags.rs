@@ -53,7 +53,8 @@ fn copy_parents_keeps_source_paths_and_pivots() {
         return;
     };
     let ctx = env.context(&[
-        ("Dockerfile", file("FROM busybox:latest\nCOPY --parents a/b/file.txt c/d /kept/\nCOPY --parents ./src/./lib/x.txt /pivot/\n")),
+        ("Dockerfile", file("FROM busybox:latest\nCOPY --parents a/b/file.txt c/d /kept/\nCOPY --parents ./src/./lib/x.txt /pivot/\nCOPY --parents ./x/./y /dir-pivot/\nCOPY --parents x/./y/* /glob-pivot/\n")),
+        ("x/y/f", file("f\n")),
         ("a/b/file.txt", file("ab\n")),
         ("c/d/inner.txt", file("cd\n")),
         ("src/lib/x.txt", file("x\n")),
@@ -68,6 +69,10 @@ fn copy_parents_keeps_source_paths_and_pivots() {
         "the path below /./ is kept"
     );
     assert!(!tree.contains("pivot/src"));
+    // A directory after the pivot keeps its own name, not the levels above the pivot.
+    assert_eq!(tree.text("dir-pivot/y/f"), "f\n");
+    assert!(!tree.contains("dir-pivot/x"));
+    assert_eq!(tree.text("glob-pivot/y/f"), "f\n");
 }
 
 #[test]
