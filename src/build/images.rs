@@ -27,6 +27,7 @@ pub(super) fn image_config_for(
     use super::PullPolicy;
     let policy = ctx.options.pull;
     let pull = keyword == "FROM" && matches!(policy, PullPolicy::Always | PullPolicy::Newer);
+    let mut pulled_now = pull;
     let image_id = match (pull, ctx.store.resolve_image(name)) {
         (false, Ok(id)) => id,
         (false, Err(crate::store::StoreError::NoSuchImage { .. }))
@@ -40,17 +41,25 @@ pub(super) fn image_config_for(
                 ),
             ))
         }
-        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => pull_image(
-            ctx,
-            loc,
-            keyword,
-            name,
-            platform.unwrap_or(&ctx.plan.platform),
-        )?,
+        (false, Err(crate::store::StoreError::NoSuchImage { .. })) | (true, _) => {
+            pulled_now = true;
+            pull_image(
+                ctx,
+                loc,
+                keyword,
+                name,
+                platform.unwrap_or(&ctx.plan.platform),
+            )?
+        }
         (false, Err(e)) => return Err(loc.error(keyword, e.to_string())),
     };
     let image_id = match platform {
-        Some(platform) => platform_member(ctx, name, platform)?.unwrap_or(image_id),
+        Some(platform) => match platform_member(ctx, name, platform)? {
+            Some(member) => member,
+            // A pull just picked the platform from the registry.
+            None if pulled_now => image_id,
+            None => of_platform(ctx, loc, keyword, name, image_id, platform)?,
+        },
         None => image_id,
     };
     let bytes = ctx.store.read_blob(&image_id)?;
@@ -77,6 +86,42 @@ pub(super) fn image_config_for(
     Ok((config, image_id))
 }
 
+/// `image_id` (what `name` names in the store) when it is of `platform`; otherwise the image
+/// of `platform` pulled from `name`'s registry, as podman does. A local image of another
+/// platform is never used for a platform it is not (BuildKit resolves the platform's own
+/// image too): it would run arm64 binaries with TARGETARCH=amd64.
+fn of_platform(
+    ctx: &StepContext,
+    loc: &Location,
+    keyword: &'static str,
+    name: &str,
+    image_id: String,
+    platform: &crate::plan::Platform,
+) -> Result<String, BuildError> {
+    let config: ImageConfig = match serde_json::from_slice(&ctx.store.read_blob(&image_id)?) {
+        Ok(config) => config,
+        Err(_) => return Ok(image_id),
+    };
+    if config.os.is_empty() || platform.matches_config(&config) {
+        return Ok(image_id);
+    }
+    let have = crate::plan::Platform::of_config(&config);
+    if ctx.options.pull == super::PullPolicy::Never {
+        return Err(loc.error(
+            keyword,
+            format!(
+                "image {name} in the store is {have}, not {platform}, and --pull=never forbids                  pulling the {platform} image: pull it (rbuild pull --platform {platform} {name})                  or load it first"
+            ),
+        ));
+    }
+    pull_image(ctx, loc, keyword, name, platform).map_err(|e| {
+        loc.error(
+            keyword,
+            format!("image {name} in the store is {have}, not {platform}: {e}"),
+        )
+    })
+}
+
 /// The image of `platform` when `name` is a multi-platform tag of the store.
 pub(super) fn platform_member(
     ctx: &StepContext,
@@ -88,11 +133,7 @@ pub(super) fn platform_member(
             Ok(config) => config,
             Err(_) => continue,
         };
-        let variant = config.variant.unwrap_or_default();
-        if config.os == platform.os
-            && config.architecture == platform.architecture
-            && (platform.variant.is_empty() || variant == platform.variant)
-        {
+        if platform.matches_config(&config) {
             return Ok(Some(image_id));
         }
     }

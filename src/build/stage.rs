@@ -87,9 +87,11 @@ pub(super) fn start_stage(
                 config.other.remove(field);
             }
             if config.architecture != platform.architecture {
+                // Only a registry with no image of the platform gets here (a local image
+                // of another platform is never used): BuildKit's InvalidBaseImagePlatform.
                 progress.notice(&format!(
-                    "warning: {}:{}: image {name} is for {}/{}, not {} (--pull fetches the \
-                     image of {} from its registry)",
+                    "warning: {}:{}: InvalidBaseImagePlatform: base image {name} is {}/{}, \
+                     expected {} for this build (its registry has no {} image)",
                     loc.file,
                     loc.line,
                     config.os,

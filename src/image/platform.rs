@@ -71,12 +71,37 @@ impl Platform {
     /// Does an index entry's platform object match? No variant matches any, except that
     /// arm64 entries with variant v8 and without one are the same.
     pub fn matches(&self, platform: &serde_json::Value) -> bool {
-        let os = platform["os"].as_str().unwrap_or("");
-        let arch = platform["architecture"].as_str().unwrap_or("");
+        self.matches_parts(
+            platform["os"].as_str().unwrap_or(""),
+            platform["architecture"].as_str().unwrap_or(""),
+            platform["variant"].as_str(),
+        )
+    }
+
+    /// Is an image config (`os`, `architecture`, `variant`) of this platform? The same rule
+    /// as [`Platform::matches`].
+    pub fn matches_config(&self, config: &super::ImageConfig) -> bool {
+        self.matches_parts(
+            &config.os,
+            &config.architecture,
+            config.variant.as_deref().filter(|v| !v.is_empty()),
+        )
+    }
+
+    /// The platform an image config says it is.
+    pub fn of_config(config: &super::ImageConfig) -> Platform {
+        Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone().unwrap_or_default(),
+        }
+    }
+
+    fn matches_parts(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         if os != self.os || arch != self.architecture {
             return false;
         }
-        match (self.variant.as_str(), platform["variant"].as_str()) {
+        match (self.variant.as_str(), variant) {
             ("", _) => true,
             (want, Some(have)) => want == have,
             (want, None) => arch == "arm64" && want == "v8",

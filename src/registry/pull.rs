@@ -368,6 +368,12 @@ fn pull_from(
         .iter()
         .map(|l| Ok((store.blob_path(&l.digest)?, Some(l.clone()))))
         .collect::<Result<Vec<_>, RegistryError>>()?;
+    // The tag's images of other platforms, kept beside the one pulled now.
+    let tag_key = reference.tag_key();
+    let before = match &tag_key {
+        Some(key) => tagged_images(store, key)?,
+        None => Vec::new(),
+    };
     let imported = archive::import_image(
         store,
         &config_bytes,
@@ -375,12 +381,61 @@ fn pull_from(
         tags.clone(),
         Path::new(&display),
     )?;
+    if let Some(key) = &tag_key {
+        keep_other_platforms(store, key, &before, &imported.image_id, &config)?;
+    }
     log.line(&format!("pulled {display}: {digest}"));
     Ok(PulledImage {
         image_id: imported.image_id,
         manifest_digest: digest,
         tags,
     })
+}
+
+/// The images `tag` names in the store: its platform list, or its one image.
+fn tagged_images(store: &Store, tag: &str) -> Result<Vec<String>, RegistryError> {
+    if let Some(list) = store.platform_list(tag)? {
+        return Ok(list);
+    }
+    Ok(store.tags()?.get(tag).cloned().into_iter().collect())
+}
+
+/// A tag keeps one image per platform (as podman's store does): after a pull of one
+/// platform, the tag's images of other platforms stay listed under it, and the tag itself
+/// names the host's image when it has one. Without this, a tag pulled for arm64 would stand
+/// for amd64 too, and a build for amd64 would start from the arm64 image.
+fn keep_other_platforms(
+    store: &Store,
+    tag: &str,
+    before: &[String],
+    pulled: &str,
+    config: &ImageConfig,
+) -> Result<(), RegistryError> {
+    let pulled_platform = Platform::of_config(config);
+    let platform_of = |id: &str| -> Option<Platform> {
+        let bytes = store.read_blob(id).ok()?;
+        let config: ImageConfig = serde_json::from_slice(&bytes).ok()?;
+        Some(Platform::of_config(&config))
+    };
+    let mut images: Vec<(String, Platform)> = before
+        .iter()
+        .filter(|id| id.as_str() != pulled)
+        .filter_map(|id| Some((id.clone(), platform_of(id)?)))
+        .filter(|(_, platform)| *platform != pulled_platform)
+        .collect();
+    if images.is_empty() {
+        return Ok(());
+    }
+    images.push((pulled.to_string(), pulled_platform));
+    let host = Platform::host();
+    let default = images
+        .iter()
+        .find(|(_, platform)| platform.os == host.os && platform.architecture == host.architecture)
+        .map_or(pulled, |(id, _)| id.as_str())
+        .to_string();
+    let ids: Vec<String> = images.into_iter().map(|(id, _)| id).collect();
+    store.add_platform_list(&ids, &default, &[tag.to_string()])?;
+    Ok(())
 }
 
 /// Downloads and applies the layers not yet in the store, `PARALLEL_LAYERS` at a time.

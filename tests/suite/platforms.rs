@@ -544,6 +544,113 @@ fn two_platforms_are_tagged_pushed_and_pulled_back_per_platform() {
     assert!(!env.rbuild_ok(["images"]).contains("multi/app"));
 }
 
+/// A tag keeps one image per platform, and a local image of another platform is never used:
+/// after a linux/arm64 build from a multi-platform registry image (which pulls its arm64
+/// member), a linux/amd64,linux/arm64 build of the same Dockerfile starts each platform from
+/// its own image (the amd64 one is pulled), and the index holds both platforms once each.
+#[test]
+fn a_local_image_of_another_platform_is_never_used_for_a_build() {
+    let Some(env) = two_platform_env(&["skopeo"]) else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let base_ctx = env.context(&[(
+        "Dockerfile",
+        file("ARG TARGETARCH\nFROM busybox-${TARGETARCH}:latest\nRUN uname -m > /arch\n"),
+    )]);
+    let base = format!("{}/base/multi:1", registry.host);
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/amd64",
+        "-o",
+        &format!("type=registry,name={base}"),
+        base_ctx.to_str().expect("utf-8"),
+    ]);
+
+    // A second store that has never seen the base.
+    let user = TestEnv::new();
+    let ctx = user.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM {base}\nARG TARGETARCH\nRUN cp /arch /base-arch && echo $TARGETARCH > /target\n"
+        )),
+    )]);
+    let arm_only = user.path("arm-only");
+    user.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        &format!("type=local,dest={}", arm_only.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(arm_only.join("base-arch")).expect("base-arch"),
+        "aarch64\n"
+    );
+    // --pull=never cannot take the arm64 image for amd64: it says so.
+    let refused = user.rbuild_err([
+        "build",
+        "--pull=never",
+        "--platform",
+        "linux/amd64",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        refused.contains("linux/arm64, not linux/amd64") && refused.contains("rbuild pull"),
+        "{refused}"
+    );
+
+    let both = user.path("both.tar");
+    user.rbuild_ok([
+        "build",
+        "-q",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        &format!("type=oci,dest={}", both.display()),
+        ctx.to_str().expect("utf-8"),
+    ]);
+    let raw = skopeo_inspect_with(&format!("oci-archive:{}", both.display()), &["--raw"])
+        .expect("skopeo");
+    let mut archs: Vec<&str> = raw["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .collect();
+    archs.sort_unstable();
+    assert_eq!(archs, ["amd64", "arm64"], "{raw}");
+    for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let image = OciImage::open_with(&both, None, Some(&format!("linux/{arch}")));
+        assert_eq!(image.config()["architecture"], arch);
+        assert_eq!(
+            image.tree().text("base-arch"),
+            format!("{uname}\n"),
+            "{arch}"
+        );
+        assert_eq!(image.tree().text("target"), format!("{arch}\n"), "{arch}");
+    }
+    // The store keeps the base tag's two platforms, the host's image first in line.
+    let images = user.rbuild_ok(["images"]);
+    let line = images
+        .lines()
+        .find(|l| l.contains("base/multi"))
+        .unwrap_or_else(|| panic!("base/multi listed: {images}"));
+    assert!(
+        line.contains("linux/arm64") && line.contains("linux/amd64"),
+        "{images}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&user.rbuild_ok(["inspect", &base])).expect("inspect JSON");
+    assert_eq!(inspect[0]["Architecture"], "amd64", "the host's image");
+}
+
 /// The cross-compilation idiom: a `FROM --platform=$BUILDPLATFORM` stage runs natively for
 /// every target (TARGETARCH says which), and `COPY --from` carries its output into each
 /// platform's own stage.
