@@ -48,6 +48,12 @@ pub enum BuildError {
         count: usize,
         check_only: bool,
     },
+    #[error("{origin}: {source}")]
+    CheckOptions {
+        origin: String,
+        #[source]
+        source: crate::plan::checks::CheckOptionError,
+    },
     #[error(transparent)]
     Emulation(#[from] rbuild_runtime::binfmt::EmulationError),
     /// One platform's build of several failed.

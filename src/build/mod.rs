@@ -109,18 +109,59 @@ pub struct BuildOptions {
     pub quiet_warnings: bool,
 }
 
+/// A boolean as Go's strconv.ParseBool reads it (BuildKit's frontend options).
+pub fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The hostname of RUN steps, BuildKit's (executor/oci/hosts.go).
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
+
 impl BuildOptions {
-    /// `--cache-to type=inline`, or `--build-arg BUILDKIT_INLINE_CACHE=1` as BuildKit reads it.
-    pub fn wants_inline_cache(&self) -> bool {
-        self.inline_cache
-            || self
-                .build_args
-                .get("BUILDKIT_INLINE_CACHE")
-                // Go's strconv.ParseBool, which BuildKit uses.
-                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "t" | "true"))
+    /// A BuildKit frontend option given as a build arg (`BUILDKIT_*`), read as a boolean the
+    /// way Go's strconv.ParseBool reads it; None when absent or not a boolean.
+    fn buildkit_bool(&self, name: &str) -> Option<bool> {
+        go_bool(self.build_args.get(name)?)
     }
 
-    /// `--ulimit` and `--shm-size` as a RUN step's key shows them (empty without them).
+    /// `--cache-to type=inline`, or `--build-arg BUILDKIT_INLINE_CACHE=1` as BuildKit reads it.
+    pub fn wants_inline_cache(&self) -> bool {
+        self.inline_cache || self.buildkit_bool("BUILDKIT_INLINE_CACHE") == Some(true)
+    }
+
+    /// `--build-arg BUILDKIT_MULTI_PLATFORM=1`: an image index even for one platform.
+    pub fn wants_index(&self) -> bool {
+        self.buildkit_bool("BUILDKIT_MULTI_PLATFORM") == Some(true)
+    }
+
+    /// `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`: a git context keeps its `.git`.
+    pub fn keeps_git_dir(&self) -> bool {
+        self.buildkit_bool("BUILDKIT_CONTEXT_KEEP_GIT_DIR") == Some(true)
+    }
+
+    /// RUN steps' hostname: `--build-arg BUILDKIT_SANDBOX_HOSTNAME=NAME`, else BuildKit's.
+    pub fn sandbox_hostname(&self) -> &str {
+        self.build_args
+            .get("BUILDKIT_SANDBOX_HOSTNAME")
+            .map(String::as_str)
+            .filter(|h| !h.is_empty())
+            .unwrap_or(DEFAULT_HOSTNAME)
+    }
+
+    /// `--build-arg BUILDKIT_CACHE_MOUNT_NS=NS`: cache mount ids are `NS/ID`.
+    pub fn cache_mount_namespace(&self) -> Option<&str> {
+        self.build_args
+            .get("BUILDKIT_CACHE_MOUNT_NS")
+            .map(String::as_str)
+            .filter(|ns| !ns.is_empty())
+    }
+
+    /// The sandbox's settings as a RUN step's key shows them: `--ulimit`, `--shm-size` and a
+    /// hostname other than BuildKit's (empty without them, so keys without them stay).
     pub(crate) fn limits_text(&self) -> String {
         let mut parts: Vec<String> = self
             .ulimits
@@ -129,6 +170,9 @@ impl BuildOptions {
             .collect();
         if let Some(size) = self.shm_size {
             parts.push(format!("shm {size}"));
+        }
+        if self.sandbox_hostname() != DEFAULT_HOSTNAME {
+            parts.push(format!("hostname {}", self.sandbox_hostname()));
         }
         parts.join(" ")
     }
@@ -394,7 +438,12 @@ pub(crate) fn build_on(
     };
     let (source, file, parsed) = (&loaded.source, loaded.file.clone(), &loaded.parsed);
     if !options.quiet_warnings {
-        for warning in &parsed.warnings {
+        // Empty continuation lines are the check NoEmptyContinuation's to report.
+        for warning in parsed
+            .warnings
+            .iter()
+            .filter(|w| !w.message.starts_with("Empty continuation line"))
+        {
             progress.notice(&format!(
                 "warning: {file}:{}: {}",
                 warning.line, warning.message
@@ -415,7 +464,8 @@ pub(crate) fn build_on(
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let plan = plan_of(&loaded, options, &platform)?;
 
-    run_checks(store, options, &loaded, &plan, &context, progress)?;
+    let checks = check_config(options, &loaded)?;
+    run_checks(store, options, &loaded, &plan, &context, &checks, progress)?;
 
     let started = std::time::Instant::now();
     let mut platforms = vec![plan.platform.clone()];
@@ -443,6 +493,7 @@ pub(crate) fn build_on(
         cancelled: AtomicBool::new(false),
         lease: store.lease()?,
         worker,
+        checks,
     };
     let results = run_stages(&ctx, &plan, progress, &locate);
     ctx.hashes.save();
@@ -549,6 +600,26 @@ pub fn describe(options: &BuildOptions, what: Describe) -> Result<String, BuildE
     })
 }
 
+/// Which checks run: the build arg BUILDKIT_DOCKERFILE_CHECK when given (it replaces the
+/// directive, as in BuildKit's frontend), else the Dockerfile's `# check=` directive.
+fn check_config(
+    options: &BuildOptions,
+    loaded: &LoadedDockerfile,
+) -> Result<plan::checks::CheckDirective, BuildError> {
+    let (origin, text) = match options.build_args.get("BUILDKIT_DOCKERFILE_CHECK") {
+        Some(value) => (
+            "--build-arg BUILDKIT_DOCKERFILE_CHECK".to_string(),
+            Some(value.as_str()),
+        ),
+        None => (
+            format!("{}: the # check= directive", loaded.file),
+            loaded.parsed.directives.check.as_deref(),
+        ),
+    };
+    plan::checks::parse_check_directive(text)
+        .map_err(|source| BuildError::CheckOptions { origin, source })
+}
+
 /// Build checks: printed as warnings; fatal with `# check=error=true`; all there is to do
 /// with --check.
 fn run_checks(
@@ -557,6 +628,7 @@ fn run_checks(
     loaded: &LoadedDockerfile,
     plan: &Plan,
     context: &BuildContext,
+    checks: &plan::checks::CheckDirective,
     progress: &Progress,
 ) -> Result<(), BuildError> {
     // The names of the ENV of a base image, for the checks that look at them.
@@ -583,6 +655,7 @@ fn run_checks(
         plan,
         ignore: context.ignore_rules(),
         image_env: &image_env,
+        config: checks,
     });
     for finding in findings.iter().filter(|_| !options.quiet_warnings) {
         progress.notice(&format!(
@@ -590,8 +663,7 @@ fn run_checks(
             loaded.file, finding.line, finding.rule, finding.message
         ));
     }
-    let directive = plan::checks::parse_check_directive(parsed.directives.check.as_deref());
-    if options.check_only || (directive.error && !findings.is_empty()) {
+    if options.check_only || (checks.error && !findings.is_empty()) {
         return Err(BuildError::Checks {
             file: loaded.file.clone(),
             count: findings.len(),

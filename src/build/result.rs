@@ -30,6 +30,8 @@ pub struct BuildResult {
     pub default: usize,
     /// The cache records of every platform's steps, for `--cache-to`.
     pub cache: UsedRecords,
+    /// Export an index even for one platform (`--build-arg BUILDKIT_MULTI_PLATFORM=1`).
+    pub force_index: bool,
 }
 
 impl BuildResult {
@@ -43,12 +45,14 @@ impl BuildResult {
             }],
             default: 0,
             cache: outcome.cache,
+            force_index: false,
         }
     }
 
-    /// True when the result holds the images of several platforms (an image index).
+    /// True when the result is an image index: several platforms, or one with
+    /// `BUILDKIT_MULTI_PLATFORM=1`.
     pub fn is_index(&self) -> bool {
-        self.images.len() > 1
+        self.images.len() > 1 || self.force_index
     }
 
     pub fn image_ids(&self) -> Vec<String> {
@@ -98,7 +102,9 @@ pub fn build_platforms(
         let mut options = options.clone();
         options.platform = Some(platform.clone());
         let outcome = build(store, &options, progress)?;
-        return Ok(BuildResult::single(store, platform.clone(), outcome));
+        let mut result = BuildResult::single(store, platform.clone(), outcome);
+        result.force_index = options.wants_index();
+        return Ok(result);
     }
     let outcomes: Vec<Result<BuildOutcome, BuildError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = platforms
@@ -132,6 +138,7 @@ pub fn build_platforms(
             .position(|p| *p == Platform::host())
             .unwrap_or(0),
         cache: UsedRecords::default(),
+        force_index: true,
     };
     for (outcome, platform) in outcomes.into_iter().zip(platforms) {
         let outcome = outcome.map_err(|source| BuildError::ForPlatform {

@@ -171,11 +171,18 @@ pub(super) fn run(
         .mounts
         .iter()
         .map(|mount| {
-            mount
+            let mut expanded = mount
                 .expanded(&expand_value)
-                .map_err(|e| loc.error("RUN", format!("--mount={}: {e}", mount.spec)))
+                .map_err(|e| loc.error("RUN", format!("--mount={}: {e}", mount.spec)))?;
+            // BUILDKIT_CACHE_MOUNT_NS keeps one project's caches apart from another's.
+            if let (MountKind::Cache, Some(ns)) =
+                (expanded.kind, ctx.options.cache_mount_namespace())
+            {
+                expanded.id = format!("{ns}/{}", expanded.id);
+            }
+            Ok(expanded)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, BuildError>>()?;
     let mounts = expanded
         .iter()
         .map(|mount| PlannedMount::plan(ctx, plan, deps, loc, mount, &cwd))
@@ -214,8 +221,12 @@ pub(super) fn run(
         env,
         cwd,
         user,
-        hostname: "rbuild".into(),
-        etc_files: write_etc_files(snapshot.temp.path(), &ctx.options.extra_hosts)?,
+        hostname: ctx.options.sandbox_hostname().into(),
+        etc_files: write_etc_files(
+            snapshot.temp.path(),
+            ctx.options.sandbox_hostname(),
+            &ctx.options.extra_hosts,
+        )?,
         network: isolation.mode(),
         mounts: extra_mounts,
         security: isolation.security,
@@ -799,6 +810,7 @@ fn whiteout_layer(
 #[allow(clippy::disallowed_methods)]
 pub(super) fn write_etc_files(
     dir: &Path,
+    hostname: &str,
     extra_hosts: &[(String, String)],
 ) -> Result<EtcFiles, BuildError> {
     let files = EtcFiles {
@@ -807,14 +819,15 @@ pub(super) fn write_etc_files(
         hostname: dir.join("hostname"),
     };
     let mut hosts =
-        String::from("127.0.0.1\tlocalhost rbuild\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (host, ip) in extra_hosts {
         hosts.push_str(&format!("{ip}\t{host}\n"));
     }
     std::fs::write(&files.hosts, hosts).map_err(io_error("write hosts file"))?;
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(&files.resolv_conf, resolv).map_err(io_error("write resolv.conf"))?;
-    std::fs::write(&files.hostname, "rbuild\n").map_err(io_error("write hostname file"))?;
+    std::fs::write(&files.hostname, format!("{hostname}\n"))
+        .map_err(io_error("write hostname file"))?;
     Ok(files)
 }
 

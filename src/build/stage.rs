@@ -86,18 +86,19 @@ pub(super) fn start_stage(
             for field in [crate::cache::INLINE_FIELD, "moby.buildkit.cache.v0"] {
                 config.other.remove(field);
             }
-            if config.architecture != platform.architecture {
+            if config.architecture != platform.architecture
+                && ctx.checks.runs("InvalidBaseImagePlatform")
+            {
                 // Only a registry with no image of the platform gets here (a local image
-                // of another platform is never used): BuildKit's InvalidBaseImagePlatform.
+                // of another platform is never used).
                 progress.notice(&format!(
-                    "warning: {}:{}: InvalidBaseImagePlatform: base image {name} is {}/{}, \
-                     expected {} for this build (its registry has no {} image)",
+                    "warning: {}:{}: InvalidBaseImagePlatform: Base image {name} was pulled \
+                     with platform \"{}/{}\", expected \"{}\" for current build",
                     loc.file,
                     loc.line,
                     config.os,
                     config.architecture,
                     platform.text(),
-                    platform.text()
                 ));
             }
             let base = super::BaseRef {

@@ -35,6 +35,8 @@ pub(crate) struct StepContext<'a> {
     pub lease: crate::store::Lease,
     /// Where steps run and how their changes become layers.
     pub worker: crate::worker::Worker,
+    /// Which build checks run (for the one found while building: InvalidBaseImagePlatform).
+    pub checks: crate::plan::checks::CheckDirective,
 }
 
 impl StepContext<'_> {

@@ -313,7 +313,18 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     // git and http contexts in the store's temp dirs.
     let agents = rbuild::ssh::BuildAgents::start(&args.ssh)?;
     let git_ssh = GitSsh::with_agent(agents.sockets.get("default").cloned());
-    let context = rbuild::context::acquire(&store, &args.context, stdin_dockerfile, &git_ssh)?;
+    let keep_git_dir = args.build_args.iter().any(|arg| {
+        arg.strip_prefix("BUILDKIT_CONTEXT_KEEP_GIT_DIR=")
+            .and_then(rbuild::build::go_bool)
+            == Some(true)
+    });
+    let context = rbuild::context::acquire(
+        &store,
+        &args.context,
+        stdin_dockerfile,
+        &git_ssh,
+        keep_git_dir,
+    )?;
     let text = dockerfile_text(&context, stdin_dockerfile)?;
     let named = rbuild::context::named_contexts(&store, &args.build_contexts, &git_ssh)?;
     let (options, epoch) = build_options(&args, &context, &named, &agents, text)?;

@@ -73,11 +73,13 @@ impl AcquiredContext {
 
 /// The context `spec` names (see the module doc); `stdin_dockerfile` says stdin is the
 /// Dockerfile's already (`-f -`).
+/// `keep_git_dir` (BUILDKIT_CONTEXT_KEEP_GIT_DIR) keeps a git context's `.git`.
 pub fn acquire(
     store: &Store,
     spec: &str,
     stdin_dockerfile: bool,
     ssh: &remote::GitSsh,
+    keep_git_dir: bool,
 ) -> Result<AcquiredContext, AcquireError> {
     if spec == "-" {
         if stdin_dockerfile {
@@ -88,9 +90,11 @@ pub fn acquire(
     if remote::is_git_url(spec) {
         let temp = store.temp_dir("git")?;
         let dir =
-            remote::fetch_git(spec, temp.path(), ssh).map_err(|source| AcquireError::Fetch {
-                spec: spec.to_string(),
-                source,
+            remote::fetch_git_keeping(spec, temp.path(), keep_git_dir, ssh).map_err(|source| {
+                AcquireError::Fetch {
+                    spec: spec.to_string(),
+                    source,
+                }
             })?;
         return Ok(AcquiredContext::given(temp, dir, None));
     }

@@ -81,7 +81,7 @@ fn fetch(
         source: Box::new(source),
     };
     if remote::is_git_url(value) {
-        return super::acquire::acquire(store, value, false, ssh).map_err(failed);
+        return super::acquire::acquire(store, value, false, ssh, false).map_err(failed);
     }
     let temp = store
         .temp_dir("named-context")

@@ -104,6 +104,7 @@ fn tags_name_one_image_or_the_list_of_several() {
         images: vec![image(0)],
         default: 0,
         cache: Default::default(),
+        force_index: false,
     };
     tag(&store, &one, &["one:1".to_string()]).expect("tag");
     assert_eq!(
@@ -116,6 +117,7 @@ fn tags_name_one_image_or_the_list_of_several() {
         images: vec![image(0), image(1)],
         default: 1,
         cache: Default::default(),
+        force_index: false,
     };
     tag(&store, &two, &["two:1".to_string()]).expect("tag");
     assert_eq!(

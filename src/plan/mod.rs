@@ -276,16 +276,9 @@ impl<'a> Planner<'a, '_> {
             None => None,
         };
         let image = self.expand(ins, "FROM", image)?;
+        // A name used twice is allowed (the check DuplicateStageName warns): as in
+        // BuildKit, the later stage takes the name from where it is defined on.
         let name = alias.map(str::to_ascii_lowercase);
-        if let Some(name) = &name {
-            if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
-                return Err(error(
-                    Some(ins),
-                    "FROM",
-                    format!("duplicate stage name {name:?}"),
-                ));
-            }
-        }
         let base = match self.input.named_contexts.get(&image) {
             Some(NamedContext::Image(reference)) => Base::Image(reference.clone()),
             Some(NamedContext::Dir(_)) => Base::Dir(image.clone()),
@@ -341,12 +334,13 @@ impl<'a> Planner<'a, '_> {
     }
 }
 
-/// A stage by name (case-insensitive) or index.
+/// A stage by name (case-insensitive): the last of `stages` with it (BuildKit's name map
+/// keeps the latest stage given a name).
 fn find_stage(stages: &[StagePlan], name: &str) -> Option<usize> {
     let lower = name.to_ascii_lowercase();
     stages
         .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
 }
 
 /// `--from=X`: a named context, another stage's name or index (not `current` itself), else
@@ -455,14 +449,17 @@ mod tests {
     }
 
     #[test]
-    fn global_args_expand_from_and_duplicate_names_fail() {
+    fn global_args_expand_from_and_duplicate_names_take_the_latest() {
         let df = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1}\n";
         let (_, _, bases) = planned(df, None).expect("plan");
         assert_eq!(bases, vec![Base::Image("busybox:1".into())]);
-        assert!(matches!(
-            planned("FROM scratch AS a\nFROM scratch AS A\n", None),
-            Err(NotPlanned::Plan { message, .. }) if message.contains("duplicate")
-        ));
+        // A duplicate name is a warning (DuplicateStageName); a FROM or --from naming it
+        // takes the latest stage defined with it, as BuildKit's name map does.
+        let dup = "FROM scratch AS a\nFROM a AS b\nFROM busybox AS A\nFROM a\n";
+        let (order, _, bases) = planned(dup, None).expect("plan");
+        assert_eq!(bases[1], Base::Stage(0));
+        assert_eq!(bases[3], Base::Stage(2));
+        assert_eq!(order, vec![2, 3]);
         assert!(planned("RUN true\n", None).is_err());
         let (_, _, bases) = planned("FROM scratch\nFROM $TARGETOS\n", None).expect("plan");
         assert_eq!(

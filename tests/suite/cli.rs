@@ -352,6 +352,11 @@ fn contexts_from_stdin_and_git() {
     )
     .expect("write");
     std::fs::write(repo.join("app/version"), "v1\n").expect("write");
+    std::fs::write(
+        repo.join("Dockerfile"),
+        "FROM busybox:latest\nCOPY . /src\n",
+    )
+    .expect("write");
     let git = |args: &[&str]| git_in(&repo, args);
     git(&["init", "-q"]);
     git(&["add", "."]);
@@ -373,6 +378,28 @@ fn contexts_from_stdin_and_git() {
         "v1\n",
         "the tag's content, not the branch head"
     );
+    // The whole repository: .git is left out, unless BUILDKIT_CONTEXT_KEEP_GIT_DIR=1.
+    let whole = format!("{}#v1", server.url("repo"));
+    for (keep, kept) in [(None, false), (Some("1"), true), (Some("false"), false)] {
+        let out = env.path("git-whole.tar");
+        let mut args = vec![
+            "build".to_string(),
+            "-o".to_string(),
+            format!("type=oci,dest={}", out.display()),
+        ];
+        if let Some(value) = keep {
+            args.extend([
+                "--build-arg".to_string(),
+                format!("BUILDKIT_CONTEXT_KEEP_GIT_DIR={value}"),
+            ]);
+        }
+        args.push(whole.clone());
+        env.rbuild_ok(&args);
+        let image = OciImage::open(&out);
+        let tree = image.tree();
+        assert_eq!(tree.text("src/app/version"), "v1\n");
+        assert_eq!(tree.contains("src/.git/HEAD"), kept, "{keep:?}");
+    }
 }
 
 /// One corrupt config blob: `images` lists the others and names the bad one (exit 1);
@@ -590,4 +617,79 @@ fn call_targets_outline_and_check() {
         env.rbuild_ok(["images", "-q"]).trim().is_empty(),
         "nothing built"
     );
+}
+
+/// The BuildKit frontend options CI passes as build args (reference.md "BuildKit built-in
+/// build args"): BUILDKIT_SANDBOX_HOSTNAME (RUN's hostname, part of the step's key),
+/// BUILDKIT_CACHE_MOUNT_NS (cache mounts of one namespace apart from another's) and
+/// BUILDKIT_MULTI_PLATFORM (an image index for one platform). None of them is reported as an
+/// unused build arg.
+#[test]
+fn buildkit_build_args_are_honoured() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(
+            "FROM busybox:latest\n\
+             RUN hostname > /hostname && grep -c \"$(hostname)\" /etc/hosts > /in-hosts\n\
+             RUN --mount=type=cache,id=shared,target=/c (cat /c/seen 2>/dev/null || echo none) > /before && echo here > /c/seen\n",
+        ),
+    )]);
+    let build = |name: &str, args: &[&str]| {
+        let out = env.path(&format!("{name}.tar"));
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        let dest = format!("type=oci,dest={}", out.display());
+        all.extend(["-o", &dest, ctx.to_str().expect("utf-8")]);
+        let output = env.rbuild(&all);
+        assert!(output.status.success(), "{}", describe_output(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!stderr.contains("not consumed"), "{stderr}");
+        (out, stderr)
+    };
+    let (first, _) = build("ns-a", &["--build-arg", "BUILDKIT_CACHE_MOUNT_NS=a"]);
+    let image = OciImage::open(&first);
+    assert_eq!(image.tree().text("hostname"), "buildkitsandbox\n");
+    assert_eq!(image.tree().text("before"), "none\n");
+    // Another hostname: the RUN runs again (not cached) and sees it in /etc/hosts too. The
+    // cache mount of namespace a was filled by the first build.
+    let (second, stderr) = build(
+        "named",
+        &[
+            "--build-arg",
+            "BUILDKIT_SANDBOX_HOSTNAME=builder-7",
+            "--build-arg",
+            "BUILDKIT_CACHE_MOUNT_NS=a",
+        ],
+    );
+    assert!(!stderr.contains("[2/3] CACHED"), "{stderr}");
+    let image = OciImage::open(&second);
+    assert_eq!(image.tree().text("hostname"), "builder-7\n");
+    assert_eq!(image.tree().text("in-hosts"), "1\n");
+    assert_eq!(image.tree().text("before"), "here\n");
+    // Namespace b has its own, empty cache mount.
+    let (third, _) = build(
+        "ns-b",
+        &["--no-cache", "--build-arg", "BUILDKIT_CACHE_MOUNT_NS=b"],
+    );
+    assert_eq!(OciImage::open(&third).tree().text("before"), "none\n");
+    // One platform, as an index.
+    let (index, _) = build("index", &["--build-arg", "BUILDKIT_MULTI_PLATFORM=1"]);
+    let raw = crate::support::tools::skopeo_inspect_with(
+        &format!("oci-archive:{}", index.display()),
+        &["--raw"],
+    );
+    if let Some(raw) = raw {
+        assert_eq!(
+            raw["mediaType"], "application/vnd.oci.image.index.v1+json",
+            "{raw}"
+        );
+        assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(1), "{raw}");
+        assert_eq!(
+            raw["manifests"][0]["platform"]["architecture"], "amd64",
+            "{raw}"
+        );
+    }
 }

@@ -245,4 +245,57 @@ fn build_checks_warn_fail_on_request_and_run_alone() {
         file("# check=error=true;skip=JSONArgsRecommended\nFROM scratch\nCMD echo hi\n"),
     )]);
     env.rbuild_ok(["build", skipped.to_str().expect("utf-8")]);
+
+    // BUILDKIT_DOCKERFILE_CHECK replaces the directive: here it makes the warning fatal, and
+    // turns on an experimental rule.
+    let by_arg = |value: &str| {
+        env.rbuild([
+            "build",
+            "--build-arg",
+            &format!("BUILDKIT_DOCKERFILE_CHECK={value}"),
+            skipped.to_str().expect("utf-8"),
+        ])
+    };
+    let output = by_arg("error=true");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("JSONArgsRecommended"),
+        "{stderr}"
+    );
+    let output = by_arg("skip=all;error=true");
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let output = by_arg("skip");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains("BUILDKIT_DOCKERFILE_CHECK")
+            && stderr.contains("invalid check option"),
+        "{stderr}"
+    );
+    let described = env.context(&[(
+        "Dockerfile",
+        file("# a note\nFROM scratch AS build\nfrom scratch\n"),
+    )]);
+    let stderr = String::from_utf8_lossy(
+        &env.rbuild(["build", "--check", described.to_str().expect("utf-8")])
+            .stderr,
+    )
+    .into_owned();
+    assert!(
+        stderr.contains("Dockerfile:3: ConsistentInstructionCasing:")
+            && !stderr.contains("InvalidDefinitionDescription"),
+        "{stderr}"
+    );
+    let output = env.rbuild([
+        "build",
+        "--check",
+        "--build-arg",
+        "BUILDKIT_DOCKERFILE_CHECK=experimental=all",
+        described.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Dockerfile:2: InvalidDefinitionDescription:"),
+        "{stderr}"
+    );
 }

@@ -29,8 +29,12 @@ fn run_steps_are_sandboxed_like_docker_run() {
         "1\n",
         "the command is pid 1 of a new pid namespace"
     );
-    assert_eq!(tree.text("out/hostname"), "rbuild\n");
-    assert!(tree.text("out/hosts").contains("localhost"));
+    assert_eq!(
+        tree.text("out/hostname"),
+        "buildkitsandbox\n",
+        "BuildKit's hostname"
+    );
+    assert!(tree.text("out/hosts").contains("localhost buildkitsandbox"));
     let devs = tree.text("out/devs");
     for dev in [
         "null", "zero", "full", "random", "urandom", "shm", "pts", "fd", "stdout",

@@ -13,35 +13,83 @@ pub struct Finding {
     pub message: String,
 }
 
-/// `# check=skip=A,B;error=true`.
+mod structure;
+
+/// The rules BuildKit runs only when asked (`check=experimental=RULE|all`).
+const EXPERIMENTAL: [&str; 1] = ["InvalidDefinitionDescription"];
+
+/// `# check=skip=A,B;error=true;experimental=C` (or the build arg BUILDKIT_DOCKERFILE_CHECK,
+/// which replaces the directive, as BuildKit's frontend reads it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckDirective {
     pub skip: Vec<String>,
     pub skip_all: bool,
     pub error: bool,
+    pub experimental: Vec<String>,
+    pub experimental_all: bool,
 }
 
-pub fn parse_check_directive(text: Option<&str>) -> CheckDirective {
+/// A check option BuildKit refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid check option {0:?}: expected skip=RULE,...|all; error=true|false; experimental=RULE,...|all")]
+pub struct CheckOptionError(pub String);
+
+impl CheckDirective {
+    /// Does `rule` run? Skipped rules do not; experimental ones only when enabled.
+    pub fn runs(&self, rule: &str) -> bool {
+        if self.skip_all || self.skip.iter().any(|s| s == rule) {
+            return false;
+        }
+        !EXPERIMENTAL.contains(&rule)
+            || self.experimental_all
+            || self.experimental.iter().any(|e| e == rule)
+    }
+}
+
+/// Reads check options (BuildKit's linter.ParseLintOptions): at most three `;`-separated
+/// `key=value` parts; an unknown key or a bad boolean is an error.
+pub fn parse_check_directive(text: Option<&str>) -> Result<CheckDirective, CheckOptionError> {
     let mut directive = CheckDirective::default();
-    for part in text.unwrap_or("").split(';') {
-        match part.trim().split_once('=') {
-            Some(("skip", list)) => {
-                for rule in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                    if rule == "all" {
-                        directive.skip_all = true;
-                    } else {
-                        directive.skip.push(rule.to_string());
-                    }
+    let text = text.unwrap_or("").trim();
+    if text.is_empty() {
+        return Ok(directive);
+    }
+    let list = |value: &str| -> (bool, Vec<String>) {
+        let value = value.trim();
+        if value == "all" {
+            return (true, Vec::new());
+        }
+        let rules = value
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        (false, rules)
+    };
+    for part in text.splitn(3, ';') {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(CheckOptionError(part.to_string()));
+        };
+        match key.trim() {
+            "skip" => (directive.skip_all, directive.skip) = list(value),
+            "experimental" => (directive.experimental_all, directive.experimental) = list(value),
+            "error" => {
+                directive.error = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "t" => true,
+                    "false" | "0" | "f" => false,
+                    _ => return Err(CheckOptionError(part.to_string())),
                 }
             }
-            Some(("error", value)) => directive.error = value.trim() == "true",
-            _ => {}
+            _ => return Err(CheckOptionError(part.to_string())),
         }
     }
-    directive
+    Ok(directive)
 }
 
-/// Names that look like they hold a secret (BuildKit's SecretsUsedInArgOrEnv tokens).
+/// Names that look like they hold a secret (BuildKit's SecretsUsedInArgOrEnv: a token as the
+/// whole name or one `_`-separated part of it, unless a part says it is public, a file or a
+/// version).
 fn looks_secret(name: &str) -> bool {
     const TOKENS: [&str; 10] = [
         "apikey",
@@ -55,9 +103,10 @@ fn looks_secret(name: &str) -> bool {
         "secret",
         "token",
     ];
-    name.to_ascii_lowercase()
-        .split(['_', '-'])
-        .any(|part| TOKENS.contains(&part))
+    const ALLOWED: [&str; 3] = ["public", "file", "version"];
+    let lower = name.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split('_').collect();
+    parts.iter().any(|p| TOKENS.contains(p)) && !parts.iter().any(|p| ALLOWED.contains(p))
 }
 
 /// What a check needs from outside the Dockerfile: the `.dockerignore` rules and the ENV of
@@ -67,11 +116,28 @@ pub struct CheckInput<'a> {
     pub plan: &'a Plan<'a>,
     pub ignore: &'a IgnoreRules,
     pub image_env: &'a dyn Fn(&str) -> Vec<String>,
+    /// Which rules run (the `# check=` directive or BUILDKIT_DOCKERFILE_CHECK).
+    pub config: &'a CheckDirective,
 }
 
 pub fn run_checks(input: &CheckInput) -> Vec<Finding> {
-    let directive = parse_check_directive(input.dockerfile.directives.check.as_deref());
     let mut findings = Vec::new();
+    // The parser's empty continuation lines (it words them itself).
+    for warning in &input.dockerfile.warnings {
+        if warning.message.starts_with("Empty continuation line") {
+            findings.push(Finding {
+                rule: "NoEmptyContinuation",
+                line: warning.line,
+                message: "Empty continuation line".into(),
+            });
+        }
+    }
+    structure::casing(input, &mut findings);
+    structure::stage_names(input, &mut findings);
+    structure::from_platform(input, &mut findings);
+    structure::used_once(input, &mut findings);
+    structure::default_args_in_from(input, &mut findings);
+    structure::descriptions(input, &mut findings);
     let escape = input.dockerfile.directives.escape;
     let global_names: Vec<&str> = input
         .plan
@@ -159,7 +225,7 @@ pub fn run_checks(input: &CheckInput) -> Vec<Finding> {
         }
         stage_env.push(visible);
     }
-    findings.retain(|f| !directive.skip_all && !directive.skip.iter().any(|s| s == f.rule));
+    findings.retain(|f| input.config.runs(f.rule));
     findings.sort_by_key(|f| f.line);
     findings.dedup();
     findings
@@ -252,6 +318,9 @@ fn check_instruction(
             for word in words {
                 undefined(word, visible, findings);
             }
+            if matches!(ins.kind, InstructionKind::Expose(_)) {
+                structure::expose(ins, words, findings);
+            }
         }
         InstructionKind::Shell(_) => *shell_set = true,
         InstructionKind::Cmd(Command::Shell(_))
@@ -334,11 +403,13 @@ mod tests {
         let plan = super::super::plan(&input).expect("plan");
         let rules = IgnoreRules::parse(ignore);
         let image_env = |_: &str| vec!["HOME".to_string()];
+        let config = parse_check_directive(parsed.directives.check.as_deref()).expect("options");
         run_checks(&CheckInput {
             dockerfile: &parsed,
             plan: &plan,
             ignore: &rules,
             image_env: &image_env,
+            config: &config,
         })
         .into_iter()
         .map(|f| (f.rule, f.line))
@@ -350,7 +421,11 @@ mod tests {
         type Row<'a> = (&'a str, &'a str, &'a [(&'a str, usize)]);
         let table: &[Row] = &[
             ("FROM scratch AS Builder\n", "", &[("StageNameCasing", 1)]),
-            ("FROM $NOPE\n", "", &[("UndefinedArgInFrom", 1)]),
+            (
+                "FROM $NOPE\n",
+                "",
+                &[("InvalidDefaultArgInFrom", 1), ("UndefinedArgInFrom", 1)],
+            ),
             ("ARG BASE=scratch\nFROM $BASE\n", "", &[]),
             ("FROM scratch\nENV A=$MISSING\n", "", &[("UndefinedVar", 2)]),
             ("FROM busybox\nENV A=$HOME\nENV B=$A\n", "", &[]),
@@ -402,6 +477,78 @@ mod tests {
                 &[],
             ),
             ("# check=skip=all\nFROM scratch AS Big\n", "", &[]),
+            ("FROM scratch\nARG PUBLIC_KEY\nARG KEY_FILE\n", "", &[]),
+            ("FROM scratch\nARG MY-TOKEN\n", "", &[]),
+            // The rules BuildKit's linter added after the first ones.
+            (
+                "FROM scratch as build\nFROM scratch AS copy\n",
+                "",
+                &[("FromAsCasing", 1)],
+            ),
+            (
+                "FROM scratch\nrun true\nCOPY a /\n",
+                "",
+                &[("ConsistentInstructionCasing", 2)],
+            ),
+            (
+                "from scratch\nCOPY a /\nrun true\n",
+                "",
+                &[("ConsistentInstructionCasing", 2)],
+            ),
+            (
+                "FROM scratch AS a\nFROM scratch AS A\n",
+                "",
+                &[("DuplicateStageName", 2), ("StageNameCasing", 2)],
+            ),
+            (
+                "FROM scratch AS context\n",
+                "",
+                &[("ReservedStageName", 1)],
+            ),
+            (
+                "FROM --platform=$TARGETPLATFORM scratch\n",
+                "",
+                &[("RedundantTargetPlatform", 1)],
+            ),
+            (
+                "FROM --platform=linux/arm64 scratch\nFROM --platform=linux/arm64 scratch AS arm64-tools\nFROM --platform=$BUILDPLATFORM scratch\n",
+                "",
+                &[("FromPlatformFlagConstDisallowed", 1)],
+            ),
+            (
+                "FROM scratch\nCMD [\"a\"]\nENTRYPOINT [\"b\"]\nCMD [\"c\"]\nHEALTHCHECK NONE\nHEALTHCHECK NONE\n",
+                "",
+                &[
+                    ("MultipleInstructionsDisallowed", 2),
+                    ("MultipleInstructionsDisallowed", 5),
+                ],
+            ),
+            (
+                "FROM scratch\nEXPOSE 80/TCP 8080:80 127.0.0.1:53:53/udp 443/tcp\n",
+                "",
+                &[
+                    ("ExposeProtoCasing", 2),
+                    ("ExposeInvalidFormat", 2),
+                    ("ExposeInvalidFormat", 2),
+                ],
+            ),
+            (
+                "ARG TAG\nFROM busybox:${TAG}\nFROM busybox:${TAG:-latest}\n",
+                "",
+                &[("InvalidDefaultArgInFrom", 2)],
+            ),
+            (
+                "FROM scratch\nRUN a \\\n\n  b\n",
+                "",
+                &[("NoEmptyContinuation", 3)],
+            ),
+            // Experimental: only when asked for.
+            ("# the builder\nFROM scratch AS build\n", "", &[]),
+            (
+                "# check=experimental=InvalidDefinitionDescription\n\n# the builder\nFROM scratch AS build\n# out is the image\nFROM scratch AS out\n",
+                "",
+                &[("InvalidDefinitionDescription", 4)],
+            ),
         ];
         for (source, ignore, want) in table {
             assert_eq!(findings(source, ignore), want.to_vec(), "{source:?}");
@@ -411,13 +558,22 @@ mod tests {
     #[test]
     fn check_directive_parses() {
         assert_eq!(
-            parse_check_directive(Some("skip=A,B;error=true")),
-            CheckDirective {
+            parse_check_directive(Some("skip=A,B;error=true;experimental=all")),
+            Ok(CheckDirective {
                 skip: vec!["A".into(), "B".into()],
                 skip_all: false,
-                error: true
-            }
+                error: true,
+                experimental: Vec::new(),
+                experimental_all: true,
+            })
         );
-        assert_eq!(parse_check_directive(None), CheckDirective::default());
+        assert_eq!(parse_check_directive(None), Ok(CheckDirective::default()));
+        for bad in ["skip", "nope=1", "error=maybe"] {
+            assert!(parse_check_directive(Some(bad)).is_err(), "{bad}");
+        }
+        let config = parse_check_directive(Some("experimental=InvalidDefinitionDescription"))
+            .expect("options");
+        assert!(config.runs("InvalidDefinitionDescription") && config.runs("FromAsCasing"));
+        assert!(!CheckDirective::default().runs("InvalidDefinitionDescription"));
     }
 }
