@@ -63,6 +63,35 @@ fn group_entries(group: &str) -> impl Iterator<Item = GroupEntry<'_>> {
 
 /// Resolves `spec` (empty means root). `passwd`/`group` are the image's files (empty when
 /// missing). Numeric ids need no entry; names must exist, as in Docker.
+/// The owner `COPY/ADD --chown=USER[:GROUP]` gives, as BuildKit's file ops read it
+/// (solver/llbsolver/file/user_linux.go readUser): a numeric user is uid and gid both; a
+/// user name takes its uid and primary group from `passwd`; a group (number, or a name in
+/// `group`) replaces the gid. A name the image does not know changes nothing: an unknown
+/// user is 0:0, an unknown group keeps the user's gid (conformance cases copy-034, copy-054).
+pub fn chown_ids(spec: &str, passwd: &str, group: &str) -> (u32, u32) {
+    let (user_part, group_part) = match spec.trim().split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec.trim(), None),
+    };
+    let (uid, mut gid) = match user_part.parse::<u32>() {
+        Ok(id) => (id, id),
+        Err(_) => passwd_entries(passwd)
+            .find(|e| e.name == user_part)
+            .map_or((0, 0), |e| (e.uid, e.gid)),
+    };
+    if let Some(group_part) = group_part.filter(|g| !g.is_empty()) {
+        match group_part.parse::<u32>() {
+            Ok(id) => gid = id,
+            Err(_) => {
+                if let Some(entry) = group_entries(group).find(|g| g.name == group_part) {
+                    gid = entry.gid;
+                }
+            }
+        }
+    }
+    (uid, gid)
+}
+
 pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, RuntimeError> {
     let spec = spec.trim();
     let (user_part, group_part) = match spec.split_once(':') {
@@ -132,6 +161,21 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chown_ids_as_buildkit_reads_them() {
+        let passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n";
+        let group = "root:x:0:\nstaff:x:50:\n";
+        assert_eq!(chown_ids("1234", passwd, group), (1234, 1234));
+        assert_eq!(chown_ids("app", passwd, group), (1000, 1001));
+        assert_eq!(chown_ids("app:staff", passwd, group), (1000, 50));
+        assert_eq!(chown_ids("app:99", passwd, group), (1000, 99));
+        assert_eq!(chown_ids("1234:staff", passwd, group), (1234, 50));
+        // Names the image does not know change nothing.
+        assert_eq!(chown_ids("nosuchuser", passwd, group), (0, 0));
+        assert_eq!(chown_ids("app:nosuchgroup", passwd, group), (1000, 1001));
+        assert_eq!(chown_ids("nosuchuser:staff", passwd, group), (0, 50));
+    }
+
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n";

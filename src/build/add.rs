@@ -39,7 +39,9 @@ pub fn extract_archive(
     let file = entry.open().map_err(source_error("open"))?;
     let (_, stream) =
         boundary::decompress::decompressing_reader(file).map_err(source_error("read"))?;
-    let dest_fd = super::rootfs::mkdir_all_in_root(root, dest, 0o755, (0, 0))?;
+    // The destination ADD creates belongs to --chown's owner, as BuildKit's unpack makes it
+    // (copy.MkdirAll with the chowner; conformance case add-009-tar-chown).
+    let dest_fd = super::rootfs::mkdir_all_in_root(root, dest, 0o755, owner.unwrap_or((0, 0)))?;
     let options = ExtractOptions {
         format: Format::Plain,
         ownership: match owner {

@@ -184,6 +184,28 @@ pub fn join_image_path(base: &str, rel: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Where a file copied to `target` lands: through a symlink there, resolved inside the image
+/// (as BuildKit resolves a copy's destination with fs.RootPath): `COPY f /link` with
+/// `/link -> /target` writes `/target` (conformance case copy-051-overwrite-symlink).
+fn through_links(root: &OwnedFd, target: String) -> String {
+    let mut path = target;
+    // As many hops as the kernel follows (ELOOP after 40).
+    for _ in 0..40 {
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
+            None => ("/", path.as_str()),
+        };
+        let Ok(parent_fd) = open_in_root(root, parent, OFlags::DIRECTORY) else {
+            return path;
+        };
+        match rustix::fs::readlinkat(&parent_fd, name, Vec::new()) {
+            Ok(link) => path = join_image_path(parent, &link.to_string_lossy()),
+            Err(_) => return path,
+        }
+    }
+    path
+}
+
 /// Copies every selected source to `dest` (absolute, in the image). `dest_is_dir` is the
 /// caller's reading of the trailing-slash and several-sources rules. Every entry is written
 /// by the boundary's tree writer, relative to its parent opened inside the image.
@@ -207,7 +229,9 @@ pub fn copy_sources(
             dest.to_string()
         };
         for entry in &sel.entries {
-            let target = if entry.rel.is_empty() {
+            let target = if entry.rel.is_empty() && matches!(entry.kind, SourceKind::File { .. }) {
+                through_links(root, base.clone())
+            } else if entry.rel.is_empty() {
                 base.clone()
             } else {
                 join_image_path(&base, &entry.rel)
@@ -243,7 +267,16 @@ pub fn copy_sources(
             let copy_root = entry.rel.is_empty() && sel.is_dir() && !attrs.keep_dir_names;
             match &entry.kind {
                 SourceKind::Dir if copy_root => {
-                    if open_in_root(root, &target, OFlags::DIRECTORY).is_err() {
+                    // A directory's contents cannot go into a file: BuildKit fails there
+                    // (conformance case fail-010-dir-onto-file), it does not replace it.
+                    let exists =
+                        rustix::fs::statat(&parent_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok();
+                    let is_dir = open_in_root(root, &target, OFlags::DIRECTORY).is_ok();
+                    if exists && !is_dir {
+                        return Err(ImageFsError::NotADirectory { path: target });
+                    }
+                    if !is_dir {
                         let fd = write::dir(&parent_fd, name, &target)?;
                         let created = EntryMeta {
                             owner: Some(attrs.owner.unwrap_or((0, 0))),

@@ -27,12 +27,15 @@ pub(super) fn resolve_owner(
     if let Ok(id) = spec.parse::<u32>() {
         return Ok((id, id));
     }
+    if spec.trim().is_empty() || spec.split(':').count() > 2 {
+        return Err(loc.error(
+            keyword,
+            format!("--chown={spec}: expected USER[:GROUP] (names or numbers)"),
+        ));
+    }
     let passwd = mounted.read_image_file("/etc/passwd");
     let group = mounted.read_image_file("/etc/group");
-    // `--chown=user` alone means the user's primary group, as in BuildKit.
-    let user = rbuild_runtime::user::resolve_user(spec, &passwd, &group)
-        .map_err(|e| loc.error(keyword, e.to_string()))?;
-    Ok((user.uid, user.gid))
+    Ok(rbuild_runtime::user::chown_ids(spec, &passwd, &group))
 }
 
 /// The flags of one COPY or ADD, checked and expanded in the stage.

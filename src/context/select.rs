@@ -352,11 +352,8 @@ impl BuildContext {
 
     /// Resolves one COPY source argument to what it selects.
     pub fn select(&self, source: &str) -> Result<Vec<Selected>, ContextError> {
-        if escapes_root(source) {
-            return Err(ContextError::OutsideContext {
-                source_path: source.to_string(),
-            });
-        }
+        // `..` stops at the root, as BuildKit cleans a source against the context's `/`:
+        // `../f` is the context's `f` (conformance cases copy-026, add-020), never the host's.
         let rel = clean_relative(source);
         if has_wildcards(&rel) {
             // A COPY source is matched as Go's filepath.Match matches it: `**` is two `*`, one
@@ -578,24 +575,6 @@ fn copyable(path: &str, stat: &Stat) -> Result<bool, ContextError> {
     }
 }
 
-/// True when `source` climbs above the context root (`../x`, `a/../../x`).
-fn escapes_root(source: &str) -> bool {
-    let mut depth: i64 = 0;
-    for part in source.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
-                }
-            }
-            _ => depth += 1,
-        }
-    }
-    false
-}
-
 /// Content digest of selected sources for the cache key: path, type, mode, content, link
 /// target; never mtime (a touched file must still hit).
 pub fn hash_selection(selected: &[Selected]) -> Result<String, ContextError> {
@@ -729,10 +708,12 @@ mod tests {
             Err(ContextError::NotFound { .. })
         ));
         assert!(ctx.select("*.md").is_ok_and(|s| s.is_empty()));
+        // `..` stops at the context's root: the context's file, never the host's.
         assert!(matches!(
             ctx.select("../etc/passwd"),
-            Err(ContextError::OutsideContext { .. })
+            Err(ContextError::NotFound { .. })
         ));
+        assert_eq!(names(&ctx.select("../a.txt").expect("clamped")), ["a.txt:"]);
     }
 
     #[test]

@@ -525,9 +525,10 @@ impl Converting<'_> {
     fn cmd_or_entrypoint(&mut self) -> Result<InstructionKind, ParseError> {
         let json = self.json()?;
         self.flags(&[])?;
+        // A bare CMD or ENTRYPOINT is the shell form of nothing (`/bin/sh -c ""`), as
+        // BuildKit takes it (conformance case cmd-008-no-argument).
         let command = match json {
             Some(v) => Command::Exec(v),
-            None if self.args.is_empty() => return Err(self.err(at_least_one(&self.kw))),
             None => Command::Shell(self.args.clone()),
         };
         Ok(if self.kw == "CMD" {

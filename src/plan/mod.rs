@@ -132,7 +132,7 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
     };
     let first_stage = planner.read_global_args()?;
     let mut stages = planner.split_stages(&input.instructions[first_stage..])?;
-    planner.add_source_deps(&mut stages)?;
+    let forward = planner.add_source_deps(&mut stages)?;
     let target = match input.target {
         None => stages.len() - 1,
         Some(name) => find_stage(&stages, name).ok_or_else(|| {
@@ -152,6 +152,9 @@ pub fn plan<'a>(input: &PlanInput<'a>) -> Result<Plan<'a>, PlanError<'a>> {
             "FROM",
             format!("circular dependency detected on stage: {}", stage.label()),
         ));
+    }
+    if let Some((_, refused)) = forward.into_iter().find(|(i, _)| order.contains(i)) {
+        return Err(refused);
     }
     Ok(Plan {
         global_args: planner.global_args,
@@ -302,9 +305,15 @@ impl<'a> Planner<'a, '_> {
         })
     }
 
-    /// Sources named by --from: any other stage, even a later one (BuildKit allows that for
-    /// --from; only FROM must name an earlier stage); cycles are refused by the caller.
-    fn add_source_deps(&self, stages: &mut [StagePlan<'a>]) -> Result<(), PlanError<'a>> {
+    /// Sources named by --from. Returned: each use of a later stage, which BuildKit refuses
+    /// when it dispatches the stage (in order: the later one is not built yet; conformance
+    /// case fail-035-copy-from-later-stage), after it has looked for cycles.
+    #[allow(clippy::type_complexity)]
+    fn add_source_deps(
+        &self,
+        stages: &mut [StagePlan<'a>],
+    ) -> Result<Vec<(usize, PlanError<'a>)>, PlanError<'a>> {
+        let mut forward = Vec::new();
         for i in 0..stages.len() {
             let mut deps = stages[i].deps.clone();
             for ins in stages[i].instructions.clone() {
@@ -322,6 +331,19 @@ impl<'a> Planner<'a, '_> {
                     if let Source::Stage(j) =
                         resolve_source(stages, i, self.input.named_contexts, &from)
                     {
+                        if j > i {
+                            let current = stages[i].label();
+                            forward.push((
+                                i,
+                                error(
+                                    Some(ins),
+                                    ins.kind.keyword(),
+                                    format!(
+                                        "cannot use stage {from:?} from stage {current:?}: it needs to be defined before the current stage"
+                                    ),
+                                ),
+                            ));
+                        }
                         if !deps.contains(&j) {
                             deps.push(j);
                         }
@@ -330,7 +352,7 @@ impl<'a> Planner<'a, '_> {
             }
             stages[i].deps = deps;
         }
-        Ok(())
+        Ok(forward)
     }
 }
 
@@ -460,6 +482,15 @@ mod tests {
         assert_eq!(bases[1], Base::Stage(0));
         assert_eq!(bases[3], Base::Stage(2));
         assert_eq!(order, vec![2, 3]);
+        // --from of a later stage is refused in a stage the target needs (BuildKit has not
+        // built it yet), and not in one it does not need.
+        let later =
+            "FROM busybox AS a\nRUN --mount=from=b,target=/b true\nFROM busybox AS b\nFROM a\n";
+        assert!(matches!(
+            planned(later, None),
+            Err(NotPlanned::Plan { message, .. }) if message.contains("defined before")
+        ));
+        assert!(planned(later, Some("b")).is_ok());
         assert!(planned("RUN true\n", None).is_err());
         let (_, _, bases) = planned("FROM scratch\nFROM $TARGETOS\n", None).expect("plan");
         assert_eq!(

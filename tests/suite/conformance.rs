@@ -458,7 +458,14 @@ fn buildkit_result(docker: &Dockerd, env: &TestEnv, case: &Case) -> Value {
     );
     if !output.status.success() {
         let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap_or_default();
-        return json!({ "fails_at": failing_instruction(&text, &dockerfile) });
+        let at = failing_instruction(&text, &dockerfile);
+        if at.is_none() {
+            eprintln!(
+                "{}: the oracle failed before any instruction:\n{text}",
+                case.id
+            );
+        }
+        return json!({ "fails_at": at });
     }
     let saved = env.path(&format!("oracle-{}.tar", case.id));
     docker.run_ok(&["save", "-o", saved.to_str().expect("utf-8"), &tag]);
