@@ -427,6 +427,36 @@ fn conformance_cases_match_their_golden_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `conformance/COVERAGE.md` maps the reference to the cases: it names every case, and
+/// only cases that exist.
+#[test]
+fn coverage_map_names_every_case_and_only_cases() {
+    let map = std::fs::read_to_string(root().join("COVERAGE.md")).expect("COVERAGE.md");
+    let ids: Vec<String> = cases().into_iter().map(|c| c.id).collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !map.contains(id.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "cases missing from COVERAGE.md: {missing:?}"
+    );
+    // Every word shaped like a case id (`area-NNN-...`) is one.
+    let unknown: Vec<&str> = map
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| {
+            let parts: Vec<&str> = w.splitn(3, '-').collect();
+            parts.len() == 3
+                && parts[0].chars().all(|c| c.is_ascii_lowercase())
+                && parts[1].len() == 3
+                && parts[1].chars().all(|c| c.is_ascii_digit())
+        })
+        .filter(|w| !ids.iter().any(|id| id == w))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "COVERAGE.md names no such case: {unknown:?}"
+    );
+    assert!(ids.len() >= 200, "{} cases", ids.len());
+}
+
 /// Builds `case` with Docker's BuildKit on `docker` and returns its result.
 fn buildkit_result(docker: &Dockerd, env: &TestEnv, case: &Case) -> Value {
     let context = context_of(env, case);

@@ -1052,10 +1052,8 @@ fn errors() {
         ("FROM x\nRUN --mount echo", 2, 1, "missing a value on flag: mount"),
         ("FROM x\nRUN --network=a --network=b echo", 2, 1, "duplicate flag specified: network"),
         ("FROM x\nRUN [1]", 2, 1, "when using JSON array syntax, arrays must be comprised of strings only"),
-        ("FROM x\nCMD", 2, 1, "CMD requires at least one argument"),
         ("FROM x\nCMD [\"a\", 1]", 2, 1, "when using JSON array syntax, arrays must be comprised of strings only"),
         ("FROM x\nCMD --help", 2, 1, "unknown flag: help"),
-        ("FROM x\nENTRYPOINT", 2, 1, "ENTRYPOINT requires at least one argument"),
         ("FROM x\nSHELL", 2, 1, "SHELL requires at least one argument"),
         ("FROM x\nSHELL []", 2, 1, "SHELL requires at least one argument"),
         ("FROM x\nSHELL /bin/sh -c", 2, 1, "SHELL requires the arguments to be in JSON form"),
@@ -1115,6 +1113,18 @@ fn errors() {
         // Errors are reported for the first bad instruction.
         ("FROM x\nRUN ok\nCOPY a\nFOO", 3, 1, "COPY requires at least two arguments, but only one was provided. Destination could not be determined"),
     ];
+    // A bare CMD or ENTRYPOINT is no error: the shell form of nothing, as in BuildKit.
+    for keyword in ["CMD", "ENTRYPOINT"] {
+        let parsed = parse(&format!("FROM x\n{keyword}")).expect("bare instruction");
+        assert!(
+            matches!(
+                &parsed.instructions[1].kind,
+                InstructionKind::Cmd(Command::Shell(s)) | InstructionKind::Entrypoint(Command::Shell(s)) if s.is_empty()
+            ),
+            "{keyword}: {:?}",
+            parsed.instructions[1].kind
+        );
+    }
     let mut failures = Vec::new();
     for (i, (src, line, column, message)) in rows.iter().enumerate() {
         match parse(src) {
