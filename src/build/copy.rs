@@ -218,9 +218,11 @@ pub fn copy_sources(
 ) -> Result<(), ImageFsError> {
     let dest_exists_as_dir = open_in_root(root, dest, OFlags::DIRECTORY).is_ok();
     let mut dir_times: Vec<(String, (i64, i64))> = Vec::new();
-    // Hard-linked sources: the first one written, by (device, inode).
-    let mut linked: std::collections::HashMap<(u64, u64), String> = Default::default();
     for sel in selected {
+        // Hard links among one source's files: the first one written, by (device, inode).
+        // Per source, as BuildKit copies each source with its own copy (conformance case
+        // copy-091-from-hardlinks: `COPY a c /pair/` does not link them).
+        let mut linked: std::collections::HashMap<(u64, u64), String> = Default::default();
         let base = if sel.is_dir() && !attrs.keep_dir_names {
             dest.to_string()
         } else if dest_is_dir || dest_exists_as_dir || attrs.keep_dir_names {

@@ -240,6 +240,12 @@ fn failing_instruction(output: &str, dockerfile: &str) -> Option<String> {
                 return Some(text.trim_end_matches(':').trim().to_string());
             }
         }
+        // buildah: `error building at STEP "RUN false": ...`
+        if let Some((_, rest)) = line.split_once("at STEP \"") {
+            if let Some((text, _)) = rest.split_once("\": ") {
+                return Some(text.trim().to_string());
+            }
+        }
     }
     for marker in ["line ", "Dockerfile:"] {
         for (at, _) in output.match_indices(marker) {
@@ -381,6 +387,30 @@ fn diff_values(at: &str, expected: &Value, actual: &Value, out: &mut Vec<String>
     }
 }
 
+/// Where buildah's golden file (the second oracle) and BuildKit's (with the case's
+/// decisions) differ on what buildah can judge, the case must say why buildah cannot judge
+/// it (`"buildah": "..."` in case.json); a marker where they agree must go.
+fn oracles_disagree(case: &Case, golden: &Value) -> Option<String> {
+    let buildah: Value =
+        serde_json::from_slice(&std::fs::read(buildah_golden_path(case)).ok()?).ok()?;
+    let found = differences(
+        &buildah_view(&expected(case, golden)),
+        &buildah_view(&buildah["result"]),
+    );
+    match (case.meta["buildah"].as_str(), found.is_empty()) {
+        (None, false) => Some(format!(
+            "{}: buildah and BuildKit disagree; say in case.json \"buildah\" why buildah cannot judge it:\n  {}",
+            case.id,
+            found.join("\n  ").replace("rbuild", "buildah")
+        )),
+        (Some(_), true) => Some(format!(
+            "{}: buildah agrees with BuildKit now: remove its \"buildah\" marker",
+            case.id
+        )),
+        _ => None,
+    }
+}
+
 #[test]
 fn conformance_cases_match_their_golden_files() {
     let Some(env) = TestEnv::with_busybox() else {
@@ -398,6 +428,9 @@ fn conformance_cases_match_their_golden_files() {
             continue;
         };
         let golden: Value = serde_json::from_slice(&golden).expect("golden json");
+        if let Some(problem) = oracles_disagree(&case, &golden) {
+            failures.push(problem);
+        }
         let actual = rbuild_result(&env, &case);
         let found = differences(&expected(&case, &golden), &actual);
         compared += 1;
@@ -502,6 +535,119 @@ fn buildkit_result(docker: &Dockerd, env: &TestEnv, case: &Case) -> Value {
     json!({ "summary": summary(&OciImage::open(&saved)) })
 }
 
+/// Buildah (Debian's 1.28, `bud --layers --isolation chroot`), the second oracle, in a store
+/// of its own under /var/tmp, with the busybox fixture as `busybox:latest`.
+struct Buildah {
+    dir: tempfile::TempDir,
+}
+
+impl Buildah {
+    fn start(fixtures: &Path) -> Option<Buildah> {
+        if !require_command("buildah") {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-buildah.")
+            .tempdir_in("/var/tmp")
+            .expect("buildah dir");
+        let buildah = Buildah { dir };
+        let archive = fixtures.join("busybox-oci.tar");
+        run_ok(
+            buildah
+                .command()
+                .args(["pull", "-q"])
+                .arg(format!("oci-archive:{}", archive.display())),
+        );
+        run_ok(buildah.command().args([
+            "tag",
+            "localhost/busybox:latest",
+            "docker.io/library/busybox:latest",
+        ]));
+        Some(buildah)
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("buildah");
+        command
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args(["--storage-driver", "vfs"]);
+        command
+    }
+
+    fn version(&self) -> String {
+        run_ok(self.command().arg("--version")).trim().to_string()
+    }
+
+    /// Builds `case` and returns its result, as `buildkit_result` does.
+    fn result(&self, env: &TestEnv, case: &Case) -> Value {
+        let context = context_of(env, case);
+        let tag = format!("localhost/conformance/{}:1", case.id);
+        let mut command = self.command();
+        command.args([
+            "bud",
+            "-q",
+            "--layers",
+            "--isolation",
+            "chroot",
+            "--pull-never",
+            "-t",
+            &tag,
+        ]);
+        for arg in case.build_args() {
+            command.args(["--build-arg", &arg]);
+        }
+        let output = command.arg(&context).output().expect("buildah bud");
+        if !output.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let dockerfile =
+                std::fs::read_to_string(context.join("Dockerfile")).unwrap_or_default();
+            return json!({ "fails_at": failing_instruction(&text, &dockerfile) });
+        }
+        let saved = env.path(&format!("buildah-{}.tar", case.id));
+        run_ok(
+            self.command()
+                .args(["push", "-q", &tag])
+                .arg(format!("oci-archive:{}", saved.display())),
+        );
+        json!({ "summary": summary(&OciImage::open(&saved)) })
+    }
+}
+
+/// What buildah can judge of a result (NORMALIZE.md): the config (without buildah's own
+/// `io.buildah.version` label), the platform and the file tree, or where a build fails.
+/// History and layer shape are BuildKit's alone: buildah commits differently by design.
+fn buildah_view(result: &Value) -> Value {
+    let Some(summary) = result.get("summary").filter(|s| !s.is_null()) else {
+        return json!({ "fails_at": result["fails_at"] });
+    };
+    let mut config = summary["config"].clone();
+    if let Some(labels) = config.get_mut("Labels").and_then(Value::as_object_mut) {
+        labels.remove("io.buildah.version");
+        if labels.is_empty() {
+            config.as_object_mut().map(|c| c.remove("Labels"));
+        }
+    }
+    json!({
+        "config": config,
+        "architecture": summary["architecture"],
+        "os": summary["os"],
+        "tree": summary["tree"],
+    })
+}
+
+fn buildah_golden_path(case: &Case) -> PathBuf {
+    root()
+        .join("golden-buildah")
+        .join(format!("{}.json", case.id))
+}
+
 /// `scripts/conformance --refresh`: every case built by the oracle, its golden file rewritten.
 #[test]
 #[ignore = "runs the oracle: scripts/conformance --refresh"]
@@ -536,5 +682,35 @@ fn conformance_refresh() {
         text.push('\n');
         std::fs::write(case.golden_path(), text).expect("write golden");
         eprintln!("refreshed {}", case.id);
+    }
+}
+
+/// `scripts/conformance --refresh-buildah`: every case built by buildah, the second oracle,
+/// into `conformance/golden-buildah/`.
+#[test]
+#[ignore = "runs buildah: scripts/conformance --refresh-buildah"]
+fn conformance_refresh_buildah() {
+    let Some(fixtures) = fixtures_dir() else {
+        return;
+    };
+    let Some(buildah) = Buildah::start(&fixtures) else {
+        return;
+    };
+    let oracle = buildah.version();
+    let env = TestEnv::new();
+    let only: Vec<String> = std::env::var("CONFORMANCE_CASES")
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    std::fs::create_dir_all(root().join("golden-buildah")).expect("golden-buildah dir");
+    for case in cases() {
+        if !only.is_empty() && !only.contains(&case.id) {
+            continue;
+        }
+        let result = buildah.result(&env, &case);
+        let golden = json!({ "oracle": oracle, "result": result });
+        let mut text = serde_json::to_string_pretty(&golden).expect("json");
+        text.push('\n');
+        std::fs::write(buildah_golden_path(&case), text).expect("write golden");
+        eprintln!("refreshed {} (buildah)", case.id);
     }
 }

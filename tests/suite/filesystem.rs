@@ -237,9 +237,11 @@ fn copy_errors_name_the_line_and_the_problem() {
             "missing.txt",
             2,
         ),
+        // `..` stops at the context's root (as BuildKit cleans it): the context's `outside`,
+        // which is not there, never the host's.
         (
             "FROM busybox:latest\nCOPY ../outside /x\n",
-            "outside the build context",
+            "\"/outside\": not found in the build context",
             2,
         ),
         (
