@@ -10,6 +10,7 @@ mod output;
 pub mod argv;
 mod build;
 mod build_flags;
+mod docs;
 mod flags;
 mod images;
 mod isolation;
@@ -95,12 +96,33 @@ pub enum Commands {
         #[command(subcommand)]
         command: manage::SystemCommand,
     },
+    /// Print a shell completion script (bash, zsh or fish)
+    Completion(docs::CompletionArgs),
+    /// Write the man pages (one per command) into a directory
+    Man(docs::ManArgs),
 }
 
 /// The subcommand names, so that `rbuild .` can mean `rbuild build .`.
-pub const SUBCOMMANDS: [&str; 17] = [
-    "build", "images", "history", "inspect", "tag", "rmi", "load", "save", "pull", "push", "login",
-    "logout", "prune", "df", "info", "system", "help",
+pub const SUBCOMMANDS: [&str; 19] = [
+    "build",
+    "images",
+    "history",
+    "inspect",
+    "tag",
+    "rmi",
+    "load",
+    "save",
+    "pull",
+    "push",
+    "login",
+    "logout",
+    "prune",
+    "df",
+    "info",
+    "system",
+    "completion",
+    "man",
+    "help",
 ];
 
 impl Commands {
@@ -191,5 +213,7 @@ pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
         Commands::Login(args) => registry::login(args),
         Commands::Logout(args) => registry::logout(args),
         Commands::System { command } => manage::system(&root, command),
+        Commands::Completion(args) => docs::completion(args),
+        Commands::Man(args) => docs::man(args),
     }
 }

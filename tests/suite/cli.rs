@@ -693,3 +693,64 @@ fn buildkit_build_args_are_honoured() {
         );
     }
 }
+
+/// `rbuild completion SHELL` and `rbuild man --out DIR` come from the clap definitions: bash
+/// completes subcommands and flags with the generated script, and every command has a page.
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let env = TestEnv::new();
+    let bash = env.rbuild_ok(["completion", "bash"]);
+    let script = env.path("rbuild.bash");
+    std::fs::write(&script, &bash).expect("write the script");
+    let complete = |words: &str| {
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _rbuild rbuild \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .expect("run bash");
+        assert!(output.status.success(), "{}", describe_output(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let words = complete("rbuild bu");
+    assert_eq!(words.trim(), "build", "{words}");
+    let flags = complete("rbuild build --no-c");
+    assert_eq!(
+        flags.lines().collect::<Vec<_>>(),
+        ["--no-cache", "--no-cache-filter"],
+        "{flags}"
+    );
+    assert!(env
+        .rbuild_ok(["completion", "zsh"])
+        .starts_with("#compdef rbuild"));
+    assert!(env
+        .rbuild_ok(["completion", "fish"])
+        .contains("complete -c rbuild -n \"__fish_rbuild_needs_command\" -f -a \"build\""));
+    let refused = env.rbuild_err(["completion", "tcsh"]);
+    assert!(
+        refused.contains("possible values: bash, zsh, fish"),
+        "{refused}"
+    );
+
+    let pages = env.path("man");
+    env.rbuild_ok(["man", "--out", pages.to_str().expect("utf-8")]);
+    for page in [
+        "rbuild.1",
+        "rbuild-build.1",
+        "rbuild-system-check.1",
+        "rbuild-completion.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(page)).expect(page);
+        assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{page}: roff");
+        assert!(text.contains(".SH NAME"), "{page}");
+    }
+    let build = std::fs::read_to_string(pages.join("rbuild-build.1")).expect("page");
+    assert!(
+        build.contains("build\\-arg"),
+        "the build page lists --build-arg"
+    );
+}
