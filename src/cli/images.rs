@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+
+use super::listing::{self, Column, Listing, Row};
 use clap::Args;
+use rbuild::context::pattern::glob_match;
 
 use rbuild::image::ImageConfig;
 use rbuild::store::Store;
@@ -13,14 +16,111 @@ pub struct ImagesArgs {
     /// Only show image ids
     #[arg(short, long)]
     pub quiet: bool,
+    /// Show full image ids
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// `table` (default), `json` (one object per image), or a Go template using
+    /// {{.ID}} {{.Repository}} {{.Tag}} {{.CreatedSince}} {{.CreatedAt}} {{.Size}}
+    /// {{.Platform}}, {{json .}} or {{json .Field}} (`table TEMPLATE` adds a header)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// `reference=PATTERN` (a glob on REPOSITORY or REPOSITORY:TAG) or `dangling=true|false`;
+    /// repeatable, as docker's
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     pub image: String,
-    /// Do not truncate the CREATED BY column
+    /// Do not truncate the IMAGE and CREATED BY columns
     #[arg(long)]
     pub no_trunc: bool,
+    /// `table` (default), `json`, or a Go template using {{.ID}} {{.CreatedSince}}
+    /// {{.CreatedAt}} {{.CreatedBy}} {{.Size}} {{.Comment}}, {{json .}} or {{json .Field}}
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+const IMAGE_FIELDS: [&str; 7] = [
+    "ID",
+    "Repository",
+    "Tag",
+    "CreatedSince",
+    "CreatedAt",
+    "Size",
+    "Platform",
+];
+const IMAGE_COLUMNS: [Column; 6] = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("Platform", "PLATFORM"),
+];
+const HISTORY_FIELDS: [&str; 6] = [
+    "ID",
+    "CreatedSince",
+    "CreatedAt",
+    "CreatedBy",
+    "Size",
+    "Comment",
+];
+const HISTORY_COLUMNS: [Column; 5] = [
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
+
+/// `images --filter`: docker's `reference` and `dangling`.
+#[derive(Debug, Default)]
+struct ImageFilter {
+    references: Vec<String>,
+    dangling: Option<bool>,
+}
+
+impl ImageFilter {
+    fn parse(specs: &[String]) -> anyhow::Result<ImageFilter> {
+        let mut filter = ImageFilter::default();
+        for spec in specs {
+            match spec.split_once('=') {
+                Some(("reference", pattern)) => filter.references.push(pattern.to_string()),
+                Some(("dangling", value)) => {
+                    filter.dangling = Some(rbuild::build::go_bool(value).with_context(|| {
+                        format!("--filter {spec}: dangling takes true or false")
+                    })?)
+                }
+                _ => anyhow::bail!(
+                    "--filter {spec}: expected reference=PATTERN or dangling=true|false"
+                ),
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Does a row (`repo`, `tag`; `<none>` for an untagged image) pass?
+    fn keeps(&self, repo: &str, tag: &str) -> bool {
+        let dangling = repo == "<none>";
+        if self.dangling.is_some_and(|want| want != dangling) {
+            return false;
+        }
+        self.references.is_empty()
+            || (!dangling
+                && self.references.iter().any(|pattern| {
+                    let pattern = pattern.as_str();
+                    glob_match(pattern, repo) || glob_match(pattern, &format!("{repo}:{tag}"))
+                }))
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +198,10 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         }
         Ok(all.join(","))
     };
-    let mut rows: Vec<[String; 6]> = Vec::new();
+    let listing = Listing::parse(args.format.as_deref(), &IMAGE_FIELDS)?;
+    let filter = ImageFilter::parse(&args.filter)?;
+    let now = now_seconds();
+    let mut rows: Vec<Row> = Vec::new();
     let mut unreadable = 0;
     for image_id in store.list_images()? {
         // One bad image does not hide the others: it is named, the rest are listed.
@@ -115,53 +218,49 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<i32> {
         };
         let size = human_size(image_size(&store, &config));
         let created = config.created.clone().unwrap_or_default();
+        let id = if args.no_trunc {
+            image_id.clone()
+        } else {
+            short_id(&image_id).to_string()
+        };
         let names: Vec<&String> = tags
             .iter()
             // `REPO@sha256:...` keys (images pulled by digest) are not tags.
             .filter(|(t, id)| **id == image_id && !t.contains('@'))
             .map(|(t, _)| t)
             .collect();
+        let mut row = |repo: &str, tag: &str, platform: String| {
+            if filter.keeps(repo, tag) {
+                rows.push(vec![
+                    ("ID", id.clone()),
+                    ("Repository", repo.to_string()),
+                    ("Tag", tag.to_string()),
+                    ("CreatedSince", listing::since(&created, now)),
+                    ("CreatedAt", created.clone()),
+                    ("Size", size.clone()),
+                    ("Platform", platform),
+                ]);
+            }
+        };
         if names.is_empty() {
-            rows.push([
-                "<none>".into(),
-                "<none>".into(),
-                short_id(&image_id).into(),
-                created,
-                size,
-                platforms_of(None, &config)?,
-            ]);
+            row("<none>", "<none>", platforms_of(None, &config)?);
         } else {
             for name in names {
                 let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
-                rows.push([
-                    repo.into(),
-                    tag.into(),
-                    short_id(&image_id).into(),
-                    created.clone(),
-                    size.clone(),
-                    platforms_of(Some(name), &config)?,
-                ]);
+                row(repo, tag, platforms_of(Some(name), &config)?);
             }
         }
     }
     if args.quiet {
-        let mut ids: Vec<&String> = rows.iter().map(|r| &r[2]).collect();
+        let mut ids: Vec<String> = rows.iter().map(|r| r[0].1.clone()).collect();
         ids.dedup();
         for id in ids {
             outln!("{id}");
         }
         return Ok(if unreadable > 0 { 1 } else { 0 });
     }
-    outln!(
-        "{:<40} {:<16} {:<14} {:<32} {:<9} PLATFORM",
-        "REPOSITORY",
-        "TAG",
-        "IMAGE ID",
-        "CREATED",
-        "SIZE"
-    );
-    for [repo, tag, id, created, size, platform] in rows {
-        outln!("{repo:<40} {tag:<16} {id:<14} {created:<32} {size:<9} {platform}");
+    for line in listing.render(&IMAGE_COLUMNS, &rows) {
+        outln!("{line}");
     }
     Ok(if unreadable > 0 { 1 } else { 0 })
 }
@@ -176,39 +275,44 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<i32> {
         .diff_ids
         .iter()
         .map(|d| store.layer_info(d).map(|i| i.tar_size).unwrap_or(0));
-    let mut rows = Vec::new();
+    let listing = Listing::parse(args.format.as_deref(), &HISTORY_FIELDS)?;
+    let now = now_seconds();
+    let mut rows: Vec<Row> = Vec::new();
     for entry in &config.history {
         let size = if entry.empty_layer {
             0
         } else {
             layer_sizes.next().unwrap_or(0)
         };
-        rows.push((
-            entry.created.clone().unwrap_or_default(),
-            entry.created_by.clone().unwrap_or_default(),
-            human_size(size),
-            entry.comment.clone().unwrap_or_default(),
-        ));
+        let created = entry.created.clone().unwrap_or_default();
+        let created_by = entry.created_by.clone().unwrap_or_default();
+        // Table output truncates; json and templates get the whole text, as docker's.
+        let created_by =
+            if args.no_trunc || listing != Listing::Table || created_by.chars().count() <= 60 {
+                created_by
+            } else {
+                format!("{}…", created_by.chars().take(59).collect::<String>())
+            };
+        rows.push(vec![
+            ("ID", "<missing>".to_string()),
+            ("CreatedSince", listing::since(&created, now)),
+            ("CreatedAt", created),
+            ("CreatedBy", created_by),
+            ("Size", human_size(size)),
+            ("Comment", entry.comment.clone().unwrap_or_default()),
+        ]);
     }
-    outln!(
-        "{:<14} {:<32} {:<60} {:<10} COMMENT",
-        "IMAGE",
-        "CREATED",
-        "CREATED BY",
-        "SIZE"
-    );
-    for (i, (created, created_by, size, comment)) in rows.into_iter().rev().enumerate() {
-        let id = if i == 0 {
+    rows.reverse();
+    // The newest entry is the image itself.
+    if let Some(first) = rows.first_mut() {
+        first[0].1 = if args.no_trunc {
+            image_id.clone()
+        } else {
             short_id(&image_id).to_string()
-        } else {
-            "<missing>".to_string()
         };
-        let created_by = if args.no_trunc || created_by.chars().count() <= 60 {
-            created_by
-        } else {
-            format!("{}…", created_by.chars().take(59).collect::<String>())
-        };
-        outln!("{id:<14} {created:<32} {created_by:<60} {size:<10} {comment}");
+    }
+    for line in listing.render(&HISTORY_COLUMNS, &rows) {
+        outln!("{line}");
     }
     Ok(0)
 }

@@ -14,6 +14,7 @@ mod docs;
 mod flags;
 mod images;
 mod isolation;
+mod listing;
 mod manage;
 mod registry;
 mod terminal;

@@ -754,3 +754,116 @@ fn completions_and_man_pages_come_from_the_flags() {
         "the build page lists --build-arg"
     );
 }
+
+/// `images` and `history` as docker prints them: CREATED as "N units ago", `--no-trunc`,
+/// `--format json|table|TEMPLATE` (the Go-template subset, anything else refused), and
+/// `images --filter reference=PATTERN|dangling=BOOL`.
+#[test]
+fn listings_format_and_filter_as_docker_does() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let first = env.context(&[("Dockerfile", file("FROM busybox:latest\nRUN echo 1 > /x\n"))]);
+    let second = env.context(&[("Dockerfile", file("FROM busybox:latest\nRUN echo 2 > /x\n"))]);
+    env.rbuild_ok(["build", "-q", "-t", "app:1", first.to_str().expect("utf-8")]);
+    // The tag moves: the first image is left dangling.
+    env.rbuild_ok([
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        second.to_str().expect("utf-8"),
+    ]);
+
+    let json = env.rbuild_ok(["images", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let app = rows
+        .iter()
+        .find(|r| r["Repository"] == "app")
+        .unwrap_or_else(|| panic!("app:1 in {json}"));
+    assert_eq!(app["Tag"], "1");
+    assert_eq!(app["ID"].as_str().map(str::len), Some(12), "{app}");
+    assert!(
+        app["CreatedSince"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("seconds ago")
+                || s == "Less than a second ago"
+                || s == "About a minute ago"),
+        "{app}"
+    );
+    assert!(rows.iter().any(|r| r["Repository"] == "<none>"), "{json}");
+
+    let names = env.rbuild_ok(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["<none>:<none>", "app:1", "busybox:latest"]);
+    let full = env.rbuild_ok([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        "--filter",
+        "reference=app",
+    ]);
+    assert!(
+        full.trim().starts_with("sha256:") && full.trim().len() == 71,
+        "{full}"
+    );
+    let busy = env.rbuild_ok(["images", "--filter", "reference=busy*"]);
+    assert_eq!(busy.lines().count(), 2, "header and busybox: {busy}");
+    assert!(
+        busy.lines()
+            .next()
+            .is_some_and(|h| h.starts_with("REPOSITORY   ")),
+        "{busy}"
+    );
+    let dangling = env.rbuild_ok(["images", "-q", "--filter", "dangling=true"]);
+    assert_eq!(dangling.lines().count(), 1, "{dangling}");
+    let table = env.rbuild_ok([
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.Size}}",
+        "--filter",
+        "reference=app:1",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("REPOSITORY   SIZE"), "{table}");
+    assert!(lines[1].starts_with("app          "), "{table}");
+
+    let history = env.rbuild_ok(["history", "--format", "{{.CreatedBy}}", "app:1"]);
+    assert!(
+        history
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("echo 2 > /x")),
+        "{history}"
+    );
+    let history = env.rbuild_ok(["history", "--format", "json", "app:1"]);
+    let newest: serde_json::Value =
+        serde_json::from_str(history.lines().next().expect("a row")).expect("json");
+    assert_eq!(newest["ID"].as_str().map(str::len), Some(12), "{newest}");
+    assert!(
+        newest["CreatedSince"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(" ago")),
+        "{newest}"
+    );
+    let header = env.rbuild_ok(["history", "app:1"]);
+    assert!(
+        header.lines().next().is_some_and(|h| h.starts_with("IMAGE")
+            && h.contains("   CREATED   ")
+            && h.contains("CREATED BY")),
+        "{header}"
+    );
+
+    for bad in ["{{if .ID}}x{{end}}", "{{.Nope}}"] {
+        let stderr = env.rbuild_err(["images", "--format", bad]);
+        assert!(stderr.contains("--format"), "{bad}: {stderr}");
+    }
+    let stderr = env.rbuild_err(["images", "--filter", "label=x"]);
+    assert!(stderr.contains("reference=PATTERN or dangling"), "{stderr}");
+}
