@@ -136,47 +136,43 @@ pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub fn df(root: &Path) -> anyhow::Result<i32> {
+/// `rbuild df` flags.
+#[derive(Debug, clap::Args)]
+pub struct DfArgs {
+    /// `table` (default), `json` (one object per row), or a Go template using {{.Type}}
+    /// {{.TotalCount}} {{.Size}}, {{json .}} or {{json .Field}}
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<i32> {
+    use super::listing::{Column, Listing, Row};
+    const FIELDS: [&str; 3] = ["Type", "TotalCount", "Size"];
+    const COLUMNS: [Column; 3] = [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Size", "SIZE")];
+    let listing = Listing::parse(args.format.as_deref(), &FIELDS)?;
     let store = super::open_store(root)?;
     let usage = store.disk_usage()?;
     let size = super::images::human_size;
-    outln!("{:<14} {:>8} {:>12}", "TYPE", "TOTAL", "SIZE");
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Images",
-        usage.images,
-        size(usage.image_bytes)
-    );
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Image layers",
-        usage.image_layers,
-        size(usage.image_bytes)
-    );
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Build cache",
-        usage.cache_records,
-        size(usage.cache_bytes)
-    );
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Cache layers",
-        usage.cache_layers,
-        size(usage.cache_bytes)
-    );
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Cache mounts",
-        usage.cache_mounts,
-        size(usage.cache_mount_bytes)
-    );
-    outln!(
-        "{:<14} {:>8} {:>12}",
-        "Temp files",
-        usage.temp_entries,
-        size(usage.temp_bytes)
-    );
+    let rows: Vec<Row> = [
+        ("Images", usage.images, usage.image_bytes),
+        ("Image layers", usage.image_layers, usage.image_bytes),
+        ("Build cache", usage.cache_records, usage.cache_bytes),
+        ("Cache layers", usage.cache_layers, usage.cache_bytes),
+        ("Cache mounts", usage.cache_mounts, usage.cache_mount_bytes),
+        ("Temp files", usage.temp_entries, usage.temp_bytes),
+    ]
+    .into_iter()
+    .map(|(kind, count, bytes)| {
+        vec![
+            ("Type", kind.to_string()),
+            ("TotalCount", count.to_string()),
+            ("Size", size(bytes)),
+        ]
+    })
+    .collect();
+    for line in listing.render(&COLUMNS, &rows) {
+        outln!("{line}");
+    }
     Ok(0)
 }
 

@@ -81,7 +81,7 @@ pub enum Commands {
     /// Delete build cache and what no image needs
     Prune(manage::PruneArgs),
     /// Show the space images, layers, build cache and cache mounts use
-    Df,
+    Df(manage::DfArgs),
     /// Show this machine's setup: user namespace, kernel, and how each platform would run
     Info,
     /// Pull an image from a registry
@@ -207,7 +207,7 @@ pub fn run(cli: Cli, loader: Option<Loader>) -> anyhow::Result<i32> {
         Commands::Load(args) => manage::load(&root, args),
         Commands::Save(args) => manage::save(&root, args),
         Commands::Prune(args) => manage::prune(&root, args),
-        Commands::Df => manage::df(&root),
+        Commands::Df(args) => manage::df(&root, args),
         Commands::Info => manage::info(&root),
         Commands::Pull(args) => registry::pull(&root, args),
         Commands::Push(args) => registry::push(&root, args),

@@ -866,4 +866,17 @@ fn listings_format_and_filter_as_docker_does() {
     }
     let stderr = env.rbuild_err(["images", "--filter", "label=x"]);
     assert!(stderr.contains("reference=PATTERN or dangling"), "{stderr}");
+
+    let df = env.rbuild_ok(["df", "--format", "json"]);
+    let images: serde_json::Value = df
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|r| r["Type"] == "Images")
+        .unwrap_or_else(|| panic!("{df}"));
+    assert_eq!(
+        images["TotalCount"], "3",
+        "busybox, app:1 and the dangling one: {df}"
+    );
+    let counts = env.rbuild_ok(["df", "--format", "{{.Type}}={{.TotalCount}}"]);
+    assert!(counts.lines().any(|l| l == "Images=3"), "{counts}");
 }
