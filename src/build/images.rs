@@ -156,6 +156,7 @@ pub(super) fn pull_image(
         crate::progress::ProgressMode::Plain => &plain,
         crate::progress::ProgressMode::Tty => &terminal,
         crate::progress::ProgressMode::Quiet => &quiet,
+        crate::progress::ProgressMode::RawJson => &crate::progress::JsonTransfers,
     };
     crate::registry::pull(
         ctx.store,

@@ -48,9 +48,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Progress output: `plain` (a line per event), `tty` (a live display; step output
-    /// shown when a step fails), `auto` (tty on a terminal)
-    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
-    pub progress: ProgressFlag,
+    /// shown when a step fails), `rawjson` (a JSON object per event), `quiet`/`none`, `auto`
+    /// (tty on a terminal) [default: $RBUILD_PROGRESS, $BUILDKIT_PROGRESS, else auto]
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressFlag>,
     /// Print only the image id on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -302,7 +303,7 @@ fn build_options(
 }
 
 pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Result<i32> {
-    let mode = args.progress.mode(args.quiet);
+    let mode = ProgressFlag::resolve(args.progress)?.mode(args.quiet);
     let platforms = parse_platforms(args.platform.as_deref())?;
     super::isolation::check(&args)?;
     // Flags are checked before the context is fetched.
@@ -345,13 +346,12 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
         export,
     };
     let progress = Progress::new(mode);
-    let terminal = mode == ProgressMode::Tty;
-    let plain = super::registry::stderr_log(args.quiet);
+    let plain = super::registry::stderr_log(mode == ProgressMode::Quiet);
     let live = TerminalTransfers::default();
-    let log: &dyn Reporter = if terminal && !args.quiet {
-        &live
-    } else {
-        &plain
+    let log: &dyn Reporter = match mode {
+        ProgressMode::Tty => &live,
+        ProgressMode::RawJson => &rbuild::progress::JsonTransfers,
+        _ => &plain,
     };
     let result = match rbuild::pipeline::run(&store, request, &progress, log) {
         Ok(result) => result,

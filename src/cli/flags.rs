@@ -23,22 +23,50 @@ pub enum IsolationFlag {
 /// `--progress`: how a command shows what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressFlag {
-    /// `tty` when standard error is a terminal, else `plain`.
+    /// `tty` when standard error is a terminal (and TERM is not `dumb`), else `plain`.
     Auto,
     /// A line per event, the same on a terminal and in a CI log.
     Plain,
     /// Live display: step headers and durations, transfers with their rates.
     Tty,
+    /// One JSON object per event (step started, finished, cached, errored, log line,
+    /// transfer, notice).
+    Rawjson,
+    /// Nothing but errors (and what the command prints on standard output).
+    Quiet,
+    /// The same as `quiet`.
+    None,
 }
 
 impl ProgressFlag {
+    /// The flag in force: `--progress` when given, else $RBUILD_PROGRESS, else
+    /// $BUILDKIT_PROGRESS (as buildx reads it), else `auto`.
+    pub fn resolve(given: Option<ProgressFlag>) -> anyhow::Result<ProgressFlag> {
+        if let Some(flag) = given {
+            return Ok(flag);
+        }
+        for var in ["RBUILD_PROGRESS", "BUILDKIT_PROGRESS"] {
+            if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                return ProgressFlag::from_str(&value, true).map_err(|_| {
+                    anyhow::anyhow!(
+                        "${var}={value}: expected auto, plain, tty, rawjson, quiet or none"
+                    )
+                });
+            }
+        }
+        Ok(ProgressFlag::Auto)
+    }
+
     /// The mode shown: `--quiet` wins; `auto` follows standard error.
     pub fn mode(self, quiet: bool) -> ProgressMode {
+        let terminal =
+            std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
         match (quiet, self) {
-            (true, _) => ProgressMode::Quiet,
+            (true, _) | (false, ProgressFlag::Quiet | ProgressFlag::None) => ProgressMode::Quiet,
             (false, ProgressFlag::Plain) => ProgressMode::Plain,
             (false, ProgressFlag::Tty) => ProgressMode::Tty,
-            (false, ProgressFlag::Auto) if std::io::stderr().is_terminal() => ProgressMode::Tty,
+            (false, ProgressFlag::Rawjson) => ProgressMode::RawJson,
+            (false, ProgressFlag::Auto) if terminal => ProgressMode::Tty,
             (false, ProgressFlag::Auto) => ProgressMode::Plain,
         }
     }

@@ -21,9 +21,10 @@ pub struct PullArgs {
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,
-    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
-    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
-    pub progress: ProgressFlag,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates),
+    /// `rawjson`, `quiet`/`none`, `auto` [default: $RBUILD_PROGRESS, $BUILDKIT_PROGRESS, else auto]
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressFlag>,
 }
 
 #[derive(Debug, Args)]
@@ -35,9 +36,10 @@ pub struct PushArgs {
     /// Print only the manifest digest
     #[arg(short, long)]
     pub quiet: bool,
-    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates)
-    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
-    pub progress: ProgressFlag,
+    /// Progress output: `plain` (a line per event), `tty` (live per-layer bytes and rates),
+    /// `rawjson`, `quiet`/`none`, `auto` [default: $RBUILD_PROGRESS, $BUILDKIT_PROGRESS, else auto]
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressFlag>,
 }
 
 #[derive(Debug, Args)]
@@ -112,12 +114,13 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<i32> {
     let reference = parse_reference(&args.image)?;
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
     let store = super::open_store(root)?;
-    let plain = stderr_log(args.quiet);
+    let mode = ProgressFlag::resolve(args.progress)?.mode(args.quiet);
+    let plain = stderr_log(mode == ProgressMode::Quiet);
     let terminal = TerminalTransfers::default();
-    let log: &dyn Reporter = if args.progress.mode(args.quiet) == ProgressMode::Tty {
-        &terminal
-    } else {
-        &plain
+    let log: &dyn Reporter = match mode {
+        ProgressMode::Tty => &terminal,
+        ProgressMode::RawJson => &rbuild::progress::JsonTransfers,
+        _ => &plain,
     };
     let pulled = registry::pull(&store, &reference, &PullOptions { platform }, log)
         .with_context(|| format!("cannot pull {reference}"))?;
@@ -183,7 +186,7 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.image)?;
     let dest = args.destination.as_deref().unwrap_or(&args.image);
-    let terminal = args.progress.mode(false) == ProgressMode::Tty;
+    let terminal = ProgressFlag::resolve(args.progress)?.mode(false) == ProgressMode::Tty;
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
             push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?.manifest_digest

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use transfer::{Reporter, TerminalTransfers};
+pub use transfer::{JsonTransfers, Reporter, TerminalTransfers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -17,6 +17,21 @@ pub enum ProgressMode {
     /// Step headers and durations only; step output is shown only when a step fails.
     Tty,
     Quiet,
+    /// One JSON object per line on standard error (`--progress=rawjson`), each with a
+    /// `type` and these fields:
+    /// - `step.started`: `step` (`[2/5]` or `[stage 2/5]`), `stage` (or null), `index`,
+    ///   `total`, `name` (the instruction);
+    /// - `log`: `step`, `data` (one line of the step's output, without its newline);
+    /// - `step.finished`: `step`, `cached`, `seconds`;
+    /// - `step.errored`: `step`;
+    /// - `notice`: `message` (warnings and other notices);
+    /// - `transfer`: `message` (a pull or push event), or `blob`, `done`, `total` (bytes).
+    RawJson,
+}
+
+/// The rawjson line for `value`.
+pub fn json_line(value: serde_json::Value) -> String {
+    format!("{value}\n")
 }
 
 pub struct Progress {
@@ -38,8 +53,12 @@ impl Progress {
     }
 
     pub fn notice(&self, text: &str) {
-        if self.mode != ProgressMode::Quiet {
-            self.write(format!("{text}\n").as_bytes());
+        match self.mode {
+            ProgressMode::Quiet => {}
+            ProgressMode::RawJson => self.write(
+                json_line(serde_json::json!({"type": "notice", "message": text})).as_bytes(),
+            ),
+            _ => self.write(format!("{text}\n").as_bytes()),
         }
     }
 
@@ -73,9 +92,22 @@ impl StageProgress<'_> {
             None => format!("[{index}/{total}]"),
         };
         self.held_output.clear();
-        if self.progress.mode != ProgressMode::Quiet {
-            self.progress
-                .write(format!("{} {text}\n", self.current).as_bytes());
+        match self.progress.mode {
+            ProgressMode::Quiet => {}
+            ProgressMode::RawJson => self.progress.write(
+                json_line(serde_json::json!({
+                    "type": "step.started",
+                    "step": self.current,
+                    "stage": self.label,
+                    "index": index,
+                    "total": total,
+                    "name": text,
+                }))
+                .as_bytes(),
+            ),
+            _ => self
+                .progress
+                .write(format!("{} {text}\n", self.current).as_bytes()),
         }
     }
 
@@ -90,13 +122,36 @@ impl StageProgress<'_> {
                 }
                 self.progress.write(&out);
             }
+            ProgressMode::RawJson => {
+                let data = String::from_utf8_lossy(line);
+                self.progress.write(
+                    json_line(serde_json::json!({
+                        "type": "log",
+                        "step": self.current,
+                        "data": data.strip_suffix('\n').unwrap_or(&data),
+                    }))
+                    .as_bytes(),
+                );
+            }
             ProgressMode::Tty | ProgressMode::Quiet => self.held_output.extend_from_slice(line),
         }
     }
 
     pub fn step_finished(&mut self, elapsed: Duration, cached: bool) {
-        if self.progress.mode == ProgressMode::Quiet {
-            return;
+        match self.progress.mode {
+            ProgressMode::Quiet => return,
+            ProgressMode::RawJson => {
+                return self.progress.write(
+                    json_line(serde_json::json!({
+                        "type": "step.finished",
+                        "step": self.current,
+                        "cached": cached,
+                        "seconds": elapsed.as_secs_f64(),
+                    }))
+                    .as_bytes(),
+                )
+            }
+            _ => {}
         }
         let line = if cached {
             format!("{} CACHED\n", self.current)
@@ -108,6 +163,13 @@ impl StageProgress<'_> {
 
     /// The step failed: show what it printed if that was held back.
     pub fn step_failed(&mut self) {
+        if self.progress.mode == ProgressMode::RawJson {
+            self.progress.write(
+                json_line(serde_json::json!({"type": "step.errored", "step": self.current}))
+                    .as_bytes(),
+            );
+            return;
+        }
         if !self.held_output.is_empty() {
             let held = std::mem::take(&mut self.held_output);
             self.progress.write(&held);

@@ -125,3 +125,20 @@ impl Reporter for TerminalTransfers {
         }
     }
 }
+
+/// `--progress=rawjson` for transfers: every event and byte count as a JSON line.
+pub struct JsonTransfers;
+
+impl Reporter for JsonTransfers {
+    fn line(&self, text: &str) {
+        let line = super::json_line(serde_json::json!({"type": "transfer", "message": text}));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn transfer(&self, name: &str, done: u64, total: u64) {
+        let line = super::json_line(
+            serde_json::json!({"type": "transfer", "blob": name, "done": done, "total": total}),
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}

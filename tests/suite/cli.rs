@@ -880,3 +880,110 @@ fn listings_format_and_filter_as_docker_does() {
     let counts = env.rbuild_ok(["df", "--format", "{{.Type}}={{.TotalCount}}"]);
     assert!(counts.lines().any(|l| l == "Images=3"), "{counts}");
 }
+
+/// `--progress=rawjson`: every line on standard error is one JSON event (step started,
+/// log, finished with `cached`, errored; notices); $BUILDKIT_PROGRESS and $RBUILD_PROGRESS
+/// choose the mode when the flag is absent; `quiet`/`none` print nothing.
+#[test]
+fn rawjson_progress_is_one_event_per_line() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo hello-from-run\nENV A=1\n"),
+    )]);
+    let events = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        assert!(output.status.success(), "{}", describe_output(output));
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"))
+            })
+            .collect()
+    };
+    let dir = ctx.to_str().expect("utf-8");
+    let first = events(&env.rbuild(["build", "--progress=rawjson", "-t", "ev:1", dir]));
+    let of = |events: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    let started = of(&first, "step.started");
+    assert_eq!(started.len(), 3, "{first:?}");
+    assert_eq!(started[1]["name"], "RUN echo hello-from-run");
+    assert_eq!(
+        (started[1]["index"].as_u64(), started[1]["total"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(
+        of(&first, "log")
+            .iter()
+            .any(|e| e["data"] == "hello-from-run" && e["step"] == "[2/3]"),
+        "{first:?}"
+    );
+    let finished = of(&first, "step.finished");
+    assert_eq!(finished.len(), 3, "{first:?}");
+    assert_eq!(finished[1]["cached"], false);
+    assert!(finished[1]["seconds"].as_f64().is_some());
+
+    // Again, chosen by BUILDKIT_PROGRESS: the RUN is cached now.
+    let again = env
+        .command(["build", "-t", "ev:1", dir])
+        .env("BUILDKIT_PROGRESS", "rawjson")
+        .output()
+        .expect("run rbuild");
+    let again = events(&again);
+    assert_eq!(of(&again, "step.finished")[1]["cached"], true, "{again:?}");
+
+    let quiet = env
+        .command(["build", "-t", "ev:1", dir])
+        .env("RBUILD_PROGRESS", "none")
+        .env("BUILDKIT_PROGRESS", "plain")
+        .output()
+        .expect("run rbuild");
+    assert!(
+        quiet.status.success() && quiet.stderr.is_empty(),
+        "{}",
+        describe_output(&quiet)
+    );
+    let bad = env
+        .command(["build", dir])
+        .env("RBUILD_PROGRESS", "fancy")
+        .output()
+        .expect("run rbuild");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("$RBUILD_PROGRESS=fancy"),
+        "{stderr}"
+    );
+
+    // A failing step: an errored event, then rbuild's error line.
+    let failing = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo doomed && false\n"),
+    )]);
+    let output = env.rbuild([
+        "build",
+        "--progress=rawjson",
+        failing.to_str().expect("utf-8"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (json, rest): (Vec<&str>, Vec<&str>) = stderr.lines().partition(|l| l.starts_with('{'));
+    assert!(
+        rest.iter()
+            .all(|l| !l.trim().is_empty() && !l.starts_with('[')),
+        "{stderr}"
+    );
+    assert!(
+        json.iter().any(|l| l.contains("\"type\":\"step.errored\"")),
+        "{stderr}"
+    );
+    assert!(
+        json.iter().any(|l| l.contains("\"data\":\"doomed\"")),
+        "{stderr}"
+    );
+}
