@@ -151,10 +151,10 @@ pub(super) fn pull_image(
         crate::image::parse_reference(name).map_err(|e| loc.error(keyword, e.to_string()))?;
     let plain = |line: &str| eprintln!("  {line}");
     let quiet = |_: &str| {};
-    let terminal = crate::progress::TerminalTransfers::default();
     let log: &dyn crate::progress::Reporter = match ctx.progress_mode {
         crate::progress::ProgressMode::Plain => &plain,
-        crate::progress::ProgressMode::Tty => &terminal,
+        // Through the live display, never drawn over it.
+        crate::progress::ProgressMode::Tty => ctx.progress,
         crate::progress::ProgressMode::Quiet => &quiet,
         crate::progress::ProgressMode::RawJson => &crate::progress::JsonTransfers,
     };

@@ -494,6 +494,7 @@ pub(crate) fn build_on(
         lease: store.lease()?,
         worker,
         checks,
+        progress,
     };
     let results = run_stages(&ctx, &plan, progress, &locate);
     ctx.hashes.save();

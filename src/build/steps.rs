@@ -37,6 +37,8 @@ pub(crate) struct StepContext<'a> {
     pub worker: crate::worker::Worker,
     /// Which build checks run (for the one found while building: InvalidBaseImagePlatform).
     pub checks: crate::plan::checks::CheckDirective,
+    /// The build's display, where pulls of base images report in tty mode.
+    pub progress: &'a crate::progress::Progress,
 }
 
 impl StepContext<'_> {

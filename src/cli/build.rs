@@ -14,7 +14,7 @@ use rbuild::dockerfile::Network;
 use rbuild::export::load::LoadWith;
 use rbuild::export::{ExportRequest, ImageName, ImageSettings, Loader};
 use rbuild::pipeline::{BuildRequest, PipelineError};
-use rbuild::progress::{Progress, ProgressMode, Reporter, TerminalTransfers};
+use rbuild::progress::{Progress, ProgressMode, Reporter};
 
 use super::build_flags::{
     parse_add_host, parse_annotations, parse_key_values, parse_platforms, parse_secrets,
@@ -347,9 +347,9 @@ pub fn run(root: &Path, args: BuildArgs, loader: Option<Loader>) -> anyhow::Resu
     };
     let progress = Progress::new(mode);
     let plain = super::registry::stderr_log(mode == ProgressMode::Quiet);
-    let live = TerminalTransfers::default();
     let log: &dyn Reporter = match mode {
-        ProgressMode::Tty => &live,
+        // Pushes and loads after the build report above the live display.
+        ProgressMode::Tty => &progress,
         ProgressMode::RawJson => &rbuild::progress::JsonTransfers,
         _ => &plain,
     };

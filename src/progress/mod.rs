@@ -2,11 +2,15 @@
 //! several stages build), its output, its duration, and notices. Stages running in parallel
 //! share one `Progress`; each writes whole lines.
 
+mod display;
 mod transfer;
 
 use std::io::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use display::Display;
 
 pub use transfer::{JsonTransfers, Reporter, TerminalTransfers};
 
@@ -34,16 +38,98 @@ pub fn json_line(value: serde_json::Value) -> String {
     format!("{value}\n")
 }
 
+/// The live display of `--progress=tty`: redrawn in place on every step event and ten
+/// times a second for the running steps' times.
+struct Live {
+    state: Mutex<LiveState>,
+    started: Instant,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct LiveState {
+    display: Display,
+    /// Lines of the last frame, to move back over.
+    drawn: usize,
+}
+
+impl Live {
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Redraws the frame in one write, `above` (a notice, a failed step's log) printed first
+    /// so that it scrolls up out of the display.
+    fn redraw(&self, state: &mut LiveState, above: Option<&[u8]>) {
+        let mut out = Vec::new();
+        if state.drawn > 0 {
+            // Up to the frame's first line, and clear from there down.
+            out.extend_from_slice(format!("\x1b[{}A\r\x1b[J", state.drawn).as_bytes());
+        }
+        if let Some(text) = above {
+            out.extend_from_slice(text);
+            if !text.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
+        let lines = state.display.frame(0, self.now(), terminal_width());
+        for line in &lines {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+        state.drawn = lines.len();
+        let _ = std::io::stderr().lock().write_all(&out);
+    }
+
+    fn with<R>(&self, change: impl FnOnce(&mut LiveState, u64) -> R) -> R {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.now();
+        change(&mut state, now)
+    }
+}
+
+/// Columns of the terminal on standard error (80 when it says none).
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|cols| *cols > 0)
+        .unwrap_or(80)
+}
+
 pub struct Progress {
     mode: ProgressMode,
     stderr: Mutex<()>,
+    live: Option<Arc<Live>>,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Progress {
     pub fn new(mode: ProgressMode) -> Progress {
+        let live = (mode == ProgressMode::Tty).then(|| {
+            Arc::new(Live {
+                state: Mutex::new(LiveState::default()),
+                started: Instant::now(),
+                stop: AtomicBool::new(false),
+            })
+        });
+        let ticker = live.clone().map(|live| {
+            std::thread::spawn(move || {
+                while !live.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    live.with(|state, _| {
+                        if state.drawn > 0 {
+                            live.redraw(state, None);
+                        }
+                    });
+                }
+            })
+        });
         Progress {
             mode,
             stderr: Mutex::new(()),
+            live,
+            ticker: Mutex::new(ticker),
         }
     }
 
@@ -53,6 +139,9 @@ impl Progress {
     }
 
     pub fn notice(&self, text: &str) {
+        if let Some(live) = &self.live {
+            return live.with(|state, _| live.redraw(state, Some(text.as_bytes())));
+        }
         match self.mode {
             ProgressMode::Quiet => {}
             ProgressMode::RawJson => self.write(
@@ -92,6 +181,14 @@ impl StageProgress<'_> {
             None => format!("[{index}/{total}]"),
         };
         self.held_output.clear();
+        if let Some(live) = &self.progress.live {
+            return live.with(|state, now| {
+                state
+                    .display
+                    .started(self.label.as_deref(), total, &self.current, text, now);
+                live.redraw(state, None);
+            });
+        }
         match self.progress.mode {
             ProgressMode::Quiet => {}
             ProgressMode::RawJson => self.progress.write(
@@ -133,11 +230,27 @@ impl StageProgress<'_> {
                     .as_bytes(),
                 );
             }
-            ProgressMode::Tty | ProgressMode::Quiet => self.held_output.extend_from_slice(line),
+            ProgressMode::Tty | ProgressMode::Quiet => {
+                self.held_output.extend_from_slice(line);
+                if let Some(live) = &self.progress.live {
+                    // Shown at the next tick: output alone does not redraw.
+                    live.with(|state, _| {
+                        state
+                            .display
+                            .output(&self.current, &String::from_utf8_lossy(line))
+                    });
+                }
+            }
         }
     }
 
     pub fn step_finished(&mut self, elapsed: Duration, cached: bool) {
+        if let Some(live) = &self.progress.live {
+            return live.with(|state, now| {
+                state.display.finished(&self.current, cached, now);
+                live.redraw(state, None);
+            });
+        }
         match self.progress.mode {
             ProgressMode::Quiet => return,
             ProgressMode::RawJson => {
@@ -170,6 +283,12 @@ impl StageProgress<'_> {
             );
             return;
         }
+        if let Some(live) = &self.progress.live {
+            // The failing step's whole output, never clipped, above the display.
+            let mut text = format!("{} failed; its output:\n", self.current).into_bytes();
+            text.extend_from_slice(&std::mem::take(&mut self.held_output));
+            return live.with(|state, _| live.redraw(state, Some(&text)));
+        }
         if !self.held_output.is_empty() {
             let held = std::mem::take(&mut self.held_output);
             self.progress.write(&held);
@@ -178,5 +297,31 @@ impl StageProgress<'_> {
 
     pub fn notice(&self, text: &str) {
         self.progress.notice(text);
+    }
+}
+
+impl Drop for Progress {
+    /// The last frame: every step with its final time.
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.stop.store(true, Ordering::Relaxed);
+            let ticker = self.ticker.lock().map(|mut t| t.take()).ok().flatten();
+            if let Some(ticker) = ticker {
+                let _ = ticker.join();
+            }
+            live.with(|state, _| {
+                if state.drawn > 0 {
+                    live.redraw(state, None);
+                }
+            });
+        }
+    }
+}
+
+/// Transfers (pulls, pushes) reported through the build's display: their events are notices
+/// (above the live display in tty mode, so it is never drawn over).
+impl Reporter for Progress {
+    fn line(&self, text: &str) {
+        self.notice(&format!("  {text}"));
     }
 }

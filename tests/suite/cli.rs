@@ -987,3 +987,72 @@ fn rawjson_progress_is_one_event_per_line() {
         "{stderr}"
     );
 }
+
+/// `--progress=tty` in a real pty (`script`): a live display redrawn in place (cursor moves),
+/// the header with steps done, each step with its time; a failing step's whole output is
+/// printed above it, never clipped.
+#[test]
+fn tty_progress_is_a_live_display_in_a_pty() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    if !require_command("script") {
+        return;
+    }
+    let in_pty = |ctx: &std::path::Path| {
+        let command = format!(
+            "{} --root {} build --progress=tty {}",
+            rbuild_binary().display(),
+            env.store().display(),
+            ctx.display()
+        );
+        let output = env
+            .command_as_user("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .expect("run script");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file("FROM busybox:latest\nRUN echo building && sleep 0.3\n"),
+    )]);
+    let (ok, screen) = in_pty(&ctx);
+    assert!(ok, "{screen}");
+    assert!(
+        screen.contains("\u{1b}[") && screen.contains("A\r\u{1b}[J"),
+        "redrawn in place: {screen:?}"
+    );
+    assert!(screen.contains("[+] Building"), "{screen}");
+    assert!(
+        screen.contains("(2/2)"),
+        "the last frame counts both steps: {screen}"
+    );
+    let last_frame = screen.rsplit("[+] Building").next().unwrap_or_default();
+    assert!(
+        last_frame.lines().any(
+            |l| l.starts_with(" => [2/2] RUN echo building && sleep 0.3")
+                && l.trim_end().ends_with('s')
+        ),
+        "{last_frame:?}"
+    );
+
+    let lines: String = (1..=30).map(|i| format!("echo line-{i}; ")).collect();
+    let failing = env.context(&[(
+        "Dockerfile",
+        file(format!("FROM busybox:latest\nRUN {lines}false\n")),
+    )]);
+    let (ok, screen) = in_pty(&failing);
+    assert!(!ok);
+    assert!(screen.contains("[2/2] failed; its output:"), "{screen}");
+    for i in 1..=30 {
+        assert!(
+            screen.contains(&format!("line-{i}\r\n")),
+            "line-{i} in {screen}"
+        );
+    }
+}
