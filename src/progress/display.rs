@@ -19,10 +19,20 @@ struct Step {
     tail: VecDeque<String>,
 }
 
+/// A blob being pulled or pushed.
+#[derive(Debug)]
+struct Transfer {
+    name: String,
+    done: u64,
+    total: u64,
+    started_ms: u64,
+}
+
 /// What the display shows; times are milliseconds on the caller's clock.
 #[derive(Debug, Default)]
 pub struct Display {
     steps: Vec<Step>,
+    transfers: Vec<Transfer>,
     /// Steps the build will run, by stage label, as the stages announce them.
     totals: Vec<(Option<String>, usize)>,
 }
@@ -67,6 +77,27 @@ impl Display {
         }
     }
 
+    /// `done` of `total` bytes of blob `name`; true when the blob is new (worth a redraw).
+    pub fn transfer(&mut self, name: &str, done: u64, total: u64, now: u64) -> bool {
+        let new = match self.transfers.iter_mut().find(|t| t.name == name) {
+            Some(transfer) => {
+                transfer.done = done;
+                false
+            }
+            None => {
+                self.transfers.push(Transfer {
+                    name: name.to_string(),
+                    done,
+                    total,
+                    started_ms: now,
+                });
+                true
+            }
+        };
+        self.transfers.retain(|t| t.done < t.total);
+        new
+    }
+
     fn running(&mut self, label: &str) -> Option<&mut Step> {
         self.steps
             .iter_mut()
@@ -99,6 +130,20 @@ impl Display {
             for line in &step.tail {
                 lines.push(fit(&format!(" => => # {line}"), width));
             }
+        }
+        for transfer in &self.transfers {
+            let secs = (now.saturating_sub(transfer.started_ms).max(1)) as f64 / 1000.0;
+            let human = super::transfer::human;
+            lines.push(fit(
+                &format!(
+                    " => {}: {} / {} ({}/s)",
+                    transfer.name,
+                    human(transfer.done),
+                    human(transfer.total),
+                    human((transfer.done as f64 / secs) as u64)
+                ),
+                width,
+            ));
         }
         lines
     }
@@ -170,6 +215,19 @@ mod tests {
                 " => CACHED [3/3] COPY a-very-long-… 0.0s",
             ]
         );
+    }
+
+    #[test]
+    fn transfers_show_bytes_and_rate_until_done() {
+        let mut display = Display::default();
+        assert!(display.transfer("sha256:abc", 1_000_000, 4_000_000, 0));
+        assert!(!display.transfer("sha256:abc", 2_000_000, 4_000_000, 1000));
+        assert_eq!(
+            display.frame(0, 1000, 80)[1],
+            " => sha256:abc: 2.0 MB / 4.0 MB (2.0 MB/s)"
+        );
+        display.transfer("sha256:abc", 4_000_000, 4_000_000, 1500);
+        assert_eq!(display.frame(0, 1500, 80).len(), 1, "done: gone");
     }
 
     #[test]

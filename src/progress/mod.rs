@@ -324,4 +324,15 @@ impl Reporter for Progress {
     fn line(&self, text: &str) {
         self.notice(&format!("  {text}"));
     }
+
+    /// Bytes of a blob, as a line of the live display (the ticker keeps it current).
+    fn transfer(&self, name: &str, done: u64, total: u64) {
+        if let Some(live) = &self.live {
+            live.with(|state, now| {
+                if state.display.transfer(name, done, total, now) || done >= total {
+                    live.redraw(state, None);
+                }
+            });
+        }
+    }
 }

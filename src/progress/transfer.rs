@@ -39,7 +39,7 @@ pub struct TerminalTransfers {
     block: Mutex<Block>,
 }
 
-fn human(bytes: u64) -> String {
+pub(super) fn human(bytes: u64) -> String {
     let mb = bytes as f64 / 1e6;
     if mb >= 1.0 {
         format!("{mb:.1} MB")
