@@ -134,9 +134,9 @@ fn push_image(
     image_id: &str,
     dest: &str,
     quiet: bool,
-    terminal: bool,
+    mode: ProgressMode,
 ) -> anyhow::Result<String> {
-    push_reporting(dest, quiet, terminal, |reference, log| {
+    push_reporting(dest, quiet, mode, |reference, log| {
         registry::push(store, image_id, reference, log)
     })
     .map(|pushed| pushed.manifest_digest)
@@ -148,9 +148,9 @@ fn push_platform_list(
     image_ids: &[String],
     dest: &str,
     quiet: bool,
-    terminal: bool,
+    mode: ProgressMode,
 ) -> anyhow::Result<registry::PushedImage> {
-    push_reporting(dest, quiet, terminal, |reference, log| {
+    push_reporting(dest, quiet, mode, |reference, log| {
         registry::push_index(
             store,
             image_ids,
@@ -166,7 +166,7 @@ fn push_platform_list(
 fn push_reporting(
     dest: &str,
     quiet: bool,
-    terminal: bool,
+    mode: ProgressMode,
     push: impl FnOnce(
         &rbuild::image::Reference,
         &dyn Reporter,
@@ -176,9 +176,14 @@ fn push_reporting(
     if reference.digest.is_some() {
         bail!("cannot push to {dest}: a digest names content, give a tag instead");
     }
-    let plain = stderr_log(quiet);
+    let plain = stderr_log(quiet || mode == ProgressMode::Quiet);
     let live = TerminalTransfers::default();
-    let log: &dyn Reporter = if terminal && !quiet { &live } else { &plain };
+    let log: &dyn Reporter = match mode {
+        _ if quiet => &plain,
+        ProgressMode::Tty => &live,
+        ProgressMode::RawJson => &rbuild::progress::JsonTransfers,
+        _ => &plain,
+    };
     push(&reference, log).with_context(|| format!("cannot push {reference}"))
 }
 
@@ -186,12 +191,13 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let store = super::open_store(root)?;
     let image_id = store.resolve_image(&args.image)?;
     let dest = args.destination.as_deref().unwrap_or(&args.image);
-    let terminal = ProgressFlag::resolve(args.progress)?.mode(false) == ProgressMode::Tty;
+    // --quiet keeps standard output to the digest; --progress still says what stderr shows.
+    let mode = ProgressFlag::resolve(args.progress)?.mode(false);
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
-            push_platform_list(&store, &image_ids, dest, args.quiet, terminal)?.manifest_digest
+            push_platform_list(&store, &image_ids, dest, args.quiet, mode)?.manifest_digest
         }
-        None => push_image(&store, &image_id, dest, args.quiet, terminal)?,
+        None => push_image(&store, &image_id, dest, args.quiet, mode)?,
     };
     if args.quiet {
         outln!("{digest}");

@@ -1163,3 +1163,30 @@ fn the_metadata_digest_is_the_pushed_manifest() {
         "{raw}"
     );
 }
+
+/// `push --progress=rawjson`: every stderr line is a JSON event, the blobs' bytes among them.
+#[test]
+fn push_progress_as_json_events() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let target = format!("{}/json/busybox:1", registry.host);
+    let tagged = env.rbuild(["tag", "busybox:latest", &target]);
+    assert!(tagged.status.success(), "{}", describe_output(&tagged));
+    let output = env.rbuild(["push", "--progress=rawjson", &target]);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(events.iter().all(|e| e["type"] == "transfer"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["done"].is_u64() && e["done"] == e["total"] && e["blob"].is_string()),
+        "a blob's last byte count: {events:?}"
+    );
+}
