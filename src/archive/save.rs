@@ -230,9 +230,7 @@ fn make_blob(
     let (counted, tar_digest) = match compression {
         Compression::Gzip => {
             let level = level.unwrap_or(6).clamp(0, 9) as u32;
-            let encoder = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(counted, flate2::Compression::new(level));
+            let encoder = snapshot::ParallelGzEncoder::new(counted, level, 0);
             let mut tar = DigestWriter::new(encoder);
             write_tar(&mut tar)?;
             let (encoder, tar_digest) = tar.finish();
@@ -245,7 +243,7 @@ fn make_blob(
         }
         Compression::Zstd => {
             let level = level.unwrap_or(3).clamp(1, 22);
-            let encoder = zstd::stream::write::Encoder::new(counted, level)
+            let encoder = snapshot::zstd_encoder(counted, level, 0)
                 .map_err(io_err("compress layer", &layer_dir))?;
             let mut tar = DigestWriter::new(encoder);
             write_tar(&mut tar)?;
@@ -293,6 +291,7 @@ fn make_blob(
 }
 
 /// One layer as it will be written.
+#[derive(Clone)]
 struct ExportLayer {
     media_type: String,
     digest: String,
@@ -301,6 +300,7 @@ struct ExportLayer {
     source: Source,
 }
 
+#[derive(Clone)]
 enum Source {
     Blob(PathBuf),
     /// The layer's uncompressed tar, from its compressed blob or its layer dir.
@@ -515,12 +515,19 @@ fn export_layers(
     label: &Path,
 ) -> Result<Vec<ExportLayer>, ArchiveError> {
     let base_layers = options.base.as_ref().map_or(0, |b| b.layer_count);
+    // A layer that appears twice (two identical steps) is compressed once.
+    let wanted: Vec<(&String, bool)> = diff_ids
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d, options.rewrite_timestamp.is_some() && i >= base_layers))
+        .collect();
+    let mut unique = wanted.clone();
+    unique.sort();
+    unique.dedup();
     let results: Vec<Result<ExportLayer, ArchiveError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = diff_ids
+        let handles: Vec<_> = unique
             .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let rewrite = options.rewrite_timestamp.is_some() && i >= base_layers;
+            .map(|&(d, rewrite)| {
                 let docker = format == ArchiveFormat::Docker;
                 scope.spawn(move || export_layer(store, d, options, rewrite, docker))
             })
@@ -537,7 +544,14 @@ fn export_layers(
             })
             .collect()
     });
-    results.into_iter().collect()
+    let made: Vec<ExportLayer> = results.into_iter().collect::<Result<_, _>>()?;
+    Ok(wanted
+        .iter()
+        .filter_map(|key| {
+            let at = unique.binary_search(key).ok()?;
+            made.get(at).cloned()
+        })
+        .collect())
 }
 
 /// The image manifest: its config and layers in the options' media types, and its

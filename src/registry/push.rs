@@ -240,10 +240,14 @@ fn layer_blobs(
     diff_ids: &[String],
     compression: Option<archive::Compression>,
 ) -> Result<Vec<LayerBlob>, RegistryError> {
-    Ok(std::thread::scope(|scope| {
-        let handles: Vec<_> = diff_ids
+    // A layer that appears twice (two identical steps) is compressed once.
+    let mut unique: Vec<&String> = diff_ids.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let made = std::thread::scope(|scope| {
+        let handles: Vec<_> = unique
             .iter()
-            .map(|d| {
+            .map(|&d| {
                 scope.spawn(move || match compression {
                     None => archive::gzip_blob(store, d),
                     Some(c) => archive::layer_blob_with(store, d, Some(c)).map(|(blob, _)| blob),
@@ -261,7 +265,11 @@ fn layer_blobs(
                 })
             })
             .collect::<Result<Vec<_>, _>>()
-    })?)
+    })?;
+    Ok(diff_ids
+        .iter()
+        .filter_map(|d| made.get(unique.binary_search(&d).ok()?).cloned())
+        .collect())
 }
 
 /// Where the store knows a blob to live already: another repository of the destination's

@@ -15,7 +15,7 @@ pub fn decompressing_reader<R: std::io::Read + Send + 'static>(
 ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
     boundary::decompress::decompressing_reader(reader).map(|(_, stream)| stream)
 }
-pub use compress::gzip_stream;
+pub use compress::{gzip_stream, zstd_encoder, ParallelGzEncoder};
 pub use digest::{Digest, DigestReader, DigestWriter};
 pub use error::SnapshotError;
 pub use layer_tar::{layer_diff_id, write_layer_tar, write_layer_tar_clamped};

@@ -1190,3 +1190,141 @@ fn push_progress_as_json_events() {
         "a blob's last byte count: {events:?}"
     );
 }
+
+/// A blob read from an OCI layout by digest.
+fn layout_blob_path(layout: &std::path::Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    layout.join("blobs/sha256").join(hex)
+}
+
+#[test]
+fn a_large_new_layer_pushes_as_one_gzip_member_and_as_zstd_that_standard_tools_read_back() {
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+    if !crate::support::tools::require_commands(&["gzip", "zstd", "skopeo"]) {
+        return;
+    }
+    let Some(fixture) = busybox_oci_archive() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let host = &registry.host;
+    registry.seed_busybox(&fixture, "library/busybox:latest", None);
+    let env = TestEnv::new();
+    // About 4 MB of compressible text: some 30 of the encoder's blocks, so the layer is
+    // compressed in pieces on several threads and stitched back into one stream.
+    let ctx = env.context(&[(
+        "Dockerfile",
+        file(format!(
+            "FROM {host}/library/busybox\n\
+             RUN seq 1 250000 > /numbers && seq 1 250000 | sed 's/$/ words/' > /words\n"
+        )),
+    )]);
+    let gz_target = format!("{host}/team/big:gz");
+    let zstd_target = format!("{host}/team/big:zstd");
+    ok(
+        &env,
+        &[
+            "build",
+            "--push",
+            "-t",
+            &gz_target,
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+    ok(
+        &env,
+        &[
+            "build",
+            "-o",
+            &format!("type=registry,name={zstd_target},compression=zstd"),
+            ctx.to_str().expect("utf-8"),
+        ],
+    );
+
+    let layout = tempfile::tempdir().expect("layout dir");
+    for (target, tag) in [(&gz_target, "gz"), (&zstd_target, "zstd")] {
+        crate::support::run_ok(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{target}"),
+            &format!("oci:{}:{tag}", layout.path().display()),
+        ]));
+    }
+    let image = crate::support::OciImage::open_ref(layout.path(), "gz");
+    let diff_ids = image.diff_ids();
+    let manifest = skopeo_inspect_with(
+        &format!("docker://{gz_target}"),
+        &["--tls-verify=false", "--raw"],
+    )
+    .expect("skopeo");
+    let layer = &manifest["layers"][1];
+    assert_eq!(
+        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+        "{manifest}"
+    );
+    let gz_path = layout_blob_path(
+        layout.path(),
+        layer["digest"].as_str().expect("layer digest"),
+    );
+    // gzip(1) accepts it...
+    crate::support::run_ok(Command::new("gzip").arg("-t").arg(&gz_path));
+    // ...and it is one member: a single-member decoder reads the whole tar and leaves nothing.
+    let gz = std::fs::read(&gz_path).expect("read the gzip blob");
+    let mut decoder = GzDecoder::new(&gz[..]);
+    let mut tar = Vec::new();
+    decoder.read_to_end(&mut tar).expect("decode the gzip blob");
+    let mut rest = Vec::new();
+    decoder
+        .into_inner()
+        .read_to_end(&mut rest)
+        .expect("read the rest");
+    assert!(
+        rest.is_empty(),
+        "{} bytes after the first gzip member",
+        rest.len()
+    );
+    assert!(tar.len() > 3_000_000, "layer tar of {} bytes", tar.len());
+    assert_eq!(crate::support::oci::sha256_digest(&tar), diff_ids[1]);
+
+    // The zstd push: zstd(1) reads it, and it holds the same tar (the same diff_id).
+    let zstd_manifest = skopeo_inspect_with(
+        &format!("docker://{zstd_target}"),
+        &["--tls-verify=false", "--raw"],
+    )
+    .expect("skopeo");
+    let zstd_layer = &zstd_manifest["layers"][1];
+    assert_eq!(
+        zstd_layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+        "{zstd_manifest}"
+    );
+    let zstd_path = layout_blob_path(
+        layout.path(),
+        zstd_layer["digest"].as_str().expect("layer digest"),
+    );
+    let decoded = Command::new("zstd")
+        .arg("-dcq")
+        .arg(&zstd_path)
+        .output()
+        .expect("run zstd");
+    assert!(decoded.status.success(), "{}", describe_output(&decoded));
+    assert_eq!(
+        crate::support::oci::sha256_digest(&decoded.stdout),
+        diff_ids[1],
+        "the zstd blob holds another tar"
+    );
+
+    // umoci unpacks the gzip image (it checks every layer against its diff_id; Debian's umoci
+    // has no zstd) to the files the step wrote.
+    let Some(bundle) = crate::support::tools::umoci_unpack_tag(layout.path(), Some("gz")) else {
+        return;
+    };
+    let numbers = std::fs::read_to_string(bundle.rootfs().join("numbers")).expect("numbers");
+    assert_eq!(numbers.lines().count(), 250_000);
+    assert_eq!(numbers.lines().last(), Some("250000"));
+    let words = std::fs::read_to_string(bundle.rootfs().join("words")).expect("words");
+    assert_eq!(words.lines().nth(41_999), Some("42000 words"));
+}
