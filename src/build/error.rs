@@ -113,17 +113,65 @@ impl Location {
 
 /// ` 12 | RUN false` lines for `first..=last` of `source`.
 pub fn excerpt(source: &str, first: usize, last: usize) -> String {
-    source
-        .lines()
-        .enumerate()
-        .skip(first.saturating_sub(1))
+    numbered(source.lines().skip(first.max(1) - 1), first, last)
+}
+
+fn numbered<'a>(lines: impl Iterator<Item = &'a str>, first: usize, last: usize) -> String {
+    let first = first.max(1);
+    lines
         .take(last.saturating_sub(first) + 1)
-        .map(|(i, text)| format!(" {:>4} | {}", i + 1, text))
+        .enumerate()
+        .map(|(i, text)| format!(" {:>4} | {}", first + i, text))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Where each line of a Dockerfile starts, so that an instruction's excerpt costs its own
+/// lines, not a walk from the top: a Dockerfile of 100,000 lines asks for 100,000 of them.
+pub struct SourceLines<'a> {
+    source: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> SourceLines<'a> {
+    pub fn new(source: &'a str) -> SourceLines<'a> {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        SourceLines { source, starts }
+    }
+
+    /// The same text as [`excerpt`] gives for the whole source.
+    pub fn excerpt(&self, first: usize, last: usize) -> String {
+        let Some(&start) = self.starts.get(first.max(1) - 1) else {
+            return String::new();
+        };
+        numbered(self.source[start..].lines(), first, last)
+    }
 }
 
 pub fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     let action = action.into();
     move |source| BuildError::Io { action, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_excerpts_match_the_walk_from_the_top() {
+        let source = "FROM a\r\nRUN x \\\n  y\n\nENV A=1\nLABEL last";
+        let lines = SourceLines::new(source);
+        for first in 1..=7 {
+            for last in first..=8 {
+                assert_eq!(
+                    lines.excerpt(first, last),
+                    excerpt(source, first, last),
+                    "{first}..={last}"
+                );
+            }
+        }
+        assert_eq!(lines.excerpt(2, 3), "    2 | RUN x \\\n    3 |   y");
+    }
 }

@@ -455,11 +455,12 @@ pub(crate) fn build_on(
             path: options.context_dir.clone(),
             source,
         })?;
+    let lines = error::SourceLines::new(source);
     let locate = |ins: &dockerfile::Instruction| Location {
         file: file.clone(),
         line: ins.span.line,
         end_line: ins.span.end_line,
-        excerpt: excerpt(source, ins.span.line, ins.span.end_line),
+        excerpt: lines.excerpt(ins.span.line, ins.span.end_line),
     };
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let plan = plan_of(&loaded, options, &platform)?;

@@ -27,6 +27,29 @@ pub struct ImageConfig {
     pub history: Vec<History>,
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+    /// Where each Env key is, so that [`ImageConfig::set_env`] costs the same for the
+    /// 100,000th `ENV` as for the first. Not part of the image.
+    #[serde(skip)]
+    env_index: EnvIndex,
+}
+
+/// Env key -> position in `config.env`, as of `len` entries (rebuilt when `env` was changed
+/// without [`ImageConfig::set_env`], e.g. read from JSON).
+#[derive(Debug, Clone, Default)]
+struct EnvIndex {
+    positions: std::collections::HashMap<String, usize>,
+    len: usize,
+}
+
+/// The index is a cache of `env`: two configs are equal when their contents are.
+impl PartialEq for EnvIndex {
+    fn eq(&self, _: &EnvIndex) -> bool {
+        true
+    }
+}
+
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -129,14 +152,23 @@ impl ImageConfig {
     /// Sets `key=value` in Env, replacing an earlier entry in place.
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self
-            .config
-            .env
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-        {
-            Some(existing) => *existing = entry,
-            None => self.config.env.push(entry),
+        let env = &mut self.config.env;
+        let index = &mut self.env_index;
+        if index.len != env.len() {
+            index.positions.clear();
+            // The first of a repeated key is the one replaced, as a scan from the top finds.
+            for (at, e) in env.iter().enumerate().rev() {
+                index.positions.insert(env_key(e).to_string(), at);
+            }
+            index.len = env.len();
+        }
+        match index.positions.get(key) {
+            Some(&at) if env.get(at).is_some_and(|e| env_key(e) == key) => env[at] = entry,
+            _ => {
+                index.positions.insert(key.to_string(), env.len());
+                env.push(entry);
+                index.len = env.len();
+            }
         }
     }
 
@@ -170,6 +202,30 @@ pub fn host_architecture() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_env_replaces_in_place_and_appends_new_keys() {
+        let mut config: ImageConfig = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+                "config":{"Env":["PATH=/bin","A=1","B","A=dup"]}}"#,
+        )
+        .expect("config");
+        config.set_env("A", "2");
+        config.set_env("C", "3");
+        config.set_env("B", "x=y");
+        config.set_env("PATH", "/usr/bin");
+        config.set_env("C", "4");
+        assert_eq!(
+            config.config.env,
+            ["PATH=/usr/bin", "A=2", "B=x=y", "A=dup", "C=4"]
+        );
+        // Changed behind its back (as a deserialized or hand-edited config is), the index
+        // follows the new contents.
+        config.config.env = vec!["C=1".into(), "D=2".into()];
+        config.set_env("D", "5");
+        config.set_env("A", "6");
+        assert_eq!(config.config.env, ["C=1", "D=5", "A=6"]);
+    }
 
     #[test]
     fn platform_of_a_config_as_text_and_as_an_index_entry() {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, write_atomic, Store, StoreError};
+use super::{io_err, write_atomic_unsynced, Store, StoreError};
 
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +59,8 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes)
+        // A record is a hint (a lost one is a miss): not worth an fsync per step.
+        write_atomic_unsynced(&path, &bytes)
     }
 
     /// Drops every cache record (used by `rbuild system reset` callers and tests).

@@ -29,7 +29,7 @@ mod sources;
 
 use std::path::{Path, PathBuf};
 
-pub use atomic::{write_atomic, StoreLock};
+pub use atomic::{write_atomic, write_atomic_unsynced, StoreLock};
 pub use cache::CacheRecord;
 pub use gc::{DiskUsage, PruneOptions, PruneReport};
 pub use layers::{LayerBlob, LayerInfo};
