@@ -69,7 +69,7 @@ impl Snapshotter for PlainDirs {
         lease: &Lease,
         snapshot: Snapshot,
     ) -> Result<Option<String>, WorkerError> {
-        OverlaySnapshotter.commit(store, lease, snapshot)
+        OverlaySnapshotter::default().commit(store, lease, snapshot)
     }
 }
 

@@ -198,7 +198,7 @@ impl Default for Worker {
     fn default() -> Worker {
         Worker {
             executor: Box::new(NamespaceExecutor),
-            snapshotter: Box::new(OverlaySnapshotter),
+            snapshotter: Box::new(OverlaySnapshotter::default()),
         }
     }
 }
@@ -274,7 +274,7 @@ impl Worker {
         Ok(Worker {
             executor: Box::new(NamespaceExecutor),
             snapshotter: match choice {
-                SnapshotterChoice::Overlay => Box::new(OverlaySnapshotter),
+                SnapshotterChoice::Overlay => Box::new(OverlaySnapshotter::default()),
                 SnapshotterChoice::Walk(_) => Box::new(WalkSnapshotter::default()),
                 SnapshotterChoice::Neither { overlay, store } => {
                     return Err(WorkerError::NoSnapshotter {

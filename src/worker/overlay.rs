@@ -7,6 +7,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use rbuild_runtime::RootfsSpec;
 use rustix::fs::{Mode, OFlags};
@@ -14,23 +15,84 @@ use rustix::fs::{Mode, OFlags};
 use super::{io_error, Snapshot, Snapshotter, WorkerError};
 use crate::store::{Lease, Store};
 
-pub struct OverlaySnapshotter;
+/// The overlayfs snapshotter, and the flattened bottoms of stacks too deep for overlayfs.
+#[derive(Default)]
+pub struct OverlaySnapshotter {
+    flattened: Mutex<Vec<Flattened>>,
+}
 
-/// The layer dirs of `layers` (bottom first in the config), topmost first as overlay wants,
-/// with an empty dir of `temp` at the bottom when `add_empty`.
-fn lower_dirs(
-    store: &Store,
-    layers: &[String],
-    temp: &tempfile::TempDir,
-    add_empty: bool,
-) -> Result<Vec<PathBuf>, WorkerError> {
-    let mut dirs: Vec<PathBuf> = store.overlay_lowers(layers)?;
-    if add_empty {
-        let empty = temp.path().join("empty");
-        create_dir(&empty)?;
-        dirs.push(empty);
+/// overlayfs stacks at most 500 lower dirs (the kernel's OVL_MAX_STACK).
+const MAX_LOWERS: usize = 500;
+/// A deeper stack has its bottom flattened in whole chunks of this many layers, so that
+/// consecutive steps share one flattened tree and it is rebuilt once per chunk, not per step.
+const FLATTEN_CHUNK: usize = 256;
+
+/// The tree of the bottom `layers` of a stack, applied one on the other into a temp dir of the
+/// store; kept for the build (the snapshotter's life), removed with it.
+struct Flattened {
+    layers: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl OverlaySnapshotter {
+    /// The layer dirs of `layers` (bottom first in the config), topmost first as overlay wants,
+    /// with an empty dir of `temp` at the bottom when `add_empty`. A stack deeper than
+    /// overlayfs allows gets its bottom as one flattened tree.
+    fn lower_dirs(
+        &self,
+        store: &Store,
+        layers: &[String],
+        temp: &tempfile::TempDir,
+        add_empty: bool,
+    ) -> Result<Vec<PathBuf>, WorkerError> {
+        let needed = layers.len() + usize::from(add_empty);
+        if needed > MAX_LOWERS {
+            // Whole chunks, enough that the rest plus the flattened tree fit.
+            let over = needed + 1 - MAX_LOWERS;
+            let bottom = over.div_ceil(FLATTEN_CHUNK) * FLATTEN_CHUNK;
+            let (below, above) = layers.split_at(bottom.min(layers.len()));
+            let mut dirs = store.overlay_lowers(above)?;
+            dirs.push(self.flattened(store, below)?);
+            return Ok(dirs);
+        }
+        let mut dirs: Vec<PathBuf> = store.overlay_lowers(layers)?;
+        if add_empty {
+            let empty = temp.path().join("empty");
+            create_dir(&empty)?;
+            dirs.push(empty);
+        }
+        Ok(dirs)
     }
-    Ok(dirs)
+
+    /// The flattened tree of `layers`, made on first use.
+    fn flattened(&self, store: &Store, layers: &[String]) -> Result<PathBuf, WorkerError> {
+        // Held while flattening: parallel stages on the same base wait for one tree.
+        // (A stage that panicked holding it left the list as it was: still usable.)
+        let mut made = self
+            .flattened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tree) = made.iter().find(|t| t.layers == layers) {
+            return Ok(tree.dir.path().join("root"));
+        }
+        let dir = store.temp_dir("flattened")?;
+        let root = dir.path().join("root");
+        create_dir(&root)?;
+        let root_fd = boundary::open_root(&root).map_err(io_error("open", &root))?;
+        for diff_id in layers {
+            let layer_dir = store.layer_dir(diff_id)?;
+            let layer = boundary::open_root(&layer_dir).map_err(io_error("open", &layer_dir))?;
+            boundary::walk::apply_layer(&layer, &root_fd).map_err(|source| WorkerError::Walk {
+                path: layer_dir.clone(),
+                source,
+            })?;
+        }
+        made.push(Flattened {
+            layers: layers.to_vec(),
+            dir,
+        });
+        Ok(root)
+    }
 }
 
 fn create_dir(dir: &std::path::Path) -> Result<(), WorkerError> {
@@ -54,7 +116,7 @@ impl Snapshotter for OverlaySnapshotter {
     ) -> Result<Snapshot, WorkerError> {
         let temp = store.temp_dir(purpose)?;
         // overlay needs a lower layer; FROM scratch has none.
-        let lower_dirs = lower_dirs(store, layers, &temp, layers.is_empty())?;
+        let lower_dirs = self.lower_dirs(store, layers, &temp, layers.is_empty())?;
         let rootfs = RootfsSpec {
             lower_dirs,
             upper_dir: temp.path().join("upper"),
@@ -80,7 +142,7 @@ impl Snapshotter for OverlaySnapshotter {
     ) -> Result<Snapshot, WorkerError> {
         let temp = store.temp_dir(purpose)?;
         // Without an upper dir overlay wants two lowers at least.
-        let lower_dirs = lower_dirs(store, layers, &temp, true)?;
+        let lower_dirs = self.lower_dirs(store, layers, &temp, true)?;
         let merged_dir = temp.path().join("merged");
         create_dir(&merged_dir)?;
         let rootfs = RootfsSpec {
@@ -120,8 +182,9 @@ impl Snapshotter for OverlaySnapshotter {
 /// Whether an overlay can be mounted over dirs of the store, here: a read-write overlay of
 /// one empty lower dir, mounted and unmounted in rbuild's own mount namespace.
 pub(super) fn probe(store: &Store) -> Result<(), WorkerError> {
-    let snapshot = OverlaySnapshotter.prepare(store, &[], "overlay-probe")?;
-    let mounted = OverlaySnapshotter.mount(&snapshot)?;
+    let snapshotter = OverlaySnapshotter::default();
+    let snapshot = snapshotter.prepare(store, &[], "overlay-probe")?;
+    let mounted = snapshotter.mount(&snapshot)?;
     drop(mounted);
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Layer stacks: more layers than one mount-option page can name, layers shared between
-//! images, and the step cache reusing stored layers.
+//! Layer stacks: more layers than one mount-option page can name, more than overlayfs can
+//! stack, layers shared between images, and the step cache reusing stored layers.
 
 use crate::support::*;
 
@@ -22,6 +22,35 @@ fn a_dockerfile_with_130_run_steps_builds() {
         "the last step saw every lower layer"
     );
     assert_eq!(image.tree().text("f77"), "77\n");
+}
+
+/// overlayfs stacks at most 500 lower dirs: the steps beyond see the bottom of the stack as
+/// one flattened tree, deletions (whiteouts) included.
+#[test]
+fn a_dockerfile_with_more_layers_than_overlayfs_stacks_builds() {
+    let Some(env) = TestEnv::with_busybox() else {
+        return;
+    };
+    let mut dockerfile = String::from(
+        "FROM busybox:latest\n\
+         RUN rm /etc/group\n\
+         RUN echo doomed > /gone\n\
+         RUN rm /gone\n",
+    );
+    for i in 4..=520 {
+        dockerfile.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    dockerfile.push_str(
+        "RUN test ! -e /etc/group && test ! -e /gone && test -e /etc/passwd && \
+         cat /f4 /f300 /f520 > /seen\n",
+    );
+    let ctx = env.context(&[("Dockerfile", file(dockerfile))]);
+    let (_, image) = env.build_oci("deep", &["-q"], &ctx);
+    assert_eq!(image.layer_count(), 1 + 521);
+    assert_eq!(image.tree().text("seen"), "4\n300\n520\n");
+    assert!(!image.tree().contains("etc/group"));
+    assert!(!image.tree().contains("gone"));
+    assert_eq!(image.tree().text("f499"), "499\n");
 }
 
 #[test]
