@@ -40,6 +40,29 @@ pub struct PushArgs {
     /// `rawjson`, `quiet`/`none`, `auto` [default: $RBUILD_PROGRESS, $BUILDKIT_PROGRESS, else auto]
     #[arg(long, value_enum)]
     pub progress: Option<ProgressFlag>,
+    /// Compression of layers that have no blob in it yet (podman's flag): a layer that came
+    /// with a blob, or was pushed before, keeps it [default: gzip]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression_format: Option<PushCompression>,
+}
+
+/// Layer compression for a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
+}
+
+impl PushCompression {
+    fn options(format: Option<PushCompression>) -> registry::PushOptions {
+        registry::PushOptions {
+            compression: format.map(|f| match f {
+                PushCompression::Gzip => rbuild::archive::Compression::Gzip,
+                PushCompression::Zstd => rbuild::archive::Compression::Zstd,
+            }),
+            ..registry::PushOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -133,11 +156,12 @@ fn push_image(
     store: &rbuild::store::Store,
     image_id: &str,
     dest: &str,
+    options: &registry::PushOptions,
     quiet: bool,
     mode: ProgressMode,
 ) -> anyhow::Result<String> {
     push_reporting(dest, quiet, mode, |reference, log| {
-        registry::push(store, image_id, reference, log)
+        registry::push_with(store, image_id, reference, options, log)
     })
     .map(|pushed| pushed.manifest_digest)
 }
@@ -147,17 +171,16 @@ fn push_platform_list(
     store: &rbuild::store::Store,
     image_ids: &[String],
     dest: &str,
+    options: &registry::PushOptions,
     quiet: bool,
     mode: ProgressMode,
 ) -> anyhow::Result<registry::PushedImage> {
+    let options = registry::IndexPushOptions {
+        images: vec![options.clone(); image_ids.len()],
+        ..registry::IndexPushOptions::default()
+    };
     push_reporting(dest, quiet, mode, |reference, log| {
-        registry::push_index(
-            store,
-            image_ids,
-            reference,
-            &registry::IndexPushOptions::default(),
-            log,
-        )
+        registry::push_index(store, image_ids, reference, &options, log)
     })
 }
 
@@ -193,11 +216,13 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<i32> {
     let dest = args.destination.as_deref().unwrap_or(&args.image);
     // --quiet keeps standard output to the digest; --progress still says what stderr shows.
     let mode = ProgressFlag::resolve(args.progress)?.mode(false);
+    let options = PushCompression::options(args.compression_format);
     let digest = match store.platform_list(&args.image)? {
         Some(image_ids) => {
-            push_platform_list(&store, &image_ids, dest, args.quiet, mode)?.manifest_digest
+            push_platform_list(&store, &image_ids, dest, &options, args.quiet, mode)?
+                .manifest_digest
         }
-        None => push_image(&store, &image_id, dest, args.quiet, mode)?,
+        None => push_image(&store, &image_id, dest, &options, args.quiet, mode)?,
     };
     if args.quiet {
         outln!("{digest}");
