@@ -10,6 +10,7 @@ mod save;
 pub use import::{import_image, import_layer, import_layer_blob, LoadedImage};
 pub use load::load;
 pub use rootfs::{export_local, export_tar, LocalReport};
+pub(crate) use save::each_layer;
 pub use save::{
     describe, describe_platforms, gzip_blob, layer_blob, layer_blob_with, manifest_annotations,
     output_temp_file, save, save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage,

@@ -524,27 +524,10 @@ fn export_layers(
     let mut unique = wanted.clone();
     unique.sort();
     unique.dedup();
-    let results: Vec<Result<ExportLayer, ArchiveError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = unique
-            .iter()
-            .map(|&(d, rewrite)| {
-                let docker = format == ArchiveFormat::Docker;
-                scope.spawn(move || export_layer(store, d, options, rewrite, docker))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ArchiveError::Invalid {
-                        path: label.to_path_buf(),
-                        message: "layer compression panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
-    let made: Vec<ExportLayer> = results.into_iter().collect::<Result<_, _>>()?;
+    let docker = format == ArchiveFormat::Docker;
+    let made: Vec<ExportLayer> = each_layer(&unique, label, |&(d, rewrite)| {
+        export_layer(store, d, options, rewrite, docker)
+    })?;
     Ok(wanted
         .iter()
         .filter_map(|key| {
@@ -552,6 +535,49 @@ fn export_layers(
             made.get(at).cloned()
         })
         .collect())
+}
+
+/// `make` for each of `items` in parallel, results in order. Each compression already runs
+/// on every core, so only as many layers as there are cores are worked on at once: more would
+/// add memory (zstd's workers hold tens of MB each), not speed.
+pub(crate) fn each_layer<T: Sync, R: Send>(
+    items: &[T],
+    label: &Path,
+    make: impl Fn(&T) -> Result<R, ArchiveError> + Sync,
+) -> Result<Vec<R>, ArchiveError> {
+    let at_once = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<R, ArchiveError>>>> =
+        std::sync::Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..at_once {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = make(item);
+                let mut slots = results
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                slots[i] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|slot| {
+            // A slot left empty is a worker that panicked.
+            slot.unwrap_or_else(|| {
+                Err(ArchiveError::Invalid {
+                    path: label.to_path_buf(),
+                    message: "layer compression panicked".into(),
+                })
+            })
+        })
+        .collect()
 }
 
 /// The image manifest: its config and layers in the options' media types, and its

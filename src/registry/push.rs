@@ -244,27 +244,9 @@ fn layer_blobs(
     let mut unique: Vec<&String> = diff_ids.iter().collect();
     unique.sort();
     unique.dedup();
-    let made = std::thread::scope(|scope| {
-        let handles: Vec<_> = unique
-            .iter()
-            .map(|&d| {
-                scope.spawn(move || match compression {
-                    None => archive::gzip_blob(store, d),
-                    Some(c) => archive::layer_blob_with(store, d, Some(c)).map(|(blob, _)| blob),
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(archive::ArchiveError::Invalid {
-                        path: store.root().to_path_buf(),
-                        message: "layer compression panicked".into(),
-                    })
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
+    let made = archive::each_layer(&unique, store.root(), |&d| match compression {
+        None => archive::gzip_blob(store, d),
+        Some(c) => archive::layer_blob_with(store, d, Some(c)).map(|(blob, _)| blob),
     })?;
     Ok(diff_ids
         .iter()
