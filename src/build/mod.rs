@@ -450,11 +450,11 @@ pub(crate) fn build_on(
             ));
         }
     }
-    let context = BuildContext::open_for(&options.context_dir, options.dockerfile.as_deref())
+    let mut context = BuildContext::open_for(&options.context_dir, options.dockerfile.as_deref())
         .map_err(|source| BuildError::OpenContext {
-            path: options.context_dir.clone(),
-            source,
-        })?;
+        path: options.context_dir.clone(),
+        source,
+    })?;
     let lines = error::SourceLines::new(source);
     let locate = |ins: &dockerfile::Instruction| Location {
         file: file.clone(),
@@ -480,10 +480,12 @@ pub(crate) fn build_on(
     } else {
         emulation::prepare(store, &platforms, progress)?;
     }
+    let hashes = std::sync::Arc::new(crate::context::HashCache::load(hash_file(store, &context)));
+    context.remember_with(hashes.clone());
     let ctx = steps::StepContext {
         timings: Timings::default(),
         progress_mode: progress.mode(),
-        hashes: crate::context::HashCache::load(hash_file(store, &context)),
+        hashes,
         imported: crate::cache::Imported::open(&options.cache_from),
         used: crate::cache::UsedCache::default(),
         store,

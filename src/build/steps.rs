@@ -19,7 +19,7 @@ pub(crate) struct StepContext<'a> {
     /// How progress is shown (pull progress follows it).
     pub progress_mode: crate::progress::ProgressMode,
     /// Digests of context files, by stat, kept between builds.
-    pub hashes: crate::context::HashCache,
+    pub hashes: std::sync::Arc<crate::context::HashCache>,
     /// Caches given with --cache-from, consulted when the store misses.
     pub imported: crate::cache::Imported,
     /// Keys and cache mounts this build used, for --cache-to.

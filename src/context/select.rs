@@ -94,6 +94,8 @@ pub struct SourceEntry {
     /// The `user.*` and `security.capability` xattrs COPY carries over (as BuildKit's copy
     /// does), part of the cache key.
     pub xattrs: boundary::layer::Xattrs,
+    /// The walk's stat of it, for the digest cache.
+    pub stamp: super::hashcache::FileStamp,
 }
 
 impl SourceEntry {
@@ -142,6 +144,8 @@ pub struct BuildContext {
     /// The root, open: every walk and open below starts from it.
     root_fd: Arc<OwnedFd>,
     ignore: IgnoreRules,
+    /// The build's digest cache, whose remembered xattrs spare unchanged files a listxattr.
+    known: Option<Arc<super::HashCache>>,
 }
 
 /// Opens a tree root (a path rbuild or the user chose) for walking.
@@ -255,7 +259,13 @@ impl BuildContext {
             root,
             root_fd,
             ignore,
+            known: None,
         })
+    }
+
+    /// Lets walks reuse what `cache` remembers of unchanged files (their xattrs).
+    pub fn remember_with(&mut self, cache: Arc<super::HashCache>) {
+        self.known = Some(cache);
     }
 
     /// Paths below `rel` that `.dockerignore` excludes (a whole excluded dir once, unless an
@@ -308,6 +318,7 @@ impl BuildContext {
             root: root.to_path_buf(),
             root_fd: open_tree_root(root)?,
             ignore: IgnoreRules::default(),
+            known: None,
         })
     }
 
@@ -438,9 +449,18 @@ impl BuildContext {
                 } else {
                     path.strip_prefix(&format!("{base}/")).unwrap_or(path)
                 };
-                let xattrs =
-                    kept_xattrs(stat, || boundary::layer::kept_xattrs_at(dir.as_fd(), name))
-                        .map_err(io(&self.root.join(path)))?;
+                // An unchanged file's xattrs are remembered with its digest: no listxattr.
+                let remembered = self
+                    .known
+                    .as_ref()
+                    .and_then(|known| known.xattrs(&self.root.join(path), &file_stamp(stat)));
+                let xattrs = match remembered {
+                    Some(xattrs) => xattrs,
+                    None => {
+                        kept_xattrs(stat, || boundary::layer::kept_xattrs_at(dir.as_fd(), name))
+                            .map_err(io(&self.root.join(path)))?
+                    }
+                };
                 entries.push(self.entry_for(inner, path, stat, link, xattrs));
                 Ok(())
             })?;
@@ -487,6 +507,7 @@ impl BuildContext {
                 && stat.st_nlink > 1)
                 .then_some((stat.st_dev, stat.st_ino)),
             xattrs,
+            stamp: file_stamp(stat),
         }
     }
 
@@ -553,6 +574,17 @@ impl BuildContext {
 
 /// The kept xattrs of a regular file or directory (`read`); other kinds carry none (Linux
 /// allows no `user.*` xattr on a symlink or FIFO).
+/// The stat fields that tell a file unchanged, for the digest cache.
+fn file_stamp(stat: &Stat) -> super::hashcache::FileStamp {
+    super::hashcache::FileStamp {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+        mtime_ns: i128::from(stat.st_mtime) * 1_000_000_000 + i128::from(stat.st_mtime_nsec),
+        ctime_ns: i128::from(stat.st_ctime) * 1_000_000_000 + i128::from(stat.st_ctime_nsec),
+    }
+}
+
 fn kept_xattrs(
     stat: &Stat,
     read: impl FnOnce() -> std::io::Result<boundary::layer::Xattrs>,
