@@ -58,10 +58,48 @@ impl Stamp {
     }
 }
 
+/// A host path as the map's key, hashed and compared as bytes: `Path`'s own Hash and Eq go
+/// component by component, which was a visible part of a no-change rebuild of 10,000 files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Key(PathBuf);
+
+impl Key {
+    fn bytes(&self) -> &[u8] {
+        use std::os::unix::ffi::OsStrExt as _;
+        self.0.as_os_str().as_bytes()
+    }
+}
+
+fn key_bytes(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt as _;
+    path.as_os_str().as_bytes()
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// The remembered digests; a miss reads and hashes the file.
 #[derive(Debug, Default)]
 pub struct HashCache {
-    entries: Mutex<HashMap<PathBuf, Stamp>>,
+    entries: Mutex<HashMap<Key, Stamp>>,
     /// Where it is saved; None keeps it in memory only.
     file: Option<PathBuf>,
     /// Set when a digest was added or changed: an unchanged context is not written back.
@@ -108,7 +146,7 @@ impl HashCache {
         // The walk's stat answers for an unchanged file without opening it (10,000 opens were
         // most of a no-change rebuild of a 10,000-file COPY).
         if let Ok(entries) = self.entries.lock() {
-            if let Some(known) = entries.get(&entry.host_path) {
+            if let Some(known) = entries.get(key_bytes(&entry.host_path)) {
                 if known.is(&entry.stamp) && known.xattrs.as_ref() == Some(&entry.xattrs) {
                     return Ok(known.digest.clone());
                 }
@@ -120,7 +158,7 @@ impl HashCache {
     /// The kept xattrs remembered for the file at `path`, if its stat is still `stamp`.
     pub fn xattrs(&self, path: &Path, stamp: &FileStamp) -> Option<boundary::layer::Xattrs> {
         let entries = self.entries.lock().ok()?;
-        let known = entries.get(path)?;
+        let known = entries.get(key_bytes(path))?;
         if known.is(stamp) {
             known.xattrs.clone()
         } else {
@@ -145,7 +183,7 @@ impl HashCache {
             xattrs: xattrs.cloned(),
         };
         if let Ok(mut entries) = self.entries.lock() {
-            if let Some(known) = entries.get_mut(path) {
+            if let Some(known) = entries.get_mut(key_bytes(path)) {
                 let now = stamp(known.digest.clone());
                 if known.is(&now.file_stamp()) {
                     // Same content; xattrs remembered now if they were not.
@@ -169,7 +207,7 @@ impl HashCache {
         }
         let digest = hex::encode(hasher.finalize());
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(path.to_path_buf(), stamp(digest.clone()));
+            entries.insert(Key(path.to_path_buf()), stamp(digest.clone()));
             self.changed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -198,7 +236,7 @@ mod tests {
         // A poisoned entry proves the second read came from the cache, not the file.
         let reloaded = HashCache::load(store.clone());
         if let Ok(mut entries) = reloaded.entries.lock() {
-            if let Some(e) = entries.get_mut(&file) {
+            if let Some(e) = entries.get_mut(key_bytes(&file)) {
                 e.digest = "remembered".into();
             }
         }
