@@ -12,11 +12,10 @@ pub use load::load;
 pub use rootfs::{export_local, export_tar, LocalReport};
 pub(crate) use save::each_layer;
 pub use save::{
-    describe, describe_platforms, existing_layer_blob, gzip_blob, layer_blob, layer_blob_with,
-    make_layer_blob_into, manifest_annotations, output_temp_file, save, save_platforms, save_with,
-    ArchiveDest, ArchiveFormat, BaseImage, Compression, ExportOptions, ExportedImage,
-    ExportedIndex, MediaTypes, PlatformImage, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
-    ANNOTATION_CREATED,
+    describe, describe_platforms, gzip_blob, layer_blob, layer_blob_with, manifest_annotations,
+    output_temp_file, save, save_platforms, save_with, ArchiveDest, ArchiveFormat, BaseImage,
+    Compression, ExportOptions, ExportedImage, ExportedIndex, MediaTypes, PlatformImage,
+    ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED,
 };
 
 #[derive(Debug, thiserror::Error)]

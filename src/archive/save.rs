@@ -203,7 +203,6 @@ fn make_blob(
     level: Option<i32>,
     clamp_mtime: Option<i64>,
     original: Option<&Path>,
-    tee: Option<&mut (dyn Write + Send)>,
 ) -> Result<(LayerBlob, String), ArchiveError> {
     let layer_dir = store.layer_dir(diff_id)?;
     // A layer that came with a blob is recompressed from that blob: its tar (entry order,
@@ -226,10 +225,7 @@ fn make_blob(
     };
     let temp = store.blob_temp_file()?;
     let (file, temp_path) = temp.into_parts();
-    let counted = DigestWriter::new(Tee {
-        file: std::io::BufWriter::new(file),
-        copy: tee,
-    });
+    let counted = DigestWriter::new(std::io::BufWriter::new(file));
     // Hash the tar on its way into the compressor: that is the diff_id.
     let (counted, tar_digest) = match compression {
         Compression::Gzip => {
@@ -275,11 +271,8 @@ fn make_blob(
             ),
         });
     }
-    let (tee, digest) = counted.finish();
-    if let Some(copy) = tee.copy {
-        copy.flush().map_err(io_err("send blob for", &layer_dir))?;
-    }
-    tee.file
+    let (buffered, digest) = counted.finish();
+    buffered
         .into_inner()
         .map_err(|e| ArchiveError::Io {
             action: "write blob for",
@@ -295,31 +288,6 @@ fn make_blob(
     };
     store.adopt_blob(temp_path, &blob.digest)?;
     Ok((blob, tar_digest.as_oci()))
-}
-
-/// The blob's bytes on their way to the store's file, and to `copy` as well (a push
-/// uploading them while they are made). A failed copy fails the blob.
-struct Tee<'a> {
-    file: std::io::BufWriter<std::fs::File>,
-    copy: Option<&'a mut (dyn Write + Send)>,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        if let Some(copy) = self.copy.as_mut() {
-            copy.write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()?;
-        if let Some(copy) = self.copy.as_mut() {
-            copy.flush()?;
-        }
-        Ok(())
-    }
 }
 
 /// One layer as it will be written.
@@ -350,7 +318,6 @@ fn export_layer(
     options: &ExportOptions,
     rewrite: bool,
     uncompressed_only: bool,
-    tee: Option<&mut (dyn Write + Send)>,
 ) -> Result<ExportLayer, ArchiveError> {
     let mut info = store.layer_info(diff_id)?;
     let present: Vec<&LayerBlob> = info
@@ -387,7 +354,6 @@ fn export_layer(
             wanted,
             options.compression_level,
             options.rewrite_timestamp,
-            None,
             None,
         )?;
         return Ok(ExportLayer {
@@ -438,7 +404,6 @@ fn export_layer(
         options.compression_level,
         None,
         original.as_deref(),
-        tee,
     )?;
     info.blobs.push(blob.clone());
     store.set_layer_info(&info)?;
@@ -561,7 +526,7 @@ fn export_layers(
     unique.dedup();
     let docker = format == ArchiveFormat::Docker;
     let made: Vec<ExportLayer> = each_layer(&unique, label, |&(d, rewrite)| {
-        export_layer(store, d, options, rewrite, docker, None)
+        export_layer(store, d, options, rewrite, docker)
     })?;
     Ok(wanted
         .iter()
@@ -1052,7 +1017,7 @@ pub fn layer_blob_with(
         compression,
         ..ExportOptions::default()
     };
-    let layer = export_layer(store, diff_id, &options, false, false, None)?;
+    let layer = export_layer(store, diff_id, &options, false, false)?;
     match layer.source {
         Source::Blob(path) => Ok((
             LayerBlob {
@@ -1067,51 +1032,6 @@ pub fn layer_blob_with(
             message: "the layer has no blob to export".into(),
         }),
     }
-}
-
-/// The blob the layer already has in `compression` (None: the blob push and save use by
-/// default), if any: then nothing needs compressing.
-pub fn existing_layer_blob(
-    store: &Store,
-    diff_id: &str,
-    compression: Option<Compression>,
-) -> Result<Option<LayerBlob>, ArchiveError> {
-    let info = store.layer_info(diff_id)?;
-    let present: Vec<&LayerBlob> = info
-        .blobs
-        .iter()
-        .filter(|b| store.has_blob(&b.digest))
-        .collect();
-    let found = match compression {
-        Some(c) => present
-            .iter()
-            .find(|b| Compression::of_media_type(&b.media_type) == c),
-        None => present
-            .iter()
-            .find(|b| Compression::of_media_type(&b.media_type) == Compression::Gzip)
-            .or(present.first()),
-    };
-    Ok(found.map(|b| (*b).clone()))
-}
-
-/// Makes the layer's blob in `compression` (gzip when None) into the store as
-/// [`layer_blob_with`] does, sending every byte to `copy` as well while it is made.
-pub fn make_layer_blob_into(
-    store: &Store,
-    diff_id: &str,
-    compression: Option<Compression>,
-    copy: &mut (dyn Write + Send),
-) -> Result<LayerBlob, ArchiveError> {
-    let options = ExportOptions {
-        compression: Some(compression.unwrap_or(Compression::Gzip)),
-        ..ExportOptions::default()
-    };
-    let layer = export_layer(store, diff_id, &options, false, false, Some(copy))?;
-    Ok(LayerBlob {
-        media_type: layer.media_type,
-        digest: layer.digest,
-        size: layer.size,
-    })
 }
 
 pub(crate) fn layer_tar_reader(

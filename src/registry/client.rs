@@ -23,9 +23,6 @@ pub enum RequestBody<'a> {
     Bytes(&'a [u8], &'a str),
     /// A blob file of the given size, reporting upload progress under a name.
     File(&'a std::path::Path, u64, Option<(&'a str, super::Log<'a>)>),
-    /// Bytes as they are made, of a size not known yet (sent chunked). Sent once: a
-    /// request that fails with it is not retried (its bytes are gone).
-    Stream(std::cell::RefCell<&'a mut (dyn std::io::Read + Send)>),
 }
 
 /// Counts bytes read for upload progress.
@@ -304,14 +301,6 @@ impl Client {
                     .map_err(|e| http_err(ureq::Error::Http(e)))?;
                 self.agent.run(request)
             }
-            RequestBody::Stream(reader) => {
-                let mut reader = reader.borrow_mut();
-                let request = builder
-                    .header("content-type", "application/octet-stream")
-                    .body(ureq::SendBody::from_reader(&mut **reader))
-                    .map_err(|e| http_err(ureq::Error::Http(e)))?;
-                self.agent.run(request)
-            }
             RequestBody::File(path, size, report) => {
                 let file = std::fs::File::open(path).map_err(super::io_err("read", path))?;
                 let mut reader = Counted {
@@ -342,10 +331,7 @@ impl Client {
     ) -> Result<Response<Body>, RegistryError> {
         let mut authenticated = false;
         let mut attempt = 0;
-        let retries = match body {
-            RequestBody::Stream(_) => 0,
-            _ => super::command::options().retries,
-        };
+        let retries = super::command::options().retries;
         loop {
             attempt += 1;
             match self.send_once(method, url, headers, body) {

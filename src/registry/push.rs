@@ -189,12 +189,9 @@ fn push_image(
             what: format!("config of {image_id}"),
             message: e.to_string(),
         })?;
-    let diff_ids = &config.rootfs.diff_ids;
-    // Layers with a blob already go as they are; the others are compressed while they upload.
-    let existing = existing_blobs(store, diff_ids, options.compression)?;
+    let blobs = layer_blobs(store, &config.rootfs.diff_ids, options.compression)?;
     let sources = BlobSources::of(store, dest);
-    let known: Vec<LayerBlob> = existing.iter().flatten().cloned().collect();
-    let extra_pull = sources.repositories(&known);
+    let extra_pull = sources.repositories(&blobs);
     let client = Client::connect(
         &RegistrySettings::load()?,
         &dest.registry,
@@ -202,38 +199,6 @@ fn push_image(
         "pull,push",
         &extra_pull,
     )?;
-    let missing: Vec<&String> = {
-        let mut missing: Vec<&String> = diff_ids
-            .iter()
-            .zip(&existing)
-            .filter(|(_, blob)| blob.is_none())
-            .map(|(d, _)| d)
-            .collect();
-        missing.sort();
-        missing.dedup();
-        missing
-    };
-    let streamed = archive::each_layer(&missing, store.root(), |&d| {
-        Ok(stream_layer(store, &client, d, options.compression, log))
-    })?
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()?;
-    let blobs: Vec<LayerBlob> = diff_ids
-        .iter()
-        .zip(&existing)
-        .filter_map(|(d, blob)| match blob {
-            Some(blob) => Some(blob.clone()),
-            None => {
-                let at = missing.binary_search(&d).ok()?;
-                streamed.get(at).map(|(blob, _)| blob.clone())
-            }
-        })
-        .collect();
-    let already_sent: std::collections::HashSet<&str> = streamed
-        .iter()
-        .filter(|(_, sent)| *sent)
-        .map(|(blob, _)| blob.digest.as_str())
-        .collect();
     let config_blob = LayerBlob {
         media_type: "config".into(),
         digest: image_id.to_string(),
@@ -246,11 +211,6 @@ fn push_image(
         } else {
             "layer"
         };
-        if already_sent.contains(blob.digest.as_str()) {
-            uploaded += 1;
-            store.add_blob_source(&blob.digest, &sources.dest);
-            continue;
-        }
         let path = store.blob_path(&blob.digest)?;
         let mount = sources.mount_from(&blob.digest);
         if push_blob(&client, &blob.digest, blob.size, &path, mount, kind, log)? {
@@ -273,147 +233,25 @@ fn push_image(
     })
 }
 
-/// The blob each layer already has in `compression` (None where it needs making).
-fn existing_blobs(
+/// The compressed blob of each layer (gzip unless asked otherwise; a layer keeps the blob it
+/// came with), made in parallel.
+fn layer_blobs(
     store: &Store,
     diff_ids: &[String],
     compression: Option<archive::Compression>,
-) -> Result<Vec<Option<LayerBlob>>, RegistryError> {
+) -> Result<Vec<LayerBlob>, RegistryError> {
+    // A layer that appears twice (two identical steps) is compressed once.
+    let mut unique: Vec<&String> = diff_ids.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let made = archive::each_layer(&unique, store.root(), |&d| match compression {
+        None => archive::gzip_blob(store, d),
+        Some(c) => archive::layer_blob_with(store, d, Some(c)).map(|(blob, _)| blob),
+    })?;
     Ok(diff_ids
         .iter()
-        .map(|d| archive::existing_layer_blob(store, d, compression))
-        .collect::<Result<_, _>>()?)
-}
-
-/// Compresses a layer that has no blob yet into the store while its bytes upload (one
-/// streamed PATCH, then the PUT that names the digest), so the push takes about as long as
-/// the compression rather than the compression and then the upload. Returns the blob and
-/// whether it was uploaded here; when streaming fails (a registry refusing a chunked upload,
-/// a dropped connection), the blob is made (or kept, if it was finished) and left to the
-/// ordinary upload.
-fn stream_layer(
-    store: &Store,
-    client: &Client,
-    diff_id: &str,
-    compression: Option<archive::Compression>,
-    log: Log,
-) -> Result<(LayerBlob, bool), RegistryError> {
-    let short = short_digest(diff_id);
-    match try_stream_layer(store, client, diff_id, compression, log) {
-        Ok(blob) => Ok((blob, true)),
-        Err(e) => {
-            log.line(&format!(
-                "layer {short}: streamed upload failed ({}); uploading the blob instead",
-                crate::error_chain(&e)
-            ));
-            let blob = match compression {
-                None => archive::gzip_blob(store, diff_id)?,
-                Some(c) => archive::layer_blob_with(store, diff_id, Some(c))?.0,
-            };
-            Ok((blob, false))
-        }
-    }
-}
-
-fn try_stream_layer(
-    store: &Store,
-    client: &Client,
-    diff_id: &str,
-    compression: Option<archive::Compression>,
-    log: Log,
-) -> Result<LayerBlob, RegistryError> {
-    let started = client.expect(
-        "POST",
-        &client.repo_url("blobs/uploads/"),
-        &[("content-length", "0".to_string())],
-        &RequestBody::Empty,
-        &[202],
-    )?;
-    let location = |response: &ureq::http::Response<ureq::Body>, what: &str| {
-        response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(|l| client.absolute(l))
-            .ok_or_else(|| RegistryError::Invalid {
-                what: format!("upload of layer {diff_id}"),
-                message: format!("the registry gave no location {what}"),
-            })
-    };
-    let upload_url = location(&started, "to upload to")?;
-    let timer = std::time::Instant::now();
-    let (reader, mut writer) = std::io::pipe().map_err(|e| RegistryError::Invalid {
-        what: format!("upload of layer {diff_id}"),
-        message: format!("cannot make a pipe: {e}"),
-    })?;
-    let name = short_digest(diff_id);
-    let mut reader = Sent {
-        inner: reader,
-        done: 0,
-        // The compressed size is known only at the end: the tar's size stands for it.
-        estimate: store.layer_info(diff_id)?.tar_size,
-        name: &name,
-        log,
-    };
-    let (made, sent) = std::thread::scope(|scope| {
-        let maker = scope.spawn(move || {
-            // The writer is dropped when the blob is made (or fails): the upload's end.
-            archive::make_layer_blob_into(store, diff_id, compression, &mut writer)
-        });
-        let body = RequestBody::Stream(std::cell::RefCell::new(&mut reader));
-        let sent = client.expect("PATCH", &upload_url, &[], &body, &[202]);
-        drop(body);
-        // Unblock the maker if the upload stopped reading early.
-        drop(reader);
-        let made = maker.join().unwrap_or_else(|_| {
-            Err(archive::ArchiveError::Invalid {
-                path: store.root().to_path_buf(),
-                message: "layer compression panicked".into(),
-            })
-        });
-        (made, sent)
-    });
-    let blob = made?;
-    let patched = sent?;
-    log.transfer(&name, blob.size, blob.size);
-    let mut finish_url = location(&patched, "to finish the upload at")?;
-    finish_url.push(if finish_url.contains('?') { '&' } else { '?' });
-    finish_url.push_str(&format!("digest={}", blob.digest));
-    client.expect(
-        "PUT",
-        &finish_url,
-        &[("content-length", "0".to_string())],
-        &RequestBody::Empty,
-        &[201, 204],
-    )?;
-    let secs = timer.elapsed().as_secs_f64().max(0.001);
-    log.line(&format!(
-        "layer {}: compressed and uploaded {} in {secs:.1}s ({}/s)",
-        short_digest(&blob.digest),
-        human_size(blob.size),
-        human_size((blob.size as f64 / secs) as u64)
-    ));
-    Ok(blob)
-}
-
-/// Counts the bytes of a streamed upload for the progress display.
-struct Sent<'a, R> {
-    inner: R,
-    done: u64,
-    estimate: u64,
-    name: &'a str,
-    log: Log<'a>,
-}
-
-impl<R: std::io::Read> std::io::Read for Sent<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        // Kept below the total so the line stays until the real size is reported.
-        let total = self.estimate.max(self.done + 1);
-        self.log.transfer(self.name, self.done, total);
-        Ok(n)
-    }
+        .filter_map(|d| made.get(unique.binary_search(&d).ok()?).cloned())
+        .collect())
 }
 
 /// Where the store knows a blob to live already: another repository of the destination's
