@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod sbom;
 pub mod snapshot;
 pub mod ssh;
 pub mod store;
