@@ -1191,8 +1191,26 @@ fn push_progress_as_json_events() {
     );
 }
 
-/// A blob read from an OCI layout by digest.
-fn layout_blob_path(layout: &std::path::Path, digest: &str) -> std::path::PathBuf {
+/// Where layer `index` of the image pushed as `target` is in `layout` (the image copied there
+/// by skopeo), checking its media type ends in `kind` as the registry's manifest says.
+fn pushed_layer_blob(
+    layout: &std::path::Path,
+    target: &str,
+    index: usize,
+    kind: &str,
+) -> std::path::PathBuf {
+    let manifest = skopeo_inspect_with(
+        &format!("docker://{target}"),
+        &["--tls-verify=false", "--raw"],
+    )
+    .expect("skopeo");
+    let layer = &manifest["layers"][index];
+    assert_eq!(
+        layer["mediaType"],
+        format!("application/vnd.oci.image.layer.v1.{kind}"),
+        "{manifest}"
+    );
+    let digest = layer["digest"].as_str().expect("layer digest");
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     layout.join("blobs/sha256").join(hex)
 }
@@ -1258,20 +1276,7 @@ fn a_large_new_layer_pushes_as_one_gzip_member_and_as_zstd_that_standard_tools_r
     }
     let image = crate::support::OciImage::open_ref(layout.path(), "gz");
     let diff_ids = image.diff_ids();
-    let manifest = skopeo_inspect_with(
-        &format!("docker://{gz_target}"),
-        &["--tls-verify=false", "--raw"],
-    )
-    .expect("skopeo");
-    let layer = &manifest["layers"][1];
-    assert_eq!(
-        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
-        "{manifest}"
-    );
-    let gz_path = layout_blob_path(
-        layout.path(),
-        layer["digest"].as_str().expect("layer digest"),
-    );
+    let gz_path = pushed_layer_blob(layout.path(), &gz_target, 1, "tar+gzip");
     // gzip(1) accepts it...
     crate::support::run_ok(Command::new("gzip").arg("-t").arg(&gz_path));
     // ...and it is one member: a single-member decoder reads the whole tar and leaves nothing.
@@ -1293,20 +1298,7 @@ fn a_large_new_layer_pushes_as_one_gzip_member_and_as_zstd_that_standard_tools_r
     assert_eq!(crate::support::oci::sha256_digest(&tar), diff_ids[1]);
 
     // The zstd push: zstd(1) reads it, and it holds the same tar (the same diff_id).
-    let zstd_manifest = skopeo_inspect_with(
-        &format!("docker://{zstd_target}"),
-        &["--tls-verify=false", "--raw"],
-    )
-    .expect("skopeo");
-    let zstd_layer = &zstd_manifest["layers"][1];
-    assert_eq!(
-        zstd_layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
-        "{zstd_manifest}"
-    );
-    let zstd_path = layout_blob_path(
-        layout.path(),
-        zstd_layer["digest"].as_str().expect("layer digest"),
-    );
+    let zstd_path = pushed_layer_blob(layout.path(), &zstd_target, 1, "tar+zstd");
     let decoded = Command::new("zstd")
         .arg("-dcq")
         .arg(&zstd_path)
